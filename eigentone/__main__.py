@@ -1,0 +1,3 @@
+from eigentone.cli import main
+
+raise SystemExit(main())

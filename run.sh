@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# eigentone's two commands. Each sets up everything it needs first (system packages
+# when run as root, a virtual environment in .venv, Python packages), then:
+#   bash run.sh demo   renders the demo MIDI with the shipped instruments to out/demo.wav (+ .png)
+#   bash run.sh test   runs the whole default test suite
+# Set-up is skipped when nothing changed since the last successful one.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "run.sh: error: $*" >&2; exit 1; }
+
+SYSTEM_PACKAGES=(libportaudio2 jackd2 libsndfile1)
+TORCH_VERSION=2.13.0
+
+need_system_packages() {
+  local missing=()
+  for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing system packages: ${missing[*]}. Run as root, or: sudo apt-get install -y ${missing[*]}"
+  fi
+  command -v apt-get >/dev/null || die "missing system packages ${missing[*]} and no apt-get on this machine"
+  echo "run.sh: installing system packages: ${missing[*]}"
+  echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections 2>/dev/null || true
+  apt-get update -qq || die "apt-get update failed (no network to the Debian mirrors?)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+setup_python() {
+  local py="${PYTHON:-python3}"
+  command -v "$py" >/dev/null || die "python3 not found; install Python >= 3.11"
+  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 needed, found $("$py" --version 2>&1)"
+  local stamp=".venv/.eigentone-setup"
+  local want
+  want="$(cat pyproject.toml run.sh | sha256sum | cut -d' ' -f1)"
+  if [ -x .venv/bin/eigentone ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    "$py" -m venv .venv || die "could not create .venv (on Debian: apt-get install python3-venv)"
+  fi
+  echo "run.sh: installing Python packages into .venv (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null || die "pip upgrade failed"
+  # torch pinned here to the CPU wheel; pyproject keeps a range that this satisfies.
+  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" \
+    || die "pip install torch==${TORCH_VERSION} failed (is the package registry reachable?)"
+  .venv/bin/python -m pip install -q -e ".[train,dev]" || die "pip install -e .[train,dev] failed"
+  echo "$want" > "$stamp"
+}
+
+case "${1:-}" in
+  demo)
+    need_system_packages
+    setup_python
+    shift
+    exec .venv/bin/eigentone render assets/demo/demo.mid --out out/demo.wav --spectrogram out/demo.png "$@"
+    ;;
+  test)
+    need_system_packages
+    setup_python
+    shift
+    exec .venv/bin/python -m pytest -q "$@"
+    ;;
+  setup)
+    need_system_packages
+    setup_python
+    ;;
+  *)
+    echo "usage: bash run.sh demo | test | setup" >&2
+    exit 2
+    ;;
+esac
