@@ -42,12 +42,14 @@ setup_python() {
   if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv || die "could not create .venv (on Debian: apt-get install python3-venv)"
   fi
-  echo "run.sh: installing Python packages into .venv (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null || die "pip upgrade failed"
+  echo "run.sh: installing Python packages into .venv (first run takes a few minutes; log: .venv/setup.log)"
+  local log=.venv/setup.log
+  pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@" >>"$log" 2>&1; }
+  : > "$log"
   # torch pinned here to the CPU wheel; pyproject keeps a range that this satisfies.
-  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" \
-    || die "pip install torch==${TORCH_VERSION} failed (is the package registry reachable?)"
-  .venv/bin/python -m pip install -q -e ".[train,dev]" || die "pip install -e .[train,dev] failed"
+  pip_install "torch==${TORCH_VERSION}" \
+    || { tail -n 5 "$log" >&2; die "pip install torch==${TORCH_VERSION} failed (is the package registry reachable?)"; }
+  pip_install -e ".[train,dev]" || { tail -n 5 "$log" >&2; die "pip install -e .[train,dev] failed (see $log)"; }
   echo "$want" > "$stamp"
 }
 
