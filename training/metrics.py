@@ -1,0 +1,232 @@
+"""Evaluation metrics shared by every family (numpy/scipy only, no torch).
+
+Field / time-domain:
+    ``field_nmse``            sum(err^2) / sum(ref^2) over a field (any shape)
+    ``pickup_rel_mse``        the same over pickup signals (the DAFx24 string-study metric)
+Spectral (audio, 1-D signals at one sample rate):
+    ``mr_stft_distance``      multi-resolution STFT: spectral convergence + log-magnitude L1
+    ``log_spectral_distance`` LSD in dB (RMS over frequency of the dB difference, mean over frames)
+Modal (via ESPRIT, ``training/modal_analysis.py``):
+    ``partial_errors``        matched partials: frequency error in cents, T60 relative error
+    ``broadband_t60``         Schroeder energy-decay T60 of a whole signal, seconds
+Nonlinear strings:
+    ``fundamental_trajectory`` f0 over time (short-window ESPRIT)
+    ``trajectory_max_cents``  max |cents| between two f0 tracks
+
+``audio_report`` and ``field_report`` bundle them into flat dicts of floats; ``split_report``
+evaluates in-horizon (training length) and extrapolated (beyond it) segments separately.
+
+Example
+-------
+>>> fs = 16000.0
+>>> t = np.arange(8000) / fs
+>>> ref = np.exp(-4 * t) * np.sin(2 * np.pi * 220 * t)
+>>> pred = np.exp(-4 * t) * np.sin(2 * np.pi * 220.5 * t)
+>>> round(partial_errors(pred, ref, fs)["partial_cents_max"], 1)
+3.9
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal as sps
+
+from training.modal_analysis import ModalEstimate, esprit, fundamental_trajectory, significant_partials
+
+__all__ = [
+    "audio_report",
+    "broadband_t60",
+    "cents",
+    "field_nmse",
+    "field_report",
+    "fundamental_trajectory",
+    "log_spectral_distance",
+    "mr_stft_distance",
+    "partial_errors",
+    "pickup_rel_mse",
+    "split_report",
+    "trajectory_max_cents",
+]
+
+_EPS = 1e-12
+
+
+def cents(freq: np.ndarray | float, ref: np.ndarray | float) -> np.ndarray | float:
+    """Interval from ``ref`` to ``freq`` in cents (1200 log2(freq/ref))."""
+    return 1200.0 * np.log2(np.asarray(freq, dtype=np.float64) / np.asarray(ref, dtype=np.float64))
+
+
+def field_nmse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Normalised field MSE, sum((pred-ref)^2) / sum(ref^2); any matching shapes, e.g. (examples, samples, points)."""
+    pred, ref = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    _check_shapes(pred, ref)
+    return float(np.sum((pred - ref) ** 2) / max(np.sum(ref**2), 1e-300))
+
+
+def pickup_rel_mse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Relative pickup MSE sum(err^2)/sum(ref^2) over (examples, samples) or (samples,) signals."""
+    return field_nmse(pred, ref)
+
+
+def _check_shapes(pred: np.ndarray, ref: np.ndarray) -> None:
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
+
+
+def _stft_mag(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """|STFT| with a Hann window, hop n_fft/4: (freqs, frames) (mirrors training/losses.py)."""
+    _, _, spec = sps.stft(x, nperseg=n_fft, noverlap=n_fft - n_fft // 4, window="hann", boundary="even",
+                          padded=True, scaling="spectrum")
+    return np.abs(spec)
+
+
+def mr_stft_distance(pred: np.ndarray, ref: np.ndarray, fft_sizes: tuple[int, ...] = (256, 512, 1024, 2048)) -> float:
+    """Multi-resolution STFT distance of two 1-D signals: mean over FFT sizes of
+    spectral convergence ||R-P||_F/||R||_F plus mean |log P - log R| (natural log, floor 1e-7 of the peak)."""
+    pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    _check_shapes(pred, ref)
+    floor = 1e-7 * max(np.max(np.abs(ref)), _EPS)
+    total, used = 0.0, 0
+    for n_fft in fft_sizes:
+        if n_fft > ref.size:
+            continue
+        p, r = _stft_mag(pred, n_fft), _stft_mag(ref, n_fft)
+        convergence = np.linalg.norm(r - p) / max(np.linalg.norm(r), _EPS)
+        log_mag = np.mean(np.abs(np.log(p + floor) - np.log(r + floor)))
+        total += convergence + log_mag
+        used += 1
+    if used == 0:
+        raise ValueError(f"signal of {ref.size} samples is shorter than every FFT size {fft_sizes}")
+    return float(total / used)
+
+
+def log_spectral_distance(pred: np.ndarray, ref: np.ndarray, n_fft: int = 2048, floor_db: float = -100.0) -> float:
+    """Log-spectral distance in dB: per frame sqrt(mean_f (10 log10 P_pred - 10 log10 P_ref)^2), mean over frames.
+
+    Power spectra are floored ``floor_db`` below the reference's peak so that silent bins do not dominate.
+    """
+    pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    _check_shapes(pred, ref)
+    n_fft = min(n_fft, 1 << int(np.floor(np.log2(max(ref.size, 2)))))
+    p, r = _stft_mag(pred, n_fft) ** 2, _stft_mag(ref, n_fft) ** 2
+    floor = max(r.max(), _EPS) * 10.0 ** (floor_db / 10.0)
+    diff = 10.0 * np.log10(np.maximum(p, floor)) - 10.0 * np.log10(np.maximum(r, floor))  # (freqs, frames)
+    return float(np.mean(np.sqrt(np.mean(diff**2, axis=0))))
+
+
+def _partials(x: np.ndarray, fs: float, n_partials: int, max_samples: int) -> ModalEstimate:
+    est = esprit(x, fs, max_samples=max_samples)
+    est = significant_partials(est, rel_amplitude=1e-3)
+    est = ModalEstimate(est.freqs_hz[est.sigma > 0], est.sigma[est.sigma > 0], est.amplitudes[est.sigma > 0])
+    return est.strongest(n_partials)
+
+
+def partial_errors(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    sample_rate: float,
+    *,
+    n_partials: int = 16,
+    tolerance_cents: float = 50.0,
+    max_samples: int = 8192,
+    ref_estimate: ModalEstimate | None = None,
+) -> dict[str, float]:
+    """Match the strongest partials of ``ref`` (ESPRIT) to those of ``pred`` and compare them.
+
+    Returns ``partial_cents_mean`` / ``partial_cents_max`` (|frequency error| in cents over matched
+    partials), ``t60_rel_error_mean`` / ``t60_rel_error_max`` (|T60_pred - T60_ref| / T60_ref) and
+    ``partials_matched`` (fraction of the reference partials with a predicted partial within
+    ``tolerance_cents``). Signals: 1-D, same sample rate. ``ref_estimate`` skips re-analysing ``ref``.
+    """
+    ref_est = ref_estimate if ref_estimate is not None else _partials(ref, sample_rate, n_partials, max_samples)
+    pred_est = _partials(pred, sample_rate, 4 * n_partials, max_samples)
+    if ref_est.freqs_hz.size == 0:
+        raise ValueError("reference has no decaying partials")
+    errs, t60_errs = [], []
+    for f, s in zip(ref_est.freqs_hz, ref_est.sigma):
+        if pred_est.freqs_hz.size == 0:
+            break
+        gaps = cents(pred_est.freqs_hz, f)
+        j = int(np.argmin(np.abs(gaps)))
+        if abs(gaps[j]) <= tolerance_cents:
+            errs.append(abs(gaps[j]))
+            t60_errs.append(abs(s / pred_est.sigma[j] - 1.0))  # T60 ∝ 1/sigma
+    if not errs:
+        return {"partial_cents_mean": float("inf"), "partial_cents_max": float("inf"), "t60_rel_error_mean": float("inf"),
+                "t60_rel_error_max": float("inf"), "partials_matched": 0.0}
+    return {
+        "partial_cents_mean": float(np.mean(errs)),
+        "partial_cents_max": float(np.max(errs)),
+        "t60_rel_error_mean": float(np.mean(t60_errs)),
+        "t60_rel_error_max": float(np.max(t60_errs)),
+        "partials_matched": len(errs) / ref_est.freqs_hz.size,
+    }
+
+
+def broadband_t60(x: np.ndarray, sample_rate: float, fit_db: tuple[float, float] = (-5.0, -25.0)) -> float:
+    """T60 in seconds from the Schroeder backward-integrated energy decay curve of a whole signal.
+
+    A straight line is fitted to the EDC between ``fit_db`` levels (T20 style) and extrapolated to -60 dB.
+    """
+    x = np.asarray(x, np.float64).ravel()
+    energy = np.cumsum((x**2)[::-1])[::-1]
+    if energy[0] <= 0:
+        raise ValueError("silent signal has no decay time")
+    edc = 10.0 * np.log10(np.maximum(energy / energy[0], 1e-300))
+    hi, lo = fit_db
+    sel = np.nonzero((edc <= hi) & (edc >= lo))[0]
+    if sel.size < 8:
+        raise ValueError(f"signal does not decay from {hi} to {lo} dB; too short for a T60 estimate")
+    t = sel / sample_rate
+    slope = np.polyfit(t, edc[sel], 1)[0]  # dB/s
+    return float(-60.0 / slope) if slope < 0 else float("inf")
+
+
+def trajectory_max_cents(f0_pred: np.ndarray, f0_ref: np.ndarray) -> float:
+    """Max |cents| between two f0 tracks of equal length (frames where either is nan are skipped)."""
+    f0_pred, f0_ref = np.asarray(f0_pred, np.float64), np.asarray(f0_ref, np.float64)
+    n = min(f0_pred.size, f0_ref.size)
+    ok = np.isfinite(f0_pred[:n]) & np.isfinite(f0_ref[:n]) & (f0_pred[:n] > 0) & (f0_ref[:n] > 0)
+    if not ok.any():
+        return float("inf")
+    return float(np.max(np.abs(cents(f0_pred[:n][ok], f0_ref[:n][ok]))))
+
+
+def audio_report(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, pitch_glide: bool = False,
+                 n_partials: int = 16) -> dict[str, float]:
+    """All audio metrics of one 1-D prediction against its reference, as a flat dict of floats."""
+    pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    report = {
+        "rel_mse": pickup_rel_mse(pred, ref),
+        "mr_stft": mr_stft_distance(pred, ref),
+        "lsd_db": log_spectral_distance(pred, ref),
+    }
+    try:
+        report.update(partial_errors(pred, ref, sample_rate, n_partials=n_partials))
+    except ValueError:
+        pass
+    try:
+        t_ref = broadband_t60(ref, sample_rate)
+        report["t60_ref_s"] = t_ref
+        report["t60_broadband_rel_error"] = abs(broadband_t60(pred, sample_rate) / t_ref - 1.0)
+    except ValueError:
+        pass
+    if pitch_glide:
+        _, f_ref = fundamental_trajectory(ref, sample_rate)
+        _, f_pred = fundamental_trajectory(pred, sample_rate, f0_hint=float(np.nanmedian(f_ref[:3])))
+        report["f0_track_max_cents"] = trajectory_max_cents(f_pred, f_ref)
+    return report
+
+
+def field_report(pred_field: np.ndarray, ref_field: np.ndarray, pred_pickup: np.ndarray, ref_pickup: np.ndarray) -> dict[str, float]:
+    """Field and pickup errors of a batch: fields (examples, samples, points...), pickups (examples, samples)."""
+    return {"field_nmse": field_nmse(pred_field, ref_field), "pickup_rel_mse": pickup_rel_mse(pred_pickup, ref_pickup)}
+
+
+def split_report(pred: np.ndarray, ref: np.ndarray, sample_rate: float, horizon: int, **kwargs) -> dict[str, dict[str, float]]:
+    """``audio_report`` over samples [0, horizon) ("in_horizon") and [horizon, end) ("extrapolated")."""
+    pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    out = {"in_horizon": audio_report(pred[:horizon], ref[:horizon], sample_rate, **kwargs)}
+    if ref.size - horizon >= 2048:
+        out["extrapolated"] = audio_report(pred[horizon:], ref[horizon:], sample_rate, **kwargs)
+    return out
