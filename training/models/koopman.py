@@ -1,0 +1,478 @@
+"""Deep Koopman family: nonlinear strings and plates through diagonal continuous-time latent dynamics.
+
+Following Lusch et al. (2018) and Diaz et al. (DAFx24, arXiv 2408.16650), a nonlinear field
+``x_k = (u_k, v_k)`` (displacement, velocity on the grid) is lifted by an encoder phi into a
+latent space where the dynamics are (nearly) linear and diagonal::
+
+    z_0 = phi(x_0)                                          (V, N, 2)   complex as (re, im)
+    z_k = z_0 * exp(lambda k / fs),  lambda_n = -sigma_n + i omega_n(E)      (continuous-time poles)
+    u_k = phi^{-1}(z_k) = Re(Phi z_k) + g(z_k)              (V, P)      linear modal part + small MLP
+    y_k = Re(sum_n c_n(z_block) z_{k,n})                    (V,)        pickup, block-rate weights
+
+Amplitude dependence (tension-modulated pitch glide) enters as the contract's pole modulation,
+evaluated once per block from the state at the block start (exactly as the engine runs it)::
+
+    E = sum_m beta_m |z_m|^2,   omega_n = sqrt(omega0_n^2 + alpha_n E)
+
+For the Kirchhoff-Carrier string with sine modes ``u = sum q_m sin(k_m x)``, ``alpha_n = k_n^2/(rho A)``
+and ``beta_m = E A k_m^2 / 8`` (time average of q_m^2 = |z_m|^2 / 2); the model learns them.
+
+Losses (Lusch et al. 2018; Diaz et al. 2024, eqs. for L_pred, L_enc, L_cons)::
+
+    L_pred = sum_k ||x_k - phi^{-1}(Lambda^k phi(x_0))||^2      multi-step prediction
+    L_enc  = ||x_k - phi^{-1}(phi(x_k))||^2                      reconstruction
+    L_cons = sum_k ||phi(x_k) - Lambda^k phi(x_0)||^2            latent consistency
+
+all normalised by the target energy (relative MSE). Stability holds for any parameter value:
+sigma = softplus(raw) + sigma_min > 0 (``ContinuousPoles``) and alpha, beta = exp(raw) >= 0, so
+|exp(lambda / fs)| < 1 whatever omega is.
+
+Playable instrument: the excite graph synthesises the initial field inside the graph from the
+controls (Gaussian pluck at ``position``, peak set by ``velocity``, zero initial velocity), encodes
+it, and transposes to ``note`` by scaling time (omega, sigma and alpha scale by 2^((note-note0)/12),
+exact for a string whose every frequency scales together).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.models.modal_core import ContinuousPoles, modal_trajectory
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KoopmanConfig:
+    """Everything needed to rebuild a model (written to RUN_DIR/config.json)."""
+
+    grid_shape: list[int]  # [P] for strings, [ny, nx] for plates
+    latent: int  # N complex latent modes
+    sample_rate: float  # Hz of the training data
+    basis: str = "sine"  # analytic basis the linear parts are initialised with
+    hidden: int = 128  # width of the MLP corrections
+    block_size: int = 32  # samples per pole-modulation / readout block at sample_rate
+    velocity_scale: float = 1.0  # v input is multiplied by this (1 / omega_ref) to be O(u)
+    modulation: bool = True
+    pickup_index: int | None = None  # flat grid index nearest the pickup
+    pluck: dict = field(default_factory=dict)  # Gaussian pluck synthesis for controls -> field
+    family: str = "koopman"
+
+    @property
+    def points(self) -> int:
+        return int(np.prod(self.grid_shape))
+
+
+# --------------------------------------------------------------------------------------------
+# analytic bases and initialisation from data
+# --------------------------------------------------------------------------------------------
+
+
+def sine_basis(grid_shape: list[int], n_modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simply-supported mode shapes on a grid including the boundary points.
+
+    Returns (basis (P, N), wavenumber_sq (N,)) with the grid spanning [0, 1] (per axis). Strings:
+    sin(n pi x), n = 1..N. Plates: sin(m pi x) sin(n pi y) ordered by m^2 + n^2 (membrane order).
+    """
+    if len(grid_shape) == 1:
+        x = np.linspace(0.0, 1.0, grid_shape[0])
+        n = np.arange(1, n_modes + 1)
+        return np.sin(np.pi * np.outer(x, n)), (np.pi * n) ** 2
+    ny, nx = grid_shape
+    y, x = np.linspace(0.0, 1.0, ny), np.linspace(0.0, 1.0, nx)
+    pairs = sorted(((m, n) for m in range(1, nx) for n in range(1, ny)), key=lambda mn: (mn[0] ** 2 + mn[1] ** 2, mn))
+    pairs = pairs[:n_modes]
+    shapes = [np.outer(np.sin(n * np.pi * y), np.sin(m * np.pi * x)).ravel() for m, n in pairs]
+    k2 = np.array([(m**2 + n**2) * np.pi**2 for m, n in pairs])
+    return np.stack(shapes, axis=1), k2
+
+
+def fit_modal_poles(q: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mode damped-oscillator fit by 2nd-order linear prediction: q[k+1] = a1 q[k] + a2 q[k-1].
+
+    q: (examples, samples, N) modal coordinates. Returns (sigma (N,) 1/s, omega (N,) rad/s) from the
+    roots of z^2 - a1 z - a2 (least squares over all examples), falling back to nothing silly when
+    a mode is not excited (sigma = 1, omega from its neighbours).
+    """
+    n_modes = q.shape[-1]
+    sigma, omega = np.ones(n_modes), np.zeros(n_modes)
+    for n in range(n_modes):
+        a = np.stack([q[:, 1:-1, n].ravel(), q[:, :-2, n].ravel()], axis=1)  # (K, 2)
+        b = q[:, 2:, n].ravel()
+        if np.linalg.norm(b) < 1e-12:
+            continue
+        (a1, a2), *_ = np.linalg.lstsq(a, b, rcond=None)
+        root = np.roots([1.0, -a1, -a2]).astype(np.complex128)
+        root = root[np.argmax(root.imag)]
+        if abs(root.imag) < 1e-9:
+            continue
+        sigma[n] = max(-sample_rate * math.log(max(abs(root), 1e-9)), 1e-2)
+        omega[n] = abs(sample_rate * np.angle(root))
+    missing = omega <= 0
+    if missing.any():  # unexcited modes: place them on a harmonic-ish ladder from the first good mode
+        good = np.flatnonzero(~missing)
+        base = omega[good[0]] / (good[0] + 1) if len(good) else 2 * math.pi * 100.0
+        omega[missing] = base * (np.flatnonzero(missing) + 1)
+    return sigma, np.minimum(omega, 0.98 * math.pi * sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# modules
+# --------------------------------------------------------------------------------------------
+
+
+class Mlp(nn.Module):
+    """Two hidden tanh layers; the last layer starts at zero so a correction starts as no correction."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, n_out))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FieldEncoder(nn.Module):
+    """phi: (u, v) on the grid -> latent z (V, N, 2). Linear modal projection + MLP correction.
+
+    The linear part is initialised so that, for the linear system, z_n is exactly the complex modal
+    amplitude with q_n = Re z_n and dq_n/dt = Re(lambda_n z_n):
+    z_n = q_n - i (dq_n/dt + sigma_n q_n) / omega_n.
+    """
+
+    def __init__(self, points: int, latent: int, hidden: int, scale: float):
+        super().__init__()
+        self.linear = nn.Linear(2 * points, 2 * latent, bias=False)
+        self.correction = Mlp(2 * points, 2 * latent, hidden)
+        self.register_buffer("scale", torch.tensor(float(scale)))  # field units -> O(1) for the MLP
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """u, v: (V, P) displacement and scaled velocity. Returns z (V, N, 2)."""
+        x = torch.cat([u, v], dim=-1)  # (V, 2P)
+        z = self.linear(x) + self.correction(x / self.scale) * self.scale  # (V, 2N)
+        return z.reshape(x.shape[0], -1, 2)
+
+
+class FieldDecoder(nn.Module):
+    """phi^{-1}: latent z (..., N, 2) -> field u (..., P) = Re(Phi z) + g(z)."""
+
+    def __init__(self, points: int, latent: int, hidden: int, scale: float):
+        super().__init__()
+        self.modes = nn.Parameter(torch.zeros(points, latent, 2))  # Phi (P, N, 2)
+        self.correction = Mlp(2 * latent, points, hidden)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        linear = torch.einsum("...n,pn->...p", z[..., 0], self.modes[..., 0]) - torch.einsum(
+            "...n,pn->...p", z[..., 1], self.modes[..., 1])  # (..., P)
+        flat = z.reshape(*z.shape[:-2], -1) / self.scale  # (..., 2N)
+        return linear + self.correction(flat) * self.scale
+
+
+class PickupReadout(nn.Module):
+    """Block-rate readout weights c(z_b) (V, N, 2): c0 plus a small MLP of the log mode energies.
+
+    y_k = Re(sum_n c_n(z_b) z_{k,n}) inside a block that starts at b: linear in the running state, so
+    the engine keeps the per-sample work a modal bank; nonlinear in the (slow) block-start state.
+    """
+
+    def __init__(self, latent: int, hidden: int, scale: float):
+        super().__init__()
+        self.c0 = nn.Parameter(torch.zeros(latent, 2))
+        self.correction = Mlp(latent, 2 * latent, hidden // 2)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (V, N, 2) block-start state. Returns c (V, N, 2)."""
+        energy = torch.log1p((z**2).sum(-1) / self.scale**2)  # (V, N)
+        return self.c0 + self.correction(energy).reshape(z.shape)
+
+
+class PoleModulation(nn.Module):
+    """alpha_n, beta_m >= 0 stored as logs: omega_n = sqrt(omega0_n^2 + alpha_n sum_m beta_m |z_m|^2)."""
+
+    def __init__(self, alpha: np.ndarray, beta: np.ndarray):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.log(torch.as_tensor(np.maximum(alpha, 1e-30), dtype=torch.float32)))
+        self.log_beta = nn.Parameter(torch.log(torch.as_tensor(np.maximum(beta, 1e-30), dtype=torch.float32)))
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.exp(self.log_alpha), torch.exp(self.log_beta)
+
+
+class KoopmanModel(nn.Module):
+    """Encoder -> diagonal continuous-time latent dynamics (+ pole modulation) -> decoder / pickup."""
+
+    def __init__(self, config: KoopmanConfig, sigma: np.ndarray | None = None, omega: np.ndarray | None = None,
+                 alpha: np.ndarray | None = None, beta: np.ndarray | None = None, field_scale: float = 1.0):
+        super().__init__()
+        self.config = config
+        n, p = config.latent, config.points
+        fs = config.sample_rate
+        if sigma is None:
+            sigma = np.full(n, 1.0)
+        if omega is None:
+            omega = 2 * math.pi * 100.0 * np.arange(1, n + 1)
+        self.poles = ContinuousPoles(torch.as_tensor(sigma, dtype=torch.float32),
+                                     torch.as_tensor(np.minimum(omega, 0.98 * math.pi * fs), dtype=torch.float32))
+        self.modulation = PoleModulation(alpha if alpha is not None else np.full(n, 1e-12),
+                                         beta if beta is not None else np.full(n, 1e-12))
+        self.modulation.requires_grad_(config.modulation)
+        self.encoder = FieldEncoder(p, n, config.hidden, field_scale)
+        self.decoder = FieldDecoder(p, n, config.hidden, field_scale)
+        self.readout = PickupReadout(n, config.hidden, field_scale)
+
+    # -- initialisation --------------------------------------------------------------------
+    @torch.no_grad()
+    def init_linear_parts(self, basis: np.ndarray, pickup_index: int | None = None) -> None:
+        """Set Phi = basis, the encoder to its exact modal inverse, and c0 = Phi[pickup]. basis: (P, N)."""
+        sigma, omega = (t.double().numpy() for t in self.poles())
+        proj = np.linalg.pinv(basis)  # (N, P): q = proj u
+        vs = self.config.velocity_scale  # v_in = vs * du/dt
+        n, p = proj.shape
+        w = np.zeros((2 * n, 2 * p))  # rows interleaved (re, im) per mode, columns [u | v_in]
+        w[0::2, :p] = proj
+        w[1::2, :p] = -(sigma / omega)[:, None] * proj
+        w[1::2, p:] = -(1.0 / (omega * vs))[:, None] * proj
+        self.encoder.linear.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+        self.decoder.modes.zero_()
+        self.decoder.modes[..., 0] = torch.as_tensor(basis, dtype=torch.float32)
+        if pickup_index is not None:
+            self.readout.c0.zero_()
+            self.readout.c0[:, 0] = torch.as_tensor(basis[pickup_index], dtype=torch.float32)
+
+    # -- dynamics ----------------------------------------------------------------------------
+    def coefficients(self) -> dict[str, torch.Tensor]:
+        """Continuous-time sigma, omega0 (N,) and modulation alpha, beta (N,) (zeros when off)."""
+        sigma, omega = self.poles()
+        alpha, beta = self.modulation()
+        if not self.config.modulation:
+            alpha, beta = alpha * 0, beta * 0
+        return {"sigma": sigma, "omega": omega, "mod_alpha": alpha, "mod_beta": beta}
+
+    def rollout(self, z0: torch.Tensor, n_samples: int, time_scale: torch.Tensor | float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent trajectory and pickup under block-rate modulation, as the engine runs it.
+
+        z0: (V, N, 2). Returns z (V, N, T, 2) and pickup y (V, T). Python loops over blocks only.
+        """
+        co = self.coefficients()
+        fs, block = self.config.sample_rate, self.config.block_size
+        steps = torch.arange(block + 1, dtype=z0.dtype) / fs  # (B+1,)
+        z, zs, ys = z0, [], []
+        for start in range(0, n_samples, block):
+            n = min(block, n_samples - start)
+            energy = (co["mod_beta"] * (z**2).sum(-1)).sum(-1, keepdim=True)  # (V, 1)
+            omega = torch.sqrt(co["omega"] ** 2 + co["mod_alpha"] * energy)  # (V, N)
+            sigma = co["sigma"].expand_as(omega)
+            traj = modal_trajectory(sigma, omega, z, steps[: n + 1])  # (V, N, n+1, 2)
+            c = self.readout(z)  # (V, N, 2) block-start readout
+            ys.append((c[:, :, None, 0] * traj[:, :, :n, 0] - c[:, :, None, 1] * traj[:, :, :n, 1]).sum(1))
+            zs.append(traj[:, :, :n])
+            z = traj[:, :, n]
+        return torch.cat(zs, dim=2), torch.cat(ys, dim=1)
+
+    def predict(self, u0: torch.Tensor, v0: torch.Tensor, n_samples: int) -> dict[str, torch.Tensor]:
+        """Encode (u0, v0) (V, P), roll out n_samples, decode. Returns z, field (V, T, P), pickup (V, T)."""
+        z0 = self.encoder(u0, v0 * self.config.velocity_scale)
+        z, y = self.rollout(z0, n_samples)
+        return {"z0": z0, "z": z, "field": self.decoder(z.transpose(1, 2)), "pickup": y}
+
+
+# --------------------------------------------------------------------------------------------
+# data helpers shared by trainer, benchmark and tests
+# --------------------------------------------------------------------------------------------
+
+
+def field_velocity(fields: np.ndarray | torch.Tensor, sample_rate: float):
+    """Central-difference velocity du/dt of (E, T, P) fields (one-sided at the ends), same shape."""
+    lib = torch if isinstance(fields, torch.Tensor) else np
+    v = lib.zeros_like(fields)
+    v[:, 1:-1] = (fields[:, 2:] - fields[:, :-2]) * (sample_rate / 2)
+    v[:, 0] = (fields[:, 1] - fields[:, 0]) * sample_rate
+    v[:, -1] = (fields[:, -1] - fields[:, -2]) * sample_rate
+    return v
+
+
+def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
+                hidden: int = 128, block_size: int = 32, pickup_index: int | None = None,
+                alpha_beta: tuple[np.ndarray, np.ndarray] | None = None, pluck: dict | None = None) -> KoopmanModel:
+    """A model initialised from data: sine basis, per-mode poles by linear prediction on the quietest
+    examples, modulation from ``alpha_beta`` (physics) or fitted to the loudest examples' pitch shift.
+
+    fields: (E, T, P) or (E, T, ny, nx) training fields (metres).
+    """
+    grid_shape = list(fields.shape[2:])
+    flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
+    basis, k2 = sine_basis(grid_shape, latent)
+    proj = np.linalg.pinv(basis)  # (N, P)
+    q = flat @ proj.T  # (E, T, N)
+    peak = np.abs(flat[:, 0]).max(axis=1)  # (E,)
+    order = np.argsort(peak)
+    quiet = order[: max(1, len(order) // 4)]
+    sigma, omega = fit_modal_poles(q[quiet], sample_rate)
+    # the quietest plucks still glide a little: the lowest-energy estimate is our omega0
+    scale = float(np.abs(flat).max())
+    omega_ref = float(omega[0])
+    config = KoopmanConfig(grid_shape=grid_shape, latent=latent, sample_rate=sample_rate, hidden=hidden,
+                           block_size=block_size, velocity_scale=1.0 / omega_ref, modulation=modulation,
+                           pickup_index=pickup_index, pluck=pluck or {})
+    if alpha_beta is None:
+        alpha_beta = _fit_modulation(q, order, sigma, omega, sample_rate)
+    model = KoopmanModel(config, sigma, omega, alpha_beta[0], alpha_beta[1], field_scale=scale)
+    model.init_linear_parts(basis, pickup_index)
+    return model
+
+
+def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Kirchhoff-Carrier-shaped modulation fitted to data: alpha_n = a omega0_n^2, beta_m = omega0_m^2.
+
+    The scalar a is fitted from the fundamental's frequency in the first 512 samples of the loudest
+    quarter of examples: omega_meas^2 = omega0^2 (1 + a sum_m omega0_m^2 |z_m|^2).
+    """
+    loud = order[-max(1, len(order) // 4):]
+    n_win = min(512, q.shape[1])
+    s_l, w_l = fit_modal_poles(q[loud, :n_win, :1], fs)
+    z_amp2 = np.mean(np.sum(omega**2 * q[loud, 0] ** 2, axis=-1))  # ~ sum beta |z|^2 at zero velocity
+    a = max((w_l[0] ** 2 / omega[0] ** 2 - 1.0) / max(z_amp2, 1e-30), 1e-12)
+    return a * omega**2, omega**2
+
+
+# --------------------------------------------------------------------------------------------
+# export (contract graphs)
+# --------------------------------------------------------------------------------------------
+
+
+class ExciteGraph(nn.Module):
+    """controls (V, 4) -> sigma, omega, z0, c, mod_alpha, mod_beta (the contract's excite outputs).
+
+    Synthesises a Gaussian pluck u0(x) = A exp(-(x - x0)^2 / (2 w^2)) with zero velocity from
+    (velocity -> A in [amp_min, amp_max], position -> x0), encodes it, and transposes to ``note``:
+    s = 2^((note - note0)/12), sigma' = s sigma, omega0' = s omega0, alpha' = s^2 alpha (time scaling).
+    """
+
+    def __init__(self, model: KoopmanModel):
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        p = cfg.pluck
+        self.note0 = float(p.get("note0", 59.0))
+        self.amp_min, self.amp_max = float(p.get("amp_min", 1e-3)), float(p.get("amp_max", 1e-2))
+        self.width = float(p.get("width", 0.05))  # fraction of length
+        grid = np.linspace(0.0, 1.0, cfg.grid_shape[-1])
+        self.register_buffer("x", torch.as_tensor(grid, dtype=torch.float32))
+        self.plate = len(cfg.grid_shape) == 2
+        if self.plate:
+            self.register_buffer("y", torch.as_tensor(np.linspace(0.0, 1.0, cfg.grid_shape[0]), dtype=torch.float32))
+
+    def forward(self, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        note, vel, pos, pos_y = controls[:, 0:1], controls[:, 1:2], controls[:, 2:3], controls[:, 3:4]  # (V, 1)
+        amp = self.amp_min + (self.amp_max - self.amp_min) * vel.clamp(0.0, 1.0)  # (V, 1) metres
+        gx = torch.exp(-((self.x[None, :] - pos) ** 2) / (2 * self.width**2))  # (V, nx)
+        if self.plate:
+            gy = torch.exp(-((self.y[None, :] - pos_y) ** 2) / (2 * self.width**2))  # (V, ny)
+            shape = (gy[:, :, None] * gx[:, None, :]).reshape(controls.shape[0], -1)  # (V, ny*nx)
+            edge = torch.ones_like(shape).reshape(-1, len(self.y), len(self.x))
+            edge = torch.nn.functional.pad(edge[:, 1:-1, 1:-1], (1, 1, 1, 1)).reshape(shape.shape)
+            shape = shape * edge
+        else:
+            shape = gx * (self.x > 0) * (self.x < 1)  # pinned ends
+        u0 = amp * shape  # (V, P)
+        z0 = self.model.encoder(u0, torch.zeros_like(u0))  # (V, N, 2)
+        co = self.model.coefficients()
+        s = torch.pow(2.0, (note - self.note0) / 12.0)  # (V, 1)
+        sigma = s * co["sigma"]  # (V, N)
+        omega = s * co["omega"]
+        alpha = s**2 * co["mod_alpha"]
+        beta = co["mod_beta"].expand_as(omega)
+        c = self.model.readout(z0)  # (V, N, 2)
+        return sigma, omega, z0, c, alpha, beta
+
+
+class ReadoutGraph(nn.Module):
+    """z (V, N, 2) at a block start -> readout weights c (V, N, 2)."""
+
+    def __init__(self, model: KoopmanModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.readout(z)
+
+
+class FieldGraph(nn.Module):
+    """z (V, N, 2) -> displacement field u (V, P) or (V, ny, nx)."""
+
+    def __init__(self, model: KoopmanModel):
+        super().__init__()
+        self.model = model
+        self.shape = list(model.config.grid_shape)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decoder(z).reshape(z.shape[0], *self.shape)
+
+
+EXCITE_OUTPUT_NAMES = ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta")
+
+
+def save_run_model(model: KoopmanModel, run_dir: str | Path) -> None:
+    """Write RUN_DIR/koopman_config.json: what ``load_run_model`` needs besides the weights."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "koopman_config.json").write_text(json.dumps(asdict(model.config), indent=1))
+
+
+def load_run_model(run_dir: str | Path) -> KoopmanModel:
+    """Rebuild a trained model from RUN_DIR/koopman_config.json and RUN_DIR/model.pt (weights_only)."""
+    run_dir = Path(run_dir)
+    cfg = KoopmanConfig(**json.loads((run_dir / "koopman_config.json").read_text()))
+    model = KoopmanModel(cfg)
+    weights = run_dir / "model.pt"
+    if not weights.exists():
+        weights = run_dir / "checkpoint.pt"
+        state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn.Module | None, dict]:
+    """Export hook for ``eigentone export``: (excite, readout, field, manifest fields).
+
+    excite: controls (V, 4) -> sigma, omega, z0, c, mod_alpha, mod_beta;
+    readout: z (V, N, 2) -> c (V, N, 2); field: z (V, N, 2) -> u (V, P) / (V, ny, nx).
+    """
+    run_dir = Path(run_dir)
+    model = load_run_model(run_dir)
+    cfg = model.config
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    note0 = float(cfg.pluck.get("note0", 59.0))
+    manifest = {
+        "family": "koopman",
+        "modes": cfg.latent,
+        "modulation": bool(cfg.modulation),
+        "trained_sample_rate": cfg.sample_rate,
+        "note_range": [int(round(note0)) - 12, int(round(note0)) + 12],
+        "description": f"deep Koopman {'plate' if len(cfg.grid_shape) == 2 else 'string'}, "
+                       f"{cfg.latent} latent modes, block-rate pole modulation and readout",
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "excite_outputs": list(EXCITE_OUTPUT_NAMES),
+    }
+    return ExciteGraph(model).eval(), ReadoutGraph(model).eval(), FieldGraph(model).eval(), manifest

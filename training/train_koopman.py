@@ -1,0 +1,251 @@
+"""`eigentone train koopman DATA --out RUN_DIR`: deep Koopman on simulated string/plate fields.
+
+Training windows of ``--horizon`` samples start at random offsets; the loss is the Koopman triple of
+Lusch et al. 2018 / Diaz et al. 2024 (multi-step prediction, reconstruction, latent consistency), each
+a relative MSE, plus the pickup (relative MSE and a light MR-STFT). The end-of-run report rolls every
+validation example out from its initial condition, in-horizon and to 4x the horizon, and writes
+RUN_DIR/metrics.json and RUN_DIR/report.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eigentone.errors import EigentoneError
+from training.losses import multi_resolution_stft_loss, relative_mse
+from training.models.koopman import KoopmanModel, build_model, field_velocity, save_run_model
+from training.trainer import seed_everything, train_loop
+
+HELP = "train a deep Koopman model (encoder -> diagonal latent poles -> decoder) on simulated fields"
+EXAMPLE = "eigentone train koopman data/string_nl.h5 --out runs/koopman --steps 1500 --latent 32"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="dataset written by `eigentone simulate` (fields + pickups)")
+    parser.add_argument("--out", required=True, help="run directory (resumes if it holds a checkpoint)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--latent", type=int, default=32, help="latent complex modes N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--horizon", type=int, default=1000, help="training window in samples")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--block", type=int, default=32, help="pole-modulation block in samples")
+    parser.add_argument("--no-modulation", action="store_true", help="plain linear latent dynamics")
+    parser.add_argument("--stft-weight", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def split_indices(n: int, seed: int) -> dict[str, np.ndarray]:
+    """80/10/10 train/validation/test split (at least one example each), seeded."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, n // 10)
+    n_test = max(1, n // 10) if n >= 3 else 0
+    return {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
+
+
+def pickup_index(fields: np.ndarray, pickups: np.ndarray) -> int:
+    """Flat grid index whose trajectory is closest to the pickup signal. fields (E, T, P), pickups (E, T)."""
+    err = ((fields - pickups[:, :, None]) ** 2).sum(axis=(0, 1))
+    return int(np.argmin(err))
+
+
+def physics_modulation(ds, n_modes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Kirchhoff-Carrier (alpha, beta) from the solver's own coefficients when it provides them."""
+    if ds.kind != "string":
+        return None
+    try:
+        from training.physics.string_nonlinear import modulation_coefficients
+    except ImportError:
+        return None
+    params = ds.params if isinstance(ds.params, dict) else dict(ds.params)
+    alpha, beta = modulation_coefficients(params, n_modes)
+    return np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+
+
+def _pluck_config(ds, omega0: float, fields: np.ndarray) -> dict:
+    exc = ds.excitation if isinstance(ds.excitation, dict) else {}
+    length = float((ds.params or {}).get("L", (ds.params or {}).get("length", 1.0)))
+    width = exc.get("width")
+    width = float(np.median(np.asarray(width, np.float64))) / length if width is not None else 0.05
+    peaks = np.abs(fields[:, 0].reshape(fields.shape[0], -1)).max(axis=1)
+    return {"note0": float(69 + 12 * np.log2(omega0 / (2 * np.pi) / 440.0)), "amp_min": float(peaks.min()),
+            "amp_max": float(peaks.max()), "width": width}
+
+
+def make_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, horizon: int,
+                   batch: int, stft_weight: float, seed: int):
+    """Closure for ``train_loop``. u, v: (E, T, P) fields and velocities; y: (E, T) pickups."""
+    gen = torch.Generator().manual_seed(seed)
+    n_ex, n_t = u.shape[0], u.shape[1]
+    horizon = min(horizon, n_t)
+    n_cons = 8  # latent-consistency / reconstruction checkpoints per window
+
+    def step_loss(step: int):  # noqa: ARG001 - step kept for schedules
+        ex = torch.randint(0, n_ex, (batch,), generator=gen)
+        # half the windows start at the initial condition (the evaluation task), half anywhere
+        k0 = torch.randint(0, max(1, n_t - horizon + 1), (batch,), generator=gen)
+        k0[: batch // 2] = 0
+        idx = k0[:, None] + torch.arange(horizon)[None, :]  # (B, H)
+        u_win = u[ex[:, None], idx]  # (B, H, P)
+        v_win = v[ex[:, None], idx]
+        y_win = y[ex[:, None], idx]  # (B, H)
+        out = model.predict(u_win[:, 0], v_win[:, 0], horizon)
+        l_pred = relative_mse(out["field"], u_win)
+        l_pick = relative_mse(out["pickup"], y_win)
+        ks = torch.linspace(0, horizon - 1, n_cons).long()  # (C,)
+        z_enc = model.encoder(u_win[:, ks].reshape(-1, u.shape[-1]),
+                              v_win[:, ks].reshape(-1, u.shape[-1]) * model.config.velocity_scale)  # (B*C, N, 2)
+        z_roll = out["z"][:, :, ks].transpose(1, 2).reshape(z_enc.shape)  # (B*C, N, 2)
+        l_cons = relative_mse(z_enc, z_roll.detach()) + relative_mse(z_roll, z_enc.detach())
+        l_enc = relative_mse(model.decoder(z_enc), u_win[:, ks].reshape(-1, u.shape[-1]))
+        loss = l_pred + 0.1 * l_enc + 0.1 * l_cons + 0.1 * l_pick
+        logs = {k: float(t.detach()) for k, t in {"pred": l_pred, "enc": l_enc, "cons": l_cons, "pickup": l_pick}.items()}
+        if stft_weight > 0:
+            l_stft = multi_resolution_stft_loss(out["pickup"], y_win, fft_sizes=(256, 512))
+            loss = loss + stft_weight * l_stft
+            logs["stft"] = float(l_stft.detach())
+        return loss, logs
+
+    return step_loss
+
+
+@torch.no_grad()
+def rollout_examples(model: KoopmanModel, fields: np.ndarray, n_samples: int, batch: int = 16
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Roll every example out from its initial condition (at rest): fields (E, T, ...) -> (field, pickup)."""
+    flat = torch.as_tensor(fields.reshape(fields.shape[0], fields.shape[1], -1), dtype=torch.float32)
+    outs_f, outs_y = [], []
+    for i in range(0, flat.shape[0], batch):
+        u0 = flat[i:i + batch, 0]
+        out = model.predict(u0, torch.zeros_like(u0), n_samples)
+        outs_f.append(out["field"].numpy())
+        outs_y.append(out["pickup"].numpy())
+    pred = np.concatenate(outs_f).reshape(fields.shape[0], n_samples, *fields.shape[2:])
+    return pred, np.concatenate(outs_y)
+
+
+def evaluate(model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horizon: int, sample_rate: float
+             ) -> dict[str, float]:
+    """Normalised field MSE / pickup metrics in-horizon [0, H) and over [0, min(4H, T))."""
+    from training.metrics import field_nmse, log_spectral_distance, pickup_rel_mse
+
+    n_long = min(4 * horizon, fields.shape[1])
+    pred_f, pred_y = rollout_examples(model, fields, n_long)
+    h = min(horizon, n_long)
+    lsd = lambda p, r: float(np.mean([log_spectral_distance(a, b, n_fft=512) for a, b in zip(p, r)]))  # noqa: E731
+    return {
+        "horizon_samples": h, "long_samples": n_long, "examples": int(fields.shape[0]),
+        "field_nmse_in_horizon": field_nmse(pred_f[:, :h], fields[:, :h]),
+        "field_nmse_long": field_nmse(pred_f, fields[:, :n_long]),
+        "field_nmse_beyond_horizon": field_nmse(pred_f[:, h:], fields[:, h:n_long]) if n_long > h else float("nan"),
+        "pickup_rel_mse_in_horizon": pickup_rel_mse(pred_y[:, :h], pickups[:, :h]),
+        "pickup_rel_mse_long": pickup_rel_mse(pred_y, pickups[:, :n_long]),
+        "pickup_lsd_db_in_horizon": lsd(pred_y[:, :h], pickups[:, :h]),
+        "pickup_lsd_db_long": lsd(pred_y, pickups[:, :n_long]),
+    }
+
+
+def plot_report(path: Path, model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horizon: int,
+                sample_rate: float, history: list[dict]) -> None:
+    """Loss curve, field error over time and the pickup of one validation example, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_long = min(4 * horizon, fields.shape[1])
+    pred_f, pred_y = rollout_examples(model, fields[:1], n_long)
+    t = np.arange(n_long) / sample_rate
+    ref = fields[:1, :n_long].reshape(1, n_long, -1)
+    err = ((pred_f.reshape(1, n_long, -1) - ref) ** 2).sum(-1)[0] / max((ref**2).sum(-1).mean(), 1e-30)
+    fig, ax = plt.subplots(3, 1, figsize=(9, 9))
+    ax[0].semilogy([h["step"] for h in history], [h["loss"] for h in history])
+    ax[0].set(title="training loss", xlabel="step")
+    ax[1].semilogy(t, err + 1e-12)
+    ax[1].axvline(horizon / sample_rate, color="k", ls="--", label="training horizon")
+    ax[1].set(title="field squared error / mean field energy (validation example 0)", xlabel="s")
+    ax[1].legend()
+    ax[2].plot(t, pickups[0, :n_long], label="reference", lw=0.8)
+    ax[2].plot(t, pred_y[0], label="Koopman", lw=0.8, alpha=0.8)
+    ax[2].set(title="pickup", xlabel="s", xlim=(0, min(t[-1], 0.05)))
+    ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def train(data: str, out: str, *, steps: int = 1500, latent: int = 32, seed: int = 0, horizon: int = 1000,
+          batch: int = 8, lr: float = 1e-3, hidden: int = 128, block: int = 32, modulation: bool = True,
+          stft_weight: float = 0.01, quiet: bool = False, command: str = "") -> dict[str, float]:
+    """Train (or resume) a Koopman run on a dataset file; returns the validation metrics."""
+    from training.data.dataset import load_dataset
+
+    if not Path(data).exists():
+        raise EigentoneError(f"{data}: no such dataset; make one with `eigentone simulate string --nonlinear ...`")
+    ds = load_dataset(data)
+    fields = np.asarray(ds.fields, np.float32)  # (E, T, P) or (E, T, ny, nx)
+    pickups = np.asarray(ds.pickups, np.float32)  # (E, T)
+    fs = float(ds.sample_rate)
+    if fields.shape[0] < 2:
+        raise EigentoneError(f"{data}: needs at least 2 examples, has {fields.shape[0]}")
+    seed_everything(seed)
+    split = split_indices(fields.shape[0], seed)
+    tr = split["train"]
+    flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
+    p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
+    run_dir = Path(out)
+    model = build_model(fields[tr], fs, latent, modulation=modulation, hidden=hidden, block_size=block,
+                        pickup_index=p_idx, alpha_beta=physics_modulation(ds, latent) if modulation else None)
+    omega0 = float(model.coefficients()["omega"][0])
+    model.config.pluck = _pluck_config(ds, omega0, fields[tr])
+    config = {"family": "koopman", "data": str(data), "seed": seed, "steps": steps, "latent": latent,
+              "horizon": horizon, "batch": batch, "lr": lr, "split": {k: v.tolist() for k, v in split.items()},
+              "command": command, "model": asdict(model.config)}
+    if (run_dir / "checkpoint.pt").exists():  # resume: keep the original initial configuration
+        old = json.loads((run_dir / "config.json").read_text())
+        model.config.pluck = old["model"]["pluck"]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+    save_run_model(model, run_dir)
+
+    v = field_velocity(flat, fs)
+    v[:, 0] = 0.0  # plucks start at rest: the initial condition carries no velocity
+    u_t, v_t, y_t = (torch.as_tensor(a[tr], dtype=torch.float32) for a in (flat, v, pickups))
+    step_loss = make_step_loss(model, u_t, v_t, y_t, horizon=horizon, batch=batch, stft_weight=stft_weight, seed=seed)
+    pole_params = list(model.poles.parameters()) + list(model.modulation.parameters())
+    pole_ids = {id(p) for p in pole_params}
+    groups = [{"params": [p for p in pole_params if p.requires_grad], "lr": lr * 0.1},
+              {"params": [p for p in model.parameters() if id(p) not in pole_ids], "lr": lr}]
+    t0 = time.time()
+    history = train_loop(model, step_loss, run_dir=run_dir, steps=steps, lr=groups, desc="koopman", quiet=quiet,
+                         checkpoint_every=max(50, steps // 10))
+    model.eval()
+    val = split["val"]
+    metrics = evaluate(model, fields[val], pickups[val], min(horizon, fields.shape[1]), fs)
+    metrics["train_seconds"] = time.time() - t0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plot_report(run_dir / "report.png", model, fields[val], pickups[val], horizon, fs, history)
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    metrics = train(args.data, args.out, steps=args.steps, latent=args.latent, seed=args.seed, horizon=args.horizon,
+                    batch=args.batch, lr=args.lr, hidden=args.hidden, block=args.block,
+                    modulation=not args.no_modulation, stft_weight=args.stft_weight,
+                    command="eigentone " + " ".join(sys.argv[1:]))
+    print(f"validation ({metrics['examples']} examples): field NMSE in-horizon {metrics['field_nmse_in_horizon']:.3g}, "
+          f"to {metrics['long_samples']} samples {metrics['field_nmse_long']:.3g}; pickup LSD "
+          f"{metrics['pickup_lsd_db_in_horizon']:.2f} dB")
+    print(f"wrote {args.out}/metrics.json and {args.out}/report.png")
+    return 0
