@@ -39,6 +39,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "bench": {
         "engine": "benchmarks.bench_engine",
         "physics": "benchmarks.bench_physics",
+        "koopman-paper": "benchmarks.paper_koopman",
     },
 }
 

@@ -58,23 +58,26 @@ def pickup_index(fields: np.ndarray, pickups: np.ndarray) -> int:
     return int(np.argmin(err))
 
 
-def physics_modulation(ds, n_modes: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Kirchhoff-Carrier (alpha, beta) from the solver's own coefficients when it provides them."""
-    if ds.kind != "string":
+def physics_modulation(kind: str, params: dict, n_modes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Kirchhoff-Carrier (alpha, beta) from the string solver's own coefficients, when available."""
+    if kind != "string":
         return None
     try:
+        from dataclasses import fields as dc_fields
+
+        from training.physics.string_linear import StringParams
         from training.physics.string_nonlinear import modulation_coefficients
     except ImportError:
         return None
-    params = ds.params if isinstance(ds.params, dict) else dict(ds.params)
-    alpha, beta = modulation_coefficients(params, n_modes)
+    names = {f.name for f in dc_fields(StringParams)}
+    sp = StringParams(**{k: float(v) for k, v in dict(params or {}).items() if k in names})
+    alpha, beta = modulation_coefficients(sp, n_modes)
     return np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
 
 
-def _pluck_config(ds, omega0: float, fields: np.ndarray) -> dict:
-    exc = ds.excitation if isinstance(ds.excitation, dict) else {}
-    length = float((ds.params or {}).get("L", (ds.params or {}).get("length", 1.0)))
-    width = exc.get("width")
+def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndarray) -> dict:
+    length = float((params or {}).get("L", 1.0))
+    width = (excitation or {}).get("width")
     width = float(np.median(np.asarray(width, np.float64))) / length if width is not None else 0.05
     peaks = np.abs(fields[:, 0].reshape(fields.shape[0], -1)).max(axis=1)
     return {"note0": float(69 + 12 * np.log2(omega0 / (2 * np.pi) / 440.0)), "amp_min": float(peaks.min()),
@@ -89,7 +92,7 @@ def make_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: tor
     horizon = min(horizon, n_t)
     n_cons = 8  # latent-consistency / reconstruction checkpoints per window
 
-    def step_loss(step: int):  # noqa: ARG001 - step kept for schedules
+    def step_loss(step: int):
         ex = torch.randint(0, n_ex, (batch,), generator=gen)
         # half the windows start at the initial condition (the evaluation task), half anywhere
         k0 = torch.randint(0, max(1, n_t - horizon + 1), (batch,), generator=gen)
@@ -141,7 +144,7 @@ def evaluate(model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horiz
     n_long = min(4 * horizon, fields.shape[1])
     pred_f, pred_y = rollout_examples(model, fields, n_long)
     h = min(horizon, n_long)
-    lsd = lambda p, r: float(np.mean([log_spectral_distance(a, b, n_fft=512) for a, b in zip(p, r)]))  # noqa: E731
+    lsd = lambda p, r: float(np.mean([log_spectral_distance(a, b, n_fft=512) for a, b in zip(p, r)]))
     return {
         "horizon_samples": h, "long_samples": n_long, "examples": int(fields.shape[0]),
         "field_nmse_in_horizon": field_nmse(pred_f[:, :h], fields[:, :h]),
@@ -183,20 +186,29 @@ def plot_report(path: Path, model: KoopmanModel, fields: np.ndarray, pickups: np
     plt.close(fig)
 
 
-def train(data: str, out: str, *, steps: int = 1500, latent: int = 32, seed: int = 0, horizon: int = 1000,
-          batch: int = 8, lr: float = 1e-3, hidden: int = 128, block: int = 32, modulation: bool = True,
-          stft_weight: float = 0.01, quiet: bool = False, command: str = "") -> dict[str, float]:
+def train(data: str, out: str, **kwargs) -> dict[str, float]:
     """Train (or resume) a Koopman run on a dataset file; returns the validation metrics."""
     from training.data.dataset import load_dataset
 
     if not Path(data).exists():
         raise EigentoneError(f"{data}: no such dataset; make one with `eigentone simulate string --nonlinear ...`")
     ds = load_dataset(data)
-    fields = np.asarray(ds.fields, np.float32)  # (E, T, P) or (E, T, ny, nx)
-    pickups = np.asarray(ds.pickups, np.float32)  # (E, T)
-    fs = float(ds.sample_rate)
+    return train_arrays(np.asarray(ds.fields, np.float32), np.asarray(ds.pickups, np.float32), float(ds.sample_rate),
+                        out, kind=ds.kind, params=dict(ds.params or {}),
+                        excitation=ds.excitation if isinstance(ds.excitation, dict) else {}, data_name=str(data),
+                        **kwargs)
+
+
+def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *, kind: str = "string",
+                 params: dict | None = None, excitation: dict | None = None, data_name: str = "",
+                 steps: int = 1500, latent: int = 32, seed: int = 0, horizon: int = 1000, batch: int = 8,
+                 lr: float = 1e-3, hidden: int = 128, block: int = 32, modulation: bool = True,
+                 stft_weight: float = 0.01, quiet: bool = False, command: str = "") -> dict[str, float]:
+    """Train on arrays: fields (E, T, P) or (E, T, ny, nx) in m, pickups (E, T), sample rate fs in Hz."""
+    fields = np.asarray(fields, np.float32)
+    pickups = np.asarray(pickups, np.float32)
     if fields.shape[0] < 2:
-        raise EigentoneError(f"{data}: needs at least 2 examples, has {fields.shape[0]}")
+        raise EigentoneError(f"{data_name or 'dataset'}: needs at least 2 examples, has {fields.shape[0]}")
     seed_everything(seed)
     split = split_indices(fields.shape[0], seed)
     tr = split["train"]
@@ -204,10 +216,10 @@ def train(data: str, out: str, *, steps: int = 1500, latent: int = 32, seed: int
     p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
     run_dir = Path(out)
     model = build_model(fields[tr], fs, latent, modulation=modulation, hidden=hidden, block_size=block,
-                        pickup_index=p_idx, alpha_beta=physics_modulation(ds, latent) if modulation else None)
+                        pickup_index=p_idx, alpha_beta=physics_modulation(kind, params, latent) if modulation else None)
     omega0 = float(model.coefficients()["omega"][0])
-    model.config.pluck = _pluck_config(ds, omega0, fields[tr])
-    config = {"family": "koopman", "data": str(data), "seed": seed, "steps": steps, "latent": latent,
+    model.config.pluck = _pluck_config(params, excitation, omega0, fields[tr])
+    config = {"family": "koopman", "data": data_name, "seed": seed, "steps": steps, "latent": latent,
               "horizon": horizon, "batch": batch, "lr": lr, "split": {k: v.tolist() for k, v in split.items()},
               "command": command, "model": asdict(model.config)}
     if (run_dir / "checkpoint.pt").exists():  # resume: keep the original initial configuration
