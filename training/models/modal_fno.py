@@ -1,0 +1,481 @@
+"""Modal Fourier neural operator: an FNO whose spectral multipliers are modal exponentials e^{Lambda t}.
+
+The FNO of Li et al. (ICLR 2021, arXiv 2010.08895) writes one layer as
+``v <- act(W v + F^{-1}(R_theta . F v))`` with learned spectral weights ``R_theta``.
+For a *linear* PDE with time-invariant coefficients the exact solution operator has
+the same shape, with the transform ``T`` that diagonalises the spatial operator
+(the modal method / FTM; Rabenstein & Trautmann, and the ISMIR 2025 tutorial)::
+
+    u(x, t) = T^{-1} ( e^{Lambda t} . T u0 )(x),     Lambda_n = -sigma_n + i omega_n      (1)
+
+For fixed strings and simply supported plates ``T`` is the sine transform (eigenfunctions
+``sin(n pi x / L)``), applied here as a fixed matrix built by trapezoidal quadrature on
+whatever grid the data come on, so the operator is defined for any grid size and is exact
+(DST-I) for uniform grids (discretisation invariance). No torch.fft: every exported graph
+is matrix products and elementwise real arithmetic (complex numbers as (re, im) pairs).
+
+Pipeline of ``ModalFNO`` (shapes for a batch B, P grid points, N modes, T times)::
+
+    (u0, v0)                       (B, P) each: initial displacement and velocity
+      | [optional] nonlinear Fourier layers (lift -> sine-FNO blocks -> project), residual,
+      |            zero-initialised, so the model starts as the exact linear modal method
+      v
+    a = T u0, b = T v0             (B, N)        sine transform (fixed matrix, quadrature)
+      v
+    z0 = g_n (a (1 - i sigma/omega) - i b / omega)   (B, N) complex   first-order modal state  (2)
+      v
+    z(t) = z0 e^{Lambda(params) t}  (B, N, T)    Lambda from a small network of physical params
+      v                                          [optional] block-rate pole modulation (glide)
+    u(x, t) = sum_n Re z_n(t) phi_n(x)   (B, T, P)     inverse transform T^{-1} + projection Re
+
+Eq. (2) is the lifting/projection of the modal method for a second-order system: a mode
+``u_n(t) = e^{-sigma t}(a cos wt + (b + sigma a)/w sin wt)`` equals ``Re(z0 e^{Lambda t})``
+with ``z0 = a - i (b + sigma a)/w``. A learned pointwise lifting to C channels followed by a
+per-mode diagonal multiplier and a pointwise projection collapses algebraically to one
+complex gain per mode, so that gain ``g_n`` (initialised to 1) is the learned lifting.
+
+The pole network maps physical parameters (tension T, density rho, area A, Young's modulus
+E, inertia I, damping d1/d3, length L; plates: D, h, Lx, Ly, ...) to poles through a
+dispersion-structured head, stable by construction (sigma > 0 for every parameter value)::
+
+    sigma_n = (s0(p) + s2(p) kappa_n^2) exp(delta'_n(p, kappa_n)) + sigma_min
+    omega_n = sqrt(c1(p) kappa_n^2 + c2(p) kappa_n^4 - sigma_n^2) * exp(delta_n(p, kappa_n))   (3)
+
+with ``kappa_n`` the wavenumber (n pi / L; plates pi sqrt((m/Lx)^2 + (n/Ly)^2)), ``log c1, log
+c2, log s0, log s2`` affine in the standardised log-parameters plus an MLP correction, and a
+zero-initialised per-mode MLP correction ``delta``. The same network evaluates any mode number.
+
+Pole modulation (nonlinear strings, the contract's ``mod_alpha``/``mod_beta``)::
+
+    omega_n^2 = omega0_n^2 + alpha_n sum_m beta_m |z_m|^2,  alpha_n = e^{q(p)} kappa_n^2, beta_m = kappa_m^2
+
+the Kirchhoff-Carrier form (alpha beta = E A k_n^2 k_m^2 / (8 rho A)) with a learned scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from training.models.modal_core import complex_mul, modal_trajectory, modulated_rollout
+
+SIGMA_MIN = 1e-3  # 1/s: smallest decay rate any parameter value can give
+
+
+# ----------------------------------------------------------------------------------------------
+# sine transform as a fixed matrix (any grid)
+# ----------------------------------------------------------------------------------------------
+
+
+def sine_basis(x: np.ndarray, n_modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and inverse sine-transform matrices for positions ``x`` in [0, 1].
+
+    x: (P,) grid positions as a fraction of the length (endpoints may or may not be included;
+    the fixed boundary value 0 is assumed at 0 and 1). Returns ``fwd`` (P, N) and ``inv`` (N, P)
+    with ``a_n = 2 int_0^1 u(x) sin(n pi x) dx ~= (u @ fwd)_n`` (trapezoidal rule) and
+    ``u(x_j) = (a @ inv)_j = sum_n a_n sin(n pi x_j)``, n = 1..N. For a uniform grid with
+    M intervals this is the exact DST-I pair for N < M.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ext = np.concatenate([[0.0], x, [1.0]])
+    if np.any(np.diff(ext) < 0):
+        raise ValueError("grid positions must be sorted and inside [0, 1]")
+    gaps = np.diff(ext)  # (P+1,)
+    weights = 0.5 * (gaps[:-1] + gaps[1:])  # (P,) trapezoid weights of the interior nodes
+    n = np.arange(1, n_modes + 1)
+    inv = np.sin(np.pi * n[:, None] * x[None, :])  # (N, P)
+    fwd = 2.0 * (inv * weights[None, :]).T  # (P, N)
+    return fwd, inv
+
+
+def normalised_grid(grid: np.ndarray | int, length: float | None = None) -> np.ndarray:
+    """Grid positions as fractions of the length: accepts a point count (interior uniform grid
+    including both ends) or an array of positions (metres if ``length`` given, else in [0, 1])."""
+    if np.isscalar(grid):
+        return np.linspace(0.0, 1.0, int(grid))
+    g = np.asarray(grid, dtype=np.float64)
+    span = float(length) if length else (g.max() if g.max() > 1.0 + 1e-9 else 1.0)
+    return g / span
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModalFNOConfig:
+    """Everything needed to rebuild a ModalFNO (saved as RUN_DIR/config.json)."""
+
+    kind: str = "string"  # "string" (1-D, fixed ends) or "plate" (2-D, simply supported)
+    modes: int = 32  # strings: N modes; plates: modes per axis (N = modes^2)
+    param_names: list[str] = field(default_factory=list)
+    param_log: list[bool] = field(default_factory=list)  # column standardised in log space
+    param_mean: list[float] = field(default_factory=list)
+    param_std: list[float] = field(default_factory=list)
+    param_min: list[float] = field(default_factory=list)  # training range (raw units)
+    param_max: list[float] = field(default_factory=list)
+    length: float = 1.0  # m, used when "L" is not a parameter (plates: Lx)
+    length_y: float = 1.0  # m, plates: Ly when not a parameter
+    hidden: int = 32  # width of the pole-network MLPs
+    fourier_layers: int = 0  # nonlinear sine-FNO blocks applied to the initial condition
+    channels: int = 16  # lifted width of those blocks
+    modulation: bool = False  # block-rate pole modulation (pitch glide)
+    block_size: int = 64  # samples per modulation block (at the training rate)
+
+    @property
+    def n_modes(self) -> int:
+        return self.modes if self.kind == "string" else self.modes * self.modes
+
+
+# ----------------------------------------------------------------------------------------------
+# pole network
+# ----------------------------------------------------------------------------------------------
+
+
+class PoleNet(nn.Module):
+    """Physical parameters -> continuous-time poles, eq. (3); sigma > 0 for every input."""
+
+    def __init__(self, cfg: ModalFNOConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_in = max(len(cfg.param_names), 1)
+        self.register_buffer("p_mean", torch.tensor(cfg.param_mean or [0.0], dtype=torch.float32))
+        self.register_buffer("p_std", torch.tensor(cfg.param_std or [1.0], dtype=torch.float32))
+        self.register_buffer("p_log", torch.tensor(cfg.param_log or [False], dtype=torch.bool))
+        # coefficient head: [log c1, log c2, log s0, log s2, q (modulation log-scale)]
+        self.affine = nn.Linear(n_in, 5)
+        self.coef_mlp = nn.Sequential(nn.Linear(n_in, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 5))
+        nn.init.zeros_(self.coef_mlp[-1].weight)
+        nn.init.zeros_(self.coef_mlp[-1].bias)
+        # per-mode correction delta(p, kappa): (log-omega, sigma) residuals
+        self.mode_mlp = nn.Sequential(nn.Linear(n_in + 1, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 2))
+        nn.init.zeros_(self.mode_mlp[-1].weight)
+        nn.init.zeros_(self.mode_mlp[-1].bias)
+        m = torch.arange(1, cfg.modes + 1, dtype=torch.float32)
+        if cfg.kind == "string":
+            self.register_buffer("mode_index", m[:, None])  # (N, 1)
+        else:
+            my, mx = torch.meshgrid(m, m, indexing="ij")
+            self.register_buffer("mode_index", torch.stack([mx.reshape(-1), my.reshape(-1)], -1))  # (N, 2)
+
+    def features(self, params: torch.Tensor) -> torch.Tensor:
+        """(B, F) raw parameters -> (B, F) standardised (log where configured) features."""
+        if not self.cfg.param_names:
+            return params.new_zeros(params.shape[0], 1)
+        x = torch.where(self.p_log, torch.log(params.clamp_min(1e-30)), params)
+        return (x - self.p_mean) / self.p_std
+
+    def _lengths(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        names = self.cfg.param_names
+        ones = params.new_ones(params.shape[0])
+        lx = params[:, names.index("L")] if "L" in names else (params[:, names.index("Lx")] if "Lx" in names else ones * self.cfg.length)
+        ly = params[:, names.index("Ly")] if "Ly" in names else ones * self.cfg.length_y
+        return lx, ly
+
+    def wavenumbers(self, params: torch.Tensor) -> torch.Tensor:
+        """(B, N) kappa_n in rad/m."""
+        lx, ly = self._lengths(params)
+        kx = math.pi * self.mode_index[None, :, 0] / lx[:, None]  # (B, N)
+        if self.cfg.kind == "string":
+            return kx
+        ky = math.pi * self.mode_index[None, :, 1] / ly[:, None]
+        return torch.sqrt(kx**2 + ky**2)
+
+    def forward(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """params (B, F) -> sigma, omega (B, N) [1/s, rad/s], mod_alpha, mod_beta (B, N)."""
+        feats = self.features(params)  # (B, F)
+        coef = self.affine(feats) + self.coef_mlp(feats)  # (B, 5)
+        kappa = self.wavenumbers(params)  # (B, N)
+        k2 = kappa**2
+        log_k = torch.log(kappa) - torch.log(kappa[:, :1])  # (B, N) mode position, 0 for the first
+        mode_in = torch.cat([feats[:, None, :].expand(-1, kappa.shape[1], -1), log_k[..., None]], dim=-1)
+        delta = self.mode_mlp(mode_in)  # (B, N, 2)
+        sigma = (torch.exp(coef[:, 2:3]) + torch.exp(coef[:, 3:4]) * k2) * torch.exp(delta[..., 1]) + SIGMA_MIN
+        # undamped omega0^2 = c1 k^2 + c2 k^4; damped omega^2 = omega0^2 - sigma^2 (second-order mode)
+        omega0_sq = torch.exp(coef[:, :1]) * k2 + torch.exp(coef[:, 1:2]) * k2 * k2  # (B, N)
+        omega = torch.sqrt(torch.maximum(omega0_sq - sigma**2, 1e-4 * omega0_sq)) * torch.exp(delta[..., 0])
+        out = {"sigma": sigma, "omega": omega}
+        if self.cfg.modulation:
+            out["mod_alpha"] = torch.exp(coef[:, 4:5]) * k2
+            out["mod_beta"] = k2
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# nonlinear sine-FNO blocks (optional, applied to the initial condition)
+# ----------------------------------------------------------------------------------------------
+
+
+class SineFourierBlock(nn.Module):
+    """One FNO layer with the sine transform: h <- gelu(h W + T^{-1}(R . T h)), h (B, P, C).
+
+    R (K, C, C) is a per-mode channel mixing, real because the sine transform is real.
+    ``fwd`` (P, K) and ``inv`` (K, P) are passed in so the block works on any grid.
+    """
+
+    def __init__(self, channels: int, modes: int):
+        super().__init__()
+        self.pointwise = nn.Linear(channels, channels)
+        self.spectral = nn.Parameter(torch.randn(modes, channels, channels) / channels)
+
+    def forward(self, h: torch.Tensor, fwd: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        spec = torch.einsum("bpc,pk->bkc", h, fwd)  # (B, K, C)
+        spec = torch.einsum("bkc,kcd->bkd", spec, self.spectral)  # (B, K, C)
+        return F.gelu(self.pointwise(h) + torch.einsum("bkd,kp->bpd", spec, inv))
+
+
+class InitialConditionFNO(nn.Module):
+    """Nonlinear residual on (u0, v0): lift -> sine-FNO blocks -> project, zero-initialised."""
+
+    def __init__(self, channels: int, layers: int, modes: int):
+        super().__init__()
+        self.lift = nn.Linear(2, channels)
+        self.blocks = nn.ModuleList(SineFourierBlock(channels, modes) for _ in range(layers))
+        self.project = nn.Linear(channels, 2)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+        self.register_buffer("scale", torch.ones(()))  # displacement scale, so the MLPs see O(1)
+
+    def forward(self, uv: torch.Tensor, fwd: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """uv (B, P, 2) -> (B, P, 2)."""
+        h = self.lift(uv / self.scale)  # (B, P, C)
+        for block in self.blocks:
+            h = block(h, fwd, inv)
+        return uv + self.project(h) * self.scale
+
+
+# ----------------------------------------------------------------------------------------------
+# the operator
+# ----------------------------------------------------------------------------------------------
+
+
+class ModalFNO(nn.Module):
+    """Modal FNO for strings (1-D) and plates (2-D); see the module docstring for the math.
+
+    Usable outside the trainer::
+
+        model = ModalFNO(cfg)
+        u = model(u0, v0, params, times, grid)   # (B, T, P) or (B, T, ny, nx)
+    """
+
+    def __init__(self, cfg: ModalFNOConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.poles = PoleNet(cfg)
+        n = cfg.n_modes
+        self.gain = nn.Parameter(torch.tensor([[1.0, 0.0]]).repeat(n, 1))  # (N, 2) complex g_n
+        self.ic = InitialConditionFNO(cfg.channels, cfg.fourier_layers, n) if cfg.fourier_layers else None
+
+    # -- transforms ------------------------------------------------------------------------------
+    def basis(self, grid: Any, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """fwd (P, N), inv (N, P) for a grid: strings ``x`` (P,); plates ``(x (nx,), y (ny,))``
+        with P = ny * nx in row-major (y, x) order. Modes of plates are (m_y, m_x) row-major."""
+        m = self.cfg.modes
+        if self.cfg.kind == "string":
+            fwd, inv = sine_basis(np.asarray(grid), m)
+        else:
+            gx, gy = grid
+            fx, ix = sine_basis(np.asarray(gx), m)  # (nx, M), (M, nx)
+            fy, iy = sine_basis(np.asarray(gy), m)  # (ny, M), (M, ny)
+            fwd = np.einsum("ym,xn->yxmn", fy, fx).reshape(len(gy) * len(gx), m * m)
+            inv = np.einsum("my,nx->mnyx", iy, ix).reshape(m * m, len(gy) * len(gx))
+        return torch.as_tensor(fwd, dtype=dtype), torch.as_tensor(inv, dtype=dtype)
+
+    def modal_coordinates(self, field_: torch.Tensor, grid: Any) -> torch.Tensor:
+        """T u: field (..., P) or (..., ny, nx) -> (..., N)."""
+        fwd, _ = self.basis(grid, field_.dtype)
+        flat = field_.reshape(*field_.shape[: -1 if self.cfg.kind == "string" else -2], -1)
+        return flat @ fwd
+
+    # -- the model -------------------------------------------------------------------------------
+    def initial_state(self, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, fwd: torch.Tensor,
+                      inv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """u0, v0 (B, P) flat fields -> poles (B, N) and z0 (B, N, 2), eq. (2)."""
+        poles = self.poles(params)
+        if self.ic is not None:
+            uv = self.ic(torch.stack([u0, v0], dim=-1), fwd, inv)  # (B, P, 2)
+            u0, v0 = uv[..., 0], uv[..., 1]
+        a = u0 @ fwd  # (B, N)
+        b = v0 @ fwd  # (B, N)
+        sigma, omega = poles["sigma"], poles["omega"]
+        z = torch.stack([a, -(b + sigma * a) / omega], dim=-1)  # (B, N, 2)
+        poles["z0"] = complex_mul(z, self.gain.expand_as(z))
+        return poles
+
+    def rollout_modes(self, state: dict[str, torch.Tensor], times: torch.Tensor, sample_rate: float | None = None) -> torch.Tensor:
+        """Modal state z(t): (B, N, T, 2). With modulation, ``times`` must be k / sample_rate."""
+        if self.cfg.modulation:
+            if sample_rate is None:
+                raise ValueError("modulated rollout needs the sample rate")
+            block = max(1, round(self.cfg.block_size * sample_rate / self._trained_rate))
+            return modulated_rollout(state["sigma"], state["omega"], state["z0"], state["mod_alpha"],
+                                     state["mod_beta"], sample_rate, times.shape[0], block)
+        return modal_trajectory(state["sigma"], state["omega"], state["z0"], times)
+
+    _trained_rate: float = 16000.0
+
+    def forward(self, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, times: torch.Tensor, grid: Any,
+                sample_rate: float | None = None) -> torch.Tensor:
+        """u(x, t) for initial fields u0, v0 (B, P) or (B, ny, nx) at ``times`` (T,) seconds.
+
+        Returns (B, T, P) or (B, T, ny, nx) on ``grid`` (any resolution; see ``basis``).
+        """
+        spatial = u0.shape[1:]
+        fwd, inv = self.basis(grid, u0.dtype)
+        state = self.initial_state(u0.reshape(u0.shape[0], -1), v0.reshape(v0.shape[0], -1), params, fwd, inv)
+        z = self.rollout_modes(state, times, sample_rate)  # (B, N, T, 2)
+        u = torch.einsum("bnt,np->btp", z[..., 0], inv)  # (B, T, P): inverse transform of Re z
+        return u.reshape(u.shape[0], u.shape[1], *spatial)
+
+
+# ----------------------------------------------------------------------------------------------
+# exported graphs: excite (controls -> contract) and field (z -> u)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InstrumentMap:
+    """How the playable instrument maps engine controls onto the model's inputs (manifest fields)."""
+
+    pitch_param: str  # parameter solved for so that the lowest mode sits at the note's f0
+    reference: list[float]  # raw parameter values used for every other parameter
+    pitch_range: tuple[float, float]  # raw search range of the pitch parameter (bisection)
+    excitation: str  # "pluck" (displacement) or "strike" (velocity)
+    width: float  # Gaussian width, fraction of the length
+    amplitude: float  # peak displacement (m) or velocity (m/s) at velocity 1
+    pickup: tuple[float, float]  # pickup position (x, y) as fractions
+    gain: float  # output scale so that a velocity-1 note peaks near 1
+    grid: int  # points per axis of the field graph
+
+
+class ExciteGraph(nn.Module):
+    """controls (V, 4) = (note, velocity, position, position_y) -> contract outputs.
+
+    The note sets the pitch parameter (e.g. string tension) by bisection on the pole network so
+    that omega_1 = 2 pi f0(note) (unrolled, exportable); velocity scales a Gaussian pluck (or
+    strike velocity) centred at ``position``; its sine transform gives z0 via eq. (2); the pickup
+    readout is c_n = gain * phi_n(x_pickup).
+    """
+
+    BISECTION_STEPS = 28
+
+    def __init__(self, model: ModalFNO, imap: InstrumentMap):
+        super().__init__()
+        self.model, self.imap = model, imap
+        cfg = model.cfg
+        self.pitch_index = cfg.param_names.index(imap.pitch_param) if imap.pitch_param in cfg.param_names else -1
+        self.register_buffer("reference", torch.tensor(imap.reference or [0.0], dtype=torch.float32))
+        xs = np.linspace(0.0, 1.0, imap.grid)
+        grid = xs if cfg.kind == "string" else (xs, xs)
+        fwd, inv = model.basis(grid)
+        self.register_buffer("fwd", fwd)
+        self.register_buffer("inv", inv)
+        self.register_buffer("xs", torch.tensor(xs, dtype=torch.float32))
+        px, py = imap.pickup
+        _, ipx = sine_basis(np.array([px]), cfg.modes)  # (M, 1)
+        if cfg.kind == "string":
+            phi = ipx[:, 0]
+        else:
+            _, ipy = sine_basis(np.array([py]), cfg.modes)
+            phi = np.outer(ipy[:, 0], ipx[:, 0]).reshape(-1)
+        self.register_buffer("phi_pick", torch.tensor(phi * imap.gain, dtype=torch.float32))
+
+    def _params(self, log_pitch: torch.Tensor) -> torch.Tensor:
+        params = self.reference[None, :].repeat(log_pitch.shape[0], 1)  # (V, F)
+        if self.pitch_index >= 0:
+            onehot = F.one_hot(torch.tensor(self.pitch_index), params.shape[1]).to(params.dtype)
+            params = params * (1 - onehot) + torch.exp(log_pitch)[:, None] * onehot
+        return params
+
+    def forward(self, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        note, velocity = controls[:, 0], controls[:, 1]
+        pos_x, pos_y = controls[:, 2], controls[:, 3]
+        target = torch.log(2 * math.pi * 440.0 * torch.pow(2.0, (note - 69.0) / 12.0))  # (V,) log omega_1
+        lo = torch.full_like(note, math.log(self.imap.pitch_range[0]))
+        hi = torch.full_like(note, math.log(self.imap.pitch_range[1]))
+        if self.pitch_index >= 0:
+            for _ in range(self.BISECTION_STEPS):  # omega_1 increases with the pitch parameter
+                mid = 0.5 * (lo + hi)
+                w1 = torch.log(self.model.poles(self._params(mid))["omega"][:, 0])
+                above = (w1 > target).to(mid.dtype)
+                hi = above * mid + (1 - above) * hi
+                lo = above * lo + (1 - above) * mid
+        params = self._params(0.5 * (lo + hi))
+        # Gaussian excitation on the model's grid, centred at the position control(s)
+        w = self.imap.width
+        shape = torch.exp(-0.5 * ((self.xs[None, :] - pos_x[:, None]) / w) ** 2)  # (V, G)
+        if self.model.cfg.kind == "plate":
+            shape_y = torch.exp(-0.5 * ((self.xs[None, :] - pos_y[:, None]) / w) ** 2)  # (V, G)
+            shape = (shape_y[:, :, None] * shape[:, None, :]).reshape(shape.shape[0], -1)  # (V, G*G)
+        profile = shape * (self.imap.amplitude * velocity)[:, None]
+        zeros = torch.zeros_like(profile)
+        u0, v0 = (profile, zeros) if self.imap.excitation == "pluck" else (zeros, profile)
+        state = self.model.initial_state(u0, v0, params, self.fwd, self.inv)
+        c = torch.stack([self.phi_pick, torch.zeros_like(self.phi_pick)], -1)[None].expand_as(state["z0"])  # (V, N, 2)
+        outputs = [state["sigma"], state["omega"], state["z0"], c.contiguous()]
+        if self.model.cfg.modulation:
+            outputs += [state["mod_alpha"], state["mod_beta"]]
+        return tuple(outputs)
+
+
+class FieldGraph(nn.Module):
+    """z (V, N, 2) -> u (V, G) for strings or (V, G, G) for plates: u = sum_n Re(z_n) phi_n."""
+
+    def __init__(self, model: ModalFNO, points: int):
+        super().__init__()
+        xs = np.linspace(0.0, 1.0, points)
+        _, inv = model.basis(xs if model.cfg.kind == "string" else (xs, xs))
+        self.register_buffer("inv", inv)  # (N, P)
+        self.shape = (points,) if model.cfg.kind == "string" else (points, points)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z[..., 0] @ self.inv).reshape(z.shape[0], *self.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# run directory I/O and the export hook
+# ----------------------------------------------------------------------------------------------
+
+
+def load_run(run_dir: str | Path) -> tuple[ModalFNO, dict[str, Any]]:
+    """Rebuild the trained model of RUN_DIR (config.json + model.pt, weights_only)."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    cfg = ModalFNOConfig(**config["model"])
+    model = ModalFNO(cfg)
+    model._trained_rate = float(config.get("sample_rate", 16000.0))
+    weights = run_dir / "model.pt"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} missing: finish training first (eigentone train fno ... --out {run_dir})")
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, config
+
+
+def build_from_run(run_dir: str | Path) -> tuple[nn.Module, None, nn.Module, dict[str, Any]]:
+    """Export hook: (excite_module, readout_module_or_None, field_module_or_None, manifest_fields)."""
+    model, config = load_run(run_dir)
+    imap = InstrumentMap(**{**config["instrument"], "pickup": tuple(config["instrument"]["pickup"]),
+                            "pitch_range": tuple(config["instrument"]["pitch_range"])})
+    excite = ExciteGraph(model, imap).eval()
+    field_graph = FieldGraph(model, imap.grid).eval()
+    manifest = {
+        "family": "modal_fno",
+        "modes": model.cfg.n_modes,
+        "modulation": model.cfg.modulation,
+        "trained_sample_rate": float(config.get("sample_rate", 16000.0)),
+        "note_range": config.get("note_range", [36, 84]),
+        "description": f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on {config.get('data', '?')}",
+        "metrics": config.get("metrics", {}),
+        "instrument": asdict(imap),
+    }
+    return excite, None, field_graph, manifest

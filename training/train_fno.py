@@ -1,0 +1,551 @@
+"""``eigentone train fno DATA --out RUN_DIR``: fit a modal FNO to a field dataset (strings or plates).
+
+Two stages, both seeded and resumable through ``training/trainer.py``:
+
+1. **Modal initialisation from the data** (closed form, no gradient through oscillations): the
+   sine transform of the recorded fields gives each example's modal coordinates a_n(t); a
+   second-order linear predictor fitted per mode (Prony, a[k+1] = p1 a[k] + p2 a[k-1], exact for
+   one damped sinusoid) gives sigma_n, omega_n; the pole network is regressed onto them in
+   log space (energy-weighted).
+2. **Operator training**: relative field MSE (sum err^2 / sum y^2, the metric of arXiv 2408.16650)
+   of the full rollout u(x, t) over the training horizon, Adam with cosine decay.
+
+The end-of-run report (RUN_DIR/metrics.json, RUN_DIR/report.png) gives the held-out field MSE
+in-horizon and over the whole recording (extrapolation), pickup errors and audio metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eigentone.errors import EigentoneError
+from eigentone.files import atomic_path
+
+HELP = "train a modal FNO (e^{Lambda t} spectral multipliers) on a string or plate field dataset"
+EXAMPLE = "eigentone train fno data/string.h5 --out runs/fno-string --steps 300"
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FieldData:
+    """Arrays the modal FNO trains on (float64 numpy).
+
+    fields (E, S, P) strings or (E, S, ny, nx) plates, m; u0, v0 like fields[:, 0] (m, m/s);
+    params (E, F) raw SI values named ``param_names``; grid: strings x (P,) in [0, 1], plates
+    (x (nx,), y (ny,)); pickups (E, S) m at ``pickup`` (fractions (x, y)); sample_rate Hz.
+    """
+
+    kind: str
+    nonlinear: bool
+    sample_rate: float
+    fields: np.ndarray
+    u0: np.ndarray
+    v0: np.ndarray
+    params: np.ndarray
+    param_names: list[str]
+    grid: Any
+    pickups: np.ndarray | None
+    pickup: tuple[float, float]
+    excitation: dict[str, Any]
+    length: float = 1.0
+    length_y: float = 1.0
+
+    @property
+    def examples(self) -> int:
+        return self.fields.shape[0]
+
+    def subset(self, index: np.ndarray) -> "FieldData":
+        exc = {k: (np.asarray(v)[index] if np.ndim(v) and len(v) == self.examples else v) for k, v in self.excitation.items()}
+        return FieldData(self.kind, self.nonlinear, self.sample_rate, self.fields[index], self.u0[index], self.v0[index],
+                         self.params[index], self.param_names, self.grid,
+                         None if self.pickups is None else self.pickups[index], self.pickup, exc, self.length, self.length_y)
+
+
+def _column(values: Any, examples: int) -> np.ndarray | None:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiu":
+        return None
+    if arr.ndim == 0:
+        return np.full(examples, float(arr))
+    if arr.ndim == 1 and arr.shape[0] == examples:
+        return arr.astype(np.float64)
+    return None
+
+
+def from_dataset(ds: Any) -> FieldData:
+    """Convert a ``training.data.dataset.FieldDataset`` into ``FieldData``."""
+    fields = np.asarray(ds.fields, dtype=np.float64)
+    examples = fields.shape[0]
+    kind = "plate" if fields.ndim == 4 else "string"
+    params: dict[str, Any] = dict(ds.params or {})
+    names, cols = [], []
+    for name, values in params.items():
+        col = _column(values, examples)
+        if col is not None:
+            names.append(name)
+            cols.append(col)
+    param_matrix = np.stack(cols, axis=1) if cols else np.zeros((examples, 0))
+    length = float(np.median(params["L"])) if "L" in params else float(np.median(params.get("Lx", 1.0)))
+    length_y = float(np.median(params.get("Ly", length)))
+    grid = _grid_fractions(ds.grid, kind, fields.shape, length, length_y)
+    excitation = dict(ds.excitation or {})
+    u0 = fields[:, 0]
+    v0 = _initial_velocity(excitation, kind, grid, fields, length, length_y)
+    pickup = _pickup_position(ds, excitation, length, length_y)
+    pickups = np.asarray(ds.pickups, dtype=np.float64) if getattr(ds, "pickups", None) is not None else None
+    if pickups is not None and pickups.ndim == 3:  # (examples, n_pickups, samples): first pickup
+        pickups = pickups[:, 0]
+    return FieldData(kind, bool(ds.nonlinear), float(ds.sample_rate), fields, u0, v0, param_matrix, names, grid,
+                     pickups, pickup, excitation, length, length_y)
+
+
+def _grid_fractions(grid: Any, kind: str, shape: tuple, length: float, length_y: float) -> Any:
+    if kind == "string":
+        g = np.asarray(grid, dtype=np.float64) if grid is not None else np.linspace(0.0, length, shape[-1])
+        g = g.reshape(-1)
+        return g / (length if g.max() > 1.0 + 1e-9 or length != 1.0 else 1.0)
+    ny, nx = shape[-2], shape[-1]
+    g = None if grid is None else np.asarray(grid, dtype=np.float64)
+    if g is not None and g.ndim == 3:  # (ny, nx, 2) coordinates
+        return g[0, :, 0] / length, g[:, 0, 1] / length_y
+    if isinstance(grid, (tuple, list)) and len(grid) == 2:
+        return np.asarray(grid[0]) / length, np.asarray(grid[1]) / length_y
+    return np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny)
+
+
+def _initial_velocity(excitation: dict, kind: str, grid: Any, fields: np.ndarray, length: float, length_y: float) -> np.ndarray:
+    """Initial velocity on the grid: the strike profile where the excitation is a strike, else 0."""
+    from training.physics.modal import shape_profile
+
+    v0 = np.zeros_like(fields[:, 0])
+    kinds = np.broadcast_to(np.asarray(excitation.get("kind", "pluck")), (fields.shape[0],))
+    if not np.any(kinds == "strike"):
+        return v0
+    shapes = np.broadcast_to(np.asarray(excitation.get("shape", "raised_cosine")), (fields.shape[0],))
+    pos = np.broadcast_to(np.asarray(excitation["position"], dtype=np.float64), (fields.shape[0],))
+    width = np.broadcast_to(np.asarray(excitation["width"], dtype=np.float64), (fields.shape[0],))
+    amp = np.broadcast_to(np.asarray(excitation["amplitude"], dtype=np.float64), (fields.shape[0],))
+    for e in np.nonzero(kinds == "strike")[0]:
+        if kind == "string":
+            v0[e] = amp[e] * shape_profile(str(shapes[e]), grid * length - pos[e], width[e])
+        else:
+            pos_y = np.broadcast_to(np.asarray(excitation["position_y"], dtype=np.float64), (fields.shape[0],))
+            gx, gy = grid
+            r = np.hypot(gx[None, :] * length - pos[e], gy[:, None] * length_y - pos_y[e])  # (ny, nx) m
+            v0[e] = amp[e] * shape_profile(str(shapes[e]), r, width[e])
+    return v0
+
+
+def _pickup_position(ds: Any, excitation: dict, length: float, length_y: float) -> tuple[float, float]:
+    for source in (getattr(ds, "grid", None), excitation, getattr(ds, "provenance", None) or {}):
+        if isinstance(source, dict):
+            for key in ("pickup", "pickups", "pickup_positions", "pickup_position"):
+                if key in source:
+                    p = np.asarray(source[key], dtype=np.float64).reshape(-1)
+                    x = p[0] / length if p[0] > 1.0 or length != 1.0 else p[0]
+                    y = (p[1] / length_y if len(p) > 1 else 0.5)
+                    return float(x), float(y)
+    prov = getattr(ds, "provenance", None) or {}
+    if isinstance(prov, dict) and "args" in prov and isinstance(prov["args"], dict):
+        for key in ("pickup", "pickup_positions"):
+            if key in prov["args"]:
+                p = np.atleast_1d(prov["args"][key]).astype(float)
+                return float(p[0] / length if p[0] > 1 else p[0]), float(p[1] if len(p) > 1 else 0.5)
+    return 0.9, 0.9
+
+
+def load_field_data(path: str | Path) -> FieldData:
+    """Load a dataset file written by ``eigentone simulate``."""
+    try:
+        from training.data.dataset import load_dataset
+    except ImportError as exc:  # pragma: no cover - the dataset module is part of the package
+        raise EigentoneError(f"cannot read {path}: training.data.dataset is missing ({exc})") from exc
+    if not Path(path).exists():
+        raise EigentoneError(f"{path} not found: make one with `eigentone simulate string --out {path}`")
+    return from_dataset(load_dataset(path))
+
+
+def split_indices(examples: int, seed: int) -> dict[str, np.ndarray]:
+    """80/10/10 train/val/test split (at least one example in each when possible)."""
+    order = np.random.default_rng(seed).permutation(examples)
+    n_test = max(1, examples // 10) if examples >= 3 else 0
+    n_val = max(1, examples // 10) if examples >= 3 else 0
+    return {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :] if examples >= 3 else order}
+
+
+# ----------------------------------------------------------------------------------------------
+# model construction and modal initialisation
+# ----------------------------------------------------------------------------------------------
+
+
+def make_config(data: FieldData, modes: int | None, fourier_layers: int, modulation: bool) -> "ModalFNOConfig":
+    from training.models.modal_fno import ModalFNOConfig
+
+    points = data.fields.shape[-1] if data.kind == "string" else min(data.fields.shape[-2:])
+    max_modes = points - 1 if data.kind == "string" else points - 1
+    modes = int(modes) if modes else min(max_modes, 32 if data.kind == "string" else 12)
+    if modes > max_modes:
+        raise EigentoneError(f"--modes {modes} exceeds what a {points}-point grid resolves ({max_modes})")
+    p = data.params
+    positive = [bool(np.all(p[:, j] > 0)) for j in range(p.shape[1])]
+    x = np.where(positive, np.log(np.where(p > 0, p, 1.0)), p) if p.size else p
+    std = x.std(axis=0) if p.size else np.zeros(0)
+    return ModalFNOConfig(
+        kind=data.kind, modes=modes, param_names=list(data.param_names), param_log=positive,
+        param_mean=x.mean(axis=0).tolist() if p.size else [], param_std=np.where(std > 1e-9, std, 1.0).tolist(),
+        param_min=p.min(axis=0).tolist() if p.size else [], param_max=p.max(axis=0).tolist() if p.size else [],
+        length=data.length, length_y=data.length_y, fourier_layers=fourier_layers, modulation=modulation,
+    )
+
+
+def prony_poles(coords: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-mode damped-sinusoid fit of modal coordinates ``coords`` (E, S, N).
+
+    Least squares a[k+1] = p1 a[k] + p2 a[k-1]; r = sqrt(-p2), theta = arccos(p1 / 2r):
+    sigma = -ln(r) fs, omega = theta fs. Returns sigma, omega, weight (E, N) (weight 0 where the
+    fit is not a decaying oscillation or the mode carries no energy).
+    """
+    a0, a1, a2 = coords[:, :-2], coords[:, 1:-1], coords[:, 2:]  # (E, S-2, N)
+    g11, g12, g22 = (a1 * a1).sum(1), (a1 * a0).sum(1), (a0 * a0).sum(1)
+    h1, h2 = (a1 * a2).sum(1), (a0 * a2).sum(1)
+    det = g11 * g22 - g12**2
+    ok = det > 1e-30 * (g11 * g22 + 1e-300)
+    det = np.where(ok, det, 1.0)
+    p1 = (h1 * g22 - h2 * g12) / det
+    p2 = (g11 * h2 - g12 * h1) / det
+    r = np.sqrt(np.clip(-p2, 1e-12, None))
+    cos_theta = p1 / (2 * r)
+    ok &= (-p2 > 0) & (np.abs(cos_theta) < 1) & (r <= 1.0 + 1e-9)
+    theta = np.arccos(np.clip(cos_theta, -1, 1))
+    sigma = np.clip(-np.log(np.clip(r, 1e-12, 1.0)) * sample_rate, 1e-3, None)
+    omega = theta * sample_rate
+    energy = (coords**2).sum(1)  # (E, N)
+    weight = np.where(ok & (energy > 1e-8 * energy.max(axis=1, keepdims=True)), 1.0, 0.0)
+    return sigma, omega, weight
+
+
+def initialise_poles(model: Any, data: FieldData, horizon: int, quiet: bool = False) -> dict[str, float]:
+    """Closed-form modal initialisation of the pole network from the training fields.
+
+    1. Prony fit per example and mode gives sigma_en, omega_en (``prony_poles``).
+    2. Per example, linear least squares of the dispersion law of eq. (3):
+       omega^2 + sigma^2 = c1 k^2 + c2 k^4 and sigma = s0 + s2 k^2 (rows scaled to relative error).
+       With modulation, the mean energy shift exp(q) k_n^2 E_e is removed first.
+    3. Across examples, least squares of log(c1, c2, s0, s2) on the standardised log-parameters:
+       the affine head of the pole network (exact when the law is a power law in the parameters,
+       e.g. c1 = T / (rho A), c2 = E I / (rho A)).
+    """
+    fwd, _ = model.basis(data.grid, torch.float64)
+    flat = data.fields[:, :horizon].reshape(data.examples, horizon, -1)
+    coords = flat @ fwd.numpy()  # (E, S, N)
+    sigma_est, omega_est, weight = prony_poles(coords, data.sample_rate)
+    params = torch.as_tensor(data.params, dtype=torch.float32)
+    with torch.no_grad():
+        kappa = model.poles.wavenumbers(params).double().numpy()  # (E, N)
+        feats = model.poles.features(params).double().numpy()  # (E, F)
+    k2 = kappa**2
+    q = _modulation_prior(model.cfg)
+    target = omega_est**2 + sigma_est**2  # (E, N) undamped omega0^2
+    if model.cfg.modulation:
+        energy = (k2 * 2.0 * (coords**2).mean(axis=1)).sum(axis=1, keepdims=True)  # (E, 1) sum k^2 |z|^2
+        target = target - np.exp(q) * k2 * energy
+    coefs = np.zeros((data.examples, 4))
+    for e in range(data.examples):
+        sel = weight[e] > 0
+        if sel.sum() < 2:
+            coefs[e] = np.nan
+            continue
+        scale = target[e, sel]
+        basis = np.stack([k2[e, sel], k2[e, sel] ** 2], 1) / scale[:, None]
+        c, *_ = np.linalg.lstsq(basis, np.ones(sel.sum()), rcond=None)
+        basis_s = np.stack([np.ones(sel.sum()), k2[e, sel]], 1) / sigma_est[e, sel][:, None]
+        s, *_ = np.linalg.lstsq(basis_s, np.ones(sel.sum()), rcond=None)
+        floor_c = 1e-9 * np.median(scale / k2[e, sel])
+        coefs[e] = [max(c[0], floor_c), max(c[1], floor_c / k2[e, sel].max()), max(s[0], 1e-6),
+                    max(s[1], 1e-9 * sigma_est[e, sel].max() / k2[e, sel].max())]
+    ok = np.all(np.isfinite(coefs), axis=1)
+    if not ok.any():
+        raise EigentoneError("no example of the dataset has two clean decaying modes to initialise the poles from")
+    design = np.concatenate([feats[ok], np.ones((ok.sum(), 1))], axis=1)  # (E', F+1)
+    sol, *_ = np.linalg.lstsq(design, np.log(coefs[ok]), rcond=None)  # (F+1, 4)
+    with torch.no_grad():
+        weight_t = torch.zeros_like(model.poles.affine.weight)  # (5, F)
+        weight_t[:4] = torch.as_tensor(sol[:-1].T, dtype=torch.float32)
+        model.poles.affine.weight.copy_(weight_t)
+        model.poles.affine.bias.copy_(torch.as_tensor([*sol[-1], q], dtype=torch.float32))
+        omega_model = model.poles(params)["omega"].double().numpy()
+    w = weight > 0
+    rms_cents = float(np.sqrt(np.mean((1200 * np.log2(omega_model[w] / omega_est[w])) ** 2)))
+    if not quiet:
+        print(f"modal initialisation: {int(w.sum())} mode fits over {int(ok.sum())} examples, "
+              f"rms pitch misfit {rms_cents:.3g} cents")
+    return {"init_rms_cents": rms_cents}
+
+
+def _modulation_prior(cfg: Any) -> float:
+    """Initial log modulation scale q: Kirchhoff-Carrier alpha beta = E A k_n^2 k_m^2 / (8 rho A), so
+    exp(q) = E / (8 rho) at the training data's typical parameters (0 when those are not parameters)."""
+    names = cfg.param_names
+    if "E" in names and "rho" in names:
+        mean = dict(zip(names, cfg.param_mean))
+        log_e = mean["E"] if cfg.param_log[names.index("E")] else math.log(mean["E"])
+        log_rho = mean["rho"] if cfg.param_log[names.index("rho")] else math.log(mean["rho"])
+        return log_e - log_rho - math.log(8.0)
+    return 0.0
+
+
+def build_model(cfg: Any, data: FieldData) -> Any:
+    from training.models.modal_fno import ModalFNO
+
+    model = ModalFNO(cfg)
+    model._trained_rate = data.sample_rate
+    if model.ic is not None:
+        model.ic.scale.fill_(float(np.abs(data.u0).max() + np.abs(data.v0).max() / (2 * math.pi * 100) + 1e-12))
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# prediction and evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def predict(model: Any, data: FieldData, n_samples: int, *, grid: Any = None, sample_rate: float | None = None,
+            batch: int = 16) -> np.ndarray:
+    """Model fields for every example of ``data``: (E, n_samples, P...) float64 numpy."""
+    fs = sample_rate or data.sample_rate
+    times = torch.arange(n_samples, dtype=torch.float32) / fs
+    out = []
+    with torch.no_grad():
+        for start in range(0, data.examples, batch):
+            sl = slice(start, start + batch)
+            u = model(torch.as_tensor(data.u0[sl], dtype=torch.float32), torch.as_tensor(data.v0[sl], dtype=torch.float32),
+                      torch.as_tensor(data.params[sl], dtype=torch.float32), times, grid if grid is not None else data.grid,
+                      sample_rate=fs)
+            out.append(u.double().numpy())
+    return np.concatenate(out, axis=0)
+
+
+def pickup_from_field(model: Any, field: np.ndarray, grid: Any, pickup: tuple[float, float]) -> np.ndarray:
+    """Displacement at the pickup, (E, S), by the model's own modal interpolation of a field."""
+    from training.models.modal_fno import sine_basis
+
+    fwd, _ = model.basis(grid, torch.float64)
+    coords = field.reshape(field.shape[0], field.shape[1], -1) @ fwd.numpy()  # (E, S, N)
+    m = model.cfg.modes
+    _, ix = sine_basis(np.array([pickup[0]]), m)
+    phi = ix[:, 0] if model.cfg.kind == "string" else np.outer(sine_basis(np.array([pickup[1]]), m)[1][:, 0], ix[:, 0]).reshape(-1)
+    return coords @ phi
+
+
+def evaluate(model: Any, data: FieldData, horizon: int, *, audio_examples: int = 3) -> dict[str, Any]:
+    """Field/pickup errors in-horizon and over the whole recording, plus audio metrics."""
+    from training import metrics
+
+    n = data.fields.shape[1]
+    pred = predict(model, data, n)
+    report: dict[str, Any] = {
+        "field_nmse_in_horizon": metrics.field_nmse(pred[:, :horizon], data.fields[:, :horizon]),
+        "field_nmse_full": metrics.field_nmse(pred, data.fields),
+        "horizon_samples": horizon,
+        "samples": n,
+        "extrapolation_factor": n / horizon,
+    }
+    if n > horizon:
+        report["field_nmse_extrapolated"] = metrics.field_nmse(pred[:, horizon:], data.fields[:, horizon:])
+    ref_pick = data.pickups if data.pickups is not None else pickup_from_field(model, data.fields, data.grid, data.pickup)
+    pred_pick = pickup_from_field(model, pred, data.grid, data.pickup)
+    report["pickup_rel_mse"] = metrics.pickup_rel_mse(pred_pick, ref_pick)
+    audio = [metrics.audio_report(pred_pick[e], ref_pick[e], data.sample_rate, pitch_glide=data.nonlinear)
+             for e in range(min(audio_examples, data.examples))]
+    for key in audio[0] if audio else []:
+        vals = [a[key] for a in audio if key in a and np.isfinite(a[key])]
+        if vals:
+            report[f"audio_{key}"] = float(np.mean(vals))
+    return report
+
+
+def save_report_plot(path: Path, model: Any, data: FieldData, history: list[dict], horizon: int) -> None:
+    """PNG: loss curve, field error over time, reference vs model pickup of one example."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = predict(model, data.subset(np.arange(min(4, data.examples))), data.fields.shape[1])
+    ref = data.fields[: pred.shape[0]]
+    err_t = ((pred - ref) ** 2).reshape(pred.shape[0], pred.shape[1], -1).sum((0, 2)) / np.maximum(
+        (ref**2).reshape(ref.shape[0], ref.shape[1], -1).sum((0, 2)), 1e-30)
+    t = np.arange(pred.shape[1]) / data.sample_rate
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9))
+    if history:
+        axes[0].semilogy([h["step"] for h in history], [h["loss"] for h in history])
+    axes[0].set(title="training loss (relative field MSE)", xlabel="step")
+    axes[1].semilogy(t, np.maximum(err_t, 1e-12))
+    axes[1].axvline(horizon / data.sample_rate, color="k", ls="--", label="training horizon")
+    axes[1].set(title="normalised field error per time step (test examples)", xlabel="s")
+    axes[1].legend()
+    pick_ref = pickup_from_field(model, ref[:1], data.grid, data.pickup)[0]
+    pick_pred = pickup_from_field(model, pred[:1], data.grid, data.pickup)[0]
+    show = slice(0, min(len(t), int(0.02 * data.sample_rate) + horizon))
+    axes[2].plot(t[show], pick_ref[show], label="reference")
+    axes[2].plot(t[show], pick_pred[show], "--", label="modal FNO")
+    axes[2].set(title="pickup displacement", xlabel="s", ylabel="m")
+    axes[2].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+
+
+def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int | None = None, seed: int = 0,
+          horizon: float | None = None, lr: float = 3e-3, batch: int = 16, fourier_layers: int = 0,
+          modulation: bool | None = None, quiet: bool = False, data_name: str = "",
+          command: str = "", pole_lr_scale: float = 0.01) -> dict[str, Any]:
+    """Train and evaluate; writes RUN_DIR/{config.json, model.pt, metrics.json, report.png}. Returns metrics."""
+    from training.trainer import seed_everything, train_loop
+
+    seed_everything(seed)
+    run_dir = Path(run_dir)
+    n_total = data.fields.shape[1]
+    h = int(round((horizon if horizon else n_total / data.sample_rate / 10) * data.sample_rate))
+    h = max(8, min(h, n_total))
+    modulation = data.nonlinear if modulation is None else modulation
+    split = split_indices(data.examples, seed)
+    train_set = data.subset(split["train"])
+    cfg = make_config(train_set, modes, fourier_layers, modulation)
+    model = build_model(cfg, train_set)
+    if not (run_dir / "checkpoint.pt").exists():
+        init = initialise_poles(model, train_set, h, quiet=quiet)
+    else:
+        init = {}
+    config = _run_config(cfg, data, h, seed, data_name, command)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", config)
+
+    u0 = torch.as_tensor(train_set.u0, dtype=torch.float32)
+    v0 = torch.as_tensor(train_set.v0, dtype=torch.float32)
+    params = torch.as_tensor(train_set.params, dtype=torch.float32)
+    target = torch.as_tensor(train_set.fields[:, :h], dtype=torch.float32)
+    times = torch.arange(h, dtype=torch.float32) / data.sample_rate
+    gen = torch.Generator().manual_seed(seed)
+    from training.losses import relative_mse
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        idx = torch.randperm(train_set.examples, generator=gen)[:batch]
+        pred = model(u0[idx], v0[idx], params[idx], times, train_set.grid, sample_rate=data.sample_rate)
+        return relative_mse(pred, target[idx]), {}
+
+    pole_params = [p for n, p in model.named_parameters() if n.startswith("poles.")]
+    other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
+    groups = [{"params": pole_params, "lr": lr * pole_lr_scale}, {"params": other, "lr": lr}]
+    history = train_loop(model, step_loss, run_dir=run_dir, steps=steps, lr=groups, desc="train fno",
+                         checkpoint_every=max(10, steps // 10), quiet=quiet)
+    model.eval()
+    test = data.subset(split["test"] if len(split["test"]) else split["train"])
+    report = {**init, **evaluate(model, test, h), "test_examples": int(test.examples), "steps": steps}
+    if data.kind == "string":
+        report.update(parameter_generalisation(model, test))
+    _write_json(run_dir / "metrics.json", report)
+    config["metrics"] = {k: v for k, v in report.items() if isinstance(v, (int, float))}
+    _write_json(run_dir / "config.json", config)
+    save_report_plot(run_dir / "report.png", model, test, history, h)
+    if not quiet:
+        print(json.dumps(report, indent=2))
+        print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'report.png'}")
+    return report
+
+
+def parameter_generalisation(model: Any, data: FieldData, n_partials: int = 10) -> dict[str, float]:
+    """Max |cents| between the model's first partials and the linear string solver's, on ``data``'s
+    parameters (the test split: values inside the training range not seen in training)."""
+    from training.physics.string_linear import StringParams, string_modes
+
+    names = model.cfg.param_names
+    fields = set(StringParams.__dataclass_fields__)
+    if not set(names) & fields:
+        return {}
+    with torch.no_grad():
+        omega = model.poles(torch.as_tensor(data.params, dtype=torch.float32))["omega"].double().numpy()  # (E, N)
+    errs = []
+    k = min(n_partials, omega.shape[1])
+    for e in range(data.examples):
+        p = StringParams(**{n: float(data.params[e, j]) for j, n in enumerate(names) if n in fields})
+        _, w_ref = string_modes(p, k)
+        keep = w_ref < math.pi * data.sample_rate
+        errs.append(np.abs(1200 * np.log2(omega[e, :k][keep] / w_ref[keep])))
+    cents = np.concatenate(errs)
+    return {"partial_cents_vs_solver_max": float(cents.max()), "partial_cents_vs_solver_mean": float(cents.mean())}
+
+
+def _run_config(cfg: Any, data: FieldData, horizon: int, seed: int, data_name: str, command: str) -> dict[str, Any]:
+    names = cfg.param_names
+    reference = [float(np.exp(m)) if lg else float(m) for m, lg in zip(cfg.param_mean, cfg.param_log)]
+    pitch_param = next((n for n in ("T", "E", "D") if n in names), names[0] if names else "")
+    j = names.index(pitch_param) if pitch_param else 0
+    lo, hi = (cfg.param_min[j], cfg.param_max[j]) if names else (1.0, 1.0)
+    exc = data.excitation
+    kinds = np.atleast_1d(exc.get("kind", "pluck"))
+    width = float(np.median(np.atleast_1d(exc.get("width", 0.05 * data.length)))) / data.length
+    amplitude = float(np.median(np.atleast_1d(exc.get("amplitude", 1e-3))))
+    peak = float(np.abs(data.fields).max()) or 1.0
+    instrument = {
+        "pitch_param": pitch_param, "reference": reference, "pitch_range": [lo / 100.0, hi * 100.0],
+        "excitation": "strike" if str(kinds[0]) == "strike" else "pluck", "width": max(width, 0.01),
+        "amplitude": amplitude, "pickup": list(data.pickup), "gain": 0.5 / peak,
+        "grid": int(data.fields.shape[-1]),
+    }
+    return {"family": "modal_fno", "model": asdict(cfg), "sample_rate": data.sample_rate, "horizon_samples": horizon,
+            "seed": seed, "data": data_name, "command": command, "instrument": instrument,
+            "note_range": [36, 84] if data.kind == "string" else [24, 96]}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="dataset file from `eigentone simulate`")
+    parser.add_argument("--out", required=True, help="run directory (resumes if it holds a checkpoint)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
+    parser.add_argument("--modes", type=int, default=None, help="modes (strings) or modes per axis (plates)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--horizon", type=float, default=None, help="training horizon in s (default: a tenth of the data)")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--fourier-layers", type=int, default=0, help="nonlinear sine-FNO blocks on the initial condition")
+    parser.add_argument("--modulation", choices=["auto", "on", "off"], default="auto",
+                        help="block-rate pole modulation (pitch glide); auto: on for nonlinear data")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    data = load_field_data(args.data)
+    modulation = {"auto": None, "on": True, "off": False}[args.modulation]
+    train(data, args.out, steps=args.steps, modes=args.modes, seed=args.seed, horizon=args.horizon, lr=args.lr,
+          batch=args.batch, fourier_layers=args.fourier_layers, modulation=modulation, quiet=args.quiet,
+          data_name=str(args.data), command=f"eigentone train fno {args.data} --out {args.out} --steps {args.steps}")
+    return 0
