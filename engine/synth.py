@@ -1,0 +1,315 @@
+"""The polyphonic synthesiser: ``prepare`` -> ``process(events, n_frames)`` -> ``release``.
+
+The same ``process`` serves the real-time callback (engine/realtime.py), offline MIDI
+rendering (engine/render.py) and a plugin host. Events are raw MIDI channel messages
+with a sample offset inside the block::
+
+    events: sequence of (offset, status, data1, data2), sorted by offset, 0 <= offset < n_frames
+
+and are applied sample-accurately: the block is rendered in segments split at event offsets.
+Per block, for each instrument: one batched excite call for all note-ons of the block, one
+batched readout call (if the bundle has one) and one pole-modulation update (if declared),
+then the compiled modal bank renders every segment. All buffers are allocated in ``prepare``.
+
+Handled messages: note on/off (velocity -> control 0..1), CC64 sustain pedal, CC120 all
+sound off, CC121 reset controllers, CC123 all notes off, pitch bend (+-``bend_range``
+semitones). ``mono=True`` keeps one voice per channel (a new note fades the previous one
+out in 5 ms). Several instruments play on different MIDI channels; slots (``max_voices``)
+are per instrument.
+
+Safety: a voice whose excite outputs or samples are NaN/Inf is muted and reported once in
+``faults``; voices whose level bound falls below -100 dBFS are freed; the mix goes through
+a peak limiter (ceiling -0.2 dBFS) unless ``limiter=False``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from engine.instrument import Instrument
+from engine.modal_bank import ModalBank, limit
+from engine.voices import VoicePool
+
+Event = tuple[int, int, int, int]
+"""(offset in samples inside the block, MIDI status byte, data1, data2)."""
+
+SILENCE = 1e-5
+"""-100 dBFS: voices whose level bound (times the output gain) is below this are freed."""
+
+CUT_SIGMA = math.log(1000.0) / 0.005
+"""Decay rate (1/s) of a voice cut by mono mode: 60 dB in 5 ms."""
+
+
+class _Part:
+    """One instrument with its voice slots and modal bank."""
+
+    def __init__(self, synth: "Synth", instrument: Instrument, sample_rate: float, block_size: int, max_voices: int):
+        self.synth = synth
+        self.instrument = instrument
+        self.pool = VoicePool(max_voices)
+        self.bank = ModalBank(max_voices, instrument.modes, sample_rate, block_size, instrument.modulation)
+        self.controls = np.zeros((max(16, block_size), 4), np.float32)
+        self.pending = 0
+        self.cursor = 0
+        self.excited: dict[str, np.ndarray] = {}
+        self.finite = np.ones(0, np.bool_)
+        self.selection = np.zeros(max_voices, np.int32)
+
+    def queue_note(self, note: int, velocity: int) -> None:
+        if self.pending == len(self.controls):
+            self.controls = np.concatenate([self.controls, np.zeros_like(self.controls)])
+        row = self.controls[self.pending]
+        row[0] = note
+        row[1] = velocity / 127.0
+        row[2] = self.synth.position
+        row[3] = self.synth.position_y
+        self.pending += 1
+
+    def begin_block(self) -> None:
+        """Batched neural calls for this block: excite for queued note-ons, readout, pole modulation."""
+        self.cursor = 0
+        if self.pending:
+            self.excited = self.instrument.excite_raw(self.controls[: self.pending])
+            rows = self.pending
+            self.finite = np.ones(rows, np.bool_)
+            for value in self.excited.values():
+                self.finite &= np.isfinite(value.reshape(rows, -1)).all(axis=1)
+        pool, bank = self.pool, self.bank
+        if pool.count:
+            if self.instrument.has_readout:
+                bank.apply_readout(self.instrument, pool.active, pool.count)
+            if self.instrument.modulation:
+                bank.poles(pool.active, pool.count, new_energy=True)
+
+    def note_on(self, channel: int, note: int) -> None:
+        row = self.cursor
+        self.cursor += 1
+        if not self.finite[row]:
+            self.synth.report("non-finite excite output", self.instrument.name, channel, note)
+            return
+        pool = self.pool
+        if self.synth.mono:
+            n = pool.on_channel(channel, self.selection)
+            for j in range(n):
+                self._release(int(self.selection[j]), CUT_SIGMA)
+        slot, _ = pool.allocate(self.bank.level)
+        pool.start(slot, note, channel)
+        self.bank.load(slot, self.excited, row, self.synth.bend_factor[channel])
+
+    def note_off(self, channel: int, note: int) -> None:
+        pool = self.pool
+        for j in range(pool.count - 1, -1, -1):
+            slot = int(pool.active[j])
+            if pool.channel[slot] == channel and pool.note[slot] == note and pool.key_down[slot]:
+                pool.key_down[slot] = False
+                if self.synth.sustain[channel]:
+                    pool.sustained[slot] = True
+                else:
+                    self._release(slot, self.instrument.release_sigma)
+
+    def _release(self, slot: int, sigma: float) -> None:
+        pool = self.pool
+        pool.key_down[slot] = False
+        pool.sustained[slot] = False
+        pool.releasing[slot] = True
+        self.bank.sigma_floor[slot] = max(self.bank.sigma_floor[slot], sigma)
+        self.bank.pole_of(slot)
+
+    def pedal_up(self, channel: int) -> None:
+        n = self.pool.on_channel(channel, self.selection)
+        for j in range(n):
+            slot = int(self.selection[j])
+            if self.pool.sustained[slot]:
+                self._release(slot, self.instrument.release_sigma)
+
+    def all_notes_off(self, channel: int) -> None:
+        n = self.pool.on_channel(channel, self.selection)
+        for j in range(n):
+            slot = int(self.selection[j])
+            if not self.pool.releasing[slot]:
+                self._release(slot, self.instrument.release_sigma)
+
+    def all_sound_off(self, channel: int) -> None:
+        n = self.pool.on_channel(channel, self.selection)
+        for j in range(n):
+            self.pool.free(int(self.selection[j]))
+
+    def bend(self, channel: int, factor: float) -> None:
+        n = self.pool.on_channel(channel, self.selection)
+        for j in range(n):
+            self.bank.scale[self.selection[j]] = factor
+        if n:
+            self.bank.poles(self.selection, n)
+
+    def render(self, out: np.ndarray, start: int, stop: int) -> None:
+        if self.pool.count:
+            self.bank.advance(self.pool.active, self.pool.count, out, start, stop)
+
+    def end_block(self, threshold: float) -> None:
+        self.pending = 0
+        pool, bank = self.pool, self.bank
+        if not pool.count:
+            return
+        n_ended = bank.settle(pool.active, pool.count, threshold)
+        for j in range(n_ended):
+            slot = int(bank.ended[j])
+            if bank.bad[slot]:
+                self.synth.report("non-finite samples", self.instrument.name, int(pool.channel[slot]), int(pool.note[slot]))
+            pool.free(slot)
+
+
+class Synth:
+    """Polyphonic modal synthesiser for one or several instruments.
+
+    ``instruments``: one Instrument (plays every channel), a list (item i plays MIDI channel i,
+    0-based; channels past the list's end play item 0), or a dict {channel: Instrument}
+    (unlisted channels are silent). ``gain`` is a linear output gain; ``position``/``position_y``
+    the excitation point controls (0..1) sent to excite graphs.
+
+    >>> synth = Synth(Instrument.load("modal.etone"))
+    >>> synth.prepare(48000, 64, 32)
+    >>> block = synth.process([(0, 0x90, 60, 100)], 64)   # (64,) float32, valid until the next call
+    """
+
+    def __init__(
+        self,
+        instruments: Instrument | Sequence[Instrument] | Mapping[int, Instrument],
+        *,
+        bend_range: float = 2.0,
+        mono: bool = False,
+        gain: float = 1.0,
+        limiter: bool = True,
+        position: float = 0.2,
+        position_y: float = 0.37,
+    ):
+        if isinstance(instruments, Instrument):
+            channel_map = {ch: instruments for ch in range(16)}
+        elif isinstance(instruments, Mapping):
+            channel_map = dict(instruments)
+        else:
+            instruments = list(instruments)
+            channel_map = {ch: instruments[ch] if ch < len(instruments) else instruments[0] for ch in range(16)}
+        self.channel_map = channel_map
+        self.bend_range = bend_range
+        self.mono = mono
+        self.gain = gain
+        self.limiter = limiter
+        self.position = position
+        self.position_y = position_y
+        self.faults: collections.deque[tuple[str, str, int, int]] = collections.deque(maxlen=256)
+        self._reported: set[tuple[str, str, int, int]] = set()
+        self.prepared = False
+
+    def prepare(self, sample_rate: float, block_size: int, max_voices: int) -> None:
+        """Allocate everything for blocks of up to ``block_size`` samples at ``sample_rate`` Hz."""
+        self.sample_rate = float(sample_rate)
+        self.block_size = int(block_size)
+        self.max_voices = int(max_voices)
+        parts: dict[int, _Part] = {}
+        self._part_of: list[_Part | None] = [None] * 16
+        for channel, instrument in self.channel_map.items():
+            if id(instrument) not in parts:
+                parts[id(instrument)] = _Part(self, instrument, sample_rate, block_size, max_voices)
+            self._part_of[channel] = parts[id(instrument)]
+        self.parts = list(parts.values())
+        self.sustain = [False] * 16
+        self.bend_factor = [1.0] * 16
+        self._mix = np.zeros(block_size, np.float32)
+        self._limiter_gain = np.ones(1)
+        self._release_coef = 1.0 - math.exp(-1.0 / (0.05 * sample_rate))  # 50 ms limiter release
+        self.frames = 0
+        self.prepared = True
+
+    def release(self) -> None:
+        """Free the buffers allocated by ``prepare``."""
+        self.parts = []
+        self._mix = np.zeros(0, np.float32)
+        self.prepared = False
+
+    @property
+    def voices(self) -> int:
+        """Sounding voices across all instruments."""
+        return sum(part.pool.count for part in self.parts)
+
+    def report(self, problem: str, instrument: str, channel: int, note: int) -> None:
+        """Record a muted voice once per (problem, instrument, channel, note) in ``faults``."""
+        key = (problem, instrument, channel, note)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.faults.append(key)
+
+    def process(self, events: Sequence[Event], n_frames: int) -> np.ndarray:
+        """Render one block: (n_frames,) float32 mono, a view valid until the next call.
+
+        ``events`` as described in the module doc; ``n_frames`` <= the prepared block size.
+        """
+        if n_frames > self.block_size:
+            raise ValueError(f"process: n_frames {n_frames} exceeds the prepared block size {self.block_size}")
+        mix = self._mix[:n_frames]
+        mix[:] = 0.0
+        part_of = self._part_of
+        for event in events:
+            if event[1] & 0xF0 == 0x90 and event[3] > 0:
+                part = part_of[event[1] & 0x0F]
+                if part is not None:
+                    part.queue_note(event[2], event[3])
+        for part in self.parts:
+            part.begin_block()
+        position = 0
+        for event in events:
+            offset = min(max(int(event[0]), position), n_frames)
+            if offset > position:
+                for part in self.parts:
+                    part.render(mix, position, offset)
+                position = offset
+            self._apply(event[1], event[2], event[3])
+        if position < n_frames:
+            for part in self.parts:
+                part.render(mix, position, n_frames)
+        threshold = SILENCE / max(abs(self.gain), 1e-12)
+        for part in self.parts:
+            part.end_block(threshold)
+        if self.gain != 1.0:
+            mix *= self.gain
+        if self.limiter:
+            limit(mix, n_frames, self._limiter_gain, 0.977, self._release_coef)
+        self.frames += n_frames
+        return mix
+
+    def _apply(self, status: int, data1: int, data2: int) -> None:
+        kind, channel = status & 0xF0, status & 0x0F
+        part = self._part_of[channel]
+        if kind == 0x90 and data2 > 0:
+            if part is not None:
+                part.note_on(channel, data1)
+        elif kind == 0x80 or kind == 0x90:
+            if part is not None:
+                part.note_off(channel, data1)
+        elif kind == 0xE0:
+            semitones = ((data2 << 7 | data1) - 8192) / 8192.0 * self.bend_range
+            self.bend_factor[channel] = 2.0 ** (semitones / 12.0)
+            for each in self.parts:
+                each.bend(channel, self.bend_factor[channel])
+        elif kind == 0xB0:
+            self._control(channel, data1, data2)
+
+    def _control(self, channel: int, number: int, value: int) -> None:
+        if number == 64:
+            down = value >= 64
+            was_down, self.sustain[channel] = self.sustain[channel], down
+            if was_down and not down:
+                for part in self.parts:
+                    part.pedal_up(channel)
+        elif number == 120:
+            for part in self.parts:
+                part.all_sound_off(channel)
+        elif number == 121:
+            self._apply(0xE0 | channel, 0, 64)
+            self._control(channel, 64, 0)
+        elif number == 123:
+            for part in self.parts:
+                part.all_notes_off(channel)
