@@ -61,6 +61,8 @@ class FieldData:
     excitation: dict[str, Any]
     length: float = 1.0
     length_y: float = 1.0
+    input_grid: Any = None  # grid of u0/v0 when it differs from the field grid
+    mode_limit: np.ndarray | None = None  # (E,) modes the reference solver kept per example
 
     @property
     def examples(self) -> int:
@@ -70,7 +72,8 @@ class FieldData:
         exc = {k: (np.asarray(v)[index] if np.ndim(v) and len(v) == self.examples else v) for k, v in self.excitation.items()}
         return FieldData(self.kind, self.nonlinear, self.sample_rate, self.fields[index], self.u0[index], self.v0[index],
                          self.params[index], self.param_names, self.grid,
-                         None if self.pickups is None else self.pickups[index], self.pickup, exc, self.length, self.length_y)
+                         None if self.pickups is None else self.pickups[index], self.pickup, exc, self.length, self.length_y,
+                         self.input_grid, None if self.mode_limit is None else self.mode_limit[index])
 
 
 def _column(values: Any, examples: int) -> np.ndarray | None:
@@ -84,8 +87,19 @@ def _column(values: Any, examples: int) -> np.ndarray | None:
     return None
 
 
-def from_dataset(ds: Any) -> FieldData:
-    """Convert a ``training.data.dataset.FieldDataset`` into ``FieldData``."""
+NOT_MODEL_INPUTS = ("f0", "modes", "pickup_x", "pickup_y")
+"""Dataset params that are labels or recording set-up, not physical inputs of the pole network."""
+
+SHAPES = ("raised_cosine", "triangle", "gaussian")  # excitation["shape"] codes of ``eigentone simulate``
+
+
+def from_dataset(ds: Any, refine: int = 8) -> FieldData:
+    """Convert a ``training.data.dataset.FieldDataset`` into ``FieldData``.
+
+    The initial condition is the excitation function (shape, position, width, amplitude) sampled on a
+    grid ``refine`` times finer than the field grid, so its sine transform is an accurate quadrature
+    even when the excitation is narrow; without an excitation description it is ``fields[:, 0]``.
+    """
     fields = np.asarray(ds.fields, dtype=np.float64)
     examples = fields.shape[0]
     kind = "plate" if fields.ndim == 4 else "string"
@@ -93,77 +107,71 @@ def from_dataset(ds: Any) -> FieldData:
     names, cols = [], []
     for name, values in params.items():
         col = _column(values, examples)
-        if col is not None:
+        if col is not None and name not in NOT_MODEL_INPUTS:
             names.append(name)
             cols.append(col)
     param_matrix = np.stack(cols, axis=1) if cols else np.zeros((examples, 0))
-    length = float(np.median(params["L"])) if "L" in params else float(np.median(params.get("Lx", 1.0)))
-    length_y = float(np.median(params.get("Ly", length)))
+    lx = np.asarray(params.get("L", params.get("Lx", np.ones(examples))), dtype=np.float64)
+    ly = np.asarray(params.get("Ly", lx), dtype=np.float64)
+    length, length_y = float(np.median(lx)), float(np.median(ly))
     grid = _grid_fractions(ds.grid, kind, fields.shape, length, length_y)
-    excitation = dict(ds.excitation or {})
-    u0 = fields[:, 0]
-    v0 = _initial_velocity(excitation, kind, grid, fields, length, length_y)
-    pickup = _pickup_position(ds, excitation, length, length_y)
+    excitation = {k: np.asarray(v) for k, v in dict(ds.excitation or {}).items()}
+    if {"kind", "position", "width", "amplitude"} <= set(excitation):
+        if kind == "string":
+            input_grid = np.linspace(0.0, 1.0, refine * (len(grid) - 1) + 1)
+        else:
+            input_grid = tuple(np.linspace(0.0, 1.0, refine * (len(g) - 1) + 1) for g in grid)
+        u0, v0 = excitation_fields(excitation, kind, input_grid, lx, ly)
+    else:
+        input_grid, u0, v0 = None, fields[:, 0], np.zeros_like(fields[:, 0])
+    px = np.asarray(params.get("pickup_x", 0.9 * lx), dtype=np.float64) / lx
+    py = np.asarray(params.get("pickup_y", 0.5 * ly), dtype=np.float64) / ly
+    pickup = (float(np.median(px)), float(np.median(py)))
     pickups = np.asarray(ds.pickups, dtype=np.float64) if getattr(ds, "pickups", None) is not None else None
-    if pickups is not None and pickups.ndim == 3:  # (examples, n_pickups, samples): first pickup
-        pickups = pickups[:, 0]
+    limit = np.asarray(params["modes"], dtype=np.int64) if "modes" in params else None
     return FieldData(kind, bool(ds.nonlinear), float(ds.sample_rate), fields, u0, v0, param_matrix, names, grid,
-                     pickups, pickup, excitation, length, length_y)
+                     pickups, pickup, excitation, length, length_y, input_grid, limit)
+
+
+def excitation_fields(excitation: dict[str, np.ndarray], kind: str, grid: Any, lx: np.ndarray,
+                      ly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Initial displacement and velocity (E, P) or (E, ny, nx) on ``grid`` (fractions) from the
+    dataset's excitation description (plucks: displacement, strikes: velocity; plates separable)."""
+    from training.physics.modal import shape_profile
+
+    count = len(np.atleast_1d(excitation["position"]))
+    codes = np.asarray(excitation.get("kind", np.zeros(count)), dtype=np.float64)
+    shapes = np.asarray(excitation.get("shape", np.zeros(count)), dtype=np.float64)
+    shape_shape = (count, len(grid)) if kind == "string" else (count, len(grid[1]), len(grid[0]))
+    u0, v0 = np.zeros(shape_shape), np.zeros(shape_shape)
+    for e in range(count):
+        shape = SHAPES[int(shapes[e])]
+        pos, width, amp = float(excitation["position"][e]), float(excitation["width"][e]), float(excitation["amplitude"][e])
+        if kind == "string":
+            profile = shape_profile(shape, grid * lx[e] - pos, width)
+        else:
+            pos_y = float(excitation["position_y"][e])
+            profile = np.outer(shape_profile(shape, grid[1] * ly[e] - pos_y, width),
+                               shape_profile(shape, grid[0] * lx[e] - pos, width))  # (ny, nx)
+        code = int(codes[e])
+        if code == 1:  # strike
+            v0[e] = amp * profile
+        elif code == 0:  # pluck
+            u0[e] = amp * profile
+        else:
+            raise EigentoneError(f"excitation kind code {code} (noise) has no closed-form initial field; "
+                                 "regenerate the dataset with plucks or strikes")
+    return u0, v0
 
 
 def _grid_fractions(grid: Any, kind: str, shape: tuple, length: float, length_y: float) -> Any:
     if kind == "string":
-        g = np.asarray(grid, dtype=np.float64) if grid is not None else np.linspace(0.0, length, shape[-1])
-        g = g.reshape(-1)
-        return g / (length if g.max() > 1.0 + 1e-9 or length != 1.0 else 1.0)
-    ny, nx = shape[-2], shape[-1]
+        g = np.asarray(grid, dtype=np.float64).reshape(-1) if grid is not None else np.linspace(0.0, 1.0, shape[-1])
+        return g / g.max() if g.max() > 0 else g
     g = None if grid is None else np.asarray(grid, dtype=np.float64)
-    if g is not None and g.ndim == 3:  # (ny, nx, 2) coordinates
-        return g[0, :, 0] / length, g[:, 0, 1] / length_y
-    if isinstance(grid, (tuple, list)) and len(grid) == 2:
-        return np.asarray(grid[0]) / length, np.asarray(grid[1]) / length_y
-    return np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny)
-
-
-def _initial_velocity(excitation: dict, kind: str, grid: Any, fields: np.ndarray, length: float, length_y: float) -> np.ndarray:
-    """Initial velocity on the grid: the strike profile where the excitation is a strike, else 0."""
-    from training.physics.modal import shape_profile
-
-    v0 = np.zeros_like(fields[:, 0])
-    kinds = np.broadcast_to(np.asarray(excitation.get("kind", "pluck")), (fields.shape[0],))
-    if not np.any(kinds == "strike"):
-        return v0
-    shapes = np.broadcast_to(np.asarray(excitation.get("shape", "raised_cosine")), (fields.shape[0],))
-    pos = np.broadcast_to(np.asarray(excitation["position"], dtype=np.float64), (fields.shape[0],))
-    width = np.broadcast_to(np.asarray(excitation["width"], dtype=np.float64), (fields.shape[0],))
-    amp = np.broadcast_to(np.asarray(excitation["amplitude"], dtype=np.float64), (fields.shape[0],))
-    for e in np.nonzero(kinds == "strike")[0]:
-        if kind == "string":
-            v0[e] = amp[e] * shape_profile(str(shapes[e]), grid * length - pos[e], width[e])
-        else:
-            pos_y = np.broadcast_to(np.asarray(excitation["position_y"], dtype=np.float64), (fields.shape[0],))
-            gx, gy = grid
-            r = np.hypot(gx[None, :] * length - pos[e], gy[:, None] * length_y - pos_y[e])  # (ny, nx) m
-            v0[e] = amp[e] * shape_profile(str(shapes[e]), r, width[e])
-    return v0
-
-
-def _pickup_position(ds: Any, excitation: dict, length: float, length_y: float) -> tuple[float, float]:
-    for source in (getattr(ds, "grid", None), excitation, getattr(ds, "provenance", None) or {}):
-        if isinstance(source, dict):
-            for key in ("pickup", "pickups", "pickup_positions", "pickup_position"):
-                if key in source:
-                    p = np.asarray(source[key], dtype=np.float64).reshape(-1)
-                    x = p[0] / length if p[0] > 1.0 or length != 1.0 else p[0]
-                    y = (p[1] / length_y if len(p) > 1 else 0.5)
-                    return float(x), float(y)
-    prov = getattr(ds, "provenance", None) or {}
-    if isinstance(prov, dict) and "args" in prov and isinstance(prov["args"], dict):
-        for key in ("pickup", "pickup_positions"):
-            if key in prov["args"]:
-                p = np.atleast_1d(prov["args"][key]).astype(float)
-                return float(p[0] / length if p[0] > 1 else p[0]), float(p[1] if len(p) > 1 else 0.5)
-    return 0.9, 0.9
+    if g is not None and g.ndim == 3:  # (ny, nx, 2) coordinates in m
+        return g[0, :, 0] / g[0, :, 0].max(), g[:, 0, 1] / g[:, 0, 1].max()
+    return np.linspace(0.0, 1.0, shape[-1]), np.linspace(0.0, 1.0, shape[-2])
 
 
 def load_field_data(path: str | Path) -> FieldData:
@@ -330,11 +338,20 @@ def predict(model: Any, data: FieldData, n_samples: int, *, grid: Any = None, sa
     with torch.no_grad():
         for start in range(0, data.examples, batch):
             sl = slice(start, start + batch)
+            params = torch.as_tensor(data.params[sl], dtype=torch.float32)
             u = model(torch.as_tensor(data.u0[sl], dtype=torch.float32), torch.as_tensor(data.v0[sl], dtype=torch.float32),
-                      torch.as_tensor(data.params[sl], dtype=torch.float32), times, grid if grid is not None else data.grid,
-                      sample_rate=fs)
+                      params, times, grid if grid is not None else data.grid, sample_rate=fs, in_grid=data.input_grid,
+                      mode_mask=mode_mask(model, data, sl))
             out.append(u.double().numpy())
     return np.concatenate(out, axis=0)
+
+
+def mode_mask(model: Any, data: FieldData, index: Any = slice(None)) -> torch.Tensor | None:
+    """Band-limit mask (B, N) of ``data``'s reference solver for examples ``index`` (None when unknown)."""
+    if data.mode_limit is None:
+        return None
+    params = torch.as_tensor(data.params[index], dtype=torch.float32)
+    return model.band_limit_mask(params, torch.as_tensor(np.atleast_1d(data.mode_limit[index])))
 
 
 def pickup_from_field(model: Any, field: np.ndarray, grid: Any, pickup: tuple[float, float]) -> np.ndarray:
@@ -443,13 +460,15 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     v0 = torch.as_tensor(train_set.v0, dtype=torch.float32)
     params = torch.as_tensor(train_set.params, dtype=torch.float32)
     target = torch.as_tensor(train_set.fields[:, :h], dtype=torch.float32)
+    mask = mode_mask(model, train_set)
     times = torch.arange(h, dtype=torch.float32) / data.sample_rate
     gen = torch.Generator().manual_seed(seed)
     from training.losses import relative_mse
 
     def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randperm(train_set.examples, generator=gen)[:batch]
-        pred = model(u0[idx], v0[idx], params[idx], times, train_set.grid, sample_rate=data.sample_rate)
+        pred = model(u0[idx], v0[idx], params[idx], times, train_set.grid, sample_rate=data.sample_rate,
+                     in_grid=train_set.input_grid, mode_mask=None if mask is None else mask[idx])
         return relative_mse(pred, target[idx]), {}
 
     pole_params = [p for n, p in model.named_parameters() if n.startswith("poles.")]

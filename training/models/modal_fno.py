@@ -290,6 +290,15 @@ class ModalFNO(nn.Module):
             inv = np.einsum("my,nx->mnyx", iy, ix).reshape(m * m, len(gy) * len(gx))
         return torch.as_tensor(fwd, dtype=dtype), torch.as_tensor(inv, dtype=dtype)
 
+    def band_limit_mask(self, params: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+        """(B, N) 1/0 mask keeping, per example, the ``limits`` (B,) lowest-wavenumber modes (ties by the
+        x index), the way the reference solvers truncate their modal expansions."""
+        with torch.no_grad():
+            kappa = self.poles.wavenumbers(params)  # (B, N)
+            key = kappa * (1 + 1e-9 * self.poles.mode_index[None, :, 0] / self.cfg.modes)
+            rank = torch.argsort(torch.argsort(key, dim=1), dim=1)  # (B, N) 0 = lowest
+        return (rank < limits[:, None]).to(params.dtype)
+
     def modal_coordinates(self, field_: torch.Tensor, grid: Any) -> torch.Tensor:
         """T u: field (..., P) or (..., ny, nx) -> (..., N)."""
         fwd, _ = self.basis(grid, field_.dtype)
@@ -298,14 +307,19 @@ class ModalFNO(nn.Module):
 
     # -- the model -------------------------------------------------------------------------------
     def initial_state(self, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, fwd: torch.Tensor,
-                      inv: torch.Tensor) -> dict[str, torch.Tensor]:
-        """u0, v0 (B, P) flat fields -> poles (B, N) and z0 (B, N, 2), eq. (2)."""
+                      inv: torch.Tensor, mode_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """u0, v0 (B, P) flat fields -> poles (B, N) and z0 (B, N, 2), eq. (2).
+
+        ``mode_mask`` (B, N), optional: 0 for modes the reference data leaves out (a solver's band limit).
+        """
         poles = self.poles(params)
         if self.ic is not None:
             uv = self.ic(torch.stack([u0, v0], dim=-1), fwd, inv)  # (B, P, 2)
             u0, v0 = uv[..., 0], uv[..., 1]
         a = u0 @ fwd  # (B, N)
         b = v0 @ fwd  # (B, N)
+        if mode_mask is not None:
+            a, b = a * mode_mask, b * mode_mask
         sigma, omega = poles["sigma"], poles["omega"]
         z = torch.stack([a, -(b + sigma * a) / omega], dim=-1)  # (B, N, 2)
         poles["z0"] = complex_mul(z, self.gain.expand_as(z))
@@ -324,16 +338,21 @@ class ModalFNO(nn.Module):
     _trained_rate: float = 16000.0
 
     def forward(self, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, times: torch.Tensor, grid: Any,
-                sample_rate: float | None = None) -> torch.Tensor:
-        """u(x, t) for initial fields u0, v0 (B, P) or (B, ny, nx) at ``times`` (T,) seconds.
+                sample_rate: float | None = None, in_grid: Any = None, mode_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """u(x, t) for initial fields u0, v0 at ``times`` (T,) seconds, on ``grid``.
 
-        Returns (B, T, P) or (B, T, ny, nx) on ``grid`` (any resolution; see ``basis``).
+        u0, v0: (B, P') or (B, ny', nx') sampled on ``in_grid`` (default: ``grid``); the output is
+        (B, T, P) or (B, T, ny, nx) on ``grid``: input and output resolutions are independent
+        (discretisation invariance; see ``basis``).
         """
-        spatial = u0.shape[1:]
-        fwd, inv = self.basis(grid, u0.dtype)
-        state = self.initial_state(u0.reshape(u0.shape[0], -1), v0.reshape(v0.shape[0], -1), params, fwd, inv)
+        in_grid = grid if in_grid is None else in_grid
+        fwd, inv_in = self.basis(in_grid, u0.dtype)
+        _, inv = self.basis(grid, u0.dtype)
+        state = self.initial_state(u0.reshape(u0.shape[0], -1), v0.reshape(v0.shape[0], -1), params, fwd, inv_in,
+                                   mode_mask)
         z = self.rollout_modes(state, times, sample_rate)  # (B, N, T, 2)
         u = torch.einsum("bnt,np->btp", z[..., 0], inv)  # (B, T, P): inverse transform of Re z
+        spatial = (len(grid),) if self.cfg.kind == "string" else (len(grid[1]), len(grid[0]))
         return u.reshape(u.shape[0], u.shape[1], *spatial)
 
 
