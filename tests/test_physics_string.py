@@ -16,8 +16,8 @@ from training.physics.string_linear import (
     params_for_f0,
     pluck_modal_state,
     simulate_string,
-    string_modes,
     strike_modal_state,
+    string_modes,
     wavenumbers,
 )
 from training.physics.string_nonlinear import modulation_coefficients, simulate_string_nonlinear, string_energy

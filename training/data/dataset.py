@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class DatasetWriter:
         self._atomic = None
         self._file = None
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> Self:
         import h5py
 
         kind, nonlinear, sample_rate, shape, grid, provenance, units, fdtype, pdtype = self._header
@@ -106,7 +107,7 @@ class DatasetWriter:
         f = self._file
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, kind=kind, nonlinear=nonlinear,
                        sample_rate=sample_rate, eigentone_version=eigentone.__version__,
-                       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                        provenance=json.dumps(provenance), units=json.dumps(units))
         chunk = (1,) + tuple(min(s, 4096) for s in shape[1:])
         f.create_dataset("fields", shape=shape, dtype=fdtype, chunks=chunk)

@@ -250,13 +250,13 @@ def run(args: argparse.Namespace) -> int:
     if wav_dir is not None and wav_dir.exists() and (not wav_dir.is_dir() or any(wav_dir.iterdir())):
         raise EigentoneError(f"{wav_dir}: --wav-dir must be a new or empty folder")
     rng = np.random.default_rng(args.seed)
-    n_samples = int(round(s["duration"] * s["sample_rate"]))
+    n_samples = round(s["duration"] * s["sample_rate"])
     grid_shape = (s["grid"],) if args.kind == "string" else (s["grid"], s["grid"])
     provenance = {
         "command": shlex.join(["eigentone", *sys.argv[1:]]) if sys.argv[1:2] == ["simulate"] else
         f"eigentone simulate {args.kind} (called from Python)",
         "seed": args.seed, "preset": args.preset, "eigentone_version": eigentone.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "solver": f"{args.kind} {'nonlinear' if s['nonlinear'] else 'linear'}", **s,
     }
     units = {"fields": "m", "pickups": "m", "grid": "m", "sample_rate": "Hz", "L": "m", "T": "N", "rho": "kg/m^3",
@@ -291,7 +291,7 @@ def _write_wav(folder: Path, index: int, pickup: np.ndarray, sample_rate: float,
 
     name = f"{index:05d}.wav"
     peak = float(np.max(np.abs(pickup)))
-    soundfile.write(folder / name, (0.99 / peak if peak > 0 else 1.0) * pickup, int(round(sample_rate)),
+    soundfile.write(folder / name, (0.99 / peak if peak > 0 else 1.0) * pickup, round(sample_rate),
                     subtype="PCM_24")
     return {"file": name, **label}
 

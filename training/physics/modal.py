@@ -13,6 +13,7 @@ Conventions used by every solver in ``training/physics``:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,7 +130,7 @@ def sine_projection(shape: str, position: float, width: float, length: float, wa
     breaks = sorted({0.0, max(position - half, 0.0), position, min(position + half, length), length})
     panels = max(8, int(np.ceil(k.max() * length / np.pi)))  # >= 1 panel per half wavelength of the top mode
     total = np.zeros_like(k)
-    for a, b in zip(breaks[:-1], breaks[1:]):
+    for a, b in itertools.pairwise(breaks):
         if b <= a:
             continue
         x, w = _gauss_legendre_panels(a, b, panels)
@@ -164,7 +165,7 @@ def modal_state(q0: np.ndarray, v0: np.ndarray, sigma: np.ndarray, omega: np.nda
 
 def sample_times(sample_rate: float, duration: float) -> np.ndarray:
     """(samples,) times k / sample_rate in s, samples = round(duration * sample_rate)."""
-    n = int(round(duration * sample_rate))
+    n = round(duration * sample_rate)
     if n < 1:
         raise EigentoneError(f"duration {duration} s is shorter than one sample at {sample_rate:g} Hz")
     return np.arange(n) / float(sample_rate)

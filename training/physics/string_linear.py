@@ -58,7 +58,7 @@ class StringParams:
     rho: float = 1140.0
     A: float = 0.5188e-6
     E: float = 5.4e9
-    I: float = 0.141e-12  # noqa: E741 (the PDE's symbol)
+    I: float = 0.141e-12
     d1: float = 8e-5
     d3: float = 1.4e-5
 
