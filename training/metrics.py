@@ -100,7 +100,7 @@ def mr_stft_distance(pred: np.ndarray, ref: np.ndarray, fft_sizes: tuple[int, ..
     return float(total / used)
 
 
-def log_spectral_distance(pred: np.ndarray, ref: np.ndarray, n_fft: int = 2048, floor_db: float = -100.0) -> float:
+def log_spectral_distance(pred: np.ndarray, ref: np.ndarray, n_fft: int = 2048, floor_db: float = -80.0) -> float:
     """Log-spectral distance in dB: per frame sqrt(mean_f (10 log10 P_pred - 10 log10 P_ref)^2), mean over frames.
 
     Power spectra are floored ``floor_db`` below the reference's peak so that silent bins do not dominate.

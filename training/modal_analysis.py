@@ -51,9 +51,15 @@ class ModalEstimate:
         with np.errstate(divide="ignore"):
             return np.where(self.sigma > 0, 3.0 * np.log(10.0) / np.maximum(self.sigma, 1e-300), np.inf)
 
-    def strongest(self, count: int) -> ModalEstimate:
-        """The ``count`` partials with the largest |amplitude|, still sorted by frequency."""
-        keep = np.sort(np.argsort(-np.abs(self.amplitudes))[:count])
+    @property
+    def energy(self) -> np.ndarray:
+        """(K,) total energy of each partial, integral of |a e^{-sigma t}|^2 dt = |a|^2 / (2 sigma)."""
+        return np.abs(self.amplitudes) ** 2 / (2.0 * np.maximum(self.sigma, 1e-9))
+
+    def strongest(self, count: int, by: str = "energy") -> ModalEstimate:
+        """The ``count`` partials with the largest total ``energy`` (or initial ``amplitude``), sorted by frequency."""
+        score = self.energy if by == "energy" else np.abs(self.amplitudes)
+        keep = np.sort(np.argsort(-score)[:count])
         return ModalEstimate(self.freqs_hz[keep], self.sigma[keep], self.amplitudes[keep])
 
     def synthesise(self, sample_rate: float, n_samples: int) -> np.ndarray:
