@@ -105,7 +105,7 @@ def train_loop(
             if lr_schedule == "cosine":
                 scale = 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
                 for group, base in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = base * (0.05 + 0.95 * scale)
+                    group["lr"] = float(base * (0.05 + 0.95 * scale))  # a numpy scalar would break weights_only resume
             optimizer.zero_grad(set_to_none=True)
             loss, logs = step_loss(step)
             if not torch.isfinite(loss):
