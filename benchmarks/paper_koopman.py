@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 HELP = "deep Koopman vs the published nonlinear-string numbers (arXiv 2408.16650); several minutes"
-EXAMPLE = "eigentone bench koopman-paper --count 120 --steps 600"
+EXAMPLE = "eigentone bench koopman-paper --count 120 --steps 500"
 
 PAPER_STRING = {"Koopman (paper, amplitude-modulated)": (0.0094, 0.0113), "LRU (paper)": (0.025, 0.048),
                 "S5 (paper)": (0.022, 0.117)}
@@ -40,7 +40,7 @@ FS, STEPS, POINTS, MODES = 16000.0, 4000, 101, 25
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=120, help="simulated examples (the paper uses 1000)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps")
+    parser.add_argument("--steps", type=int, default=500, help="training steps")
     parser.add_argument("--latent", type=int, default=32)
     parser.add_argument("--horizon", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

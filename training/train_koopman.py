@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--block", type=int, default=32, help="pole-modulation block in samples")
+    parser.add_argument("--block", type=int, default=16, help="pole-modulation block in samples")
     parser.add_argument("--no-modulation", action="store_true", help="plain linear latent dynamics")
     parser.add_argument("--stft-weight", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1)
@@ -70,18 +70,30 @@ def physics_modulation(kind: str, params: dict, n_modes: int) -> tuple[np.ndarra
     except ImportError:
         return None
     names = {f.name for f in dc_fields(StringParams)}
-    sp = StringParams(**{k: float(v) for k, v in dict(params or {}).items() if k in names})
+    sp = StringParams(**{k: float(np.median(v)) for k, v in dict(params or {}).items() if k in names})  # per-example
     alpha, beta = modulation_coefficients(sp, n_modes)
     return np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
 
 
 def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndarray) -> dict:
-    length = float((params or {}).get("L", 1.0))
+    length = float(np.median((params or {}).get("L", (params or {}).get("Lx", 1.0))))
     width = (excitation or {}).get("width")
     width = float(np.median(np.asarray(width, np.float64))) / length if width is not None else 0.05
     peaks = np.abs(fields[:, 0].reshape(fields.shape[0], -1)).max(axis=1)
     return {"note0": float(69 + 12 * np.log2(omega0 / (2 * np.pi) / 440.0)), "amp_min": float(peaks.min()),
             "amp_max": float(peaks.max()), "width": width}
+
+
+def parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:
+    """Adam groups scaled to what each parameter means (Adam moves every weight by ~lr per step):
+    poles and modulation (log-space: 1e-2 * lr ~ 0.02 cents per step), the analytic linear encoder /
+    decoder / pickup weights (1e-2 * lr, relative to weights of order 1e-2..1), the MLP corrections (lr)."""
+    slow = [*model.poles.parameters(), *model.modulation.parameters(), model.encoder.linear.weight]
+    medium = [model.decoder.modes, model.readout.c0]
+    chosen = {id(p) for p in slow + medium}
+    return [{"params": [p for p in slow if p.requires_grad], "lr": lr * 1e-2},
+            {"params": medium, "lr": lr * 1e-1},
+            {"params": [p for p in model.parameters() if id(p) not in chosen], "lr": lr}]
 
 
 def make_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, horizon: int,
@@ -202,7 +214,7 @@ def train(data: str, out: str, **kwargs) -> dict[str, float]:
 def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *, kind: str = "string",
                  params: dict | None = None, excitation: dict | None = None, data_name: str = "",
                  steps: int = 1500, latent: int = 32, seed: int = 0, horizon: int = 1000, batch: int = 8,
-                 lr: float = 1e-3, hidden: int = 128, block: int = 32, modulation: bool = True,
+                 lr: float = 1e-3, hidden: int = 128, block: int = 16, modulation: bool = True,
                  stft_weight: float = 0.01, quiet: bool = False, command: str = "") -> dict[str, float]:
     """Train on arrays: fields (E, T, P) or (E, T, ny, nx) in m, pickups (E, T), sample rate fs in Hz."""
     fields = np.asarray(fields, np.float32)
@@ -217,7 +229,7 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
     run_dir = Path(out)
     model = build_model(fields[tr], fs, latent, modulation=modulation, hidden=hidden, block_size=block,
                         pickup_index=p_idx, alpha_beta=physics_modulation(kind, params, latent) if modulation else None)
-    omega0 = float(model.coefficients()["omega"][0])
+    omega0 = float(model.coefficients()["omega"][0].detach())
     model.config.pluck = _pluck_config(params, excitation, omega0, fields[tr])
     config = {"family": "koopman", "data": data_name, "seed": seed, "steps": steps, "latent": latent,
               "horizon": horizon, "batch": batch, "lr": lr, "split": {k: v.tolist() for k, v in split.items()},
@@ -234,10 +246,7 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
     v[:, 0] = 0.0  # plucks start at rest: the initial condition carries no velocity
     u_t, v_t, y_t = (torch.as_tensor(a[tr], dtype=torch.float32) for a in (flat, v, pickups))
     step_loss = make_step_loss(model, u_t, v_t, y_t, horizon=horizon, batch=batch, stft_weight=stft_weight, seed=seed)
-    pole_params = list(model.poles.parameters()) + list(model.modulation.parameters())
-    pole_ids = {id(p) for p in pole_params}
-    groups = [{"params": [p for p in pole_params if p.requires_grad], "lr": lr * 0.1},
-              {"params": [p for p in model.parameters() if id(p) not in pole_ids], "lr": lr}]
+    groups = parameter_groups(model, lr)
     t0 = time.time()
     history = train_loop(model, step_loss, run_dir=run_dir, steps=steps, lr=groups, desc="koopman", quiet=quiet,
                          checkpoint_every=max(50, steps // 10))

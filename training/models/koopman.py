@@ -46,7 +46,6 @@ from torch import nn
 
 from training.models.modal_core import ContinuousPoles, modal_trajectory
 
-
 # --------------------------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ class KoopmanConfig:
     sample_rate: float  # Hz of the training data
     basis: str = "sine"  # analytic basis the linear parts are initialised with
     hidden: int = 128  # width of the MLP corrections
-    block_size: int = 32  # samples per pole-modulation / readout block at sample_rate
+    block_size: int = 16  # samples per pole-modulation / readout block at sample_rate
     velocity_scale: float = 1.0  # v input is multiplied by this (1 / omega_ref) to be O(u)
     modulation: bool = True
     pickup_index: int | None = None  # flat grid index nearest the pickup
@@ -308,7 +307,7 @@ def field_velocity(fields: np.ndarray | torch.Tensor, sample_rate: float):
 
 
 def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
-                hidden: int = 128, block_size: int = 32, pickup_index: int | None = None,
+                hidden: int = 128, block_size: int = 16, pickup_index: int | None = None,
                 alpha_beta: tuple[np.ndarray, np.ndarray] | None = None, pluck: dict | None = None) -> KoopmanModel:
     """A model initialised from data: sine basis, per-mode poles by linear prediction on the quietest
     examples, modulation from ``alpha_beta`` (physics) or fitted to the loudest examples' pitch shift.
@@ -317,14 +316,18 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
     """
     grid_shape = list(fields.shape[2:])
     flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
-    basis, k2 = sine_basis(grid_shape, latent)
+    if len(grid_shape) == 1:
+        basis, _ = sine_basis(grid_shape, latent)
+    else:  # plates: of the first 4N membrane-ordered shapes keep the N carrying most energy in the data
+        candidates, _ = sine_basis(grid_shape, 4 * latent)
+        energy = ((flat[:, ::8] @ np.linalg.pinv(candidates).T) ** 2).sum(axis=(0, 1))  # (4N,)
+        basis = candidates[:, np.sort(np.argsort(energy)[::-1][:latent])]
     proj = np.linalg.pinv(basis)  # (N, P)
     q = flat @ proj.T  # (E, T, N)
     peak = np.abs(flat[:, 0]).max(axis=1)  # (E,)
     order = np.argsort(peak)
     quiet = order[: max(1, len(order) // 4)]
     sigma, omega = fit_modal_poles(q[quiet], sample_rate)
-    # the quietest plucks still glide a little: the lowest-energy estimate is our omega0
     scale = float(np.abs(flat).max())
     omega_ref = float(omega[0])
     config = KoopmanConfig(grid_shape=grid_shape, latent=latent, sample_rate=sample_rate, hidden=hidden,
@@ -332,6 +335,9 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
                            pickup_index=pickup_index, pluck=pluck or {})
     if alpha_beta is None:
         alpha_beta = _fit_modulation(q, order, sigma, omega, sample_rate)
+    if modulation:  # the quiet plucks still glide: remove their mean energy shift, omega0^2 = omega^2 - alpha E
+        energy = float(np.mean(np.sum(alpha_beta[1] * 2.0 * q[quiet] ** 2, axis=-1)))  # mean q^2 = |z|^2 / 2
+        omega = np.sqrt(np.maximum(omega**2 - alpha_beta[0] * energy, 0.25 * omega**2))
     model = KoopmanModel(config, sigma, omega, alpha_beta[0], alpha_beta[1], field_scale=scale)
     model.init_linear_parts(basis, pickup_index)
     return model
@@ -346,7 +352,7 @@ def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: 
     """
     loud = order[-max(1, len(order) // 4):]
     n_win = min(512, q.shape[1])
-    s_l, w_l = fit_modal_poles(q[loud, :n_win, :1], fs)
+    _s_l, w_l = fit_modal_poles(q[loud, :n_win, :1], fs)
     z_amp2 = np.mean(np.sum(omega**2 * q[loud, 0] ** 2, axis=-1))  # ~ sum beta |z|^2 at zero velocity
     a = max((w_l[0] ** 2 / omega[0] ** 2 - 1.0) / max(z_amp2, 1e-30), 1e-12)
     return a * omega**2, omega**2
@@ -469,7 +475,7 @@ def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn
         "modes": cfg.latent,
         "modulation": bool(cfg.modulation),
         "trained_sample_rate": cfg.sample_rate,
-        "note_range": [int(round(note0)) - 12, int(round(note0)) + 12],
+        "note_range": [round(note0) - 12, round(note0) + 12],
         "description": f"deep Koopman {'plate' if len(cfg.grid_shape) == 2 else 'string'}, "
                        f"{cfg.latent} latent modes, block-rate pole modulation and readout",
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},

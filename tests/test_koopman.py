@@ -1,0 +1,192 @@
+"""Deep Koopman family: stability by construction, encode/decode, training run, export parity, bundle playback."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.models.koopman import (
+    EXCITE_OUTPUT_NAMES,
+    ContinuousPoles,
+    KoopmanConfig,
+    KoopmanModel,
+    PoleModulation,
+    build_from_run,
+    build_model,
+    field_velocity,
+    sine_basis,
+)
+
+torch.set_num_threads(1)
+FS = 16000.0
+
+
+@pytest.fixture(scope="module")
+def tiny_string():
+    """6 Kirchhoff-Carrier plucks from the project's solver: 21 points, 8 modes, 640 samples at 16 kHz."""
+    from training.physics.modal import Excitation
+    from training.physics.string_linear import StringParams
+    from training.physics.string_nonlinear import simulate_string_nonlinear
+
+    params = StringParams()
+    rng = np.random.default_rng(0)
+    fields, pickups = [], []
+    for amp in np.linspace(1e-3, 6e-3, 6):
+        exc = Excitation(kind="pluck", shape="gaussian", amplitude=float(amp),
+                         position=rng.uniform(0.3, 0.7) * params.L, width=0.05)
+        res = simulate_string_nonlinear(params, exc, FS, 640 / FS, 21, [0.2 * params.L], 8)
+        fields.append(res.field)
+        pickups.append(res.pickups[0])
+    return np.stack(fields).astype(np.float32), np.stack(pickups).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_string):
+    from training.train_koopman import train_arrays
+
+    fields, pickups = tiny_string
+    run_dir = tmp_path_factory.mktemp("koopman-run")
+    metrics = train_arrays(fields, pickups, FS, str(run_dir), kind="string", params={"L": np.full(6, 0.65)},
+                           steps=20, latent=10, horizon=128, batch=4, hidden=16, block=32, quiet=True)
+    return run_dir, metrics
+
+
+def test_poles_stable_for_any_raw_parameters():
+    gen = torch.Generator().manual_seed(0)
+    poles = ContinuousPoles(torch.ones(64), torch.full((64,), 1000.0))
+    mod = PoleModulation(np.ones(64), np.ones(64))
+    for scale in (1.0, 1e3, 1e6):
+        with torch.no_grad():
+            for p in (*poles.parameters(), *mod.parameters()):
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)  # extreme values, either sign
+        sigma, omega = poles()
+        assert torch.all(sigma > 0)
+        lam_mag = torch.exp(-sigma.double() / 48000.0)  # |exp(lambda / fs)|, whatever omega is
+        assert torch.all(lam_mag < 1.0)
+        alpha, beta = mod()
+        assert torch.all(alpha >= 0) and torch.all(beta >= 0)
+
+
+def test_modulated_rollout_never_grows():
+    cfg = KoopmanConfig(grid_shape=[11], latent=6, sample_rate=FS, hidden=8, block_size=16)
+    model = KoopmanModel(cfg, np.full(6, 0.5), 2 * math.pi * 200.0 * np.arange(1, 7), np.full(6, 1e6), np.full(6, 1e6))
+    z0 = torch.randn(3, 6, 2) * 10.0
+    with torch.no_grad():
+        z, _ = model.rollout(z0, 512)  # (V, N, T, 2)
+    mag = (z**2).sum(-1).sqrt()  # (V, N, T)
+    assert torch.isfinite(z).all()
+    assert torch.all(mag[..., 1:] <= mag[..., :-1] * (1 + 1e-5))
+
+
+def test_sine_basis_is_orthogonal_on_the_grid():
+    basis, _ = sine_basis([33], 8)
+    gram = basis.T @ basis
+    assert np.allclose(gram, np.diag(np.diag(gram)), atol=1e-9)
+    plate, k2 = sine_basis([9, 11], 12)
+    assert plate.shape == (99, 12) and np.all(np.diff(k2) >= 0)
+
+
+def test_encode_decode_round_trip(tiny_string):
+    fields, _ = tiny_string
+    model = build_model(fields, FS, 8)
+    u = torch.as_tensor(fields[:, ::37].reshape(-1, fields.shape[-1]))  # (E*k, P) snapshots
+    v = torch.as_tensor(field_velocity(fields, FS)[:, ::37].reshape(-1, fields.shape[-1]))
+    with torch.no_grad():
+        rec = model.decoder(model.encoder(u, v * model.config.velocity_scale))
+    rel = float(((rec - u) ** 2).sum() / (u**2).sum())
+    assert rel < 1e-4, rel
+
+
+def test_initialised_model_tracks_the_nonlinear_string_and_modulation_helps(tiny_string):
+    from training.train_koopman import evaluate
+
+    fields, pickups = tiny_string
+    with_mod = evaluate(build_model(fields, FS, 8), fields, pickups, 640, FS)
+    without = evaluate(build_model(fields, FS, 8, modulation=False), fields, pickups, 640, FS)
+    assert with_mod["field_nmse_in_horizon"] < without["field_nmse_in_horizon"]
+    assert with_mod["field_nmse_in_horizon"] < 0.05
+
+
+def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
+    from training.train_koopman import train_arrays
+
+    run_dir, metrics = tiny_run
+    assert (run_dir / "report.png").stat().st_size > 1000
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert math.isfinite(saved["field_nmse_in_horizon"]) and saved == pytest.approx(metrics)
+    assert json.loads((run_dir / "config.json").read_text())["family"] == "koopman"
+    history = json.loads((run_dir / "history.json").read_text())
+    fields, pickups = tiny_string
+    again = train_arrays(fields, pickups, FS, str(run_dir), kind="string", steps=20, latent=10, horizon=128,
+                         batch=4, hidden=16, block=32, quiet=True)  # already complete: no new steps
+    assert json.loads((run_dir / "history.json").read_text()) == history
+    assert again["field_nmse_in_horizon"] == pytest.approx(metrics["field_nmse_in_horizon"], rel=1e-5)
+
+
+def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output_names: list[str]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names, dynamo=False,
+                      dynamic_axes={n: {0: "voices"} for n in input_names + output_names}, opset_version=17)
+    return buf.getvalue()
+
+
+def _exported_graphs(run_dir):
+    excite, readout, field, manifest = build_from_run(run_dir)
+    n = manifest["modes"]
+    controls = torch.tensor([[59.0, 0.9, 0.3, 0.4], [64.0, 0.2, 0.6, 0.5], [55.0, 0.5, 0.45, 0.5]])
+    z = torch.randn(3, n, 2) * 1e-3
+    graphs = {
+        "excite": (_export(excite, (controls,), ["controls"], list(EXCITE_OUTPUT_NAMES)), excite, controls, "controls"),
+        "readout": (_export(readout, (z,), ["z"], ["c"]), readout, z, "z"),
+        "field": (_export(field, (z,), ["z"], ["u"]), field, z, "z"),
+    }
+    return graphs, manifest
+
+
+def test_export_parity(tiny_run):
+    import onnxruntime as ort
+
+    run_dir, _ = tiny_run
+    graphs, manifest = _exported_graphs(run_dir)
+    for role, (blob, module, x, name) in graphs.items():
+        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {name: x.numpy()})
+        with torch.no_grad():
+            want = module(x)
+        want = want if isinstance(want, tuple) else (want,)
+        for g, w in zip(got, want):
+            w = w.numpy()
+            assert g.shape == w.shape, role
+            assert np.max(np.abs(g - w)) <= 1e-4 * max(np.max(np.abs(w)), 1e-12), role
+
+
+def test_bundle_loads_and_renders(tiny_run, tmp_path):
+    from engine.bundle import load_bundle
+    from engine.contract import render_modal
+    from engine.instrument import Instrument
+    from engine.synth import Synth
+    from export.bundle_writer import write_bundle
+
+    run_dir, _ = tiny_run
+    graphs, manifest = _exported_graphs(run_dir)
+    path = tmp_path / "koopman.etone"
+    write_bundle(path, name="koopman-test", family="koopman", modes=manifest["modes"],
+                 graphs={k: v[0] for k, v in graphs.items()}, note_range=tuple(manifest["note_range"]),
+                 trained_sample_rate=manifest["trained_sample_rate"], modulation=manifest["modulation"])
+    bundle = load_bundle(path)
+    assert set(bundle.sessions) == {"excite", "readout", "field"}
+    instrument = Instrument.load(path)
+    voices = instrument.excite(np.array([[59.0, 1.0, 0.3, 0.37]], np.float32))
+    reference = render_modal(voices, 48000.0, 4800, block_size=128)
+    assert np.isfinite(reference).all() and np.abs(reference).max() > 0
+    synth = Synth(instrument)
+    synth.prepare(48000, 128, 16)
+    out = [synth.process([(0, 0x90, 59, 110)] if i == 0 else [], 128).copy() for i in range(40)]
+    audio = np.concatenate(out)
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
