@@ -53,11 +53,13 @@ import numpy as np
 import eigentone
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
+from training.physics.modal import SHAPES
 
 HELP = "simulate strings or plates with the reference physics solvers and save a training dataset"
 EXAMPLE = "eigentone simulate string --nonlinear --count 100 --sample-rate 16000 --duration 0.25 --out data/strings.h5"
 
-SHAPE_CODES: dict[str, int] = {"raised_cosine": 0, "triangle": 1, "gaussian": 2}
+SHAPE_CODES: dict[str, int] = {name: code for code, name in enumerate(SHAPES)}
+"""Values of ``excitation["shape"]``: 0 raised cosine, 1 triangle, 2 gaussian."""
 
 
 @dataclass(frozen=True)
