@@ -349,13 +349,15 @@ def spectrogram_png(path: Path, pairs: list[tuple[str, np.ndarray, np.ndarray]],
     plt.close(fig)
 
 
-def print_metrics(title: str, values: dict[str, Any]) -> None:
-    print(title)
+def print_metrics(title: str, values: dict[str, Any], indent: int = 0) -> None:
+    """Nested metric dicts, one value a line."""
+    print(" " * indent + title)
     for key, value in values.items():
         if isinstance(value, dict):
-            print_metrics(f"  {key}:", value)
+            print_metrics(f"{key}:", value, indent + 2)
         else:
-            print(f"  {key:28s} {value:.4g}" if isinstance(value, float) else f"  {key:28s} {value}")
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            print(" " * (indent + 2) + f"{key:28s} {text}")
 
 
 # ---------------------------------------------------------------- command
