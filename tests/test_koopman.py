@@ -17,7 +17,6 @@ from training.models.koopman import (
     PoleModulation,
     build_from_run,
     build_model,
-    field_velocity,
     sine_basis,
 )
 
@@ -65,8 +64,11 @@ def test_poles_stable_for_any_raw_parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * scale)  # extreme values, either sign
         sigma, omega = poles()
         assert torch.all(sigma > 0)
-        lam_mag = torch.exp(-sigma.double() / 48000.0)  # |exp(lambda / fs)|, whatever omega is
-        assert torch.all(lam_mag < 1.0)
+        for fs in (16000.0, 48000.0):
+            assert torch.all(torch.exp(-sigma.double() / fs) < 1.0)  # |exp(lambda / fs)| = exp(-sigma / fs)
+            finite = torch.isfinite(omega)  # exp(log_omega) overflows float32 beyond ~88; the engine mutes those
+            lam = torch.complex(-sigma.double()[finite], omega.double()[finite]) / fs
+            assert torch.all(torch.exp(lam).abs() < 1.0)
         alpha, beta = mod()
         assert torch.all(alpha >= 0) and torch.all(beta >= 0)
 
@@ -86,15 +88,15 @@ def test_sine_basis_is_orthogonal_on_the_grid():
     basis, _ = sine_basis([33], 8)
     gram = basis.T @ basis
     assert np.allclose(gram, np.diag(np.diag(gram)), atol=1e-9)
-    plate, k2 = sine_basis([9, 11], 12)
-    assert plate.shape == (99, 12) and np.all(np.diff(k2) >= 0)
+    plate, numbers = sine_basis([9, 11], 12)
+    assert plate.shape == (99, 12) and np.all(np.diff((numbers**2).sum(1)) >= 0)
 
 
 def test_encode_decode_round_trip(tiny_string):
     fields, _ = tiny_string
     model = build_model(fields, FS, 8)
     u = torch.as_tensor(fields[:, ::37].reshape(-1, fields.shape[-1]))  # (E*k, P) snapshots
-    v = torch.as_tensor(field_velocity(fields, FS)[:, ::37].reshape(-1, fields.shape[-1]))
+    v = torch.as_tensor(model.estimate_velocity(fields)[:, ::37].reshape(-1, fields.shape[-1]))
     with torch.no_grad():
         rec = model.decoder(model.encoder(u, v * model.config.velocity_scale))
     rel = float(((rec - u) ** 2).sum() / (u**2).sum())
@@ -153,7 +155,7 @@ def test_export_parity(tiny_run):
     import onnxruntime as ort
 
     run_dir, _ = tiny_run
-    graphs, manifest = _exported_graphs(run_dir)
+    graphs, _ = _exported_graphs(run_dir)
     for role, (blob, module, x, name) in graphs.items():
         sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         got = sess.run(None, {name: x.numpy()})

@@ -21,7 +21,7 @@ import torch
 
 from eigentone.errors import EigentoneError
 from training.losses import multi_resolution_stft_loss, relative_mse
-from training.models.koopman import KoopmanModel, build_model, field_velocity, save_run_model
+from training.models.koopman import KoopmanModel, build_model, save_run_model
 from training.trainer import seed_everything, train_loop
 
 HELP = "train a deep Koopman model (encoder -> diagonal latent poles -> decoder) on simulated fields"
@@ -58,21 +58,26 @@ def pickup_index(fields: np.ndarray, pickups: np.ndarray) -> int:
     return int(np.argmin(err))
 
 
-def physics_modulation(kind: str, params: dict, n_modes: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Kirchhoff-Carrier (alpha, beta) from the string solver's own coefficients, when available."""
-    if kind != "string":
-        return None
-    try:
-        from dataclasses import fields as dc_fields
+def physics_modulation(kind: str, params: dict):
+    """Physical pole-modulation coefficients, as a function of the basis' mode numbers (N, dims).
 
-        from training.physics.string_linear import StringParams
-        from training.physics.string_nonlinear import modulation_coefficients
-    except ImportError:
-        return None
-    names = {f.name for f in dc_fields(StringParams)}
-    sp = StringParams(**{k: float(np.median(v)) for k, v in dict(params or {}).items() if k in names})  # per-example
-    alpha, beta = modulation_coefficients(sp, n_modes)
-    return np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+    String (Kirchhoff-Carrier): k_n = n pi / L, alpha_n = k_n^2 / (rho A), beta_n = E A k_n^2 / 8.
+    Plate (Berger): kappa^2 = (m pi / Lx)^2 + (n pi / Ly)^2, alpha = kappa^2 / (rho h), beta = gamma kappa^2 / 2,
+    gamma = E h / (8 (1 - nu^2)). Per-example parameters are reduced to their median (fixed-instrument sets).
+    """
+    p = {k: float(np.median(v)) for k, v in dict(params or {}).items()}
+    if kind == "string" and {"L", "rho", "A", "E"} <= p.keys():
+        def coefficients(numbers: np.ndarray):
+            k2 = (numbers[:, 0] * np.pi / p["L"]) ** 2
+            return k2 / (p["rho"] * p["A"]), p["E"] * p["A"] * k2 / 8.0
+        return coefficients
+    if kind == "plate" and {"Lx", "Ly", "rho", "h", "E", "nu"} <= p.keys():
+        def coefficients(numbers: np.ndarray):
+            kappa2 = (numbers[:, 0] * np.pi / p["Lx"]) ** 2 + (numbers[:, 1] * np.pi / p["Ly"]) ** 2
+            gamma = p["E"] * p["h"] / (8.0 * (1.0 - p["nu"] ** 2))
+            return kappa2 / (p["rho"] * p["h"]), gamma * kappa2 / 2.0
+        return coefficients
+    return None
 
 
 def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndarray) -> dict:
@@ -86,13 +91,14 @@ def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndar
 
 def parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:
     """Adam groups scaled to what each parameter means (Adam moves every weight by ~lr per step):
-    poles and modulation (log-space: 1e-2 * lr ~ 0.02 cents per step), the analytic linear encoder /
-    decoder / pickup weights (1e-2 * lr, relative to weights of order 1e-2..1), the MLP corrections (lr)."""
-    slow = [*model.poles.parameters(), *model.modulation.parameters(), model.encoder.linear.weight]
-    medium = [model.decoder.modes, model.readout.c0]
-    chosen = {id(p) for p in slow + medium}
-    return [{"params": [p for p in slow if p.requires_grad], "lr": lr * 1e-2},
-            {"params": medium, "lr": lr * 1e-1},
+    poles and modulation (log-space, 1e-3 lr ~ 0.002 cents per step, so windows of a few hundred ms
+    cannot trade long-term pitch for short-term fit), the analytic linear encoder (1e-2 lr, weights of
+    order 1e-2), decoder mode shapes and pickup weights (1e-1 lr), the MLP corrections (lr)."""
+    poles = [*model.poles.parameters(), *model.modulation.parameters()]
+    chosen = {id(p) for p in [*poles, model.encoder.linear.weight, model.decoder.modes, model.readout.c0]}
+    return [{"params": [p for p in poles if p.requires_grad], "lr": lr * 1e-3},
+            {"params": [model.encoder.linear.weight], "lr": lr * 1e-2},
+            {"params": [model.decoder.modes, model.readout.c0], "lr": lr * 1e-1},
             {"params": [p for p in model.parameters() if id(p) not in chosen], "lr": lr}]
 
 
@@ -134,27 +140,32 @@ def make_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: tor
 
 
 @torch.no_grad()
-def rollout_examples(model: KoopmanModel, fields: np.ndarray, n_samples: int, batch: int = 16
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Roll every example out from its initial condition (at rest): fields (E, T, ...) -> (field, pickup)."""
+def rollout_examples(model: KoopmanModel, fields: np.ndarray, n_samples: int, batch: int = 16,
+                     at_rest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Roll every example out from its initial condition: fields (E, T, ...) -> (field, pickup).
+
+    at_rest: the initial velocity is zero (plucks); otherwise it is estimated from the first two snapshots.
+    """
     flat = torch.as_tensor(fields.reshape(fields.shape[0], fields.shape[1], -1), dtype=torch.float32)
+    v0 = torch.zeros_like(flat[:, 0]) if at_rest else torch.as_tensor(model.estimate_velocity(
+        flat[:, :2].numpy().astype(np.float64))[:, 0], dtype=torch.float32)
     outs_f, outs_y = [], []
     for i in range(0, flat.shape[0], batch):
         u0 = flat[i:i + batch, 0]
-        out = model.predict(u0, torch.zeros_like(u0), n_samples)
+        out = model.predict(u0, v0[i:i + batch], n_samples)
         outs_f.append(out["field"].numpy())
         outs_y.append(out["pickup"].numpy())
     pred = np.concatenate(outs_f).reshape(fields.shape[0], n_samples, *fields.shape[2:])
     return pred, np.concatenate(outs_y)
 
 
-def evaluate(model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horizon: int, sample_rate: float
-             ) -> dict[str, float]:
+def evaluate(model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horizon: int, sample_rate: float,
+             at_rest: bool = True) -> dict[str, float]:
     """Normalised field MSE / pickup metrics in-horizon [0, H) and over [0, min(4H, T))."""
     from training.metrics import field_nmse, log_spectral_distance, pickup_rel_mse
 
     n_long = min(4 * horizon, fields.shape[1])
-    pred_f, pred_y = rollout_examples(model, fields, n_long)
+    pred_f, pred_y = rollout_examples(model, fields, n_long, at_rest=at_rest)
     h = min(horizon, n_long)
     lsd = lambda p, r: float(np.mean([log_spectral_distance(a, b, n_fft=512) for a, b in zip(p, r)]))
     return {
@@ -170,7 +181,7 @@ def evaluate(model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horiz
 
 
 def plot_report(path: Path, model: KoopmanModel, fields: np.ndarray, pickups: np.ndarray, horizon: int,
-                sample_rate: float, history: list[dict]) -> None:
+                sample_rate: float, history: list[dict], at_rest: bool = True) -> None:
     """Loss curve, field error over time and the pickup of one validation example, in one PNG."""
     import matplotlib
 
@@ -178,7 +189,7 @@ def plot_report(path: Path, model: KoopmanModel, fields: np.ndarray, pickups: np
     import matplotlib.pyplot as plt
 
     n_long = min(4 * horizon, fields.shape[1])
-    pred_f, pred_y = rollout_examples(model, fields[:1], n_long)
+    pred_f, pred_y = rollout_examples(model, fields[:1], n_long, at_rest=at_rest)
     t = np.arange(n_long) / sample_rate
     ref = fields[:1, :n_long].reshape(1, n_long, -1)
     err = ((pred_f.reshape(1, n_long, -1) - ref) ** 2).sum(-1)[0] / max((ref**2).sum(-1).mean(), 1e-30)
@@ -228,7 +239,7 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
     p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
     run_dir = Path(out)
     model = build_model(fields[tr], fs, latent, modulation=modulation, hidden=hidden, block_size=block,
-                        pickup_index=p_idx, alpha_beta=physics_modulation(kind, params, latent) if modulation else None)
+                        pickup_index=p_idx, alpha_beta=physics_modulation(kind, params) if modulation else None)
     omega0 = float(model.coefficients()["omega"][0].detach())
     model.config.pluck = _pluck_config(params, excitation, omega0, fields[tr])
     config = {"family": "koopman", "data": data_name, "seed": seed, "steps": steps, "latent": latent,
@@ -242,8 +253,9 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
     save_run_model(model, run_dir)
 
-    v = field_velocity(flat, fs)
-    v[:, 0] = 0.0  # plucks start at rest: the initial condition carries no velocity
+    v = model.estimate_velocity(flat)  # (E, T, P) du/dt from consecutive snapshots
+    at_rest = np.asarray((excitation or {}).get("kind", np.zeros(fields.shape[0])), np.float64) == 0  # plucks
+    v[np.broadcast_to(at_rest, (fields.shape[0],)), 0] = 0.0  # a pluck starts at rest: exact initial velocity
     u_t, v_t, y_t = (torch.as_tensor(a[tr], dtype=torch.float32) for a in (flat, v, pickups))
     step_loss = make_step_loss(model, u_t, v_t, y_t, horizon=horizon, batch=batch, stft_weight=stft_weight, seed=seed)
     groups = parameter_groups(model, lr)
@@ -252,10 +264,11 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
                          checkpoint_every=max(50, steps // 10))
     model.eval()
     val = split["val"]
-    metrics = evaluate(model, fields[val], pickups[val], min(horizon, fields.shape[1]), fs)
+    metrics = evaluate(model, fields[val], pickups[val], min(horizon, fields.shape[1]), fs,
+                       at_rest=bool(np.all(at_rest)))
     metrics["train_seconds"] = time.time() - t0
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    plot_report(run_dir / "report.png", model, fields[val], pickups[val], horizon, fs, history)
+    plot_report(run_dir / "report.png", model, fields[val], pickups[val], horizon, fs, history, bool(np.all(at_rest)))
     return metrics
 
 

@@ -80,20 +80,19 @@ class KoopmanConfig:
 def sine_basis(grid_shape: list[int], n_modes: int) -> tuple[np.ndarray, np.ndarray]:
     """Simply-supported mode shapes on a grid including the boundary points.
 
-    Returns (basis (P, N), wavenumber_sq (N,)) with the grid spanning [0, 1] (per axis). Strings:
-    sin(n pi x), n = 1..N. Plates: sin(m pi x) sin(n pi y) ordered by m^2 + n^2 (membrane order).
+    Returns (basis (P, N), mode numbers (N, dims)) with the grid spanning [0, 1] per axis. Strings:
+    sin(n pi x), n = 1..N. Plates: sin(m pi x) sin(n pi y), (m, n) ordered by m^2 + n^2 (membrane order).
     """
     if len(grid_shape) == 1:
         x = np.linspace(0.0, 1.0, grid_shape[0])
         n = np.arange(1, n_modes + 1)
-        return np.sin(np.pi * np.outer(x, n)), (np.pi * n) ** 2
+        return np.sin(np.pi * np.outer(x, n)), n[:, None]
     ny, nx = grid_shape
     y, x = np.linspace(0.0, 1.0, ny), np.linspace(0.0, 1.0, nx)
     pairs = sorted(((m, n) for m in range(1, nx) for n in range(1, ny)), key=lambda mn: (mn[0] ** 2 + mn[1] ** 2, mn))
     pairs = pairs[:n_modes]
     shapes = [np.outer(np.sin(n * np.pi * y), np.sin(m * np.pi * x)).ravel() for m, n in pairs]
-    k2 = np.array([(m**2 + n**2) * np.pi**2 for m, n in pairs])
-    return np.stack(shapes, axis=1), k2
+    return np.stack(shapes, axis=1), np.array(pairs)
 
 
 def fit_modal_poles(q: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -284,6 +283,22 @@ class KoopmanModel(nn.Module):
             z = traj[:, :, n]
         return torch.cat(zs, dim=2), torch.cat(ys, dim=1)
 
+    @torch.no_grad()
+    def estimate_velocity(self, fields: np.ndarray) -> np.ndarray:
+        """du/dt of (E, T, P) snapshots, exact for the linear modal system with this model's poles.
+
+        Per mode, (q_k, q_{k+1}) give z_k = q_k + i (q_k Re p - q_{k+1}) / Im p with p = exp(lambda / fs)
+        (from q_{k+1} = Re(z_k p)), and dq/dt = Re(lambda z_k). The last sample repeats the previous one.
+        """
+        sigma, omega = (t.double().numpy() for t in self.poles())
+        basis = self.decoder.modes[..., 0].double().numpy()  # (P, N)
+        q = fields @ np.linalg.pinv(basis).T  # (E, T, N)
+        p = np.exp((-sigma + 1j * omega) / self.config.sample_rate)  # (N,)
+        zi = (q[:, :-1] * p.real - q[:, 1:]) / p.imag  # (E, T-1, N)
+        qdot = -sigma * q[:, :-1] - omega * zi  # Re((-sigma + i omega)(q + i zi))
+        qdot = np.concatenate([qdot, qdot[:, -1:]], axis=1)  # (E, T, N)
+        return (qdot @ basis.T).astype(fields.dtype)
+
     def predict(self, u0: torch.Tensor, v0: torch.Tensor, n_samples: int) -> dict[str, torch.Tensor]:
         """Encode (u0, v0) (V, P), roll out n_samples, decode. Returns z, field (V, T, P), pickup (V, T)."""
         z0 = self.encoder(u0, v0 * self.config.velocity_scale)
@@ -296,32 +311,24 @@ class KoopmanModel(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def field_velocity(fields: np.ndarray | torch.Tensor, sample_rate: float):
-    """Central-difference velocity du/dt of (E, T, P) fields (one-sided at the ends), same shape."""
-    lib = torch if isinstance(fields, torch.Tensor) else np
-    v = lib.zeros_like(fields)
-    v[:, 1:-1] = (fields[:, 2:] - fields[:, :-2]) * (sample_rate / 2)
-    v[:, 0] = (fields[:, 1] - fields[:, 0]) * sample_rate
-    v[:, -1] = (fields[:, -1] - fields[:, -2]) * sample_rate
-    return v
-
-
 def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
                 hidden: int = 128, block_size: int = 16, pickup_index: int | None = None,
-                alpha_beta: tuple[np.ndarray, np.ndarray] | None = None, pluck: dict | None = None) -> KoopmanModel:
+                alpha_beta=None, pluck: dict | None = None) -> KoopmanModel:
     """A model initialised from data: sine basis, per-mode poles by linear prediction on the quietest
-    examples, modulation from ``alpha_beta`` (physics) or fitted to the loudest examples' pitch shift.
+    examples, modulation from ``alpha_beta(mode_numbers (N, dims)) -> (alpha, beta)`` (physics) or, when it is
+    None or returns None, fitted to the loudest examples' pitch shift.
 
     fields: (E, T, P) or (E, T, ny, nx) training fields (metres).
     """
     grid_shape = list(fields.shape[2:])
     flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
     if len(grid_shape) == 1:
-        basis, _ = sine_basis(grid_shape, latent)
+        basis, numbers = sine_basis(grid_shape, latent)
     else:  # plates: of the first 4N membrane-ordered shapes keep the N carrying most energy in the data
-        candidates, _ = sine_basis(grid_shape, 4 * latent)
+        candidates, numbers = sine_basis(grid_shape, 4 * latent)
         energy = ((flat[:, ::8] @ np.linalg.pinv(candidates).T) ** 2).sum(axis=(0, 1))  # (4N,)
-        basis = candidates[:, np.sort(np.argsort(energy)[::-1][:latent])]
+        keep = np.sort(np.argsort(energy)[::-1][:latent])
+        basis, numbers = candidates[:, keep], numbers[keep]
     proj = np.linalg.pinv(basis)  # (N, P)
     q = flat @ proj.T  # (E, T, N)
     peak = np.abs(flat[:, 0]).max(axis=1)  # (E,)
@@ -333,6 +340,7 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
     config = KoopmanConfig(grid_shape=grid_shape, latent=latent, sample_rate=sample_rate, hidden=hidden,
                            block_size=block_size, velocity_scale=1.0 / omega_ref, modulation=modulation,
                            pickup_index=pickup_index, pluck=pluck or {})
+    alpha_beta = alpha_beta(numbers) if alpha_beta is not None else None
     if alpha_beta is None:
         alpha_beta = _fit_modulation(q, order, sigma, omega, sample_rate)
     if modulation:  # the quiet plucks still glide: remove their mean energy shift, omega0^2 = omega^2 - alpha E
