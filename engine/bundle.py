@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError
+from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
 FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")
@@ -91,7 +91,7 @@ def _read_files(path: Path) -> dict[str, bytes]:
             return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
         raise EigentoneError(f"{path}: not a readable bundle archive ({exc})") from None
-    except Exception as exc:  # zlib.error and friends from a corrupted member
+    except Exception as exc:  # noqa: BLE001 - zlib.error and friends from a corrupted member
         raise EigentoneError(f"{path}: corrupted bundle archive ({type(exc).__name__}: {exc})") from None
 
 
@@ -157,7 +157,7 @@ def _check_graph(path: Path, manifest: dict[str, Any], role: str, files: dict[st
         raise EigentoneError(f"{path}: sha256 mismatch for '{name}' (manifest {entry['sha256'][:12]}..., file {digest[:12]}...)")
     try:
         session = ort.InferenceSession(data, sess_options=session_options(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises many unrelated types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EigentoneError(f"{path}: graph '{name}' does not load in onnxruntime ({first})") from None
     expected = _expected_signature(manifest, role)
@@ -198,7 +198,7 @@ def _probe(path: Path, manifest: dict[str, Any], sessions: dict[str, ort.Inferen
         feed = {"controls": controls} if role == "excite" else {"z": state}
         try:
             values = sessions[role].run(None, feed)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the probe call refuses the bundle
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EigentoneError(f"{path}: probe call of graph '{role}' failed ({first})") from None
         names = [o.name for o in sessions[role].get_outputs()]

@@ -39,7 +39,7 @@ class Instrument:
         self._excite_names = list(EXCITE_OUTPUTS) + (list(MODULATION_OUTPUTS) if self.modulation else [])
 
     @classmethod
-    def load(cls, path: str | Path) -> "Instrument":
+    def load(cls, path: str | Path) -> Instrument:
         """Load and validate a bundle by path or shipped name (see ``engine.bundle.resolve_model``)."""
         return cls(load_bundle(path))
 

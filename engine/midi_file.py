@@ -53,13 +53,13 @@ def schedule_from_messages(timed: list[tuple[float, mido.Message]], sample_rate:
     for seconds, msg in timed:
         if msg.type not in CHANNEL_KINDS:
             continue
-        frames.append(int(round(seconds * sample_rate)))
+        frames.append(round(seconds * sample_rate))
         messages.append(tuple(msg.bytes()[:3]))
     order = np.argsort(np.asarray(frames, np.int64), kind="stable")
     return MidiSchedule(
         frames=np.asarray(frames, np.int64)[order].reshape(-1),
         messages=np.asarray(messages, np.int32).reshape(-1, 3)[order],
-        length=int(round(length_s * sample_rate)),
+        length=round(length_s * sample_rate),
         sample_rate=float(sample_rate),
     )
 
@@ -110,6 +110,8 @@ def write_demo_song(
             note = int(rng.integers(36, 90))
             velocity = int(rng.integers(40, 127))
             end = min(t + duration, seconds) - 0.01
+            if end - t < 0.05:
+                break
             events.append((int(t * ticks_per_s), mido.Message("note_on", note=note, velocity=velocity)))
             events.append((int(end * ticks_per_s), mido.Message("note_off", note=note, velocity=0)))
             t += duration

@@ -65,10 +65,70 @@ def advance(active, n_active, live, zr, zi, pr, pi, cr, ci, out, start, stop, sc
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
+def advance_block(active, n_active, live, zr, zi, pr, pi, qr, qi, cr, ci, out, n, scratch, wr, wi, bad):  # pragma: no cover
+    """Fast path for a whole block of n samples: iterate w = c z (so y[k] = sum_m Re(w_m[k])), then jump
+    the state with the precomputed block multiplier q = p^n (qr, qi (voices, modes) float32).
+
+    Same arguments and results as :func:`advance` with start=0, stop=n; wr, wi: (modes,) float32 scratch.
+    """
+    for j in range(n_active):
+        v = active[j]
+        n_modes = live[v]
+        zrv = zr[v]
+        ziv = zi[v]
+        prv = pr[v]
+        piv = pi[v]
+        crv = cr[v]
+        civ = ci[v]
+        for m in range(n_modes):
+            wr[m] = crv[m] * zrv[m] - civ[m] * ziv[m]
+            wi[m] = crv[m] * ziv[m] + civ[m] * zrv[m]
+        for k in range(n):
+            acc = np.float32(0.0)
+            for m in range(n_modes):
+                a = wr[m]
+                b = wi[m]
+                acc += a
+                wr[m] = a * prv[m] - b * piv[m]
+                wi[m] = a * piv[m] + b * prv[m]
+            scratch[k] = acc
+        qrv = qr[v]
+        qiv = qi[v]
+        for m in range(n_modes):
+            a = zrv[m]
+            b = ziv[m]
+            zrv[m] = a * qrv[m] - b * qiv[m]
+            ziv[m] = a * qiv[m] + b * qrv[m]
+        finite = True
+        for k in range(n):
+            if not np.isfinite(scratch[k]):
+                finite = False
+        if finite:
+            for k in range(n):
+                out[k] += scratch[k]
+        else:
+            bad[v] = True
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _rounded_pole(r, angle):  # pragma: no cover - compiled
+    """float32 (re, im) of r exp(i angle), shrunk if rounding made its magnitude exceed 1."""
+    a = np.float32(r * np.cos(angle))
+    b = np.float32(r * np.sin(angle))
+    mag2 = float(a) * float(a) + float(b) * float(b)
+    if mag2 > 1.0:
+        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2))
+        a *= shrink
+        b *= shrink
+    return a, b
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def update_poles(
-    voices, n_voices, sigma, omega0, alpha, beta, zr, zi, scale, sigma_floor, energy, modulated, new_energy, fs, pr, pi
+    voices, n_voices, sigma, omega0, alpha, beta, zr, zi, scale, sigma_floor, energy, modulated, new_energy, fs, block,
+    pr, pi, qr, qi,
 ):  # pragma: no cover - compiled
-    """Recompute the per-sample multipliers p of the given voice slots.
+    """Recompute the per-sample multipliers p and the block multipliers q = p^block of the given voice slots.
 
     voices: (k,) int32 slots, first ``n_voices`` used; sigma, omega0, alpha, beta: (voices, modes) float32
     (1/s, rad/s); scale, sigma_floor, energy: (voices,) float64 (bend factor, release decay 1/s, modal
@@ -92,18 +152,12 @@ def update_poles(
             if w >= nyquist or w < 0.0:
                 pr[v, m] = 0.0
                 pi[v, m] = 0.0
+                qr[v, m] = 0.0
+                qi[v, m] = 0.0
                 continue
             s = max(sigma[v, m], sigma_floor[v], 0.0)
-            r = np.exp(-s / fs)
-            a = np.float32(r * np.cos(w / fs))
-            b = np.float32(r * np.sin(w / fs))
-            mag2 = float(a) * float(a) + float(b) * float(b)
-            if mag2 > 1.0:
-                shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2))
-                a *= shrink
-                b *= shrink
-            pr[v, m] = a
-            pi[v, m] = b
+            pr[v, m], pi[v, m] = _rounded_pole(np.exp(-s / fs), w / fs)
+            qr[v, m], qi[v, m] = _rounded_pole(np.exp(-s * block / fs), w * block / fs)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -187,7 +241,10 @@ class ModalBank:
         self.modes = modes
         self.sample_rate = float(sample_rate)
         self.modulated = modulated
+        self.block_size = block_size
         self.zr, self.zi, self.pr, self.pi, self.cr, self.ci = (np.zeros(shape, np.float32) for _ in range(6))
+        self.qr, self.qi = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self.wr, self.wi = np.zeros(modes, np.float32), np.zeros(modes, np.float32)
         self.sigma, self.omega0, self.alpha, self.beta = (np.zeros(shape, np.float32) for _ in range(4))
         self.scale = np.ones(max_voices)
         self.sigma_floor = np.zeros(max_voices)
@@ -199,6 +256,17 @@ class ModalBank:
         self.zbuf = np.zeros((max_voices, modes, 2), np.float32)
         self.scratch = np.zeros(block_size, np.float32)
         self._one = np.zeros(1, np.int32)
+
+    def warm_up(self) -> None:
+        """Run every kernel once on no voices, so compilation/cache loading never happens on the audio thread."""
+        none = np.zeros(0, np.int32)
+        self.poles(none, 0, new_energy=True)
+        self.advance(none, 0, self.scratch, 0, 0)
+        self.advance(none, 0, self.scratch, 0, self.block_size)
+        self.settle(none, 0, 0.0)
+        gather_state(none, 0, self.zr, self.zi, self.zbuf)
+        scatter_readout(none, 0, self.zbuf, self.cr, self.ci)
+        limit(self.scratch, 0, np.ones(1), 1.0, 0.5)
 
     def load(self, slot: int, outputs: dict[str, np.ndarray], row: int, scale: float) -> None:
         """Start voice ``slot`` from row ``row`` of excite outputs (float32, names as in the contract)."""
@@ -222,7 +290,7 @@ class ModalBank:
     def poles(self, voices: np.ndarray, count: int, new_energy: bool = False) -> None:
         """Recompute the poles of slots ``voices[:count]`` (after a bend, a release, or per block when modulated)."""
         update_poles(voices, count, self.sigma, self.omega0, self.alpha, self.beta, self.zr, self.zi, self.scale,
-                     self.sigma_floor, self.energy, self.modulated, new_energy, self.sample_rate, self.pr, self.pi)
+                     self.sigma_floor, self.energy, self.modulated, new_energy, self.sample_rate, self.block_size, self.pr, self.pi, self.qr, self.qi)
 
     def pole_of(self, slot: int) -> None:
         """Recompute the poles of one slot."""
@@ -230,7 +298,13 @@ class ModalBank:
         self.poles(self._one, 1)
 
     def advance(self, active: np.ndarray, count: int, out: np.ndarray, start: int, stop: int) -> None:
-        """Add samples [start, stop) of voices ``active[:count]`` to ``out`` (block buffer) and advance them."""
+        """Add samples [start, stop) of voices ``active[:count]`` to ``out`` (block buffer) and advance them.
+
+        A whole block (0, block_size) takes the fast path (:func:`advance_block`)."""
+        if start == 0 and stop == self.block_size:
+            advance_block(active, count, self.live, self.zr, self.zi, self.pr, self.pi, self.qr, self.qi, self.cr,
+                          self.ci, out, stop, self.scratch, self.wr, self.wi, self.bad)
+            return
         advance(active, count, self.live, self.zr, self.zi, self.pr, self.pi, self.cr, self.ci, out, start, stop,
                 self.scratch, self.bad)
 

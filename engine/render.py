@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from eigentone.errors import EigentoneError
+from eigentone.files import atomic_path
 from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank
 from engine.signal_chain import SignalChain
 from engine.synth import Synth
-from eigentone.errors import EigentoneError
-from eigentone.files import atomic_path
 from plugins.effects import EffectsChain
 
 WAV_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
@@ -54,7 +54,7 @@ def render_note(
     outputs = instrument.excite_raw(controls)
     if not all(np.all(np.isfinite(v)) for v in outputs.values()):
         raise EigentoneError(f"{instrument.name}: excite returned non-finite values for note {note}")
-    n_samples = int(round(duration_s * sample_rate))
+    n_samples = round(duration_s * sample_rate)
     bank = ModalBank(1, instrument.modes, sample_rate, block_size, instrument.modulation)
     bank.load(0, outputs, 0, 1.0)
     active = np.zeros(1, np.int32)

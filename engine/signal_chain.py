@@ -28,7 +28,8 @@ class SignalChain:
         self.synth.prepare(sample_rate, block_size, max_voices)
         self.sample_rate = float(sample_rate)
         self._out = np.zeros((self.channels, block_size), np.float32)
-        if self.effects is not None:
+        if self.effects is not None:  # one block through the board (first-call costs), then a clean start
+            self.effects.process(self._out, self.sample_rate)
             self.effects.reset()
 
     def process(self, events: Sequence[Event], n_frames: int) -> np.ndarray:

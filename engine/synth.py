@@ -47,7 +47,7 @@ CUT_SIGMA = math.log(1000.0) / 0.005
 class _Part:
     """One instrument with its voice slots and modal bank."""
 
-    def __init__(self, synth: "Synth", instrument: Instrument, sample_rate: float, block_size: int, max_voices: int):
+    def __init__(self, synth: Synth, instrument: Instrument, sample_rate: float, block_size: int, max_voices: int):
         self.synth = synth
         self.instrument = instrument
         self.pool = VoicePool(max_voices)
@@ -216,6 +216,11 @@ class Synth:
                 parts[id(instrument)] = _Part(self, instrument, sample_rate, block_size, max_voices)
             self._part_of[channel] = parts[id(instrument)]
         self.parts = list(parts.values())
+        for part in self.parts:
+            part.bank.warm_up()
+            part.queue_note(60, 100)  # one excite call per part so onnxruntime's first-run cost is paid here
+            part.begin_block()
+            part.pending = 0
         self.sustain = [False] * 16
         self.bend_factor = [1.0] * 16
         self._mix = np.zeros(block_size, np.float32)

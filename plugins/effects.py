@@ -53,7 +53,7 @@ def _build_entry(entry: Any, where: str) -> pedalboard.Plugin:
             raise EigentoneError(f"{where}: VST3 plugin {path} does not exist")
         try:
             plugin = pedalboard.load_plugin(str(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - JUCE plugin loading errors vary
             raise EigentoneError(f"{where}: could not load VST3 plugin {path} ({exc})") from None
         if getattr(plugin, "is_instrument", False):
             raise EigentoneError(f"{where}: {path} is an instrument, not an effect")
@@ -67,7 +67,7 @@ def _build_entry(entry: Any, where: str) -> pedalboard.Plugin:
                 )
             try:
                 setattr(plugin, key, value)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - plugin parameter setters raise various types
                 raise EigentoneError(f"{where}: bad value {value!r} for '{key}' ({exc})") from None
         return plugin
     name = entry.get("effect")
@@ -88,7 +88,7 @@ class EffectsChain:
         self.source = source
 
     @classmethod
-    def from_list(cls, entries: list[Any], source: str = "<python>") -> "EffectsChain":
+    def from_list(cls, entries: list[Any], source: str = "<python>") -> EffectsChain:
         """Build from a list of entries (see module doc); errors name ``source`` and the entry number."""
         if not isinstance(entries, list):
             raise EigentoneError(f"{source}: an effects chain is a JSON list of effects, got {type(entries).__name__}")
@@ -96,7 +96,7 @@ class EffectsChain:
         return cls(pedalboard.Pedalboard(plugins), source)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "EffectsChain":
+    def from_json(cls, path: str | Path) -> EffectsChain:
         """Build from a chain file (JSON list); EigentoneError names the file and the bad entry."""
         path = Path(path)
         try:

@@ -1,0 +1,104 @@
+"""`eigentone play`: real-time synthesis from MIDI input (or a MIDI file) to an audio device."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import signal
+import sys
+import threading
+
+from eigentone.errors import EigentoneError
+from engine.midi_file import read_midi
+from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
+from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
+from engine.render_cli import _parse_channel_models, default_models
+from engine.signal_chain import SignalChain
+from engine.synth import Synth
+from plugins.effects import EffectsChain
+
+HELP = "play instrument bundles in real time from MIDI input (PortAudio/JACK output)"
+EXAMPLE = "eigentone play --model modal-string --midi-in 'my keyboard' --block 64"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", default=[], metavar="BUNDLE",
+                        help="bundle path or name in assets/models/ (repeat: the k-th plays MIDI channel k)")
+    parser.add_argument("--model-for-channel", action="append", default=[], metavar="CH=BUNDLE",
+                        help="bundle for MIDI channel CH (1-16)")
+    parser.add_argument("--midi-in", metavar="PORT",
+                        help="MIDI input port name or substring (ALSA sequencer or JACK MIDI); default: a virtual "
+                             "input named 'eigentone' (none when --midi-file is given)")
+    parser.add_argument("--midi-file", help="also play this MIDI file, scheduled inside the audio callback")
+    parser.add_argument("--device", help="output device name (substring) or index, e.g. 'system' under JACK")
+    parser.add_argument("--block", type=int, default=64, help="block size in samples (default 64)")
+    parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
+    parser.add_argument("--voices", type=int, default=64, help="voice slots per instrument (default 64)")
+    parser.add_argument("--effects", help="effects chain JSON")
+    parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
+    parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
+    parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C, or the "
+                                                       "end of --midi-file plus 2 s)")
+    parser.add_argument("--record", help="write what the callback played to this WAV")
+    parser.add_argument("--record-format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 16 <= args.block <= 8192:
+        raise EigentoneError(f"--block {args.block}: expected 16..8192 samples")
+    models = args.model or default_models()
+    if not models:
+        raise EigentoneError("no --model given and assets/models/ has no .etone bundles")
+    channel_map = instruments_for_channels(models, _parse_channel_models(args.model_for_channel))
+    effects = EffectsChain.from_json(args.effects) if args.effects else None
+    schedule = read_midi(args.midi_file, args.sample_rate) if args.midi_file else None
+    duration = args.duration
+    if duration is None and schedule is not None:
+        duration = schedule.length / args.sample_rate + 2.0
+    if args.record and duration is None:
+        raise EigentoneError("--record needs --duration or --midi-file (the recording buffer is preallocated)")
+    synth = Synth(channel_map, gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono)
+    device = output_device(args.device)
+    engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
+                            max_voices=args.voices, device=device, schedule=schedule,
+                            record_s=duration if args.record else 0.0)
+    midi_port = None
+    if args.midi_in is not None or schedule is None:
+        midi_port = open_midi_input(args.midi_in, engine.push)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    interactive = sys.stderr.isatty()
+
+    def status() -> None:
+        if interactive:
+            p50, p99 = engine.percentiles(50, 99)
+            print(f"\rvoices {synth.voices:3d}  callback p50 {p50:5.1%} p99 {p99:5.1%} of block  "
+                  f"xruns {engine.xruns}  muted {len(synth.faults)}   ", end="", file=sys.stderr, flush=True)
+
+    gc.collect()
+    gc.freeze()  # objects made so far never get scanned again: no long collections on the audio thread
+    try:
+        engine.start()
+        if midi_port is not None:
+            print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
+        wait(duration, stop, status, period=0.25 if interactive else 3600.0)
+    finally:
+        engine.stop()
+        if midi_port is not None:
+            midi_port.close()
+        signal.signal(signal.SIGINT, previous)
+        if interactive:
+            print(file=sys.stderr)
+    if args.record:
+        write_wav(args.record, engine.recording[:, : engine.frame], args.sample_rate, args.record_format)
+    for problem, instrument, channel, note in synth.faults:
+        print(f"eigentone: warning: muted a voice of {instrument} (channel {channel + 1}, note {note}): {problem}",
+              file=sys.stderr)
+    p50, p99, p999 = engine.percentiles(50, 99, 99.9)
+    budget_ms = 1000 * args.block / args.sample_rate
+    print(f"played {engine.frame / args.sample_rate:.1f} s at {args.sample_rate} Hz, {args.block}-sample blocks on "
+          f"{'the default device' if device is None else repr(device)}: {engine.xruns} xruns, "
+          f"{engine.max_voices_seen} voices max, callback p50 {p50:.1%} p99 {p99:.1%} p99.9 {p999:.1%} of the "
+          f"{budget_ms:.2f} ms budget, max {engine.timings().max(initial=0) * 1000:.2f} ms ({engine.callbacks} callbacks)")
+    return 0

@@ -1,0 +1,89 @@
+"""`eigentone render`: a MIDI file through the engine to a WAV, offline and deterministic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from eigentone.errors import EigentoneError
+from engine.bundle import MODELS_DIR
+from engine.midi_file import read_midi
+from engine.render import WAV_SUBTYPES, instruments_for_channels, render_midi, write_wav
+from plugins.effects import EffectsChain
+
+HELP = "render a MIDI file offline with one or more instrument bundles to a WAV"
+EXAMPLE = "eigentone render song.mid --model modal-string --effects assets/effects/default.json --out song.wav"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("midi", help="Standard MIDI file to render")
+    parser.add_argument("--model", action="append", default=[], metavar="BUNDLE",
+                        help="bundle path or name in assets/models/; repeat: the k-th plays MIDI channel k, the first "
+                             "also every other channel (default: every bundle in assets/models/)")
+    parser.add_argument("--model-for-channel", action="append", default=[], metavar="CH=BUNDLE",
+                        help="bundle for MIDI channel CH (1-16), overriding --model")
+    parser.add_argument("--out", required=True, help="output WAV (stereo)")
+    parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
+    parser.add_argument("--block", type=int, default=64, help="block size in samples (default 64)")
+    parser.add_argument("--voices", type=int, default=64, help="voice slots per instrument (default 64)")
+    parser.add_argument("--effects", help="effects chain JSON (e.g. assets/effects/default.json)")
+    parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
+    parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones (default 2)")
+    parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
+    parser.add_argument("--format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
+    parser.add_argument("--spectrogram", help="also save a spectrogram PNG of the result")
+
+
+def _parse_channel_models(entries: list[str]) -> dict[int, str]:
+    mapping = {}
+    for entry in entries:
+        channel, sep, model = entry.partition("=")
+        if not sep or not channel.strip().isdigit() or not 1 <= int(channel) <= 16 or not model:
+            raise EigentoneError(f"--model-for-channel {entry!r}: expected CH=BUNDLE with CH in 1..16")
+        mapping[int(channel) - 1] = model
+    return mapping
+
+
+def default_models() -> list[str]:
+    """Every shipped bundle in assets/models/, sorted by name."""
+    return sorted(str(p) for p in MODELS_DIR.glob("*.etone")) if MODELS_DIR.is_dir() else []
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.sample_rate < 8000 or args.sample_rate > 384000:
+        raise EigentoneError(f"--sample-rate {args.sample_rate}: expected 8000..384000 Hz")
+    if not 1 <= args.block <= 8192:
+        raise EigentoneError(f"--block {args.block}: expected 1..8192 samples")
+    schedule = read_midi(args.midi, args.sample_rate)
+    models = args.model or default_models()
+    if not models:
+        raise EigentoneError("no --model given and assets/models/ has no .etone bundles")
+    channel_map = instruments_for_channels(models, _parse_channel_models(args.model_for_channel))
+    effects = EffectsChain.from_json(args.effects) if args.effects else None
+    bar = tqdm(total=schedule.length, unit="smp", unit_scale=True, desc=Path(args.midi).name, leave=False,
+               file=sys.stderr, disable=None)
+    try:
+        result = render_midi(schedule, channel_map, sample_rate=args.sample_rate, block_size=args.block,
+                             max_voices=args.voices, effects=effects, progress=bar.update,
+                             gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono)
+    finally:
+        bar.close()
+    write_wav(args.out, result.audio, args.sample_rate, args.format)
+    if args.spectrogram:
+        from engine.spectrogram import save_spectrogram
+
+        save_spectrogram(result.audio, args.sample_rate, args.spectrogram, title=Path(args.midi).name)
+    for problem, instrument, channel, note in result.faults:
+        print(f"eigentone: warning: muted a voice of {instrument} (channel {channel + 1}, note {note}): {problem}",
+              file=sys.stderr)
+    peak = float(np.max(np.abs(result.audio))) if result.audio.size else 0.0
+    peak_db = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    seconds = result.audio.shape[1] / args.sample_rate
+    print(f"rendered {args.midi} -> {args.out}: {seconds:.1f} s at {args.sample_rate} Hz in {result.seconds:.2f} s "
+          f"({result.realtime_factor:.1f}x real time), {result.max_voices_used} voices max, peak {peak_db:.1f} dBFS, "
+          f"{len(result.faults)} muted voices")
+    return 0
