@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from training.models.koopman import (
-    EXCITE_OUTPUT_NAMES,
     ContinuousPoles,
     KoopmanConfig,
     KoopmanModel,
@@ -129,66 +128,38 @@ def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
     assert again["field_nmse_in_horizon"] == pytest.approx(metrics["field_nmse_in_horizon"], rel=1e-5)
 
 
-def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output_names: list[str]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names, dynamo=False,
-                      dynamic_axes={n: {0: "voices"} for n in input_names + output_names}, opset_version=17)
-    return buf.getvalue()
-
-
-def _exported_graphs(run_dir):
-    excite, readout, field, manifest = build_from_run(run_dir)
-    n = manifest["modes"]
-    controls = torch.tensor([[59.0, 0.9, 0.3, 0.4], [64.0, 0.2, 0.6, 0.5], [55.0, 0.5, 0.45, 0.5]])
-    z = torch.randn(3, n, 2) * 1e-3
-    graphs = {
-        "excite": (_export(excite, (controls,), ["controls"], list(EXCITE_OUTPUT_NAMES)), excite, controls, "controls"),
-        "readout": (_export(readout, (z,), ["z"], ["c"]), readout, z, "z"),
-        "field": (_export(field, (z,), ["z"], ["u"]), field, z, "z"),
-    }
-    return graphs, manifest
-
-
-def test_export_parity(tiny_run):
-    import onnxruntime as ort
-
-    run_dir, _ = tiny_run
-    graphs, _ = _exported_graphs(run_dir)
-    for role, (blob, module, x, name) in graphs.items():
-        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-        got = sess.run(None, {name: x.numpy()})
-        with torch.no_grad():
-            want = module(x)
-        want = want if isinstance(want, tuple) else (want,)
-        for g, w in zip(got, want):
-            w = w.numpy()
-            assert g.shape == w.shape, role
-            assert np.max(np.abs(g - w)) <= 1e-4 * max(np.max(np.abs(w)), 1e-12), role
-
-
-def test_bundle_loads_and_renders(tiny_run, tmp_path):
-    from engine.bundle import load_bundle
+def test_export_parity_and_bundle_plays(tiny_run, tmp_path):
+    """`eigentone export` path: ONNX graphs, parity <= 1e-4 relative, engine validation; then the engine plays it."""
     from engine.contract import render_modal
     from engine.instrument import Instrument
     from engine.synth import Synth
-    from export.bundle_writer import write_bundle
+    from export.cli import export_run
 
     run_dir, _ = tiny_run
-    graphs, manifest = _exported_graphs(run_dir)
     path = tmp_path / "koopman.etone"
-    write_bundle(path, name="koopman-test", family="koopman", modes=manifest["modes"],
-                 graphs={k: v[0] for k, v in graphs.items()}, note_range=tuple(manifest["note_range"]),
-                 trained_sample_rate=manifest["trained_sample_rate"], modulation=manifest["modulation"])
-    bundle = load_bundle(path)
-    assert set(bundle.sessions) == {"excite", "readout", "field"}
+    manifest = export_run(run_dir, path, verbose=False)
+    assert set(manifest["graphs"]) == {"excite", "readout", "field"} and manifest["modulation"]
+    for role, result in manifest["parity"].items():
+        assert result["max_rel_error"] <= 1e-4, role
     instrument = Instrument.load(path)
+    assert instrument.has_readout
     voices = instrument.excite(np.array([[59.0, 1.0, 0.3, 0.37]], np.float32))
     reference = render_modal(voices, 48000.0, 4800, block_size=128)
     assert np.isfinite(reference).all() and np.abs(reference).max() > 0
     synth = Synth(instrument)
     synth.prepare(48000, 128, 16)
-    out = [synth.process([(0, 0x90, 59, 110)] if i == 0 else [], 128).copy() for i in range(40)]
-    audio = np.concatenate(out)
+    audio = np.concatenate([synth.process([(0, 0x90, 59, 110)] if i == 0 else [], 128).copy() for i in range(40)])
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_excite_graph_transposes_and_scales_with_velocity(tiny_run):
+    excite, _, field, manifest = build_from_run(tiny_run[0])
+    note0 = excite.note0
+    controls = torch.tensor([[note0, 0.2, 0.4, 0.5], [note0 + 12, 0.2, 0.4, 0.5], [note0, 1.0, 0.4, 0.5]])
+    with torch.no_grad():
+        out = excite(controls)
+        u = field(out["z0"])  # (V, P) field decoded from the initial latent
+    assert torch.allclose(out["omega"][1], 2 * out["omega"][0], rtol=1e-5)  # an octave up
+    peak = u.abs().amax(dim=1)
+    assert peak[2] > 2 * peak[0]  # velocity 1.0 plucks harder than 0.2
+    assert manifest["modes"] == out["z0"].shape[1]

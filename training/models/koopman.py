@@ -372,7 +372,7 @@ def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: 
 
 
 class ExciteGraph(nn.Module):
-    """controls (V, 4) -> sigma, omega, z0, c, mod_alpha, mod_beta (the contract's excite outputs).
+    """controls (V, 4) -> {sigma, omega, z0, c, mod_alpha, mod_beta} (the contract's excite outputs).
 
     Synthesises a Gaussian pluck u0(x) = A exp(-(x - x0)^2 / (2 w^2)) with zero velocity from
     (velocity -> A in [amp_min, amp_max], position -> x0), encodes it, and transposes to ``note``:
@@ -393,7 +393,7 @@ class ExciteGraph(nn.Module):
         if self.plate:
             self.register_buffer("y", torch.as_tensor(np.linspace(0.0, 1.0, cfg.grid_shape[0]), dtype=torch.float32))
 
-    def forward(self, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
         note, vel, pos, pos_y = controls[:, 0:1], controls[:, 1:2], controls[:, 2:3], controls[:, 3:4]  # (V, 1)
         amp = self.amp_min + (self.amp_max - self.amp_min) * vel.clamp(0.0, 1.0)  # (V, 1) metres
         gx = torch.exp(-((self.x[None, :] - pos) ** 2) / (2 * self.width**2))  # (V, nx)
@@ -414,7 +414,7 @@ class ExciteGraph(nn.Module):
         alpha = s**2 * co["mod_alpha"]
         beta = co["mod_beta"].expand_as(omega)
         c = self.model.readout(z0)  # (V, N, 2)
-        return sigma, omega, z0, c, alpha, beta
+        return {"sigma": sigma, "omega": omega, "z0": z0, "c": c, "mod_alpha": alpha, "mod_beta": beta}
 
 
 class ReadoutGraph(nn.Module):
@@ -440,7 +440,6 @@ class FieldGraph(nn.Module):
         return self.model.decoder(z).reshape(z.shape[0], *self.shape)
 
 
-EXCITE_OUTPUT_NAMES = ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta")
 
 
 def save_run_model(model: KoopmanModel, run_dir: str | Path) -> None:
@@ -487,6 +486,5 @@ def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn
         "description": f"deep Koopman {'plate' if len(cfg.grid_shape) == 2 else 'string'}, "
                        f"{cfg.latent} latent modes, block-rate pole modulation and readout",
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-        "excite_outputs": list(EXCITE_OUTPUT_NAMES),
     }
     return ExciteGraph(model).eval(), ReadoutGraph(model).eval(), FieldGraph(model).eval(), manifest
