@@ -68,7 +68,7 @@ class FieldData:
     def examples(self) -> int:
         return self.fields.shape[0]
 
-    def subset(self, index: np.ndarray) -> "FieldData":
+    def subset(self, index: np.ndarray) -> FieldData:
         exc = {k: (np.asarray(v)[index] if np.ndim(v) and len(v) == self.examples else v) for k, v in self.excitation.items()}
         return FieldData(self.kind, self.nonlinear, self.sample_rate, self.fields[index], self.u0[index], self.v0[index],
                          self.params[index], self.param_names, self.grid,
@@ -198,11 +198,11 @@ def split_indices(examples: int, seed: int) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
-def make_config(data: FieldData, modes: int | None, fourier_layers: int, modulation: bool) -> "ModalFNOConfig":
+def make_config(data: FieldData, modes: int | None, fourier_layers: int, modulation: bool) -> Any:
     from training.models.modal_fno import ModalFNOConfig
 
     points = data.fields.shape[-1] if data.kind == "string" else min(data.fields.shape[-2:])
-    max_modes = points - 1 if data.kind == "string" else points - 1
+    max_modes = points - 1  # a uniform grid with M intervals resolves sine modes 1..M-1 exactly
     modes = int(modes) if modes else min(max_modes, 32 if data.kind == "string" else 12)
     if modes > max_modes:
         raise EigentoneError(f"--modes {modes} exceeds what a {points}-point grid resolves ({max_modes})")
@@ -264,11 +264,7 @@ def initialise_poles(model: Any, data: FieldData, horizon: int, quiet: bool = Fa
         kappa = model.poles.wavenumbers(params).double().numpy()  # (E, N)
         feats = model.poles.features(params).double().numpy()  # (E, F)
     k2 = kappa**2
-    q = _modulation_prior(model.cfg)
-    target = omega_est**2 + sigma_est**2  # (E, N) undamped omega0^2
-    if model.cfg.modulation:
-        energy = (k2 * 2.0 * (coords**2).mean(axis=1)).sum(axis=1, keepdims=True)  # (E, 1) sum k^2 |z|^2
-        target = target - np.exp(q) * k2 * energy
+    target = omega_est**2 + sigma_est**2  # (E, N) undamped omega0^2 (+ mean modulation shift)
     coefs = np.zeros((data.examples, 4))
     for e in range(data.examples):
         sel = weight[e] > 0
@@ -287,6 +283,19 @@ def initialise_poles(model: Any, data: FieldData, horizon: int, quiet: bool = Fa
     if not ok.any():
         raise EigentoneError("no example of the dataset has two clean decaying modes to initialise the poles from")
     design = np.concatenate([feats[ok], np.ones((ok.sum(), 1))], axis=1)  # (E', F+1)
+    scale_q = 0.0
+    if model.cfg.modulation:
+        # the modulation adds exp(q) E_e k_n^2 to omega^2, i.e. to c1: alternate between the affine fit of
+        # c1 - exp(q) E_e and the least-squares slope exp(q) of the c1 residual against E_e
+        energy = (k2 * 2.0 * (coords**2).mean(axis=1)).sum(axis=1)[ok]  # (E',) mean sum_m k_m^2 |z_m|^2
+        c1_raw = coefs[ok, 0].copy()
+        for _ in range(200):
+            corrected = np.maximum(c1_raw - scale_q * energy, 1e-3 * c1_raw)
+            sol_c1, *_ = np.linalg.lstsq(design, np.log(corrected), rcond=None)
+            residual = c1_raw - np.exp(design @ sol_c1)
+            scale_q = max(float(residual @ energy / max(energy @ energy, 1e-300)), 0.0)
+        coefs[ok, 0] = np.maximum(c1_raw - scale_q * energy, 1e-3 * c1_raw)
+    q = math.log(scale_q) if scale_q > 0 else _modulation_prior(model.cfg)
     sol, *_ = np.linalg.lstsq(design, np.log(coefs[ok]), rcond=None)  # (F+1, 4)
     with torch.no_grad():
         weight_t = torch.zeros_like(model.poles.affine.weight)  # (5, F)
@@ -432,16 +441,16 @@ def save_report_plot(path: Path, model: Any, data: FieldData, history: list[dict
 
 
 def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int | None = None, seed: int = 0,
-          horizon: float | None = None, lr: float = 3e-3, batch: int = 16, fourier_layers: int = 0,
+          horizon: float | None = None, lr: float = 1e-3, batch: int = 16, fourier_layers: int = 0,
           modulation: bool | None = None, quiet: bool = False, data_name: str = "",
-          command: str = "", pole_lr_scale: float = 0.01) -> dict[str, Any]:
+          command: str = "", pole_lr_scale: float = 0.03) -> dict[str, Any]:
     """Train and evaluate; writes RUN_DIR/{config.json, model.pt, metrics.json, report.png}. Returns metrics."""
     from training.trainer import seed_everything, train_loop
 
     seed_everything(seed)
     run_dir = Path(run_dir)
     n_total = data.fields.shape[1]
-    h = int(round((horizon if horizon else n_total / data.sample_rate / 10) * data.sample_rate))
+    h = round((horizon if horizon else n_total / data.sample_rate / 10) * data.sample_rate)
     h = max(8, min(h, n_total))
     modulation = data.nonlinear if modulation is None else modulation
     split = split_indices(data.examples, seed)
@@ -450,8 +459,12 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     model = build_model(cfg, train_set)
     if not (run_dir / "checkpoint.pt").exists():
         init = initialise_poles(model, train_set, h, quiet=quiet)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run_dir / "init.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
     else:
-        init = {}
+        init = json.loads((run_dir / "init.json").read_text()) if (run_dir / "init.json").exists() else {}
+    _write_json(run_dir / "init.json", init)
     config = _run_config(cfg, data, h, seed, data_name, command)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", config)
@@ -477,8 +490,13 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     history = train_loop(model, step_loss, run_dir=run_dir, steps=steps, lr=groups, desc="train fno",
                          checkpoint_every=max(10, steps // 10), quiet=quiet)
     model.eval()
+    val = data.subset(split["val"] if len(split["val"]) else split["train"])
+    selection = select_on_validation(model, run_dir, val, h)
+    if not quiet:
+        print(f"validation field NMSE over the training horizon: modal initialisation {selection['val_nmse_init']:.3g}, "
+              f"after training {selection['val_nmse_trained']:.3g}; keeping {selection['selected']}")
     test = data.subset(split["test"] if len(split["test"]) else split["train"])
-    report = {**init, **evaluate(model, test, h), "test_examples": int(test.examples), "steps": steps}
+    report = {**init, **selection, **evaluate(model, test, h), "test_examples": int(test.examples), "steps": steps}
     if data.kind == "string":
         report.update(parameter_generalisation(model, test))
     _write_json(run_dir / "metrics.json", report)
@@ -489,6 +507,28 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
         print(json.dumps(report, indent=2))
         print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'report.png'}")
     return report
+
+
+def select_on_validation(model: Any, run_dir: Path, val: FieldData, horizon: int) -> dict[str, Any]:
+    """Keep whichever of the closed-form initialisation (RUN_DIR/init.pt) and the trained weights has the
+    lower validation field NMSE over the training horizon (never looks past the horizon); model.pt is
+    rewritten to the choice."""
+    from training import metrics
+
+    ref = val.fields[:, :horizon]
+    trained = metrics.field_nmse(predict(model, val, horizon), ref)
+    init_path = run_dir / "init.pt"
+    if not init_path.exists():
+        return {"val_nmse_trained": trained, "val_nmse_init": float("nan"), "selected": "trained"}
+    trained_state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(torch.load(init_path, map_location="cpu", weights_only=True))
+    initial = metrics.field_nmse(predict(model, val, horizon), ref)
+    if initial < trained:
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        return {"val_nmse_trained": trained, "val_nmse_init": initial, "selected": "init"}
+    model.load_state_dict(trained_state)
+    return {"val_nmse_trained": trained, "val_nmse_init": initial, "selected": "trained"}
 
 
 def parameter_generalisation(model: Any, data: FieldData, n_partials: int = 10) -> dict[str, float]:
@@ -552,7 +592,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", type=int, default=None, help="modes (strings) or modes per axis (plates)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizon", type=float, default=None, help="training horizon in s (default: a tenth of the data)")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam rate (poles: 0.03x)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--fourier-layers", type=int, default=0, help="nonlinear sine-FNO blocks on the initial condition")
     parser.add_argument("--modulation", choices=["auto", "on", "off"], default="auto",

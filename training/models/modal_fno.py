@@ -129,7 +129,7 @@ class ModalFNOConfig:
     fourier_layers: int = 0  # nonlinear sine-FNO blocks applied to the initial condition
     channels: int = 16  # lifted width of those blocks
     modulation: bool = False  # block-rate pole modulation (pitch glide)
-    block_size: int = 64  # samples per modulation block (at the training rate)
+    block_size: int = 16  # samples per modulation block (at the training rate)
 
     @property
     def n_modes(self) -> int:
@@ -367,7 +367,7 @@ class InstrumentMap:
 
     pitch_param: str  # parameter solved for so that the lowest mode sits at the note's f0
     reference: list[float]  # raw parameter values used for every other parameter
-    pitch_range: tuple[float, float]  # raw search range of the pitch parameter (bisection)
+    pitch_range: tuple[float, float]  # raw range the pitch parameter is clamped to
     excitation: str  # "pluck" (displacement) or "strike" (velocity)
     width: float  # Gaussian width, fraction of the length
     amplitude: float  # peak displacement (m) or velocity (m/s) at velocity 1
@@ -379,13 +379,13 @@ class InstrumentMap:
 class ExciteGraph(nn.Module):
     """controls (V, 4) = (note, velocity, position, position_y) -> contract outputs.
 
-    The note sets the pitch parameter (e.g. string tension) by bisection on the pole network so
+    The note sets the pitch parameter (e.g. string tension) by Newton steps on the pole network so
     that omega_1 = 2 pi f0(note) (unrolled, exportable); velocity scales a Gaussian pluck (or
     strike velocity) centred at ``position``; its sine transform gives z0 via eq. (2); the pickup
     readout is c_n = gain * phi_n(x_pickup).
     """
 
-    BISECTION_STEPS = 28
+    NEWTON_STEPS = 6
 
     def __init__(self, model: ModalFNO, imap: InstrumentMap):
         super().__init__()
@@ -415,20 +415,19 @@ class ExciteGraph(nn.Module):
             params = params * (1 - onehot) + torch.exp(log_pitch)[:, None] * onehot
         return params
 
-    def forward(self, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
         note, velocity = controls[:, 0], controls[:, 1]
         pos_x, pos_y = controls[:, 2], controls[:, 3]
         target = torch.log(2 * math.pi * 440.0 * torch.pow(2.0, (note - 69.0) / 12.0))  # (V,) log omega_1
-        lo = torch.full_like(note, math.log(self.imap.pitch_range[0]))
-        hi = torch.full_like(note, math.log(self.imap.pitch_range[1]))
-        if self.pitch_index >= 0:
-            for _ in range(self.BISECTION_STEPS):  # omega_1 increases with the pitch parameter
-                mid = 0.5 * (lo + hi)
-                w1 = torch.log(self.model.poles(self._params(mid))["omega"][:, 0])
-                above = (w1 > target).to(mid.dtype)
-                hi = above * mid + (1 - above) * hi
-                lo = above * lo + (1 - above) * mid
-        params = self._params(0.5 * (lo + hi))
+        lo, hi = math.log(self.imap.pitch_range[0]), math.log(self.imap.pitch_range[1])
+        log_p = torch.full_like(note, math.log(float(self.reference[self.pitch_index])) if self.pitch_index >= 0 else 0.0)
+        if self.pitch_index >= 0:  # Newton in log-log space (omega_1 grows with the pitch parameter)
+            for _ in range(self.NEWTON_STEPS):
+                w1 = torch.log(self.model.poles(self._params(log_p))["omega"][:, 0])  # (V,)
+                w1h = torch.log(self.model.poles(self._params(log_p + 1e-2))["omega"][:, 0])
+                slope = torch.clamp((w1h - w1) / 1e-2, min=0.05)
+                log_p = torch.clamp(log_p + (target - w1) / slope, lo, hi)
+        params = self._params(log_p)
         # Gaussian excitation on the model's grid, centred at the position control(s)
         w = self.imap.width
         shape = torch.exp(-0.5 * ((self.xs[None, :] - pos_x[:, None]) / w) ** 2)  # (V, G)
@@ -440,10 +439,10 @@ class ExciteGraph(nn.Module):
         u0, v0 = (profile, zeros) if self.imap.excitation == "pluck" else (zeros, profile)
         state = self.model.initial_state(u0, v0, params, self.fwd, self.inv)
         c = torch.stack([self.phi_pick, torch.zeros_like(self.phi_pick)], -1)[None].expand_as(state["z0"])  # (V, N, 2)
-        outputs = [state["sigma"], state["omega"], state["z0"], c.contiguous()]
+        out = {"sigma": state["sigma"], "omega": state["omega"], "z0": state["z0"], "c": c.contiguous()}
         if self.model.cfg.modulation:
-            outputs += [state["mod_alpha"], state["mod_beta"]]
-        return tuple(outputs)
+            out["mod_alpha"], out["mod_beta"] = state["mod_alpha"], state["mod_beta"]
+        return out
 
 
 class FieldGraph(nn.Module):
