@@ -79,8 +79,10 @@ def read_midi(path: str | Path, sample_rate: float) -> MidiSchedule:
         for msg in song:  # merged tracks, msg.time in seconds since the previous message
             now += msg.time
             timed.append((now, msg))
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise EigentoneError(f"{path}: not a readable MIDI file ({exc or type(exc).__name__})") from None
+    except EOFError:
+        raise EigentoneError(f"{path}: not a readable MIDI file (truncated)") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise EigentoneError(f"{path}: not a readable MIDI file ({str(exc) or type(exc).__name__})") from None
     if song.type == 2:
         raise EigentoneError(f"{path}: MIDI type 2 (asynchronous tracks) is not supported; save it as type 0 or 1")
     schedule = schedule_from_messages(timed, sample_rate, now)
