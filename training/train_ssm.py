@@ -402,6 +402,7 @@ def train(data: str | Path, out: str | Path, *, steps: int | None = None, modes:
         model, info = fit_field(ds, modes, train_idx)
         steps = 300 if steps is None else steps
         step_loss = field_step_loss(model, ds, train_idx, 16, rng)
+        lr = lr / 10  # the least-squares start is already close: Adam's first steps must not undo it
         fs = float(ds.sample_rate)
         f0 = info["f0_hz"]
         config.update(points=int(np.prod(ds.fields.shape[2:])), field_shape=list(ds.fields.shape[2:]),

@@ -1,0 +1,94 @@
+"""Training the diagonal SSM on tiny data: field dataset, one recording, a conditioned folder with a held-out note."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from eigentone.cli import main
+from engine.contract import midi_to_hz
+from training import metrics as M
+from training.data.audio import load_recording
+from training.eval_cli import evaluate
+from training.models.diag_ssm import build_from_run
+from training.modal_analysis import esprit, fundamental_trajectory, significant_partials
+from training.train_ssm import controls_tensor, render_contract, train
+
+from ssm_helpers import pluck, write_notes
+
+torch.set_num_threads(1)
+
+
+def simulate(path, duration):
+    assert main(["simulate", "string", "--preset", "diaz2024-linear", "--count", "24", "--duration", str(duration),
+                 "--grid", "33", "--seed", "3", "--modes", "12", "--out", str(path)]) == 0
+
+
+def test_linear_string_field_fit_in_horizon_and_at_10x(tmp_path, capsys):
+    simulate(tmp_path / "train.h5", 0.05)
+    simulate(tmp_path / "long.h5", 0.5)  # same examples, 10x longer
+    run = tmp_path / "run"
+    assert main(["train", "ssm", str(tmp_path / "train.h5"), "--out", str(run), "--steps", "5", "--modes", "16",
+                 "--quiet"]) == 0
+    assert "pickup_rel_mse" in capsys.readouterr().out
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["in_horizon_train"]["pickup_rel_mse"] <= 1e-4
+    res = evaluate(run, tmp_path / "long.h5")
+    print("linear string pickup rel MSE: in-horizon", res["in_horizon"]["pickup_rel_mse"],
+          "extrapolated to 10x", res["extrapolated_10x"]["pickup_rel_mse"])
+    assert res["in_horizon"]["pickup_rel_mse"] <= 1e-4
+    assert res["extrapolated_10x"]["pickup_rel_mse"] <= 1e-3
+    assert res["extrapolated_10x"]["field_nmse"] <= 1e-3
+    assert (run / "report.png").stat().st_size > 0
+
+
+def test_single_recording_fit_matches_partials_and_decays(tmp_path):
+    path = tmp_path / "B3_v100.wav"
+    sf.write(path, pluck(59, fs=16000, seconds=0.8, noise_db=-70), 16000)
+    results = train(path, tmp_path / "run", steps=20, modes=12, quiet=True)
+    report = results[path.name]
+    assert report["partial_cents_max"] < 1.0
+    assert report["t60_rel_error_max"] < 0.1
+    assert report["partials_matched"] == 1.0
+    # resuming a finished run is a no-op that keeps the model
+    again = train(path, tmp_path / "run", steps=20, modes=12, quiet=True)
+    assert again[path.name]["partial_cents_max"] == pytest.approx(report["partial_cents_max"])
+
+
+def test_conditioned_model_plays_a_held_out_note_in_tune(tmp_path):
+    folder = write_notes(tmp_path / "notes", [52, 55, 57, 62, 64, 67], seconds=0.5)
+    run = tmp_path / "run"
+    train(folder, run, steps=150, modes=10, quiet=True)
+    excite, _, _, manifest = build_from_run(run)
+    assert manifest["note_range"][0] <= 60 <= manifest["note_range"][1]
+    with torch.no_grad():
+        pred = render_contract(excite(controls_tensor(60.0, 100 / 127)), 16000, 8000)[0]
+    ref = pluck(60, seconds=0.5)
+    _, f_pred = fundamental_trajectory(pred, 16000, f0_hint=float(midi_to_hz(60)))
+    _, f_ref = fundamental_trajectory(ref, 16000, f0_hint=float(midi_to_hz(60)))
+    err = abs(M.cents(np.nanmedian(f_pred), np.nanmedian(f_ref)))
+    print(f"held-out note 60: fundamental error {err:.3f} cents")
+    assert err < 5.0
+    partials = significant_partials(esprit(pred, 16000), 1e-2)
+    assert partials.freqs_hz.size >= 5  # a string tone, not a sine
+
+
+def test_recording_loaded_from_assets_is_a_usable_pluck():
+    rec = load_recording("assets/audio/nylon_b3.flac")
+    assert rec.sample_rate == 44100 and 2.0 < rec.audio.size / rec.sample_rate < 2.6
+
+
+@pytest.mark.slow
+def test_fit_shipped_pluck_within_a_minute(tmp_path):
+    """Floor: a 2.5 s, 44.1 kHz plucked-string FLAC fits in <= 60 s; partials within 1 cent, decays within 10 %."""
+    import time
+
+    start = time.perf_counter()
+    results = train("assets/audio/nylon_b3.flac", tmp_path / "run", quiet=True)
+    seconds = time.perf_counter() - start
+    report = results["nylon_b3.flac"]
+    print(f"fit {seconds:.1f} s:", {k: round(v, 4) for k, v in report.items()})
+    assert seconds <= 60.0
+    assert report["partial_cents_max"] <= 1.0 and report["t60_rel_error_max"] <= 0.1
