@@ -180,7 +180,8 @@ def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None
 
     seen: list[str] = []
     problems: list[str] = []
-    for api in MIDI_BACKENDS:
+    apis = [api for api in MIDI_BACKENDS if api != "LINUX_ALSA" or os.path.exists("/dev/snd/seq")]
+    for api in apis:
         backend = mido.Backend(f"mido.backends.rtmidi/{api}", load=True)
         try:
             if port is None:

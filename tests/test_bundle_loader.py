@@ -15,9 +15,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from eigentone.errors import EigentoneError
 from engine.bundle import load_bundle
 from engine.instrument import Instrument
-from eigentone.errors import EigentoneError
 from export.bundle_writer import write_bundle
 from export.modal_bundle import excite_graph, write_modal_bundle
 
@@ -160,7 +160,7 @@ def test_unknown_model_name():
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "eigentone", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+                          check=False, timeout=120)
 
 
 def test_cli_bad_inputs_give_one_line_and_no_wav(good, tmp_path):

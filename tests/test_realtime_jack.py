@@ -1,6 +1,7 @@
 """The real-time path against a real JACK server (dummy backend): `eigentone play` for >10 s with 32+ voices.
 
-The test starts its own jackd (own server name via JACK_DEFAULT_SERVER, stopped by PID) before
+Also checked: JACK MIDI input (notes sent from this process to `play --midi-in`) and a refused
+sample rate. The test starts its own jackd (own server name via JACK_DEFAULT_SERVER, stopped by PID) before
 any PortAudio initialisation: the real-time part runs in a subprocess (`eigentone play`), which
 plays a generated 32-voice MIDI file scheduled inside the audio callback by frame count and
 records what the callback produced. Asserted: the run itself (callbacks for the whole duration,
@@ -45,7 +46,7 @@ def _start_jackd(env: dict[str, str], log: Path) -> subprocess.Popen:
                                    str(RATE), "-p", str(BLOCK)], env=env, stdout=handle, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0:
+        if subprocess.run(["jack_lsp"], env=env, capture_output=True, check=False).returncode == 0:
             return server
         if server.poll() is not None:
             break
@@ -57,10 +58,34 @@ def _start_jackd(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def _play(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "eigentone", "play", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, check=False, timeout=120)
 
 
-def test_realtime_on_jack_matches_offline_render(tmp_path):
+def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> str:
+    """`eigentone play` listening on a JACK MIDI port that this test feeds 8 note-ons; returns its summary."""
+    import mido
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", env["JACK_DEFAULT_SERVER"])
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    keys = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True).open_output("test-keys", virtual=True)
+    try:
+        player = subprocess.Popen([sys.executable, "-m", "eigentone", "play", "--model", str(bundle), "--device",
+                                   "system", "--block", str(BLOCK), "--midi-in", "test-keys", "--duration", "4"],
+                                  env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in player.stderr:
+            if line.startswith(("listening on MIDI input", "eigentone: error")):
+                break
+        for note in range(60, 68):
+            keys.send(mido.Message("note_on", note=note, velocity=100))
+            time.sleep(0.02)
+        out, err = player.communicate(timeout=60)
+    finally:
+        keys.close()
+    assert player.returncode == 0, err
+    return out.strip().splitlines()[-1]
+
+
+def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     bundle = tmp_path / "string.etone"
     write_modal_bundle(bundle, modes=256)
     song = write_demo_song(tmp_path / "poly32.mid", seconds=11.0, polyphony=32, note_length=(1.5, 2.5))
@@ -71,6 +96,7 @@ def test_realtime_on_jack_matches_offline_render(tmp_path):
     try:
         refused = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                         "--sample-rate", "44100", "--duration", "1")
+        midi_summary = _midi_input_run(env, bundle, monkeypatch)
         played = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                        "--block", str(BLOCK), "--sample-rate", str(RATE), "--duration", str(SECONDS),
                        "--effects", str(DEFAULT_CHAIN), "--record", str(recording), "--record-format", "float")
@@ -85,6 +111,9 @@ def test_realtime_on_jack_matches_offline_render(tmp_path):
 
     assert refused.returncode == 2 and refused.stderr.startswith("eigentone: error: "), refused.stderr
     assert "44100" in refused.stderr and "Traceback" not in refused.stderr
+
+    print(f"\nJACK MIDI input: {midi_summary}")
+    assert "8 voices max" in midi_summary  # the 8 note-ons sent through JACK MIDI were played
 
     assert played.returncode == 0, played.stderr
     summary = played.stdout.strip().splitlines()[-1]
