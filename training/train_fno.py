@@ -465,7 +465,7 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     else:
         init = json.loads((run_dir / "init.json").read_text()) if (run_dir / "init.json").exists() else {}
     _write_json(run_dir / "init.json", init)
-    config = _run_config(cfg, data, h, seed, data_name, command)
+    config = _run_config(model, train_set, h, seed, data_name, command)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", config)
 
@@ -501,6 +501,7 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
         report.update(parameter_generalisation(model, test))
     _write_json(run_dir / "metrics.json", report)
     config["metrics"] = {k: v for k, v in report.items() if isinstance(v, (int, float))}
+    config["instrument"] = instrument_map(model, train_set)
     _write_json(run_dir / "config.json", config)
     save_report_plot(run_dir / "report.png", model, test, history, h)
     if not quiet:
@@ -553,26 +554,47 @@ def parameter_generalisation(model: Any, data: FieldData, n_partials: int = 10) 
     return {"partial_cents_vs_solver_max": float(cents.max()), "partial_cents_vs_solver_mean": float(cents.mean())}
 
 
-def _run_config(cfg: Any, data: FieldData, horizon: int, seed: int, data_name: str, command: str) -> dict[str, Any]:
+def instrument_map(model: Any, data: FieldData) -> dict[str, Any]:
+    """How the exported instrument maps (note, velocity, position) onto the model (see ``InstrumentMap``).
+
+    The pitch parameter is the varying training parameter with the largest positive d log omega_1 / d log p
+    at the reference (the training set's geometric mean): tension for strings, thickness for plates.
+    """
+    cfg = model.cfg
     names = cfg.param_names
     reference = [float(np.exp(m)) if lg else float(m) for m, lg in zip(cfg.param_mean, cfg.param_log)]
-    pitch_param = next((n for n in ("T", "E", "D") if n in names), names[0] if names else "")
-    j = names.index(pitch_param) if pitch_param else 0
-    lo, hi = (cfg.param_min[j], cfg.param_max[j]) if names else (1.0, 1.0)
+    best, best_slope = "", 0.0
+    for j, name in enumerate(names):
+        if not cfg.param_log[j] or cfg.param_max[j] <= cfg.param_min[j] * (1 + 1e-9):
+            continue
+        probe = torch.tensor([reference, reference], dtype=torch.float32)
+        probe[1, j] *= math.exp(0.01)
+        with torch.no_grad():
+            w1 = model.poles(probe)["omega"][:, 0].double()
+        slope = float(torch.log(w1[1] / w1[0])) / 0.01
+        if slope > best_slope:
+            best, best_slope = name, slope
+    j = names.index(best) if best else 0
+    lo, hi = (cfg.param_min[j], cfg.param_max[j]) if best else (1.0, 1.0)
     exc = data.excitation
-    kinds = np.atleast_1d(exc.get("kind", "pluck"))
-    width = float(np.median(np.atleast_1d(exc.get("width", 0.05 * data.length)))) / data.length
+    codes = np.atleast_1d(exc.get("kind", np.zeros(1))).astype(float)
+    shape_codes = np.atleast_1d(exc.get("shape", np.zeros(1))).astype(float)
+    width = float(np.median(np.atleast_1d(exc.get("width", 0.05 * data.length))))
     amplitude = float(np.median(np.atleast_1d(exc.get("amplitude", 1e-3))))
-    peak = float(np.abs(data.fields).max()) or 1.0
-    instrument = {
-        "pitch_param": pitch_param, "reference": reference, "pitch_range": [lo / 100.0, hi * 100.0],
-        "excitation": "strike" if str(kinds[0]) == "strike" else "pluck", "width": max(width, 0.01),
-        "amplitude": amplitude, "pickup": list(data.pickup), "gain": 0.5 / peak,
-        "grid": int(data.fields.shape[-1]),
+    signal = data.pickups if data.pickups is not None else data.fields
+    peak = float(np.median(np.abs(signal).reshape(signal.shape[0], -1).max(axis=1))) or 1.0
+    return {
+        "pitch_param": best, "reference": reference, "pitch_range": [lo / 100.0, hi * 100.0],
+        "excitation": "strike" if np.median(codes) == 1 else "pluck", "shape": SHAPES[int(np.median(shape_codes))],
+        "width": width / data.length, "width_y": width / data.length_y, "amplitude": amplitude,
+        "pickup": list(data.pickup), "gain": 0.5 / peak, "grid": int(data.fields.shape[-1]),
     }
-    return {"family": "modal_fno", "model": asdict(cfg), "sample_rate": data.sample_rate, "horizon_samples": horizon,
-            "seed": seed, "data": data_name, "command": command, "instrument": instrument,
-            "note_range": [36, 84] if data.kind == "string" else [24, 96]}
+
+
+def _run_config(model: Any, data: FieldData, horizon: int, seed: int, data_name: str, command: str) -> dict[str, Any]:
+    return {"family": "modal_fno", "model": asdict(model.cfg), "sample_rate": data.sample_rate,
+            "horizon_samples": horizon, "seed": seed, "data": data_name, "command": command,
+            "instrument": instrument_map(model, data), "note_range": [36, 84] if data.kind == "string" else [24, 96]}
 
 
 def _write_json(path: Path, obj: Any) -> None:

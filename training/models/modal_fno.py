@@ -320,10 +320,13 @@ class ModalFNO(nn.Module):
         b = v0 @ fwd  # (B, N)
         if mode_mask is not None:
             a, b = a * mode_mask, b * mode_mask
+        return self.state_from_coefficients(a, b, poles)
+
+    def state_from_coefficients(self, a: torch.Tensor, b: torch.Tensor, poles: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Eq. (2): sine coefficients a = T u0, b = T v0 (B, N) and poles -> poles with z0 (B, N, 2)."""
         sigma, omega = poles["sigma"], poles["omega"]
         z = torch.stack([a, -(b + sigma * a) / omega], dim=-1)  # (B, N, 2)
-        poles["z0"] = complex_mul(z, self.gain.expand_as(z))
-        return poles
+        return {**poles, "z0": complex_mul(z, self.gain.expand_as(z))}
 
     def rollout_modes(self, state: dict[str, torch.Tensor], times: torch.Tensor, sample_rate: float | None = None) -> torch.Tensor:
         """Modal state z(t): (B, N, T, 2). With modulation, ``times`` must be k / sample_rate."""
@@ -369,7 +372,9 @@ class InstrumentMap:
     reference: list[float]  # raw parameter values used for every other parameter
     pitch_range: tuple[float, float]  # raw range the pitch parameter is clamped to
     excitation: str  # "pluck" (displacement) or "strike" (velocity)
-    width: float  # Gaussian width, fraction of the length
+    shape: str  # "raised_cosine" | "triangle" | "gaussian" (training/physics/modal.py shape_profile)
+    width: float  # shape width, fraction of the length (x)
+    width_y: float  # plates: shape width, fraction of Ly
     amplitude: float  # peak displacement (m) or velocity (m/s) at velocity 1
     pickup: tuple[float, float]  # pickup position (x, y) as fractions
     gain: float  # output scale so that a velocity-1 note peaks near 1
@@ -380,9 +385,10 @@ class ExciteGraph(nn.Module):
     """controls (V, 4) = (note, velocity, position, position_y) -> contract outputs.
 
     The note sets the pitch parameter (e.g. string tension) by Newton steps on the pole network so
-    that omega_1 = 2 pi f0(note) (unrolled, exportable); velocity scales a Gaussian pluck (or
-    strike velocity) centred at ``position``; its sine transform gives z0 via eq. (2); the pickup
-    readout is c_n = gain * phi_n(x_pickup).
+    that omega_1 = 2 pi f0(note) (unrolled, exportable); velocity scales a pluck displacement (or a
+    strike velocity) in the training data's shape and median width centred at ``position``; its sine
+    transform (per axis: the profiles are separable) gives z0 via eq. (2); the pickup readout is
+    c_n = gain * phi_n(x_pickup).
     """
 
     NEWTON_STEPS = 6
@@ -393,9 +399,13 @@ class ExciteGraph(nn.Module):
         cfg = model.cfg
         self.pitch_index = cfg.param_names.index(imap.pitch_param) if imap.pitch_param in cfg.param_names else -1
         self.register_buffer("reference", torch.tensor(imap.reference or [0.0], dtype=torch.float32))
-        xs = np.linspace(0.0, 1.0, imap.grid)
-        grid = xs if cfg.kind == "string" else (xs, xs)
-        fwd, inv = model.basis(grid)
+        self.log_pitch_ref = math.log(imap.reference[self.pitch_index]) if self.pitch_index >= 0 else 0.0
+        xs = np.linspace(0.0, 1.0, 8 * (imap.grid - 1) + 1)  # refined quadrature grid for the profile
+        self.separable = model.ic is None  # sine transform per axis (exact for separable profiles)
+        if self.separable:  # one axis: fwd (G, M)
+            fwd, inv = torch.as_tensor(sine_basis(xs, cfg.modes)[0], dtype=torch.float32), torch.zeros(0)
+        else:
+            fwd, inv = model.basis(xs if cfg.kind == "string" else (xs, xs))
         self.register_buffer("fwd", fwd)
         self.register_buffer("inv", inv)
         self.register_buffer("xs", torch.tensor(xs, dtype=torch.float32))
@@ -407,6 +417,15 @@ class ExciteGraph(nn.Module):
             _, ipy = sine_basis(np.array([py]), cfg.modes)
             phi = np.outer(ipy[:, 0], ipx[:, 0]).reshape(-1)
         self.register_buffer("phi_pick", torch.tensor(phi * imap.gain, dtype=torch.float32))
+
+    def _profile(self, s: torch.Tensor, width: float) -> torch.Tensor:
+        """Unit-peak excitation profile at offsets s (fractions of the length), as the solvers define it."""
+        if self.imap.shape == "gaussian":
+            return torch.exp(-0.5 * (s / width) ** 2)
+        inside = (s.abs() < width / 2).to(s.dtype)
+        if self.imap.shape == "triangle":
+            return inside * (1 - 2 * s.abs() / width)
+        return inside * 0.5 * (1 + torch.cos(2 * math.pi * s / width))
 
     def _params(self, log_pitch: torch.Tensor) -> torch.Tensor:
         params = self.reference[None, :].repeat(log_pitch.shape[0], 1)  # (V, F)
@@ -420,7 +439,7 @@ class ExciteGraph(nn.Module):
         pos_x, pos_y = controls[:, 2], controls[:, 3]
         target = torch.log(2 * math.pi * 440.0 * torch.pow(2.0, (note - 69.0) / 12.0))  # (V,) log omega_1
         lo, hi = math.log(self.imap.pitch_range[0]), math.log(self.imap.pitch_range[1])
-        log_p = torch.full_like(note, math.log(float(self.reference[self.pitch_index])) if self.pitch_index >= 0 else 0.0)
+        log_p = torch.full_like(note, self.log_pitch_ref)
         if self.pitch_index >= 0:  # Newton in log-log space (omega_1 grows with the pitch parameter)
             for _ in range(self.NEWTON_STEPS):
                 w1 = torch.log(self.model.poles(self._params(log_p))["omega"][:, 0])  # (V,)
@@ -428,16 +447,28 @@ class ExciteGraph(nn.Module):
                 slope = torch.clamp((w1h - w1) / 1e-2, min=0.05)
                 log_p = torch.clamp(log_p + (target - w1) / slope, lo, hi)
         params = self._params(log_p)
-        # Gaussian excitation on the model's grid, centred at the position control(s)
-        w = self.imap.width
-        shape = torch.exp(-0.5 * ((self.xs[None, :] - pos_x[:, None]) / w) ** 2)  # (V, G)
-        if self.model.cfg.kind == "plate":
-            shape_y = torch.exp(-0.5 * ((self.xs[None, :] - pos_y[:, None]) / w) ** 2)  # (V, G)
-            shape = (shape_y[:, :, None] * shape[:, None, :]).reshape(shape.shape[0], -1)  # (V, G*G)
-        profile = shape * (self.imap.amplitude * velocity)[:, None]
-        zeros = torch.zeros_like(profile)
-        u0, v0 = (profile, zeros) if self.imap.excitation == "pluck" else (zeros, profile)
-        state = self.model.initial_state(u0, v0, params, self.fwd, self.inv)
+        # excitation profile on a refined grid, centred at the position control(s), separable on plates
+        prof_x = self._profile(self.xs[None, :] - pos_x[:, None], self.imap.width)  # (V, G)
+        scale = (self.imap.amplitude * velocity)[:, None]  # (V, 1) m or m/s
+        poles = self.model.poles(params)
+        if self.separable:
+            coef = prof_x @ self.fwd  # (V, M) sine coefficients along x
+            if self.model.cfg.kind == "plate":
+                coef_y = self._profile(self.xs[None, :] - pos_y[:, None], self.imap.width_y) @ self.fwd  # (V, M)
+                coef = (coef_y[:, :, None] * coef[:, None, :]).reshape(coef.shape[0], -1)  # (V, M*M), (m_y, m_x)
+            coef = coef * scale
+            zeros = torch.zeros_like(coef)
+            a, b = (coef, zeros) if self.imap.excitation == "pluck" else (zeros, coef)
+            state = self.model.state_from_coefficients(a, b, poles)
+        else:
+            shape = prof_x
+            if self.model.cfg.kind == "plate":
+                shape_y = self._profile(self.xs[None, :] - pos_y[:, None], self.imap.width_y)  # (V, G)
+                shape = (shape_y[:, :, None] * shape[:, None, :]).reshape(shape.shape[0], -1)  # (V, G*G)
+            profile = shape * scale
+            zeros = torch.zeros_like(profile)
+            u0, v0 = (profile, zeros) if self.imap.excitation == "pluck" else (zeros, profile)
+            state = self.model.initial_state(u0, v0, params, self.fwd, self.inv)
         c = torch.stack([self.phi_pick, torch.zeros_like(self.phi_pick)], -1)[None].expand_as(state["z0"])  # (V, N, 2)
         out = {"sigma": state["sigma"], "omega": state["omega"], "z0": state["z0"], "c": c.contiguous()}
         if self.model.cfg.modulation:
