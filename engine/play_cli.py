@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
     parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
     parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
+    parser.add_argument("--position", type=float, default=0.2, help="excitation point 0..1 sent to the models")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C, or the "
                                                        "end of --midi-file plus 2 s)")
     parser.add_argument("--record", help="write what the callback played to this WAV")
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         duration = schedule.length / args.sample_rate + 2.0
     if args.record and duration is None:
         raise EigentoneError("--record needs --duration or --midi-file (the recording buffer is preallocated)")
-    synth = Synth(channel_map, gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono)
+    synth = Synth(channel_map, gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono,
+                  position=args.position)
     device = output_device(args.device)
     engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
                             max_voices=args.voices, device=device, schedule=schedule,
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                   f"xruns {engine.xruns}  muted {len(synth.faults)}   ", end="", file=sys.stderr, flush=True)
 
     gc.collect()
-    gc.freeze()  # objects made so far never get scanned again: no long collections on the audio thread
+    gc.freeze()  # objects made so far are never scanned again
+    gc.disable()  # and no collection can start inside the audio callback while the stream runs
     try:
         engine.start()
         if midi_port is not None:
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         wait(duration, stop, status, period=0.25 if interactive else 3600.0)
     finally:
         engine.stop()
+        gc.enable()
         if midi_port is not None:
             midi_port.close()
         signal.signal(signal.SIGINT, previous)

@@ -79,20 +79,24 @@ class RealtimeEngine:
         if status.output_underflow or status.output_overflow:
             self.xruns += 1
         events = self._events
-        events.clear()
         queue = self.queue
-        while queue:
-            message = queue.popleft()
-            events.append((0, message[0], message[1], message[2]))
-        if self.schedule is not None:
-            events.extend(self.schedule.block_events(self.frame, frames))
-        block = self.chain.process(events, frames)
-        outdata[:] = block.T
-        recorded = self.recording.shape[1] - self.frame
-        if recorded > 0:
-            n = min(recorded, frames)
-            self.recording[:, self.frame : self.frame + n] = block[:, :n]
-        self.frame += frames
+        done = 0
+        while done < frames:  # one pass unless the host asks for more than the prepared block size
+            n = min(self.block_size, frames - done)
+            events.clear()
+            while queue:
+                message = queue.popleft()
+                events.append((0, message[0], message[1], message[2]))
+            if self.schedule is not None:
+                events.extend(self.schedule.block_events(self.frame, n))
+            block = self.chain.process(events, n)
+            outdata[done : done + n] = block.T
+            room = self.recording.shape[1] - self.frame
+            if room > 0:
+                kept = min(room, n)
+                self.recording[:, self.frame : self.frame + kept] = block[:, :kept]
+            self.frame += n
+            done += n
         voices = self.chain.synth.voices
         self.max_voices_seen = max(self.max_voices_seen, voices)
         self.durations_ns[self.callbacks % len(self.durations_ns)] = time.perf_counter_ns() - started

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
     parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones (default 2)")
     parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
+    parser.add_argument("--position", type=float, default=0.2, help="excitation point 0..1 sent to the models")
     parser.add_argument("--format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
     parser.add_argument("--spectrogram", help="also save a spectrogram PNG of the result")
 
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = render_midi(schedule, channel_map, sample_rate=args.sample_rate, block_size=args.block,
                              max_voices=args.voices, effects=effects, progress=bar.update,
-                             gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono)
+                             gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono,
+                             position=args.position)
     finally:
         bar.close()
     write_wav(args.out, result.audio, args.sample_rate, args.format)

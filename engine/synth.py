@@ -13,8 +13,9 @@ then the compiled modal bank renders every segment. All buffers are allocated in
 
 Handled messages: note on/off (velocity -> control 0..1), CC64 sustain pedal, CC120 all
 sound off, CC121 reset controllers, CC123 all notes off, pitch bend (+-``bend_range``
-semitones). ``mono=True`` keeps one voice per channel (a new note fades the previous one
-out in 5 ms). Several instruments play on different MIDI channels; slots (``max_voices``)
+semitones). ``mono=True`` keeps one voice per channel: a new note fades the previous one
+out in 5 ms, and releasing the sounding key returns to the most recent key still held
+(last-note priority; one extra excite call). Several instruments play on different MIDI channels; slots (``max_voices``)
 are per instrument.
 
 Safety: a voice whose excite outputs or samples are NaN/Inf is muted and reported once in
@@ -97,9 +98,21 @@ class _Part:
                 bank.poles(pool.active, pool.count, new_energy=True)
 
     def note_on(self, channel: int, note: int) -> None:
+        """Start the next queued note of this block (its excite row was computed in ``begin_block``)."""
         row = self.cursor
         self.cursor += 1
-        if not self.finite[row]:
+        self._start(channel, note, self.excited, row, bool(self.finite[row]))
+
+    def strike_now(self, channel: int, note: int, velocity: int) -> None:
+        """Start a note that was not queued (mono mode returning to a held key): one extra excite call."""
+        self.pending = 0
+        self.queue_note(note, velocity)
+        outputs = self.instrument.excite_raw(self.controls[:1])
+        finite = all(bool(np.isfinite(value).all()) for value in outputs.values())
+        self._start(channel, note, outputs, 0, finite)
+
+    def _start(self, channel: int, note: int, outputs: dict[str, np.ndarray], row: int, finite: bool) -> None:
+        if not finite:
             self.synth.report("non-finite excite output", self.instrument.name, channel, note)
             return
         pool = self.pool
@@ -109,7 +122,7 @@ class _Part:
                 self._release(int(self.selection[j]), CUT_SIGMA)
         slot, _ = pool.allocate(self.bank.level)
         pool.start(slot, note, channel)
-        self.bank.load(slot, self.excited, row, self.synth.bend_factor[channel])
+        self.bank.load(slot, outputs, row, self.synth.bend_factor[channel])
 
     def note_off(self, channel: int, note: int) -> None:
         pool = self.pool
@@ -230,6 +243,7 @@ class Synth:
         for part in self.parts:
             part.warm_up()
         self.sustain = [False] * 16
+        self.held: list[list[tuple[int, int]]] = [[] for _ in range(16)]  # mono mode: (note, velocity) stack
         self.bend_factor = [1.0] * 16
         self._mix = np.zeros(block_size, np.float32)
         self._limiter_gain = np.ones(1)
@@ -298,9 +312,13 @@ class Synth:
         part = self._part_of[channel]
         if kind == 0x90 and data2 > 0:
             if part is not None:
+                if self.mono:
+                    self._hold(channel, data1, data2)
                 part.note_on(channel, data1)
         elif kind == 0x80 or kind == 0x90:
             if part is not None:
+                if self.mono and self._return_to_held(part, channel, data1):
+                    return
                 part.note_off(channel, data1)
         elif kind == 0xE0:
             semitones = ((data2 << 7 | data1) - 8192) / 8192.0 * self.bend_range
@@ -310,6 +328,23 @@ class Synth:
         elif kind == 0xB0:
             self._control(channel, data1, data2)
 
+    def _hold(self, channel: int, note: int, velocity: int) -> None:
+        stack = self.held[channel]
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] == note:
+                del stack[i]
+        stack.append((note, velocity))
+
+    def _return_to_held(self, part: _Part, channel: int, note: int) -> bool:
+        """Mono mode note-off: True if it made the channel return to a still-held key."""
+        stack = self.held[channel]
+        was_sounding = bool(stack) and stack[-1][0] == note
+        self.held[channel] = stack = [entry for entry in stack if entry[0] != note]
+        if not (was_sounding and stack) or self.sustain[channel]:
+            return False
+        part.strike_now(channel, *stack[-1])
+        return True
+
     def _control(self, channel: int, number: int, value: int) -> None:
         if number == 64:
             down = value >= 64
@@ -318,11 +353,13 @@ class Synth:
                 for part in self.parts:
                     part.pedal_up(channel)
         elif number == 120:
+            self.held[channel] = []
             for part in self.parts:
                 part.all_sound_off(channel)
         elif number == 121:
             self._apply(0xE0 | channel, 0, 64)
             self._control(channel, 64, 0)
         elif number == 123:
+            self.held[channel] = []
             for part in self.parts:
                 part.all_notes_off(channel)

@@ -126,6 +126,16 @@ def test_mono_mode_keeps_one_voice_per_channel(bundles):
     assert sounding(synth) == [(0, 64), (1, 67)]  # the first note was faded out in 5 ms
 
 
+def test_mono_mode_returns_to_the_held_key(bundles):
+    synth = Synth(bundles["a"], limiter=False, mono=True)
+    play(synth, [(0, 0x90, 60, 100), (640, 0x90, 64, 100), (1280, 0x80, 64, 0)], 1280 + FS // 10)
+    assert sounding(synth) == [(0, 60)]  # 64 was released, 60 (still held) struck again
+    pool = synth.parts[0].pool
+    assert pool.key_down[pool.active[0]]
+    play(synth, [(0, 0x80, 60, 0)], FS, prepared=True)
+    assert synth.voices == 0
+
+
 def test_all_notes_off_releases_every_voice_of_the_channel(bundles):
     synth = Synth(bundles["a"], limiter=False)
     play(synth, [(0, 0x90, 60, 100), (0, 0x90, 64, 100), (0, 0x91, 67, 100), (640, 0xB0, 123, 0)], 700)
