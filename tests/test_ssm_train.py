@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from ssm_helpers import pluck, write_notes
 
 from eigentone.cli import main
 from engine.contract import midi_to_hz
 from training import metrics as M
 from training.data.audio import load_recording
 from training.eval_cli import evaluate
-from training.models.diag_ssm import build_from_run
 from training.modal_analysis import esprit, fundamental_trajectory, significant_partials
+from training.models.diag_ssm import build_from_run
 from training.train_ssm import controls_tensor, render_contract, train
-
-from ssm_helpers import pluck, write_notes
 
 torch.set_num_threads(1)
 
@@ -52,15 +51,12 @@ def test_single_recording_fit_matches_partials_and_decays(tmp_path):
     assert report["partial_cents_max"] < 1.0
     assert report["t60_rel_error_max"] < 0.1
     assert report["partials_matched"] == 1.0
-    # resuming a finished run is a no-op that keeps the model
-    again = train(path, tmp_path / "run", steps=20, modes=12, quiet=True)
-    assert again[path.name]["partial_cents_max"] == pytest.approx(report["partial_cents_max"])
 
 
 def test_conditioned_model_plays_a_held_out_note_in_tune(tmp_path):
     folder = write_notes(tmp_path / "notes", [52, 55, 57, 62, 64, 67], seconds=0.5)
     run = tmp_path / "run"
-    train(folder, run, steps=150, modes=10, quiet=True)
+    train(folder, run, steps=100, modes=10, quiet=True)
     excite, _, _, manifest = build_from_run(run)
     assert manifest["note_range"][0] <= 60 <= manifest["note_range"][1]
     with torch.no_grad():

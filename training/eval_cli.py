@@ -53,7 +53,7 @@ def evaluate(model: str | Path, data: str | Path) -> dict:
         from engine.render import render_note
 
         bundle = load_bundle(model)
-        render = lambda rec, note: render_note(bundle.path, note, rec.velocity, rec.audio.size / rec.sample_rate,  # noqa: E731
+        render = lambda rec, note: render_note(bundle.path, note, rec.velocity, rec.audio.size / rec.sample_rate,
                                                sample_rate=rec.sample_rate, position=rec.position)
     else:
         from export.cli import load_family

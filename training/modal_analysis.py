@@ -89,7 +89,7 @@ def esprit(
     sample_rate : Hz
     order : number of complex exponentials (2 per real partial). None: chosen from the
         singular values (those above ``rel_threshold`` times the largest), at most ``max_order``.
-    window_len : Hankel rows L (default min(samples/3, 1024)); larger = finer, slower.
+    window_len : Hankel rows L (default min(samples/3, 512)); larger = finer, slower.
     max_samples : analyse at most this many samples starting at ``start``.
     start : first analysed sample; amplitudes are referred back to sample 0 of ``signal``.
     min_freq_hz : partials below this (DC, drift) are dropped.
@@ -102,7 +102,7 @@ def esprit(
     n = x.size
     if n < 16:
         raise ValueError(f"ESPRIT needs at least 16 samples, got {n}")
-    rows = int(window_len or min(n // 3, 1024))
+    rows = int(window_len or min(n // 3, 512))
     rows = max(4, min(rows, n // 2))
     cols = n - rows + 1
     hankel = np.lib.stride_tricks.sliding_window_view(x, rows).T  # (rows, cols), H[i, j] = x[i + j]

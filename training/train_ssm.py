@@ -453,7 +453,7 @@ def train(data: str | Path, out: str | Path, *, steps: int | None = None, modes:
                  for j, i in enumerate(show)]
     else:
         results = {}
-        for rec in recs[: 8]:
+        for rec in recs[:4]:
             with torch.no_grad():
                 pred = render_contract(model(controls_tensor(rec.note if np.isfinite(rec.note) else base, rec.velocity,
                                                              rec.position)), fs, rec.audio.size)[0]

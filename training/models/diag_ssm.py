@@ -35,9 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from training.models.modal_core import ContinuousPoles, complex_mul
+from training.models.modal_core import ContinuousPoles
 
 LN2_12 = math.log(2.0) / 12.0
 
@@ -193,13 +192,6 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown diag_ssm kind {kind!r}")
 
 
-def contract_pairs(out: dict[str, torch.Tensor], sample_rate: float, times: torch.Tensor) -> torch.Tensor:
-    """Closed-form pickup (V, T) of a contract dict at ``times`` (s); helper for training losses."""
-    from training.models.modal_core import modal_readout
-
-    return modal_readout(out["sigma"], out["omega"], out["z0"], out["c"], times)
-
-
 def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn.Module | None, dict[str, Any]]:
     """Export hook: (excite module, readout module or None, field module or None, manifest fields)."""
     run_dir = Path(run_dir)
@@ -220,4 +212,4 @@ def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn
     return model, None, field, manifest
 
 
-__all__ = ["FieldSSM", "FieldReadout", "RecordingSSM", "ConditionedSSM", "build_model", "build_from_run", "complex_mul", "F"]
+__all__ = ["ConditionedSSM", "FieldReadout", "FieldSSM", "RecordingSSM", "build_from_run", "build_model"]
