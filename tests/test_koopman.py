@@ -163,3 +163,26 @@ def test_excite_graph_transposes_and_scales_with_velocity(tiny_run):
     peak = u.abs().amax(dim=1)
     assert peak[2] > 2 * peak[0]  # velocity 1.0 plucks harder than 0.2
     assert manifest["modes"] == out["z0"].shape[1]
+
+
+def test_physics_prior_matches_the_solvers_modes():
+    from dataclasses import asdict
+
+    from training.physics.plate_linear import PlateParams, plate_mode_indices, plate_modes
+    from training.physics.plate_nonlinear import modulation_coefficients as plate_modulation
+    from training.physics.string_linear import StringParams, string_modes
+    from training.physics.string_nonlinear import modulation_coefficients as string_modulation
+    from training.train_koopman import physics_prior
+
+    sp, pp = StringParams(), PlateParams()
+    got = physics_prior("string", {k: np.full(3, v) for k, v in asdict(sp).items()})(np.arange(1, 9)[:, None])
+    sigma, omega = string_modes(sp, 8)
+    alpha, beta = string_modulation(sp, 8)
+    for key, want in (("sigma", sigma), ("omega", omega), ("alpha", alpha), ("beta", beta)):
+        assert np.allclose(got[key], want, rtol=1e-9), key
+    numbers = np.stack(plate_mode_indices(pp, 12), axis=1)  # (N, 2) = (m, n)
+    got = physics_prior("plate", asdict(pp))(numbers)
+    sigma, omega = plate_modes(pp, 12)
+    alpha, beta = plate_modulation(pp, 12)
+    for key, want in (("sigma", sigma), ("omega", omega), ("alpha", alpha), ("beta", beta)):
+        assert np.allclose(got[key], want, rtol=1e-9), key

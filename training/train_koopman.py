@@ -58,26 +58,42 @@ def pickup_index(fields: np.ndarray, pickups: np.ndarray) -> int:
     return int(np.argmin(err))
 
 
-def physics_modulation(kind: str, params: dict):
-    """Physical pole-modulation coefficients, as a function of the basis' mode numbers (N, dims).
+def physics_prior(kind: str, params: dict):
+    """Linear poles and pole-modulation coefficients from the physical parameters, as a function of the
+    basis' mode numbers (N, dims) -> {"sigma", "omega", "alpha", "beta"} (each (N,)), or None.
 
-    String (Kirchhoff-Carrier): k_n = n pi / L, alpha_n = k_n^2 / (rho A), beta_n = E A k_n^2 / 8.
-    Plate (Berger): kappa^2 = (m pi / Lx)^2 + (n pi / Ly)^2, alpha = kappa^2 / (rho h), beta = gamma kappa^2 / 2,
-    gamma = E h / (8 (1 - nu^2)). Per-example parameters are reduced to their median (fixed-instrument sets).
+    Every mode obeys M q'' + (d1 + d3 k^2) q' + K q + gamma k^2 P q = 0 (``training/physics``), so
+    sigma = (d1 + d3 k^2) / (2 M), omega^2 = K / M - sigma^2, alpha = k^2 / M, beta = gamma k^2 / 2 with
+    string: M = rho A, K = E I k^4 + T k^2, gamma = E A / 4, k = n pi / L;
+    plate (Berger): M = rho h, K = D k^4, gamma = E h / (8 (1 - nu^2)), k^2 = (m pi/Lx)^2 + (n pi/Ly)^2.
+    Per-example parameters are reduced to their median (fixed-instrument sets).
     """
     p = {k: float(np.median(v)) for k, v in dict(params or {}).items()}
-    if kind == "string" and {"L", "rho", "A", "E"} <= p.keys():
-        def coefficients(numbers: np.ndarray):
-            k2 = (numbers[:, 0] * np.pi / p["L"]) ** 2
-            return k2 / (p["rho"] * p["A"]), p["E"] * p["A"] * k2 / 8.0
-        return coefficients
-    if kind == "plate" and {"Lx", "Ly", "rho", "h", "E", "nu"} <= p.keys():
-        def coefficients(numbers: np.ndarray):
-            kappa2 = (numbers[:, 0] * np.pi / p["Lx"]) ** 2 + (numbers[:, 1] * np.pi / p["Ly"]) ** 2
-            gamma = p["E"] * p["h"] / (8.0 * (1.0 - p["nu"] ** 2))
-            return kappa2 / (p["rho"] * p["h"]), gamma * kappa2 / 2.0
-        return coefficients
-    return None
+    if kind == "string" and {"L", "T", "rho", "A", "E", "I", "d1", "d3"} <= p.keys():
+        def k2_of(numbers):
+            return (numbers[:, 0] * np.pi / p["L"]) ** 2
+        mass, gamma = p["rho"] * p["A"], p["E"] * p["A"] / 4.0
+
+        def stiffness(k2):
+            return p["E"] * p["I"] * k2**2 + p["T"] * k2
+    elif kind == "plate" and {"Lx", "Ly", "rho", "h", "E", "nu", "d1", "d3"} <= p.keys():
+        def k2_of(numbers):
+            return (numbers[:, 0] * np.pi / p["Lx"]) ** 2 + (numbers[:, 1] * np.pi / p["Ly"]) ** 2
+        mass, gamma = p["rho"] * p["h"], p["E"] * p["h"] / (8.0 * (1.0 - p["nu"] ** 2))
+        rigidity = p["E"] * p["h"] ** 3 / (12.0 * (1.0 - p["nu"] ** 2))
+
+        def stiffness(k2):
+            return rigidity * k2**2
+    else:
+        return None
+
+    def prior(numbers: np.ndarray) -> dict[str, np.ndarray]:
+        k2 = k2_of(np.asarray(numbers, np.float64))
+        sigma = (p["d1"] + p["d3"] * k2) / (2.0 * mass)
+        omega = np.sqrt(np.maximum(stiffness(k2) / mass - sigma**2, 1e-6))
+        return {"sigma": sigma, "omega": omega, "alpha": k2 / mass, "beta": gamma * k2 / 2.0}
+
+    return prior
 
 
 def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndarray) -> dict:
@@ -239,7 +255,7 @@ def train_arrays(fields: np.ndarray, pickups: np.ndarray, fs: float, out: str, *
     p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
     run_dir = Path(out)
     model = build_model(fields[tr], fs, latent, modulation=modulation, hidden=hidden, block_size=block,
-                        pickup_index=p_idx, alpha_beta=physics_modulation(kind, params) if modulation else None)
+                        pickup_index=p_idx, prior=physics_prior(kind, params))
     omega0 = float(model.coefficients()["omega"][0].detach())
     model.config.pluck = _pluck_config(params, excitation, omega0, fields[tr])
     config = {"family": "koopman", "data": data_name, "seed": seed, "steps": steps, "latent": latent,

@@ -313,10 +313,11 @@ class KoopmanModel(nn.Module):
 
 def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
                 hidden: int = 128, block_size: int = 16, pickup_index: int | None = None,
-                alpha_beta=None, pluck: dict | None = None) -> KoopmanModel:
-    """A model initialised from data: sine basis, per-mode poles by linear prediction on the quietest
-    examples, modulation from ``alpha_beta(mode_numbers (N, dims)) -> (alpha, beta)`` (physics) or, when it is
-    None or returns None, fitted to the loudest examples' pitch shift.
+                prior=None, pluck: dict | None = None) -> KoopmanModel:
+    """A model initialised from data: sine basis (plates: the most energetic shapes), then poles and
+    modulation from ``prior(mode_numbers (N, dims)) -> {"sigma", "omega", "alpha", "beta"}`` (the physics,
+    see ``training.train_koopman.physics_prior``) when given, else poles by linear prediction on the
+    quietest quarter of examples and modulation fitted to the loudest quarter's pitch shift.
 
     fields: (E, T, P) or (E, T, ny, nx) training fields (metres).
     """
@@ -334,16 +335,21 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
     peak = np.abs(flat[:, 0]).max(axis=1)  # (E,)
     order = np.argsort(peak)
     quiet = order[: max(1, len(order) // 4)]
-    sigma, omega = fit_modal_poles(q[quiet], sample_rate)
+    known = prior(numbers) if prior is not None else None
+    if known is not None:
+        sigma, omega = known["sigma"], np.minimum(known["omega"], 0.98 * math.pi * sample_rate)
+    else:
+        sigma, omega = fit_modal_poles(q[quiet], sample_rate)
     scale = float(np.abs(flat).max())
     omega_ref = float(omega[0])
     config = KoopmanConfig(grid_shape=grid_shape, latent=latent, sample_rate=sample_rate, hidden=hidden,
                            block_size=block_size, velocity_scale=1.0 / omega_ref, modulation=modulation,
                            pickup_index=pickup_index, pluck=pluck or {})
-    alpha_beta = alpha_beta(numbers) if alpha_beta is not None else None
-    if alpha_beta is None:
+    if known is not None:
+        alpha_beta = known["alpha"], known["beta"]
+    else:
         alpha_beta = _fit_modulation(q, order, sigma, omega, sample_rate)
-    if modulation:  # the quiet plucks still glide: remove their mean energy shift, omega0^2 = omega^2 - alpha E
+    if modulation and known is None:  # quiet plucks still glide: remove their mean shift, omega0^2 = omega^2 - alpha E
         energy = float(np.mean(np.sum(alpha_beta[1] * 2.0 * q[quiet] ** 2, axis=-1)))  # mean q^2 = |z|^2 / 2
         omega = np.sqrt(np.maximum(omega**2 - alpha_beta[0] * energy, 0.25 * omega**2))
     model = KoopmanModel(config, sigma, omega, alpha_beta[0], alpha_beta[1], field_scale=scale)
