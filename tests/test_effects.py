@@ -20,9 +20,9 @@ def _impulse_blocks(n_blocks: int = 40, block: int = 256) -> list[np.ndarray]:
     return blocks
 
 
-def test_default_chain_loads_and_is_reverb_then_limiter():
+def test_default_chain_loads_gain_reverb_limiter():
     chain = EffectsChain.from_json(DEFAULT_CHAIN)
-    assert [type(p).__name__ for p in chain.board] == ["Reverb", "Limiter"]
+    assert [type(p).__name__ for p in chain.board] == ["Gain", "Reverb", "Limiter", "Gain"]
 
 
 def test_python_api_builds_the_same_chain_as_json(tmp_path):
