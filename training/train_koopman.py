@@ -97,12 +97,18 @@ def physics_prior(kind: str, params: dict):
 
 
 def _pluck_config(params: dict, excitation: dict, omega0: float, fields: np.ndarray) -> dict:
+    """Excitation synthesis for the excite graph: Gaussian of the data's median width, amplitude range
+    from the data (peak displacement in m for plucks, the recorded peak velocity in m/s for strikes)."""
     length = float(np.median((params or {}).get("L", (params or {}).get("Lx", 1.0))))
-    width = (excitation or {}).get("width")
-    width = float(np.median(np.asarray(width, np.float64))) / length if width is not None else 0.05
-    peaks = np.abs(fields[:, 0].reshape(fields.shape[0], -1)).max(axis=1)
+    exc = excitation or {}
+    width = float(np.median(np.asarray(exc["width"], np.float64))) / length if "width" in exc else 0.05
+    strike = "kind" in exc and bool(np.all(np.asarray(exc["kind"]) == 1))
+    if strike and "amplitude" in exc:
+        peaks = np.asarray(exc["amplitude"], np.float64)
+    else:
+        peaks = np.abs(fields[:, 0].reshape(fields.shape[0], -1)).max(axis=1)
     return {"note0": float(69 + 12 * np.log2(omega0 / (2 * np.pi) / 440.0)), "amp_min": float(peaks.min()),
-            "amp_max": float(peaks.max()), "width": width}
+            "amp_max": float(peaks.max()), "width": width, "kind": "strike" if strike else "pluck"}
 
 
 def parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:

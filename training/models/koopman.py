@@ -332,7 +332,7 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
         basis, numbers = candidates[:, keep], numbers[keep]
     proj = np.linalg.pinv(basis)  # (N, P)
     q = flat @ proj.T  # (E, T, N)
-    peak = np.abs(flat[:, 0]).max(axis=1)  # (E,)
+    peak = np.abs(flat).max(axis=(1, 2))  # (E,) loudness of each example (plucks and strikes alike)
     order = np.argsort(peak)
     quiet = order[: max(1, len(order) // 4)]
     known = prior(numbers) if prior is not None else None
@@ -380,8 +380,9 @@ def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: 
 class ExciteGraph(nn.Module):
     """controls (V, 4) -> {sigma, omega, z0, c, mod_alpha, mod_beta} (the contract's excite outputs).
 
-    Synthesises a Gaussian pluck u0(x) = A exp(-(x - x0)^2 / (2 w^2)) with zero velocity from
-    (velocity -> A in [amp_min, amp_max], position -> x0), encodes it, and transposes to ``note``:
+    Synthesises a Gaussian pluck u0(x) = A exp(-(x - x0)^2 / (2 w^2)) at rest (or, for a model trained on
+    strikes, that profile as the initial velocity in m/s from u0 = 0) from (velocity -> A in [amp_min,
+    amp_max], position -> x0, position_y -> y0 on plates), encodes it, and transposes to ``note``:
     s = 2^((note - note0)/12), sigma' = s sigma, omega0' = s omega0, alpha' = s^2 alpha (time scaling).
     """
 
@@ -393,6 +394,7 @@ class ExciteGraph(nn.Module):
         self.note0 = float(p.get("note0", 59.0))
         self.amp_min, self.amp_max = float(p.get("amp_min", 1e-3)), float(p.get("amp_max", 1e-2))
         self.width = float(p.get("width", 0.05))  # fraction of length
+        self.strike = p.get("kind", "pluck") == "strike"
         grid = np.linspace(0.0, 1.0, cfg.grid_shape[-1])
         self.register_buffer("x", torch.as_tensor(grid, dtype=torch.float32))
         self.plate = len(cfg.grid_shape) == 2
@@ -411,8 +413,10 @@ class ExciteGraph(nn.Module):
             shape = shape * edge
         else:
             shape = gx * (self.x > 0) * (self.x < 1)  # pinned ends
-        u0 = amp * shape  # (V, P)
-        z0 = self.model.encoder(u0, torch.zeros_like(u0))  # (V, N, 2)
+        if self.strike:  # initial velocity amp * shape (m/s) from rest
+            z0 = self.model.encoder(torch.zeros_like(shape), amp * shape * self.model.config.velocity_scale)
+        else:  # initial displacement amp * shape (m), at rest
+            z0 = self.model.encoder(amp * shape, torch.zeros_like(shape))  # (V, N, 2)
         co = self.model.coefficients()
         s = torch.pow(2.0, (note - self.note0) / 12.0)  # (V, 1)
         sigma = s * co["sigma"]  # (V, N)
