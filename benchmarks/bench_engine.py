@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
             verdict = "met" if result.realtime_factor >= 20 else "NOT met"
             print(f"offline render: {args.song_seconds:.0f} s, 16-voice song ({result.audio.shape[1] / sample_rate:.1f} s "
                   f"with tails, {result.max_voices_used} voices max incl. release tails) in {result.seconds:.2f} s = "
-                  f"{result.realtime_factor:.1f}x real time (floor >= 20x): {verdict}")
+                  f"{result.realtime_factor:.1f}x real time (floor >= 20x): {verdict}; process CPU time "
+                  f"{result.cpu_seconds:.2f} s = {result.cpu_realtime_factor:.1f}x")
     load = os.getloadavg()[0]
     print(f"note: load average {load:.1f} on {os.cpu_count()} cores while measuring"
           + ("; other processes shared the CPU, figures are noisy" if load > 1.0 else ""))

@@ -72,11 +72,13 @@ def render_note(
 
 @dataclass
 class RenderResult:
-    """audio: (channels, samples) float32; seconds: wall time of the rendering; stats: voices and faults."""
+    """audio: (channels, samples) float32; seconds / cpu_seconds: wall and process CPU time of the rendering
+    (they differ when other processes share the CPU); stats: voices and faults."""
 
     audio: np.ndarray
     sample_rate: float
     seconds: float
+    cpu_seconds: float
     max_voices_used: int
     faults: list[tuple[str, str, int, int]] = field(default_factory=list)
 
@@ -84,6 +86,11 @@ class RenderResult:
     def realtime_factor(self) -> float:
         """Audio duration / wall time."""
         return self.audio.shape[1] / self.sample_rate / max(self.seconds, 1e-9)
+
+    @property
+    def cpu_realtime_factor(self) -> float:
+        """Audio duration / CPU time of this process."""
+        return self.audio.shape[1] / self.sample_rate / max(self.cpu_seconds, 1e-9)
 
 
 def instruments_for_channels(
@@ -142,7 +149,7 @@ def render_midi(
     extra = int(effects_tail_s * sample_rate) if effects is not None else 0
     audio = np.zeros((chain.channels, limit_frames + extra + block_size), np.float32)
     frame, most, end = 0, 0, None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while True:
         if end is None and (frame >= limit_frames or (frame >= schedule.length and chain.synth.voices == 0)):
             end = frame + extra
@@ -155,8 +162,8 @@ def render_midi(
         most = max(most, chain.synth.voices)
         if progress is not None:
             progress(n)
-    seconds = time.perf_counter() - started
-    return RenderResult(audio[:, :frame], float(sample_rate), seconds, most, list(chain.synth.faults))
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return RenderResult(audio[:, :frame], float(sample_rate), seconds, cpu_seconds, most, list(chain.synth.faults))
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: float, fmt: str = "pcm24") -> None:

@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     peak_db = 20 * np.log10(peak) if peak > 0 else float("-inf")
     seconds = result.audio.shape[1] / args.sample_rate
     print(f"rendered {args.midi} -> {args.out}: {seconds:.1f} s at {args.sample_rate} Hz in {result.seconds:.2f} s "
-          f"({result.realtime_factor:.1f}x real time), {result.max_voices_used} voices max, peak {peak_db:.1f} dBFS, "
+          f"({result.realtime_factor:.1f}x real time; CPU {result.cpu_seconds:.2f} s = {result.cpu_realtime_factor:.1f}x), "
+          f"{result.max_voices_used} voices max, peak {peak_db:.1f} dBFS, "
           f"{len(result.faults)} muted voices")
     return 0
