@@ -301,12 +301,14 @@ def _write_wav(folder: Path, index: int, pickup: np.ndarray, sample_rate: float,
 def _write_labels(path: Path, labels: list[dict]) -> None:
     import csv
 
-    amplitudes = np.array([row["amplitude"] for row in labels])
-    top = float(amplitudes.max()) or 1.0
+    # velocity 0..1: amplitude relative to the loudest example of the same excitation kind
+    # (pluck amplitudes are metres, strike amplitudes metres per second: not comparable)
+    top = {kind: max(row["amplitude"] for row in labels if row["excitation"] == kind) or 1.0
+           for kind in {row["excitation"] for row in labels}}
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "f0_hz", "note", "velocity", "amplitude", "excitation", "position"])
         for row in labels:
             note = 69 + 12 * np.log2(row["f0_hz"] / 440.0)
-            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", f"{row['amplitude'] / top:.4f}",
+            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", f"{row['amplitude'] / top[row['excitation']]:.4f}",
                              f"{row['amplitude']:.6g}", row["excitation"], f"{row['position']:.4f}"])
