@@ -41,6 +41,20 @@ def test_linear_string_field_fit_in_horizon_and_at_10x(tmp_path, capsys):
     assert res["extrapolated_10x"]["pickup_rel_mse"] <= 1e-3
     assert res["extrapolated_10x"]["field_nmse"] <= 1e-3
     assert (run / "report.png").stat().st_size > 0
+    # the excite graph's own pluck (from controls) reproduces a dataset example's pickup
+    from training.data.dataset import load_dataset
+
+    ds = load_dataset(tmp_path / "train.h5")
+    excite, _, field, _ = build_from_run(run)
+    length = float(ds.grid.max() - ds.grid.min())
+    velocity = 0.8 * float(ds.excitation["amplitude"][0]) / float(excite.pluck_amplitude)
+    with torch.no_grad():
+        out = excite(controls_tensor(float(excite.base_note), velocity, float(ds.excitation["position"][0]) / length))
+        assert field(out["z0"]).shape == (1, 33)
+    pred = render_contract(out, ds.sample_rate, ds.pickups.shape[1])[0]
+    # not exact: the dataset's initial fields are the solver's band-limited (mode-truncated) plucks, while the
+    # graph samples the ideal profile on the grid
+    assert M.pickup_rel_mse(pred, ds.pickups[0]) < 0.05
 
 
 def test_single_recording_fit_matches_partials_and_decays(tmp_path):

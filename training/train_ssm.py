@@ -40,7 +40,7 @@ EXAMPLE = "eigentone train ssm assets/audio/nylon_b3.flac --out runs/nylon --ste
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help=".h5 dataset from `eigentone simulate`, a WAV/FLAC file, or a folder of labelled notes")
     parser.add_argument("--out", required=True, help="run directory (resumes if it holds a checkpoint)")
-    parser.add_argument("--steps", type=int, default=None, help="gradient steps (default: 300 field/recording, 1500 conditioned)")
+    parser.add_argument("--steps", type=int, default=None, help="gradient steps (default: 300 field, 60 recording, 1500 conditioned)")
     parser.add_argument("--modes", type=int, default=48, help="number of modes N (default 48)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of non-pole parameters (poles use lr/100)")
@@ -224,6 +224,20 @@ def _normalised_grid(grid: np.ndarray, points: int) -> np.ndarray:
     return (g - g.min()) / span if span > 0 else g
 
 
+def pluck_description(ds, u0: np.ndarray) -> tuple[int, float, float]:
+    """(shape code, width as a fraction of the length, median peak) of the dataset's plucks, for the excite graph.
+
+    From ``ds.excitation`` (shape, width, amplitude) when present, else estimated from the initial fields u0 (E, P).
+    """
+    exc = getattr(ds, "excitation", {}) or {}
+    grid = np.asarray(ds.grid, dtype=np.float64).reshape(u0.shape[1], -1)[:, 0]
+    length = float(grid.max() - grid.min()) or 1.0
+    if all(k in exc for k in ("shape", "width", "amplitude")):
+        return int(np.median(exc["shape"])), float(np.median(exc["width"])) / length, float(np.median(exc["amplitude"]))
+    half = np.median([(np.abs(u) >= 0.5 * np.abs(u).max()).sum() for u in u0]) / max(u0.shape[1] - 1, 1)
+    return 0, 2.0 * half, float(np.median(np.abs(u0).max(axis=1)))
+
+
 def fit_field(ds, n_modes: int, train_idx: np.ndarray) -> tuple[FieldSSM, dict[str, Any]]:
     """FieldSSM initialised in closed form: ESPRIT poles, then least squares for C, z0, encoder and pickup."""
     fields = np.asarray(ds.fields, dtype=np.float64)
@@ -257,12 +271,10 @@ def fit_field(ds, n_modes: int, train_idx: np.ndarray) -> tuple[FieldSSM, dict[s
     traj = z0[sub, :, None] * basis.T[None]  # (e, N, T)
     design = np.concatenate([traj.real, -traj.imag], axis=1).transpose(0, 2, 1).reshape(-1, 2 * n)  # (e*T, 2N)
     cp = np.linalg.lstsq(design, pick[sub].reshape(-1), rcond=None)[0]
-    peak = np.abs(u0).max(axis=1)  # (E,)
-    width = np.median([(np.abs(u) >= 0.5 * np.abs(u).max()).sum() for u in u0]) * 2.0 / max(points - 1, 1)
-    f0 = float(est.freqs_hz[np.argmax(np.abs(est.amplitudes))]) if n else 440.0
+    shape, width, amplitude = pluck_description(ds, u0)
     f0 = float(est.freqs_hz.min())
     model = FieldSSM(n, torch.tensor(_normalised_grid(np.asarray(ds.grid), points)), tuple(field_shape),
-                     pluck_width=float(width), pluck_amplitude=float(np.median(peak)), base_note=float(hz_to_midi(f0)))
+                     pluck_width=width, pluck_amplitude=amplitude, base_note=float(hz_to_midi(f0)), pluck_shape=shape)
     _set_poles(model.poles, est.sigma, 2 * np.pi * est.freqs_hz)
 
     def pairs(a):
@@ -410,7 +422,7 @@ def train(data: str | Path, out: str | Path, *, steps: int | None = None, modes:
     elif kind == "recording":
         rec = load_recording(data)
         model, info = fit_recording(rec, modes)
-        steps = 100 if steps is None else steps
+        steps = 60 if steps is None else steps
         step_loss = audio_step_loss(model, [rec], 8192, rng)
         lr = lr / 5  # ESPRIT is already close: refine gently
         fs, f0, recs = rec.sample_rate, info["f0_hz"], [rec]

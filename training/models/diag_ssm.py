@@ -59,7 +59,7 @@ class FieldSSM(nn.Module):
     """
 
     def __init__(self, n_modes: int, grid: torch.Tensor, field_shape: tuple[int, ...], pluck_width: float = 0.05,
-                 pluck_amplitude: float = 1e-3, base_note: float = 60.0):
+                 pluck_amplitude: float = 1e-3, base_note: float = 60.0, pluck_shape: int = 0):
         super().__init__()
         points = int(torch.as_tensor(grid).shape[0])
         self.field_shape = tuple(int(s) for s in field_shape)
@@ -70,6 +70,7 @@ class FieldSSM(nn.Module):
         self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32).reshape(points, -1)[:, 0])  # (P,) 0..1
         self.register_buffer("pluck_width", torch.tensor(float(pluck_width)))  # fraction of length
         self.register_buffer("pluck_amplitude", torch.tensor(float(pluck_amplitude)))  # field units at velocity 0.8
+        self.register_buffer("pluck_shape", torch.tensor(int(pluck_shape)))  # 0 raised cosine, 1 triangle, 2 gaussian
         self.register_buffer("base_note", torch.tensor(float(base_note)))
 
     def encode(self, u0: torch.Tensor) -> torch.Tensor:
@@ -82,11 +83,20 @@ class FieldSSM(nn.Module):
         return torch.einsum("vn,np->vp", z[..., 0], c[..., 0]) - torch.einsum("vn,np->vp", z[..., 1], c[..., 1])
 
     def pluck_field(self, controls: torch.Tensor) -> torch.Tensor:
-        """Raised-cosine pluck at ``position`` with peak pluck_amplitude * velocity / 0.8: (V, P)."""
+        """Pluck at ``position`` (fraction of length), peak pluck_amplitude * velocity / 0.8: (V, P).
+
+        Shape as the solver's (training/physics/modal.py SHAPES): 0 raised cosine, 1 triangle (width = full
+        support), 2 gaussian (width = standard deviation); widths as fractions of the length.
+        """
         _, velocity, position = _split(controls)
         s = self.grid[None, :] - position  # (V, P)
-        shape = 0.5 * (1.0 + torch.cos(2.0 * math.pi * s / self.pluck_width))
-        shape = torch.where(s.abs() < self.pluck_width / 2, shape, torch.zeros_like(shape))
+        w = self.pluck_width
+        inside = (s.abs() < w / 2).to(s.dtype)
+        raised = 0.5 * (1.0 + torch.cos(2.0 * math.pi * s / w)) * inside
+        triangle = torch.clamp(1.0 - 2.0 * s.abs() / w, min=0.0)
+        gauss = torch.exp(-0.5 * (s / w) ** 2)
+        code = self.pluck_shape
+        shape = raised * (code == 0).to(s.dtype) + triangle * (code == 1).to(s.dtype) + gauss * (code == 2).to(s.dtype)
         return shape * (self.pluck_amplitude * velocity / 0.8)
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
