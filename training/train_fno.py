@@ -616,6 +616,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=float, default=None, help="training horizon in s (default: a tenth of the data)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam rate (poles: 0.03x)")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--pole-lr-scale", type=float, default=0.03, help="pole-network rate / --lr (default 0.03)")
     parser.add_argument("--fourier-layers", type=int, default=0, help="nonlinear sine-FNO blocks on the initial condition")
     parser.add_argument("--modulation", choices=["auto", "on", "off"], default="auto",
                         help="block-rate pole modulation (pitch glide); auto: on for nonlinear data")
@@ -628,5 +629,5 @@ def run(args: argparse.Namespace) -> int:
     modulation = {"auto": None, "on": True, "off": False}[args.modulation]
     train(data, args.out, steps=args.steps, modes=args.modes, seed=args.seed, horizon=args.horizon, lr=args.lr,
           batch=args.batch, fourier_layers=args.fourier_layers, modulation=modulation, quiet=args.quiet,
-          data_name=str(args.data), command=f"eigentone train fno {args.data} --out {args.out} --steps {args.steps}")
+          pole_lr_scale=args.pole_lr_scale, data_name=str(args.data), command=f"eigentone train fno {args.data} --out {args.out} --steps {args.steps}")
     return 0
