@@ -40,6 +40,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "engine": "benchmarks.bench_engine",
         "physics": "benchmarks.bench_physics",
         "koopman-paper": "benchmarks.paper_koopman",
+        "fno-paper": "benchmarks.paper_fno",
     },
 }
 
