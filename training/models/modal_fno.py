@@ -50,6 +50,11 @@ Pole modulation (nonlinear strings, the contract's ``mod_alpha``/``mod_beta``)::
     omega_n^2 = omega0_n^2 + alpha_n sum_m beta_m |z_m|^2,  alpha_n = e^{q(p)} kappa_n^2, beta_m = kappa_m^2
 
 the Kirchhoff-Carrier form (alpha beta = E A k_n^2 k_m^2 / (8 rho A)) with a learned scale.
+
+Nonlinear FNO blocks are offered *before* the modal step (on the initial condition, eq. (2) input)
+but not after it: a nonlinear map of z(t) would make the per-sample readout nonlinear and break the
+engine's modal-bank contract (``engine/contract.py``); amplitude-dependent behaviour enters through
+those blocks and the block-rate pole modulation instead.
 """
 
 from __future__ import annotations
