@@ -185,7 +185,7 @@ def _print_string(m: dict, glide: dict, args) -> None:
     print(f"{'eigentone Koopman (ours)':40s} {m['field_nmse_in_horizon']:22.4g} {m['field_nmse_long']:22.4g}")
     for name, (lo, hi) in PAPER_STRING.items():
         print(f"{name:40s} {'':>22s} {f'{lo:g}-{hi:g}':>22s}")
-    print(f"(paper: all 4000 steps = its training sequence; ours: 4000 steps = {long // h}x our training horizon; "
+    print(f"(paper: rollout of all 4000 steps from the initial condition; ours: 4000 steps = {long // h}x our training horizon; "
           f"beyond-horizon part alone {m['field_nmse_beyond_horizon']:.4g})")
     print(f"pickup log-spectral distance: in-horizon {m['pickup_lsd_db_in_horizon']:.2f} dB, "
           f"{long} steps {m['pickup_lsd_db_long']:.2f} dB")
