@@ -58,7 +58,8 @@ case "${1:-}" in
     need_system_packages
     setup_python
     shift
-    exec .venv/bin/eigentone render assets/demo/demo.mid --out out/demo.wav --spectrogram out/demo.png "$@"
+    exec .venv/bin/eigentone render assets/demo/demo.mid --effects assets/effects/default.json \
+      --out out/demo.wav --spectrogram out/demo.png "$@"
     ;;
   test)
     need_system_packages

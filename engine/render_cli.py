@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("midi", help="Standard MIDI file to render")
     parser.add_argument("--model", action="append", default=[], metavar="BUNDLE",
                         help="bundle path or name in assets/models/; repeat: the k-th plays MIDI channel k, the first "
-                             "also every other channel (default: every bundle in assets/models/)")
+                             "also every other channel (default: SONG.instruments.json beside the MIDI file, "
+                             "else every bundle in assets/models/)")
     parser.add_argument("--model-for-channel", action="append", default=[], metavar="CH=BUNDLE",
                         help="bundle for MIDI channel CH (1-16), overriding --model")
     parser.add_argument("--out", required=True, help="output WAV (stereo)")
@@ -54,16 +56,40 @@ def default_models() -> list[str]:
     return sorted(str(p) for p in MODELS_DIR.glob("*.etone")) if MODELS_DIR.is_dir() else []
 
 
+def arrangement_for(midi_path: str | Path) -> dict[int, str]:
+    """The song's own channel -> bundle map, from ``SONG.instruments.json`` beside ``SONG.mid``, if any.
+
+    The file maps MIDI channels 1-16 (as strings) to bundle paths or shipped names, e.g.
+    ``{"1": "nylon-string", "2": "steel-string"}``. Returns 0-based channels; {} when there is no file.
+    """
+    sidecar = Path(midi_path).with_suffix(".instruments.json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        entries = json.loads(sidecar.read_text(encoding="utf-8"))
+        mapping = {int(channel) - 1: str(model) for channel, model in entries.items()}
+    except (ValueError, AttributeError, OSError) as exc:
+        raise EigentoneError(f"{sidecar}: not a channel -> instrument map ({exc})") from None
+    if not all(0 <= ch < 16 for ch in mapping):
+        raise EigentoneError(f"{sidecar}: MIDI channels must be 1..16")
+    return mapping
+
+
 def run(args: argparse.Namespace) -> int:
     if args.sample_rate < 8000 or args.sample_rate > 384000:
         raise EigentoneError(f"--sample-rate {args.sample_rate}: expected 8000..384000 Hz")
     if not 1 <= args.block <= 8192:
         raise EigentoneError(f"--block {args.block}: expected 1..8192 samples")
     schedule = read_midi(args.midi, args.sample_rate)
-    models = args.model or default_models()
+    per_channel = _parse_channel_models(args.model_for_channel)
+    models = args.model
+    if not models:
+        arrangement = arrangement_for(args.midi)
+        models = [arrangement[min(arrangement)]] if arrangement else default_models()
+        per_channel = {**arrangement, **per_channel}
     if not models:
         raise EigentoneError("no --model given and assets/models/ has no .etone bundles")
-    channel_map = instruments_for_channels(models, _parse_channel_models(args.model_for_channel))
+    channel_map = instruments_for_channels(models, per_channel)
     effects = EffectsChain.from_json(args.effects) if args.effects else None
     bar = tqdm(total=schedule.length, unit="smp", unit_scale=True, desc=Path(args.midi).name, leave=False,
                file=sys.stderr, disable=None)
@@ -84,9 +110,19 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     peak = float(np.max(np.abs(result.audio))) if result.audio.size else 0.0
     peak_db = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    lufs = integrated_loudness(result.audio, args.sample_rate)
     seconds = result.audio.shape[1] / args.sample_rate
     print(f"rendered {args.midi} -> {args.out}: {seconds:.1f} s at {args.sample_rate} Hz in {result.seconds:.2f} s "
           f"({result.realtime_factor:.1f}x real time; CPU {result.cpu_seconds:.2f} s = {result.cpu_realtime_factor:.1f}x), "
-          f"{result.max_voices_used} voices max, peak {peak_db:.1f} dBFS, "
+          f"{result.max_voices_used} voices max, peak {peak_db:.1f} dBFS, loudness {lufs:.1f} LUFS, "
           f"{len(result.faults)} muted voices")
     return 0
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: float) -> float:
+    """ITU-R BS.1770-4 integrated loudness in LUFS of (channels, samples) audio (-inf when silent or too short)."""
+    import pyloudnorm
+
+    if audio.shape[1] < int(0.4 * sample_rate) or not np.any(audio):
+        return float("-inf")
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
