@@ -111,3 +111,17 @@ def test_a_failure_while_writing_leaves_no_file(tmp_path):
         writer.write(0, np.zeros((10, 3), np.float32), np.zeros(10, np.float32), {"T": 1.0}, {"kind": 0.0})
         raise EigentoneError("solver failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nonlinear_preset_keeps_its_modes_on_hard_plucks(tmp_path):
+    """A 10 mm pluck raises the top mode above 8 kHz: the preset steps finer and keeps 16 kHz output."""
+    from training.data.dataset import load_dataset
+
+    out = tmp_path / "kc.h5"
+    assert main(["simulate", "string", "--nonlinear", "--preset", "diaz2024-nonlinear", "--count", "30",
+                 "--seed", "0", "--duration", "0.05", "--out", str(out)]) == 0
+    data = load_dataset(out)
+    assert data.sample_rate == 16000.0
+    assert np.all(data.params["modes"] == 25)
+    assert data.fields.shape == (30, 800, 101)
+    assert np.all(np.isfinite(data.fields))

@@ -195,14 +195,34 @@ def _draw_plate(rng: np.random.Generator, preset: Preset | None, sample_rate: fl
 
 
 def _solve(solver, auto_modes: bool, params, excitation, sample_rate, duration, grid, pickups, modes):
-    """Run a solver; with automatic mode counts, drop a quarter of the modes while the step is refused."""
+    """Run a solver whose step may be refused (tension modulation raising a mode above Nyquist).
+
+    With automatic mode counts, drop a quarter of the modes while the step is refused. With a fixed
+    mode count (presets), step at 2x, 4x or 8x the sample rate instead and keep every k-th sample, so a
+    hard pluck keeps all the preset's modes and the dataset keeps its sample rate.
+    """
+    oversample = 1
     while True:
         try:
-            return solver(params, excitation, sample_rate, duration, grid, pickups, modes), modes
+            result = solver(params, excitation, sample_rate * oversample, duration, grid, pickups, modes)
+            return _decimate(result, oversample), modes
         except EigentoneError as exc:
-            if not auto_modes or "unstable" not in str(exc) or modes <= 1:
+            if "unstable" not in str(exc):
                 raise
-            modes = max(1, modes * 3 // 4)
+            if auto_modes and modes > 1:
+                modes = max(1, modes * 3 // 4)
+            elif not auto_modes and oversample < 8:
+                oversample *= 2
+            else:
+                raise
+
+
+def _decimate(result, factor: int):
+    """Every ``factor``-th time sample of a SimResult (the solution at the lower rate)."""
+    if factor == 1:
+        return result
+    return replace(result, field=result.field[::factor], pickups=result.pickups[:, ::factor],
+                   t=result.t[::factor], modal=result.modal[::factor])
 
 
 def _simulate_one(kind: str, nonlinear: bool, rng, preset, s: dict):
