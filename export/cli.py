@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished training run (RUN_DIR/config.json + RUN_DIR/model.pt)")
     parser.add_argument("--out", required=True, help="bundle to write, NAME.etone")
     parser.add_argument("--name", help="instrument name (default: the bundle's file name)")
+    parser.add_argument("--description", help="one line shown by `eigentone list` (default: the family's own)")
 
 
 def load_family(run_dir: Path):
@@ -67,8 +68,13 @@ def load_family(run_dir: Path):
         raise EigentoneError(f"{run_dir}: cannot rebuild the model: {str(exc).splitlines()[0]}") from None
 
 
-def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, verbose: bool = True) -> dict:
-    """Export, parity-check and write the bundle; returns its manifest."""
+def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, verbose: bool = True,
+               description: str | None = None, provenance: dict | None = None) -> dict:
+    """Export, parity-check and write the bundle; returns its manifest.
+
+    ``description`` replaces the family's one-line description; ``provenance`` is merged into the
+    manifest's "training" entry (e.g. the recipe and commands that built a shipped instrument).
+    """
     import torch
 
     from export.bundle_writer import write_bundle
@@ -100,7 +106,8 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
         out, name=name or out.stem, family=family, modes=modes, graphs=graphs,
         note_range=tuple(fields["note_range"]), trained_sample_rate=float(fields["trained_sample_rate"]),
         modulation=modulation, release_time=float(fields.get("release_time", 0.3)),
-        description=fields.get("description", ""), training=fields.get("training"), metrics=fields.get("metrics"),
+        description=description or fields.get("description", ""),
+        training={**(fields.get("training") or {}), **(provenance or {})}, metrics=fields.get("metrics"),
         parity=parity,
     )
     from engine.bundle import load_bundle
@@ -116,9 +123,9 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
 
 
 def run(args: argparse.Namespace) -> int:
-    export_run(args.run_dir, args.out, args.name)
+    export_run(args.run_dir, args.out, args.name, description=args.description)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(argparse.Namespace(run_dir=sys.argv[1], out=sys.argv[2], name=None)))
+    sys.exit(run(argparse.Namespace(run_dir=sys.argv[1], out=sys.argv[2], name=None, description=None)))
