@@ -51,7 +51,7 @@ PAPER_NONLINEAR = {"Koopman, amplitude-modulated (paper)": (0.0094, 0.0113), "LR
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=60, help="examples per data set (default 60; paper: 1000)")
     parser.add_argument("--steps", type=int, default=60, help="gradient steps for the linear sets (default 60)")
-    parser.add_argument("--nonlinear-steps", type=int, default=150, help="gradient steps, nonlinear string")
+    parser.add_argument("--nonlinear-steps", type=int, default=300, help="gradient steps, nonlinear string")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-nonlinear", action="store_true", help="only the linear string and plate parts")
     parser.add_argument("--koopman-json", default=None, help="`eigentone bench koopman-paper --json` output to compare")
@@ -145,7 +145,7 @@ def nonlinear_string(work: Path, args) -> dict:
                                   {"from": "diaz2024-nonlinear preset at 32 kHz, every second sample"}), path)
     data = load_field_data(path)
     report, model = _train(data, work / "run-nonlinear", args.nonlinear_steps, 1000 / data.sample_rate, 25,
-                           args.seed, pole_lr_scale=0.3)
+                           args.seed, pole_lr_scale=1.0)
     report["pitch_glide"] = pitch_glide(model, args.seed)
     return report
 
