@@ -203,7 +203,7 @@ def make_config(data: FieldData, modes: int | None, fourier_layers: int, modulat
 
     points = data.fields.shape[-1] if data.kind == "string" else min(data.fields.shape[-2:])
     max_modes = points - 1  # a uniform grid with M intervals resolves sine modes 1..M-1 exactly
-    modes = int(modes) if modes else min(max_modes, 32 if data.kind == "string" else 12)
+    modes = int(modes) if modes else min(max_modes, _modes_for(data, max_modes))
     if modes > max_modes:
         raise EigentoneError(f"--modes {modes} exceeds what a {points}-point grid resolves ({max_modes})")
     p = data.params
@@ -216,6 +216,21 @@ def make_config(data: FieldData, modes: int | None, fourier_layers: int, modulat
         param_min=p.min(axis=0).tolist() if p.size else [], param_max=p.max(axis=0).tolist() if p.size else [],
         length=data.length, length_y=data.length_y, fourier_layers=fourier_layers, modulation=modulation,
     )
+
+
+def _modes_for(data: FieldData, max_modes: int) -> int:
+    """Default mode count: enough to hold every mode the reference solver kept (strings: N; plates: the
+    per-axis count covering the N lowest-wavenumber modes), else 32 (strings) or 12 per axis (plates)."""
+    if data.mode_limit is None:
+        return 32 if data.kind == "string" else 12
+    n = int(np.max(data.mode_limit))
+    if data.kind == "string":
+        return n
+    m = np.arange(1, max_modes + 1)
+    kappa = (m[None, :] / data.length) ** 2 + (m[:, None] / data.length_y) ** 2  # (my, mx)
+    lowest = np.argsort(kappa, axis=None)[:n]
+    my, mx = np.unravel_index(lowest, kappa.shape)
+    return int(max(my.max(), mx.max())) + 1
 
 
 def prony_poles(coords: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
