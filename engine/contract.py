@@ -58,6 +58,10 @@ DEFAULT_CONTROLS: dict[str, float] = {"note": 60.0, "velocity": 0.8, "position":
 EXCITE_OUTPUTS: tuple[str, ...] = ("sigma", "omega", "z0", "c")
 """Outputs every excite graph must have."""
 
+# Levelling: models output whatever unit they were trained on (metres of displacement, a normalised
+# recording); the synth scales each instrument so its probe note peaks near -12 dBFS (engine/instrument.py,
+# ``Instrument.output_gain``; a manifest "output_gain" overrides it). render_note stays raw.
+
 MODULATION_OUTPUTS: tuple[str, ...] = ("mod_alpha", "mod_beta")
 """Outputs an excite graph has when the bundle declares pole modulation."""
 
@@ -93,7 +97,7 @@ class ModalVoices:
     mod_beta: np.ndarray | None = None
 
     @classmethod
-    def from_graph_outputs(cls, outputs: dict[str, np.ndarray]) -> "ModalVoices":
+    def from_graph_outputs(cls, outputs: dict[str, np.ndarray]) -> ModalVoices:
         """Build from the excite graph's named outputs (complex values as trailing (re, im) pairs)."""
         return cls(
             sigma=np.asarray(outputs["sigma"], dtype=np.float64),

@@ -199,13 +199,13 @@ def gather_state(active, n_active, zr, zi, z):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def scatter_readout(active, n_active, c, cr, ci):  # pragma: no cover - compiled
-    """(cr, ci)[active[j]] = c[j] for j < n_active: the readout graph's output back into the bank."""
+def scatter_readout(active, n_active, c, cr, ci, gain):  # pragma: no cover - compiled
+    """(cr, ci)[active[j]] = gain * c[j] for j < n_active: the readout graph's output back into the bank."""
     for j in range(n_active):
         v = active[j]
         for m in range(cr.shape[1]):
-            cr[v, m] = c[j, m, 0]
-            ci[v, m] = c[j, m, 1]
+            cr[v, m] = gain * c[j, m, 0]
+            ci[v, m] = gain * c[j, m, 1]
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -236,9 +236,11 @@ class ModalBank:
     frequency factor), sigma_floor (1/s; release/damper), energy, level (amplitude bound).
     """
 
-    def __init__(self, max_voices: int, modes: int, sample_rate: float, block_size: int, modulated: bool = False):
+    def __init__(self, max_voices: int, modes: int, sample_rate: float, block_size: int, modulated: bool = False,
+                 output_gain: float = 1.0):
         shape = (max_voices, modes)
         self.modes = modes
+        self.output_gain = np.float32(output_gain)  # applied to the readout weights c (level of the instrument)
         self.sample_rate = float(sample_rate)
         self.modulated = modulated
         self.block_size = block_size
@@ -265,7 +267,7 @@ class ModalBank:
         self.advance(none, 0, self.scratch, 0, self.block_size)
         self.settle(none, 0, 0.0)
         gather_state(none, 0, self.zr, self.zi, self.zbuf)
-        scatter_readout(none, 0, self.zbuf, self.cr, self.ci)
+        scatter_readout(none, 0, self.zbuf, self.cr, self.ci, self.output_gain)
         limit(self.scratch, 0, np.ones(1), 1.0, 0.5)
 
     def load(self, slot: int, outputs: dict[str, np.ndarray], row: int, scale: float) -> None:
@@ -274,8 +276,8 @@ class ModalBank:
         self.omega0[slot] = outputs["omega"][row]
         self.zr[slot] = outputs["z0"][row, :, 0]
         self.zi[slot] = outputs["z0"][row, :, 1]
-        self.cr[slot] = outputs["c"][row, :, 0]
-        self.ci[slot] = outputs["c"][row, :, 1]
+        self.cr[slot] = self.output_gain * outputs["c"][row, :, 0]
+        self.ci[slot] = self.output_gain * outputs["c"][row, :, 1]
         if self.modulated:
             self.alpha[slot] = outputs["mod_alpha"][row]
             self.beta[slot] = outputs["mod_beta"][row]
@@ -316,4 +318,4 @@ class ModalBank:
     def apply_readout(self, instrument, active: np.ndarray, count: int) -> None:
         """Run the instrument's readout graph on the state of voices ``active[:count]`` (one batched call)."""
         gather_state(active, count, self.zr, self.zi, self.zbuf)
-        scatter_readout(active, count, instrument.readout(self.zbuf[:count]), self.cr, self.ci)
+        scatter_readout(active, count, instrument.readout(self.zbuf[:count]), self.cr, self.ci, self.output_gain)

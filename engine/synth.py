@@ -52,7 +52,8 @@ class _Part:
         self.synth = synth
         self.instrument = instrument
         self.pool = VoicePool(max_voices)
-        self.bank = ModalBank(max_voices, instrument.modes, sample_rate, block_size, instrument.modulation)
+        self.bank = ModalBank(max_voices, instrument.modes, sample_rate, block_size, instrument.modulation,
+                              instrument.output_gain)
         self.controls = np.zeros((max(16, block_size), 4), np.float32)
         self.pending = 0
         self.cursor = 0

@@ -100,3 +100,24 @@ def test_demo_song_has_the_requested_polyphony(tmp_path):
         elif status & 0xF0 in (0x80, 0x90):
             held.discard(min((h for h in held if h[1] == note), default=None))
     assert most == 16 and schedule.length / 48000 == pytest.approx(12, abs=0.1)
+
+
+def test_instruments_are_levelled_whatever_their_raw_scale(tmp_path):
+    """Two bundles whose raw outputs differ 1000x (metres vs a normalised recording) play at one level."""
+    from engine.instrument import LEVEL, Instrument
+    from engine.synth import Synth
+
+    quiet = write_modal_bundle(tmp_path / "quiet.etone", modes=32, height=0.0005, name="quiet")
+    loud = write_modal_bundle(tmp_path / "loud.etone", modes=32, height=0.5, name="loud")
+    peaks, raw = [], []
+    for bundle in (quiet, loud):
+        instrument = Instrument.load(tmp_path / f"{bundle['name']}.etone")
+        raw.append(np.max(np.abs(render_note(instrument, 64, 1.0, 0.2))))
+        synth = Synth(instrument, limiter=False)
+        synth.prepare(48000, 64, 8)
+        blocks = [synth.process([(0, 0x90, 64, 127)] if k == 0 else [], 64).copy() for k in range(150)]
+        synth.release()
+        peaks.append(np.max(np.abs(np.concatenate(blocks))))
+    assert raw[1] / raw[0] > 500  # the models really differ in scale
+    assert peaks[0] == pytest.approx(peaks[1], rel=0.05)
+    assert 0.1 * LEVEL < peaks[0] <= LEVEL
