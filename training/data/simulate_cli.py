@@ -8,7 +8,7 @@ Random ranges without a preset (U = uniform, all independent):
 
 string
     note U{40..76} (E2..E5) -> tension from ``params_for_f0``; L U(0.55, 0.75) m; d1, d3 = nylon values x U(0.5, 2);
-    other parameters the nylon B string (``StringParams``). Excitation: pluck (75 %) or strike, raised cosine,
+    other parameters the nylon B string (``StringParams``), or plain steel with ``--material steel``. Excitation: pluck (75 %) or strike, raised cosine,
     position U(0.15, 0.85) L, width U(0.02, 0.1) L; pluck peak U(0.5, 3) mm (nonlinear U(1, 8) mm), strike peak
     velocity U(0.1, 1) m/s (nonlinear U(0.3, 2) m/s). Pickup at 0.12 L.
 plate
@@ -81,6 +81,15 @@ class Preset:
     strike_share: float
 
 
+STRING_MATERIALS: dict[str, dict[str, float]] = {
+    # the nylon B string of arXiv 2408.16650 (StringParams defaults)
+    "nylon": {},
+    # plain steel, 0.3 mm diameter (A = pi d^2 / 4, I = pi d^4 / 64): stiffer per unit mass and less
+    # damped than nylon, so brighter and longer ringing; tension is set per note by params_for_f0
+    "steel": {"rho": 7850.0, "A": 7.069e-8, "E": 2.0e11, "I": 3.976e-16, "T": 100.0, "d1": 4e-5, "d3": 4e-6},
+}
+"""Base string parameters of ``--material`` for random (non-preset) strings, SI units."""
+
 PRESETS: dict[str, Preset] = {
     "diaz2024-linear": Preset("string", False, 1000, 16000.0, 0.25, 101, 25, True, "gaussian", (0.3, 0.7),
                               (0.0, 0.065), (1e-3, 1e-2), 0.0),
@@ -105,6 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a published set-up (see module docs)")
     parser.add_argument("--wav-dir", help="also write each pickup as a 24-bit WAV here, with labels.csv")
     parser.add_argument("--modes", type=int, help="modes per example (default: as many as fit, see docs)")
+    parser.add_argument("--material", choices=sorted(STRING_MATERIALS), default="nylon",
+                        help="string material for random strings (default nylon; presets fix their own)")
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -123,6 +134,7 @@ def _settings(args: argparse.Namespace) -> dict:
         "duration": pick(args.duration, preset.duration if preset else None, 1.0),
         "grid": pick(args.grid, preset.grid if preset else None, default_grid),
         "modes": pick(args.modes, preset.modes if preset else None, None),
+        "material": getattr(args, "material", "nylon"),
     }
     if s["count"] < 1:
         raise EigentoneError(f"--count must be at least 1, got {s['count']}")
@@ -143,11 +155,11 @@ def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
 
 
 def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: bool, grid: int, sample_rate: float,
-                 modes: int | None):
+                 modes: int | None, material: str = "nylon"):
     from training.physics.modal import Excitation
     from training.physics.string_linear import StringParams, params_for_f0, string_modes
 
-    base = StringParams()
+    base = StringParams(**STRING_MATERIALS[material]) if not preset else StringParams()
     if preset and preset.fixed_params:
         params = base
     else:
@@ -232,7 +244,7 @@ def _simulate_one(kind: str, nonlinear: bool, rng, preset, s: dict):
         from training.physics.string_linear import simulate_string, string_modes
         from training.physics.string_nonlinear import simulate_string_nonlinear
 
-        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes)
+        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes, s.get("material", "nylon"))
         pickup = 0.12 * params.L
         solver = simulate_string_nonlinear if nonlinear else simulate_string
         res, modes = _solve(solver, s["modes"] is None, params, ex, sr, duration, grid, [pickup], modes)
