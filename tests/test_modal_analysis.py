@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.modal_analysis import esprit, fundamental_trajectory, significant_partials
+from training.modal_analysis import esprit, esprit_subband, fundamental_trajectory, significant_partials
 
 
 def stiff_string(fs: float, seconds: float, f0: float = 247.0, b: float = 1e-4, partials: int = 20, noise: float = 0.0):
@@ -51,3 +51,18 @@ def test_fundamental_trajectory_follows_a_glide():
 def test_esprit_rejects_too_short_signal():
     with pytest.raises(ValueError, match="at least 16 samples"):
         esprit(np.ones(5), 8000.0)
+
+
+def test_subband_esprit_resolves_close_pairs_in_a_dense_spectrum():
+    fs = 8000.0
+    t = np.arange(int(2.0 * fs)) / fs
+    rng = np.random.default_rng(2)
+    freqs = np.sort(np.concatenate([rng.uniform(40, 1500, 56), [300.0, 300.7, 911.0, 911.9]]))  # 60 partials, 2 close pairs
+    sigma = rng.uniform(0.5, 4.0, freqs.size)
+    amps = rng.uniform(0.2, 1.0, freqs.size) * np.exp(2j * np.pi * rng.random(freqs.size))
+    x = sum(np.real(a * np.exp((-s + 2j * np.pi * f) * t)) for a, s, f in zip(amps, sigma, freqs))
+    est = significant_partials(esprit_subband(x, fs), rel_amplitude=1e-3)
+    assert est.freqs_hz.size == freqs.size
+    np.testing.assert_allclose(1200 * np.log2(est.freqs_hz / freqs), 0.0, atol=0.01)  # cents
+    np.testing.assert_allclose(est.sigma, sigma, rtol=1e-3)
+    np.testing.assert_allclose(est.amplitudes, amps, rtol=1e-3)
