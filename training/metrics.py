@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from training.modal_analysis import ModalEstimate, esprit, fundamental_trajectory, significant_partials
+from training.modal_analysis import ModalEstimate, esprit, esprit_subband, fundamental_trajectory, significant_partials
 
 __all__ = [
     "audio_report",
@@ -116,8 +116,25 @@ def log_spectral_distance(pred: np.ndarray, ref: np.ndarray, n_fft: int = 2048, 
     return float(np.mean(np.sqrt(np.mean(diff**2, axis=0))))
 
 
+DENSE_RESIDUAL = 1e-3
+"""Relative residual of full-band ESPRIT above which a signal is analysed as a dense spectrum (subband ESPRIT)."""
+
+
 def _partials(x: np.ndarray, fs: float, n_partials: int, max_samples: int) -> ModalEstimate:
-    est = esprit(x, fs, max_samples=max_samples)
+    """The ``n_partials`` strongest decaying partials of x (samples,).
+
+    Full-band ESPRIT of the first ``max_samples`` samples; if that leaves more than ``DENSE_RESIDUAL`` of the
+    segment's energy unexplained (more partials than its model order, pairs closer than its window resolves:
+    struck plates), subband ESPRIT of the whole signal is used instead when it explains the signal better.
+    """
+    seg = np.asarray(x, np.float64).ravel()[:max_samples]
+    est = esprit(seg, fs, max_samples=max_samples)
+    energy = max(float(np.sum(seg**2)), 1e-300)
+    residual = float(np.sum((est.synthesise(fs, seg.size) - seg) ** 2)) / energy
+    if residual > DENSE_RESIDUAL and np.size(x) > seg.size:
+        dense = esprit_subband(x, fs)
+        if float(np.sum((dense.synthesise(fs, seg.size) - seg) ** 2)) / energy < residual:
+            est = dense
     est = significant_partials(est, rel_amplitude=1e-3)
     est = ModalEstimate(est.freqs_hz[est.sigma > 0], est.sigma[est.sigma > 0], est.amplitudes[est.sigma > 0])
     return est.strongest(n_partials)
