@@ -28,7 +28,7 @@ from engine.contract import hz_to_midi, midi_to_hz
 from training import metrics as M
 from training.data.audio import AUDIO_SUFFIXES, Recording, load_folder, load_recording
 from training.losses import multi_resolution_stft_loss, relative_mse
-from training.modal_analysis import ModalEstimate, esprit, significant_partials
+from training.modal_analysis import ModalEstimate, esprit, esprit_subband, significant_partials
 from training.models.diag_ssm import ConditionedSSM, FieldSSM, RecordingSSM
 from training.models.modal_core import modal_readout, modal_trajectory
 from training.trainer import seed_everything, train_loop
@@ -73,8 +73,30 @@ def controls_tensor(note: float, velocity: float, position: float = 0.2, positio
 # ---------------------------------------------------------------- recordings
 
 
+DENSE_RESIDUAL = 1e-3
+"""Relative residual of full-band ESPRIT above which a recording counts as a dense spectrum (struck plate)."""
+
+
+def _relative_residual(est: ModalEstimate, x: np.ndarray, fs: float) -> float:
+    """sum((x - rebuilt)^2) / sum(x^2) of the partials in ``est`` over the whole signal x (samples,)."""
+    return float(np.sum((est.synthesise(fs, x.size) - x) ** 2) / max(np.sum(x**2), 1e-300))
+
+
 def _strong_partials(x: np.ndarray, fs: float, n_modes: int) -> ModalEstimate:
-    est = significant_partials(esprit(x, fs, max_order=min(4 * n_modes, 300)), rel_amplitude=1e-4)
+    """The ``n_modes`` strongest decaying partials of a recording x (samples,).
+
+    Full-band ESPRIT on the first 8192 samples suits sparse spectra (strings, fast-decaying highs).
+    When it leaves more than ``DENSE_RESIDUAL`` of the energy unexplained (dense, inharmonic spectra:
+    plates, bells, close pairs) subband ESPRIT on the whole signal is tried too, and the estimate with
+    the smaller residual wins.
+    """
+    est = esprit(x, fs, max_order=min(4 * n_modes, 300))
+    residual = _relative_residual(est, x, fs)
+    if residual > DENSE_RESIDUAL:
+        dense = esprit_subband(x, fs)
+        if _relative_residual(dense, x, fs) < residual:
+            est = dense
+    est = significant_partials(est, rel_amplitude=1e-4)
     keep = (est.sigma > 0) & (est.freqs_hz < 0.48 * fs)
     est = ModalEstimate(est.freqs_hz[keep], est.sigma[keep], est.amplitudes[keep])
     if est.freqs_hz.size == 0:
@@ -105,6 +127,14 @@ def fit_recording(rec: Recording, n_modes: int) -> tuple[RecordingSSM, dict[str,
     with torch.no_grad():
         model.amplitude.copy_(torch.tensor(np.stack([est.amplitudes.real, est.amplitudes.imag], -1), dtype=torch.float32))
     return model, {"f0_hz": f0, "base_note": base_note}
+
+
+def recording_rel_mse(model: torch.nn.Module, rec: Recording, base_note: float) -> float:
+    """Relative MSE of the model's note against the whole recording (closed form, float64)."""
+    note = rec.note if np.isfinite(rec.note) else base_note
+    with torch.no_grad():
+        pred = render_contract(model(controls_tensor(note, rec.velocity, rec.position)), rec.sample_rate, rec.audio.size)[0]
+    return M.pickup_rel_mse(pred, rec.audio.astype(np.float64))
 
 
 def _set_poles(poles, sigma: np.ndarray, omega: np.ndarray) -> None:
@@ -448,9 +478,16 @@ def train(data: str | Path, out: str | Path, *, steps: int | None = None, modes:
     groups = [{"params": other, "lr": lr}]
     if pole_params:
         groups.append({"params": pole_params, "lr": lr / 100, "weight_decay": 0.0})
+    if kind == "recording":  # the closed-form start is a least-squares fit: refinement must beat it to be kept
+        start_state = {k: v.clone() for k, v in model.state_dict().items()}
+        start_error = recording_rel_mse(model, recs[0], base)
     train_loop(model, step_loss, run_dir=out, steps=steps, lr=groups, desc=f"diag_ssm {kind}", quiet=quiet,
                checkpoint_every=max(50, steps // 10))
     model.eval()
+    if kind == "recording" and recording_rel_mse(model, recs[0], base) > start_error:
+        model.load_state_dict(start_state)
+        with atomic_path(out / "model.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
 
     # ---- evaluation report
     if kind == "field":
