@@ -85,6 +85,20 @@ def test_conditioned_model_plays_a_held_out_note_in_tune(tmp_path):
     assert partials.freqs_hz.size >= 5  # a string tone, not a sine
 
 
+def test_conditioned_model_has_no_ringing_modes_above_the_recorded_partials(tmp_path):
+    """The recordings hold 12 partials; the model has 24 modes. Modes 13..24 must carry next to no energy
+    (they once rang for seconds at their initial decay, as sustained lines above the real partials)."""
+    folder = write_notes(tmp_path / "notes", [48, 55, 62], seconds=0.5)
+    run = tmp_path / "run"
+    train(folder, run, steps=60, modes=24, quiet=True)
+    excite, _, _, _ = build_from_run(run)
+    with torch.no_grad():
+        out = excite(controls_tensor(55.0, 100 / 127))
+    amp2 = ((out["z0"][0] ** 2).sum(-1) * (out["c"][0] ** 2).sum(-1)).numpy()  # |c z0|^2, (N,)
+    energy = amp2 / (2 * out["sigma"][0].numpy())  # integral of |c z(t)|^2 dt per mode
+    assert energy[12:].sum() < 1e-3 * energy[:12].sum()
+
+
 def test_recording_loaded_from_assets_is_a_usable_pluck():
     rec = load_recording("assets/audio/nylon_b3.flac")
     assert rec.sample_rate == 44100 and 2.0 < rec.audio.size / rec.sample_rate < 2.6

@@ -189,7 +189,22 @@ def harmonic_targets(est: ModalEstimate, f0: float, n_modes: int) -> tuple[np.nd
                 b = max(float(np.polyfit(ns.astype(float) ** 2, (freqs[found] / (f0 * ns)) ** 2 - 1, 1)[0]), 0.0)
         else:
             freqs[n - 1] = guess
+    sigma[~found] = _extrapolated_decays(freqs, sigma, found)[~found]
     return freqs, sigma, amps, found, max(b, 1e-7)
+
+
+def _extrapolated_decays(freqs: np.ndarray, sigma: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Decay rates (1/s) at ``freqs`` (Hz) from the string damping law sigma = b1 + b3 f^2, fitted to the found
+    partials (non-negative least squares). Harmonics the analysis did not find (above the pluck's band,
+    or too weak) get these decays as targets, so they die away like real upper partials instead of
+    ringing at the initial guess; floored at the largest found decay above the fundamental."""
+    from scipy.optimize import nnls
+
+    if found.sum() < 2:
+        return np.full_like(sigma, max(float(sigma[found].max()) if found.any() else 1.0, 1.0) * 10.0)
+    coef, _ = nnls(np.stack([np.ones(found.sum()), freqs[found] ** 2], 1), sigma[found])
+    law = coef[0] + coef[1] * freqs**2
+    return np.maximum(law, float(sigma[found].max()))
 
 
 def fit_conditioned(recs: list[Recording], n_modes: int, hidden: int = 32) -> tuple[ConditionedSSM, dict[str, Any]]:
@@ -213,8 +228,7 @@ def fit_conditioned(recs: list[Recording], n_modes: int, hidden: int = 32) -> tu
         last.bias.zero_()
         last.bias[1] = math.log(b)
         model.decay_net[-1].weight.mul_(0.1)
-        mean_log_sigma = torch.where(found, sig.log(), torch.zeros_like(sig)).sum(0) / found.sum(0).clamp_min(1)
-        model.decay_net[-1].bias.copy_(mean_log_sigma)
+        model.decay_net[-1].bias.copy_(sig.log().mean(0))  # found decays and extrapolated ones
     data = {"freqs": freqs, "sigma": sig, "amps": amps, "found": found,
             "controls": torch.tensor([[r.note, r.velocity, r.position, 0.37] for r in recs], dtype=torch.float32)}
     return model, data
@@ -232,7 +246,8 @@ def conditioned_step_loss(model: ConditionedSSM, data: dict[str, torch.Tensor], 
         pred_f = out["omega"] / (2 * math.pi)
         cents = 1200 * torch.log2(pred_f / data["freqs"])  # (R, N)
         pitch = (mask * cents**2).sum() / mask.sum()
-        decay = (mask * (out["sigma"].log() - data["sigma"].log()) ** 2).sum() / mask.sum()
+        weight = mask + 0.25 * (1.0 - mask)  # unfound harmonics: extrapolated decays, lightly weighted
+        decay = (weight * (out["sigma"].log() - data["sigma"].log()) ** 2).sum() / weight.sum()
         amp = (((out["z0"] - data["amps"]) ** 2) / energy).sum(dim=(1, 2)).mean()
         reg = 1e-2 * pitch + decay + amp
         logs = {"cents_rms": float(pitch.detach().sqrt()), "decay": float(decay.detach()), "amp": float(amp.detach())}
