@@ -64,7 +64,7 @@ def _events() -> list[tuple[int, int, mido.Message]]:
     bend(0, 16.6, 0)
 
     # hard plucks with tension-modulated glide: bars 3-4 and 7
-    for start, pitch in [(8.0, 45), (10.0, 45), (12.0, 41), (14.0, 43), (24.0, 45), (26.0, 40)]:
+    for start, pitch in [(8.0, 57), (10.0, 57), (12.0, 53), (14.0, 55), (24.0, 57), (26.0, 52)]:
         note(2, start, 1.8, pitch, 127)
 
     # small plate on beats 2 and 4 from bar 2; gong at the start and the end
