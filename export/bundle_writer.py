@@ -80,7 +80,7 @@ def write_bundle(
         "release_time": float(release_time),
         "modulation": bool(modulation),
         "graphs": {},
-        "training": {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **(training or {})},
+        "training": {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **(training or {})},
         "metrics": metrics or {},
         "parity": parity or {},
     }
@@ -92,9 +92,8 @@ def write_bundle(
             "sha256": hashlib.sha256(model_bytes).hexdigest(),
             **_normalise_voice_axis(graph_signature(model_bytes)),
         }
-    with atomic_path(out_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=False))
-            for role, model_bytes in graphs.items():
-                archive.writestr(f"{role}.onnx", model_bytes)
+    with atomic_path(out_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=False))
+        for role, model_bytes in graphs.items():
+            archive.writestr(f"{role}.onnx", model_bytes)
     return manifest

@@ -94,7 +94,7 @@ def train_loop(
         if not quiet:
             print(f"resuming {run_dir} from step {start}")
 
-    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    def request_stop(signum, frame):
         raise _StopRequested
 
     previous = signal.signal(signal.SIGTERM, request_stop) if _in_main_thread() else None
