@@ -95,7 +95,7 @@ RECIPES: dict[str, Recipe] = {
             "nylon-like plucked string: conditioned diagonal SSM trained on 16 simulated notes E2-E5",
             _simulated("string", ["--count", "16", "--sample-rate", "32000", "--duration", "2.0", "--grid", "32",
                                   "--seed", "7"], wav_dir=True),
-            ["ssm", "--steps", "800", "--modes", "48", "--seed", "0", "--quiet"],
+            ["ssm", "--steps", "2500", "--modes", "48", "--seed", "0", "--quiet"],
         ),
         Recipe(
             "steel-string", "modal_fno",
