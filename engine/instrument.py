@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.bundle import Bundle, load_bundle
-from engine.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS, ModalVoices
+from engine.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS, ModalVoices, render_modal
 
 LEVEL = 0.25
-"""Amplitude bound of an instrument's probe note after levelling (-12 dBFS)."""
+"""Peak of an instrument's probe note after levelling (-12 dBFS)."""
 
 
 class Instrument:
@@ -47,15 +47,15 @@ class Instrument:
 
         Models output whatever unit they were trained on (metres of string displacement, a
         normalised recording, ...). The synth scales each instrument so that its probe note (the
-        middle of its range at full velocity) has the amplitude bound sum_n |c_n z0_n| = LEVEL,
-        i.e. peaks at or below -12 dBFS. A manifest ``output_gain`` overrides this.
+        middle of its range at full velocity, first 100 ms at 48 kHz, rendered by the contract's
+        free recurrence) peaks at LEVEL. A manifest ``output_gain`` overrides this.
         """
         lo, hi = self.note_range
         controls = np.array([[0.5 * (lo + hi), 1.0, DEFAULT_CONTROLS["position"], DEFAULT_CONTROLS["position_y"]]],
                             dtype=np.float32)
-        out = self.excite_raw(controls)
-        bound = float(np.sum(np.hypot(*np.moveaxis(out["c"][0], -1, 0)) * np.hypot(*np.moveaxis(out["z0"][0], -1, 0))))
-        return LEVEL / bound if np.isfinite(bound) and bound > 0 else 1.0
+        probe = render_modal(ModalVoices.from_graph_outputs(self.excite_raw(controls)), 48000.0, 4800, block_size=4800)
+        peak = float(np.max(np.abs(probe)))
+        return LEVEL / peak if np.isfinite(peak) and peak > 0 else 1.0
 
     @classmethod
     def load(cls, path: str | Path) -> Instrument:

@@ -120,4 +120,4 @@ def test_instruments_are_levelled_whatever_their_raw_scale(tmp_path):
         peaks.append(np.max(np.abs(np.concatenate(blocks))))
     assert raw[1] / raw[0] > 500  # the models really differ in scale
     assert peaks[0] == pytest.approx(peaks[1], rel=0.05)
-    assert 0.1 * LEVEL < peaks[0] <= LEVEL
+    assert 0.5 * LEVEL < peaks[0] < 1.5 * LEVEL  # the probe note is 64.5, this one 64
