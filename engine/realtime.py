@@ -5,8 +5,13 @@ Thread hand-off, MIDI thread -> audio thread: a ``collections.deque``. In CPytho
 audio callback) are each atomic with respect to each other (single bytecode-level C calls,
 documented thread-safe), so the audio side never takes a lock; the deque is bounded
 (``maxlen``), so a flood of MIDI drops the oldest events instead of growing memory.
-Live events are applied at offset 0 of the next block (one block of latency, no jitter
-inside the block).
+Live events land sample-accurately with a constant latency of one block period (the usual
+plugin-host scheme): the MIDI thread stamps each message with ``time.perf_counter_ns`` on
+arrival, and the callback, entered at time ``t_entry`` for ``frames`` samples, places an event
+stamped ``t`` at offset ``round((t - (t_entry - frames / fs)) * fs)`` of the block it renders
+(:func:`live_offset`): every event sounds exactly one block period after it arrived. Events
+that arrive too late for that (a late callback) land at offset 0, events stamped after the
+callback's entry at the last sample.
 
 A MIDI file can also be played "live": its schedule is walked inside the callback by frame
 count, exactly as the offline renderer does, so a recording taken from the callback is
@@ -59,7 +64,9 @@ class RealtimeEngine:
         self.block_size = block_size
         self.device = device
         self.schedule = schedule
-        self.queue: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=4096)
+        self.queue: collections.deque[tuple[int, int, int, int]] = collections.deque(maxlen=4096)  # (ns, status, d1, d2)
+        self.clock: Callable[[], int] = time.perf_counter_ns
+        """Monotonic clock in ns stamping MIDI arrivals and callback entries (replaceable in tests)."""
         chain.prepare(sample_rate, block_size, max_voices)
         self.durations_ns = np.zeros(timing_slots, np.int64)
         self.callbacks = 0
@@ -70,25 +77,44 @@ class RealtimeEngine:
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
 
-    def push(self, status: int, data1: int, data2: int) -> None:
-        """Queue a MIDI channel message for the next block (any thread)."""
-        self.queue.append((status, data1, data2))
+    def push(self, status: int, data1: int, data2: int, stamp_ns: int | None = None) -> None:
+        """Queue a MIDI channel message (any thread), stamped with its arrival time.
+
+        ``stamp_ns``: arrival time on the ``time.perf_counter_ns`` clock (ns); None stamps it now.
+        """
+        self.queue.append((self.clock() if stamp_ns is None else stamp_ns, status, data1, data2))
 
     def _callback(self, outdata, frames, time_info, status) -> None:
-        started = time.perf_counter_ns()
+        started = self.clock()
         if status.output_underflow or status.output_overflow:
             self.xruns += 1
         events = self._events
         queue = self.queue
+        rate = self.sample_rate
+        previous_start = started - frames * 1_000_000_000 // rate  # the callback time one block earlier (ns)
         done = 0
         while done < frames:  # one pass unless the host asks for more than the prepared block size
             n = min(self.block_size, frames - done)
+            last = done + n == frames
             events.clear()
+            ordered = True
+            latest = 0
             while queue:
-                message = queue.popleft()
-                events.append((0, message[0], message[1], message[2]))
+                message = queue[0]
+                offset = live_offset(message[0], previous_start, rate, frames) - done
+                if offset >= n and not last:
+                    break  # belongs to a later sub-block of this callback
+                queue.popleft()
+                offset = min(max(offset, 0), n - 1)
+                ordered = ordered and offset >= latest
+                latest = offset
+                events.append((offset, message[1], message[2], message[3]))
             if self.schedule is not None:
+                live = len(events)
                 events.extend(self.schedule.block_events(self.frame, n))
+                ordered = ordered and (live == 0 or live == len(events))
+            if not ordered:
+                events.sort(key=_offset)  # stable: live before scheduled at the same offset
             block = self.chain.process(events, n)
             outdata[done : done + n] = block.T
             room = self.recording.shape[1] - self.frame
@@ -99,7 +125,7 @@ class RealtimeEngine:
             done += n
         voices = self.chain.synth.voices
         self.max_voices_seen = max(self.max_voices_seen, voices)
-        self.durations_ns[self.callbacks % len(self.durations_ns)] = time.perf_counter_ns() - started
+        self.durations_ns[self.callbacks % len(self.durations_ns)] = self.clock() - started
         self.callbacks += 1
 
     def start(self) -> None:
@@ -148,6 +174,25 @@ class RealtimeEngine:
         return [float(np.percentile(times, q)) / budget for q in qs]
 
 
+def live_offset(stamp_ns: int, previous_start_ns: int, sample_rate: int, n_frames: int) -> int:
+    """Sample offset, in [0, n_frames), at which a live MIDI event lands in the current block.
+
+    ``stamp_ns``: the event's arrival time (ns, ``time.perf_counter_ns`` clock); ``previous_start_ns``:
+    the callback entry time minus one block period (ns), so the event sounds exactly one block period
+    after arriving. Too late (arrived before ``previous_start_ns``): 0; stamped after the callback's
+    entry: ``n_frames - 1``.
+
+    >>> live_offset(1_000_000, 0, 48000, 64)   # 1 ms after the previous block start -> sample 48
+    48
+    """
+    offset = ((stamp_ns - previous_start_ns) * sample_rate + 500_000_000) // 1_000_000_000
+    return min(max(offset, 0), n_frames - 1)
+
+
+def _offset(event: tuple[int, int, int, int]) -> int:
+    return event[0]
+
+
 def output_device(name: str | None) -> str | int | None:
     """A PortAudio output device from a name (substring) or index; EigentoneError listing devices if unknown."""
     import sounddevice as sd
@@ -165,8 +210,10 @@ def output_device(name: str | None) -> str | int | None:
     return target
 
 
-def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None]):
-    """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2)``.
+def open_midi_input(port: str | None, on_message: Callable[[int, int, int, int], None]):
+    """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2, stamp_ns)``.
+
+    ``stamp_ns``: the message's arrival time, ``time.perf_counter_ns()`` taken first thing in the MIDI thread.
 
     ``port``: name or substring of an existing port; None opens a virtual input named "eigentone".
     Returns the open mido port (close it when done). EigentoneError if nothing can be opened.
@@ -176,11 +223,12 @@ def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
     def callback(message) -> None:
+        stamp = time.perf_counter_ns()
         data = message.bytes()
         if len(data) == 3 and 0x80 <= data[0] < 0xF0:
-            on_message(data[0], data[1], data[2])
+            on_message(data[0], data[1], data[2], stamp)
         elif len(data) == 2 and 0xC0 <= data[0] < 0xE0:
-            on_message(data[0], data[1], 0)
+            on_message(data[0], data[1], 0, stamp)
 
     seen: list[str] = []
     problems: list[str] = []
