@@ -18,6 +18,11 @@ out in 5 ms, and releasing the sounding key returns to the most recent key still
 (last-note priority; one extra excite call). Several instruments play on different MIDI channels; slots (``max_voices``)
 are per instrument.
 
+Voice stealing (all ``max_voices`` busy; order in engine/voices.py): the stolen voice fades out
+like a mono cut (60 dB in 5 ms) in a spare slot (``fade_slots(max_voices)`` of them) while the new
+note starts at once in another slot, so a steal does not click. ``steal_fade=False`` cuts the
+stolen voice instead (no spare slots: at most ``max_voices`` voices are ever rendered).
+
 Safety: a voice whose excite outputs or samples are NaN/Inf is muted and reported once in
 ``faults``; voices whose level bound falls below -100 dBFS are freed; the mix goes through
 a peak limiter (ceiling -0.2 dBFS) unless ``limiter=False``.
@@ -42,7 +47,12 @@ SILENCE = 1e-5
 """-100 dBFS: voices whose level bound (times the output gain) is below this are freed."""
 
 CUT_SIGMA = math.log(1000.0) / 0.005
-"""Decay rate (1/s) of a voice cut by mono mode: 60 dB in 5 ms."""
+"""Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
+
+
+def fade_slots(max_voices: int) -> int:
+    """Spare slots in which stolen voices fade out: a quarter of ``max_voices``, at least 4."""
+    return max(4, max_voices // 4)
 
 
 class _Part:
@@ -51,15 +61,15 @@ class _Part:
     def __init__(self, synth: Synth, instrument: Instrument, sample_rate: float, block_size: int, max_voices: int):
         self.synth = synth
         self.instrument = instrument
-        self.pool = VoicePool(max_voices)
-        self.bank = ModalBank(max_voices, instrument.modes, sample_rate, block_size, instrument.modulation,
+        self.pool = VoicePool(max_voices, fade_slots(max_voices) if synth.steal_fade else 0)
+        self.bank = ModalBank(self.pool.slots, instrument.modes, sample_rate, block_size, instrument.modulation,
                               instrument.output_gain)
         self.controls = np.zeros((max(16, block_size), 4), np.float32)
         self.pending = 0
         self.cursor = 0
         self.excited: dict[str, np.ndarray] = {}
         self.finite = np.ones(0, np.bool_)
-        self.selection = np.zeros(max_voices, np.int32)
+        self.selection = np.zeros(self.pool.slots, np.int32)
 
     def warm_up(self) -> None:
         """Pay first-call costs here, not on the audio thread: kernel loading, and onnxruntime's first run
@@ -69,7 +79,7 @@ class _Part:
         for n in range(1, 33):
             self.instrument.excite_raw(rows[:n])
         if self.instrument.has_readout:
-            for n in range(1, self.pool.max_voices + 1):
+            for n in range(1, self.pool.slots + 1):
                 self.instrument.readout(self.bank.zbuf[:n])
 
     def queue_note(self, note: int, velocity: int) -> None:
@@ -121,7 +131,9 @@ class _Part:
             n = pool.on_channel(channel, self.selection)
             for j in range(n):
                 self._release(int(self.selection[j]), CUT_SIGMA)
-        slot, _ = pool.allocate(self.bank.level)
+        slot, stolen = pool.allocate(self.bank.level)
+        if stolen >= 0:
+            self._release(stolen, CUT_SIGMA)
         pool.start(slot, note, channel)
         self.bank.load(slot, outputs, row, self.synth.bend_factor[channel])
 
@@ -193,7 +205,8 @@ class Synth:
     ``instruments``: one Instrument (plays every channel), a list (item i plays MIDI channel i,
     0-based; channels past the list's end play item 0), or a dict {channel: Instrument}
     (unlisted channels are silent). ``gain`` is a linear output gain; ``position``/``position_y``
-    the excitation point controls (0..1) sent to excite graphs.
+    the excitation point controls (0..1) sent to excite graphs; ``steal_fade``: stolen voices fade out
+    (True) or are cut (False), see the module doc.
 
     >>> synth = Synth(Instrument.load("modal.etone"))
     >>> synth.prepare(48000, 64, 32)
@@ -210,6 +223,7 @@ class Synth:
         limiter: bool = True,
         position: float = 0.2,
         position_y: float = 0.37,
+        steal_fade: bool = True,
     ):
         if isinstance(instruments, Instrument):
             channel_map = {ch: instruments for ch in range(16)}
@@ -225,6 +239,7 @@ class Synth:
         self.limiter = limiter
         self.position = position
         self.position_y = position_y
+        self.steal_fade = steal_fade
         self.faults: collections.deque[tuple[str, str, int, int]] = collections.deque(maxlen=256)
         self._reported: set[tuple[str, str, int, int]] = set()
         self.prepared = False
@@ -260,7 +275,7 @@ class Synth:
 
     @property
     def voices(self) -> int:
-        """Sounding voices across all instruments."""
+        """Sounding voices across all instruments (stolen voices still fading out included)."""
         return sum(part.pool.count for part in self.parts)
 
     def report(self, problem: str, instrument: str, channel: int, note: int) -> None:

@@ -36,8 +36,15 @@ def play(synth: Synth, events: list[tuple[int, int, int, int]], n_samples: int, 
 
 
 def sounding(synth: Synth, part: int = 0) -> list[tuple[int, int]]:
+    """(channel, note) of the voices playing, stolen voices still fading out left out."""
     pool = synth.parts[part].pool
-    return sorted((int(pool.channel[s]), int(pool.note[s])) for s in pool.active[: pool.count])
+    return sorted((int(pool.channel[s]), int(pool.note[s])) for s in pool.active[: pool.count] if not pool.fading[s])
+
+
+def fading(synth: Synth, part: int = 0) -> list[tuple[int, int]]:
+    """(channel, note) of the stolen voices still fading out."""
+    pool = synth.parts[part].pool
+    return sorted((int(pool.channel[s]), int(pool.note[s])) for s in pool.active[: pool.count] if pool.fading[s])
 
 
 def test_stealing_takes_a_released_voice_first(bundles):
@@ -45,6 +52,7 @@ def test_stealing_takes_a_released_voice_first(bundles):
     play(synth, [(0, 0x90, 48, 127), (0, 0x90, 55, 20), (640, 0x80, 48, 0), (1280, 0x90, 67, 100)], 1400,
          max_voices=2)
     assert sounding(synth) == [(0, 55), (0, 67)]  # 48 was released (though louder), so it went first
+    assert fading(synth) == [(0, 48)]
 
 
 def test_stealing_takes_the_quietest_held_voice(bundles):
@@ -60,6 +68,45 @@ def test_stealing_ties_go_to_the_oldest(bundles):
     synth = Synth(bundles["a"], limiter=False)
     play(synth, [(0, 0x90, 60, 100), (0, 0x91, 60, 100), (640, 0x90, 67, 100)], 800, max_voices=2)
     assert sounding(synth) == [(0, 67), (1, 60)]  # equal levels: channel 0's note started first
+
+
+STEAL = 1000  # the third note's frame, inside a block
+
+
+def _stolen_voice(instrument: Instrument, steal_fade: bool) -> tuple[np.ndarray, Synth]:
+    """With max_voices=2 the note at STEAL steals the quiet 48: the stolen voice's own signal (the render
+    minus the same render without note 48; voices add linearly with the limiter off), and the synth."""
+    survivors = [(640, 0x90, 55, 120), (STEAL, 0x90, 67, 100)]
+    synth = Synth(instrument, limiter=False, steal_fade=steal_fade)
+    full = play(synth, [(0, 0x90, 48, 30), *survivors], STEAL + 640, max_voices=2)
+    without = play(Synth(instrument, limiter=False), survivors, STEAL + 640, max_voices=2)
+    return full.astype(np.float64) - without, synth
+
+
+def test_a_stolen_voice_fades_instead_of_clicking(bundles):
+    faded, synth = _stolen_voice(bundles["a"], steal_fade=True)
+    cut, _ = _stolen_voice(bundles["a"], steal_fade=False)
+    around = slice(STEAL - 64, STEAL + 640)
+    before = np.abs(np.diff(faded[STEAL - 640 : STEAL])).max()  # the voice's own largest step before the steal
+    fade_jump = np.abs(np.diff(faded[around])).max()
+    cut_jump = np.abs(np.diff(cut[around])).max()
+    print(f"\nlargest step: {before:.2e} before the steal, {fade_jump:.2e} fading, {cut_jump:.2e} cut")
+    np.testing.assert_array_equal(cut[STEAL:], 0.0)  # cut: gone at the steal's sample
+    assert cut_jump > 3 * before  # the cut is a click: a step several times the voice's own
+    assert fade_jump <= before * 1.01  # the fade adds no step larger than the voice already made
+    assert fade_jump < cut_jump / 10  # measured here: 7.1e-4 fading vs 1.4e-2 cut
+    assert np.abs(faded[STEAL + 480 :]).max() < 1e-3 * np.abs(faded[:STEAL]).max()  # -60 dB within 10 ms
+    assert fading(synth) == [] and sounding(synth) == [(0, 55), (0, 67)]  # the faded voice was freed
+
+
+def test_steals_beyond_the_spare_slots_cut_the_quietest_fading_voice(bundles):
+    synth = Synth(bundles["a"], limiter=False)
+    chord = [(0, 0x90, 40 + k, 60 + k) for k in range(2)]
+    burst = [(320, 0x90, 60 + k, 100) for k in range(8)]  # 8 steals at once, 4 spare slots (fade_slots(2))
+    play(synth, [*chord, *burst], 384, max_voices=2)
+    pool = synth.parts[0].pool
+    assert pool.count == pool.slots == 6 and len(fading(synth)) == 4
+    assert sounding(synth) == [(0, 66), (0, 67)]
 
 
 def test_sustain_pedal_holds_notes_past_note_off(bundles):
