@@ -8,7 +8,9 @@ Two stages, both seeded and resumable through ``training/trainer.py``:
    one damped sinusoid) gives sigma_n, omega_n; the pole network is regressed onto them in
    log space (energy-weighted).
 2. **Operator training**: relative field MSE (sum err^2 / sum y^2, the metric of arXiv 2408.16650)
-   of the full rollout u(x, t) over the training horizon, Adam with cosine decay.
+   of the full rollout u(x, t) over the training horizon, Adam with cosine decay. With
+   ``--pinn-weight W`` (linear strings only) the loss adds W x mean(r^2), r the normalised residual of
+   the string PDE at random collocation points (``training/physics_residual.py``, ``pinn_loss``).
 
 The end-of-run report (RUN_DIR/metrics.json, RUN_DIR/report.png) gives the held-out field MSE
 in-horizon and over the whole recording (extrapolation), pickup errors and audio metrics.
@@ -338,6 +340,44 @@ def _modulation_prior(cfg: Any) -> float:
     return 0.0
 
 
+def check_pinn(data: FieldData, modulation: bool, weight: float) -> None:
+    """Raise EigentoneError (one line) unless a PDE residual loss of ``weight`` applies to ``data``."""
+    from training.physics_residual import STRING_PDE_PARAMS
+
+    if not math.isfinite(weight) or weight < 0:
+        raise EigentoneError(f"--pinn-weight must be a non-negative number, got {weight}")
+    if data.kind != "string" or data.nonlinear or modulation:
+        what = "a plate" if data.kind != "string" else ("a nonlinear string" if data.nonlinear else "--modulation on")
+        raise EigentoneError(f"--pinn-weight supports linear string datasets only (eigentone simulate string, without "
+                             f"--nonlinear or --modulation on), got {what}; drop --pinn-weight")
+    missing = [n for n in STRING_PDE_PARAMS if n not in data.param_names]
+    if missing:
+        raise EigentoneError(f"--pinn-weight needs the string parameters {', '.join(missing)} in the dataset's params; "
+                             "simulate it with `eigentone simulate string` or drop --pinn-weight")
+
+
+def pinn_loss(model: Any, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, grid: Any, duration: float,
+              gen: torch.Generator, points: int = 64, mode_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """mean(r^2) of the string PDE residual of the model's field at random collocation points.
+
+    u0, v0 (B, P) on ``grid`` (fractions), params (B, F) named ``model.cfg.param_names``; per example
+    ``points`` draws x ~ U(0, L) m and t ~ U(0, duration) s. The field is the model's own analytic
+    expansion u = sum_n Re(z0_n e^{Lambda_n t}) sin(n pi x / L), differentiated by autograd.
+    """
+    from training.physics_residual import STRING_PDE_PARAMS, modal_field, string_pde_residual
+
+    names = model.cfg.param_names
+    fwd, inv = model.basis(grid, u0.dtype)
+    state = model.initial_state(u0, v0, params, fwd, inv, mode_mask)
+    length = model.poles._lengths(params)[0]  # (B,) m
+    batch = params.shape[0]
+    x = torch.rand(batch, points, generator=gen, dtype=u0.dtype) * length[:, None]  # (B, M) m
+    t = torch.rand(batch, points, generator=gen, dtype=u0.dtype) * duration  # (B, M) s
+    physical = {n: params[:, names.index(n)] for n in STRING_PDE_PARAMS}
+    u_fn = modal_field(state["sigma"], state["omega"], state["z0"], length)
+    return (string_pde_residual(u_fn, physical, x, t) ** 2).mean()
+
+
 def build_model(cfg: Any, data: FieldData) -> Any:
     from training.models.modal_fno import ModalFNO
 
@@ -458,8 +498,10 @@ def save_report_plot(path: Path, model: Any, data: FieldData, history: list[dict
 def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int | None = None, seed: int = 0,
           horizon: float | None = None, lr: float = 1e-3, batch: int = 16, fourier_layers: int = 0,
           modulation: bool | None = None, quiet: bool = False, data_name: str = "",
-          command: str = "", pole_lr_scale: float = 0.03) -> dict[str, Any]:
-    """Train and evaluate; writes RUN_DIR/{config.json, model.pt, metrics.json, report.png}. Returns metrics."""
+          command: str = "", pole_lr_scale: float = 0.03, pinn_weight: float = 0.0) -> dict[str, Any]:
+    """Train and evaluate; writes RUN_DIR/{config.json, model.pt, metrics.json, report.png}. Returns metrics.
+
+    ``pinn_weight`` > 0 (linear strings) adds that weight times the PDE residual loss (``pinn_loss``)."""
     from training.trainer import seed_everything, train_loop
 
     seed_everything(seed)
@@ -468,6 +510,8 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     h = round((horizon if horizon else n_total / data.sample_rate / 10) * data.sample_rate)
     h = max(8, min(h, n_total))
     modulation = data.nonlinear if modulation is None else modulation
+    if pinn_weight:
+        check_pinn(data, modulation, pinn_weight)
     split = split_indices(data.examples, seed)
     train_set = data.subset(split["train"])
     cfg = make_config(train_set, modes, fourier_layers, modulation)
@@ -481,6 +525,8 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
         init = json.loads((run_dir / "init.json").read_text()) if (run_dir / "init.json").exists() else {}
     _write_json(run_dir / "init.json", init)
     config = _run_config(model, train_set, h, seed, data_name, command)
+    if pinn_weight:
+        config["pinn_weight"] = pinn_weight
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", config)
 
@@ -491,13 +537,20 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     mask = mode_mask(model, train_set)
     times = torch.arange(h, dtype=torch.float32) / data.sample_rate
     gen = torch.Generator().manual_seed(seed)
+    pinn_gen = torch.Generator().manual_seed(seed + 1)  # collocation points; leaves the batch draws unchanged
+    in_grid = train_set.grid if train_set.input_grid is None else train_set.input_grid
     from training.losses import relative_mse
 
     def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randperm(train_set.examples, generator=gen)[:batch]
         pred = model(u0[idx], v0[idx], params[idx], times, train_set.grid, sample_rate=data.sample_rate,
                      in_grid=train_set.input_grid, mode_mask=None if mask is None else mask[idx])
-        return relative_mse(pred, target[idx]), {}
+        loss = relative_mse(pred, target[idx])
+        if not pinn_weight:
+            return loss, {}
+        residual = pinn_loss(model, u0[idx], v0[idx], params[idx], in_grid, h / data.sample_rate, pinn_gen,
+                             mode_mask=None if mask is None else mask[idx])
+        return loss + pinn_weight * residual, {"pinn_residual": float(residual.detach())}
 
     pole_params = [p for n, p in model.named_parameters() if n.startswith("poles.")]
     other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
@@ -514,6 +567,8 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
     report = {**init, **selection, **evaluate(model, test, h), "test_examples": int(test.examples), "steps": steps}
     if data.kind == "string":
         report.update(parameter_generalisation(model, test))
+    if pinn_weight:
+        report.update(pinn_weight=pinn_weight, pinn_residual_mse=pinn_report(model, test, h / data.sample_rate, seed))
     _write_json(run_dir / "metrics.json", report)
     config["metrics"] = {k: v for k, v in report.items() if isinstance(v, (int, float))}
     config["instrument"] = instrument_map(model, train_set)
@@ -523,6 +578,18 @@ def train(data: FieldData, run_dir: str | Path, *, steps: int = 300, modes: int 
         print(json.dumps(report, indent=2))
         print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'report.png'}")
     return report
+
+
+def pinn_report(model: Any, data: FieldData, duration: float, seed: int, points: int = 256) -> float:
+    """mean(r^2) of the normalised string PDE residual of the model on ``data`` over [0, duration] s."""
+    grid = data.grid if data.input_grid is None else data.input_grid
+    gen = torch.Generator().manual_seed(seed + 2)
+    with torch.enable_grad():
+        value = pinn_loss(model, torch.as_tensor(data.u0.reshape(data.examples, -1), dtype=torch.float32),
+                          torch.as_tensor(data.v0.reshape(data.examples, -1), dtype=torch.float32),
+                          torch.as_tensor(data.params, dtype=torch.float32), grid, duration, gen, points,
+                          mode_mask(model, data))
+    return float(value.detach())
 
 
 def select_on_validation(model: Any, run_dir: Path, val: FieldData, horizon: int) -> dict[str, Any]:
@@ -635,6 +702,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fourier-layers", type=int, default=0, help="nonlinear sine-FNO blocks on the initial condition")
     parser.add_argument("--modulation", choices=["auto", "on", "off"], default="auto",
                         help="block-rate pole modulation (pitch glide); auto: on for nonlinear data")
+    parser.add_argument("--pinn-weight", type=float, default=0.0,
+                        help="weight of the string PDE residual loss at random collocation points (linear strings "
+                             "only; default 0: off)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -644,5 +714,7 @@ def run(args: argparse.Namespace) -> int:
     modulation = {"auto": None, "on": True, "off": False}[args.modulation]
     train(data, args.out, steps=args.steps, modes=args.modes, seed=args.seed, horizon=args.horizon, lr=args.lr,
           batch=args.batch, fourier_layers=args.fourier_layers, modulation=modulation, quiet=args.quiet,
-          pole_lr_scale=args.pole_lr_scale, data_name=str(args.data), command=f"eigentone train fno {args.data} --out {args.out} --steps {args.steps}")
+          pole_lr_scale=args.pole_lr_scale, pinn_weight=args.pinn_weight, data_name=str(args.data),
+          command=f"eigentone train fno {args.data} --out {args.out} --steps {args.steps}"
+                  + (f" --pinn-weight {args.pinn_weight:g}" if args.pinn_weight else ""))
     return 0
