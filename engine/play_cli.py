@@ -12,7 +12,7 @@ from eigentone.errors import EigentoneError
 from engine.midi_file import read_midi
 from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
-from engine.render_cli import _parse_channel_models, default_models
+from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
 from engine.signal_chain import SignalChain
 from engine.synth import Synth
 from plugins.effects import EffectsChain
@@ -31,14 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "input named 'eigentone' (none when --midi-file is given)")
     parser.add_argument("--midi-file", help="also play this MIDI file, scheduled inside the audio callback")
     parser.add_argument("--device", help="output device name (substring) or index, e.g. 'system' under JACK")
-    parser.add_argument("--block", type=int, default=64, help="block size in samples (default 64)")
-    parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
-    parser.add_argument("--voices", type=int, default=64, help="voice slots per instrument (default 64)")
-    parser.add_argument("--effects", help="effects chain JSON")
-    parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
-    parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones")
-    parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
-    parser.add_argument("--position", type=float, default=0.2, help="excitation point 0..1 sent to the models")
+    add_synth_arguments(parser)
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C, or the "
                                                        "end of --midi-file plus 2 s)")
     parser.add_argument("--record", help="write what the callback played to this WAV")
@@ -51,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     models = args.model or default_models()
     if not models:
         raise EigentoneError("no --model given and assets/models/ has no .etone bundles")
-    channel_map = instruments_for_channels(models, _parse_channel_models(args.model_for_channel))
+    channel_map = instruments_for_channels(models, parse_channel_models(args.model_for_channel))
     effects = EffectsChain.from_json(args.effects) if args.effects else None
     schedule = read_midi(args.midi_file, args.sample_rate) if args.midi_file else None
     duration = args.duration
@@ -59,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         duration = schedule.length / args.sample_rate + 2.0
     if args.record and duration is None:
         raise EigentoneError("--record needs --duration or --midi-file (the recording buffer is preallocated)")
-    synth = Synth(channel_map, gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono,
-                  position=args.position)
+    synth = Synth(channel_map, **synth_options(args))
     device = output_device(args.device)
     engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
                             max_voices=args.voices, device=device, schedule=schedule,

@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-for-channel", action="append", default=[], metavar="CH=BUNDLE",
                         help="bundle for MIDI channel CH (1-16), overriding --model")
     parser.add_argument("--out", required=True, help="output WAV (stereo)")
+    add_synth_arguments(parser)
+    parser.add_argument("--format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
+    parser.add_argument("--spectrogram", help="also save a spectrogram PNG of the result")
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the synth and its effects chain, shared by `render` and `play`."""
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default 48000)")
     parser.add_argument("--block", type=int, default=64, help="block size in samples (default 64)")
     parser.add_argument("--voices", type=int, default=64, help="voice slots per instrument (default 64)")
@@ -37,11 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones (default 2)")
     parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
     parser.add_argument("--position", type=float, default=0.2, help="excitation point 0..1 sent to the models")
-    parser.add_argument("--format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
-    parser.add_argument("--spectrogram", help="also save a spectrogram PNG of the result")
 
 
-def _parse_channel_models(entries: list[str]) -> dict[int, str]:
+def synth_options(args: argparse.Namespace) -> dict:
+    """Synth keyword arguments from the options of ``add_synth_arguments``."""
+    return {"gain": 10 ** (args.gain_db / 20), "bend_range": args.bend_range, "mono": args.mono,
+            "position": args.position}
+
+
+def parse_channel_models(entries: list[str]) -> dict[int, str]:
     mapping = {}
     for entry in entries:
         channel, sep, model = entry.partition("=")
@@ -81,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.block <= 8192:
         raise EigentoneError(f"--block {args.block}: expected 1..8192 samples")
     schedule = read_midi(args.midi, args.sample_rate)
-    per_channel = _parse_channel_models(args.model_for_channel)
+    per_channel = parse_channel_models(args.model_for_channel)
     models = args.model
     if not models:
         arrangement = arrangement_for(args.midi)
@@ -95,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
                file=sys.stderr, disable=None)
     try:
         result = render_midi(schedule, channel_map, sample_rate=args.sample_rate, block_size=args.block,
-                             max_voices=args.voices, effects=effects, progress=bar.update,
-                             gain=10 ** (args.gain_db / 20), bend_range=args.bend_range, mono=args.mono,
-                             position=args.position)
+                             max_voices=args.voices, effects=effects, progress=bar.update, **synth_options(args))
     finally:
         bar.close()
     write_wav(args.out, result.audio, args.sample_rate, args.format)
