@@ -7,7 +7,7 @@ The contract per voice slot v and mode m (arrays (voices, modes), float32, split
 
 ``omega = scale * omega0`` (pitch bend), or with pole modulation
 ``omega = sqrt((scale * omega0)^2 + alpha * E)``, ``E = sum_m beta_m |z_m|^2`` evaluated
-once per block (the contract's formula, ``engine.contract.modulated_omega``); ``sigma`` is the
+once per block (the contract's formula, ``eigentone.contract.reference.modulated_omega``); ``sigma`` is the
 excite graph's decay rate divided by the player's ``decay_scale``. The readout weights are
 ``output_gain * c * tilt`` (``tilt``: the player's brightness, fixed per voice at note-on).
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.contract import midi_to_hz
+from eigentone.contract.reference import midi_to_hz
 
 # fastmath minus 'nnan'/'ninf': the NaN/Inf guard must not be optimised away.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.contract import ModalVoices, complex_to_pairs, discrete_poles, midi_to_hz, render_modal
+from eigentone.contract.reference import ModalVoices, complex_to_pairs, discrete_poles, midi_to_hz, render_modal
 from engine.instrument import Instrument
 from engine.synth import Synth
 from export.modal_bundle import write_modal_bundle
