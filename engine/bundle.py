@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
 FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank
