@@ -29,7 +29,7 @@ public:
     void process(const eigentone::MidiEvent* events, int n_events, float* out, int n) noexcept;
 
     int playing_index() const noexcept { return current_ != nullptr ? current_->index : -1; }
-    double sample_rate() const noexcept { return current_ != nullptr ? current_->synth->sample_rate() : 0.0; }
+    int latency() const noexcept { return current_ != nullptr ? current_->synth->latency_frames() : 0; }
 
 private:
     void render(Voicing& voicing, const eigentone::MidiEvent* events, int n_events, float* out, int n) noexcept;

@@ -18,7 +18,6 @@
 
 START_NAMESPACE_DISTRHO
 
-using eigentone_plugin::kInternalBlock;
 using eigentone_plugin::kMaxEvents;
 
 namespace {
@@ -69,16 +68,12 @@ class EigentonePlugin : public Plugin {
 public:
     EigentonePlugin()
         : Plugin(kParameterCount, 0, 1), entries_(eigentone_plugin::scan_instruments()) {
-        for (int i = 0; i < kParameterCount; ++i) {
-            values_[i].store(kSpecs[i].def);
-            applied_[i] = NAN;   // the first run() applies every parameter
-        }
+        for (int i = 0; i < kParameterCount; ++i) values_[i].store(kSpecs[i].def);
         int first = 0;
         for (size_t i = 0; i < entries_.size(); ++i)
             if (entries_[i].name == kDefaultInstrument) first = static_cast<int>(i);
         values_[kInstrument].store(static_cast<float>(first));
         instrument_.store(first);
-        setLatency(kInternalBlock);
         if (isDummyInstance()) return;   // a host or the LV2 exporter asking for metadata only
         loader_.reset(new eigentone_plugin::Loader(entries_, getSampleRate(), kCapacity));
         player_.reset(new eigentone_plugin::Player(*loader_));
@@ -89,6 +84,7 @@ public:
             loader_->load_now(first);
         }
         player_->reset();
+        setLatency(player_->latency());
     }
 
 protected:
@@ -182,7 +178,9 @@ protected:
     }
 
     void activate() override {
-        if (player_) player_->reset();
+        if (!player_) return;
+        player_->reset();
+        setLatency(player_->latency());
     }
 
     void sampleRateChanged(double sample_rate) override {
@@ -216,10 +214,12 @@ protected:
 private:
     // Parameters -> core options, only when a parameter changed (so CC1's position stands until then).
     void update_options() noexcept {
-        bool changed = false;
+        const bool first = !options_applied_;   // the first run() applies every parameter
+        options_applied_ = true;
+        bool changed = first;
         for (int i = kGain; i <= kPosition; ++i) {
             const float value = values_[i].load();
-            if (value != applied_[i]) {
+            if (first || value != applied_[i]) {
                 applied_[i] = value;
                 changed = true;
                 if (i == kPosition) options_.position = value;
@@ -242,7 +242,8 @@ private:
     std::atomic<int> instrument_{0};
     std::atomic<int> playing_{-1};
     std::atomic<int> stale_echo_{-1};
-    float applied_[kParameterCount];        // audio thread: the parameter values behind options_
+    float applied_[kParameterCount] = {};   // audio thread: the parameter values behind options_
+    bool options_applied_ = false;
     eigentone::SynthOptions options_;
     eigentone::MidiEvent events_[kMaxEvents];
 
