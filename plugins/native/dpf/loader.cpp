@@ -33,6 +33,7 @@ Loader::~Loader() {
 }
 
 void Loader::request(int index) noexcept {
+    selected_.store(index, std::memory_order_release);
     requested_.store(index, std::memory_order_release);
     sem_post(&wake_);
 }
@@ -89,7 +90,7 @@ void Loader::run() {
         if (quit_.load(std::memory_order_acquire)) return;
         delete retired_.exchange(nullptr, std::memory_order_acq_rel);
         const int index = requested_.exchange(-1, std::memory_order_acq_rel);
-        if (index >= 0) load(index, "selected");
+        if (index >= 0) load(index, "selected", false);   // request() already selected it
         Job job;
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -103,16 +104,16 @@ void Loader::run() {
 void Loader::do_job(Job job) {
     bool ok = false;
     if (job == Job::Load) {
-        ok = load(job_index_, "initial");
+        ok = load(job_index_, "initial", true);
     } else if (job == Job::Rate) {
         sample_rate_ = job_rate_;
-        if (instrument_) publish(instrument_, current_index_.load());
+        if (instrument_) publish(instrument_, current_index_.load(), false);
         ok = true;
     } else if (job == Job::Restore) {
         std::shared_ptr<const eigentone::Instrument> found;
         const int index = find(job_sha256_, job_name_, &found);
         if (index >= 0) {
-            publish(found, index);
+            publish(found, index, true);
             ok = true;
         }
     }
@@ -123,7 +124,7 @@ void Loader::do_job(Job job) {
     done_.notify_all();
 }
 
-bool Loader::load(int index, const char* why) {
+bool Loader::load(int index, const char* why, bool select) {
     const int current = current_index_.load();
     const std::string keeping = current >= 0 ? "still playing '" + entries_[current].name + "'" : "no instrument playing";
     if (index < 0 || index >= static_cast<int>(entries_.size())) {
@@ -134,16 +135,19 @@ bool Loader::load(int index, const char* why) {
     eigentone::LoadResult result = eigentone::load_instrument(entries_[index].path);
     if (!result.instrument) {
         log_line("refused " + result.error + "; " + keeping);
+        int refused = index;   // the host's selection shows what plays again (unless it moved on meanwhile)
+        selected_.compare_exchange_strong(refused, current);
         return false;
     }
-    publish(result.instrument, index);
+    publish(result.instrument, index, select);
     return true;
 }
 
-void Loader::publish(std::shared_ptr<const eigentone::Instrument> instrument, int index) {
+void Loader::publish(std::shared_ptr<const eigentone::Instrument> instrument, int index, bool select) {
     auto* voicing = new Voicing{std::make_unique<eigentone::Synth>(instrument, sample_rate_, capacity_), index};
     delete ready_.exchange(voicing, std::memory_order_acq_rel);   // one the audio thread never took
     current_index_.store(index, std::memory_order_release);
+    if (select) selected_.store(index, std::memory_order_release);
     const eigentone::InstrumentInfo& info = eigentone::info(*instrument);
     std::lock_guard<std::mutex> lock(mutex_);
     instrument_ = std::move(instrument);

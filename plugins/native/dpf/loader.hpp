@@ -35,6 +35,8 @@ public:
 
     // Any thread, real-time safe: load entries[index] soon; the newest request wins.
     void request(int index) noexcept;
+    // The instrument the host selected: the newest request, or the playing one once a request was refused.
+    int selected() const noexcept { return selected_.load(std::memory_order_acquire); }
 
     // Non-real-time threads; block until the loader thread has done it.
     bool load_now(int index);                                       // false (logged) if it failed
@@ -55,8 +57,8 @@ private:
 
     void run();
     void do_job(Job job);
-    bool load(int index, const char* why);
-    void publish(std::shared_ptr<const eigentone::Instrument> instrument, int index);
+    bool load(int index, const char* why, bool select);
+    void publish(std::shared_ptr<const eigentone::Instrument> instrument, int index, bool select);
     int find(const std::string& sha256, const std::string& name, std::shared_ptr<const eigentone::Instrument>* found);
     bool submit(std::unique_lock<std::mutex>& lock, Job job);
 
@@ -70,6 +72,7 @@ private:
     std::atomic<Voicing*> ready_{nullptr};
     std::atomic<Voicing*> retired_{nullptr};
     std::atomic<int> current_index_{-1};
+    std::atomic<int> selected_{-1};
 
     // Jobs from non-real-time threads (one at a time; the job_* fields are set under mutex_ while no job is
     // pending and read by the loader thread while it is), and the saved-state string.

@@ -72,8 +72,7 @@ public:
         int first = 0;
         for (size_t i = 0; i < entries_.size(); ++i)
             if (entries_[i].name == kDefaultInstrument) first = static_cast<int>(i);
-        values_[kInstrument].store(static_cast<float>(first));
-        instrument_.store(first);
+        default_instrument_ = first;
         if (isDummyInstance()) return;   // a host or the LV2 exporter asking for metadata only
         loader_.reset(new eigentone_plugin::Loader(entries_, getSampleRate(), kCapacity));
         player_.reset(new eigentone_plugin::Player(*loader_));
@@ -109,7 +108,7 @@ protected:
         const int count = static_cast<int>(entries_.size());
         if (index == kInstrument || index == kPlaying) {
             parameter.ranges.max = static_cast<float>(std::max(0, count - 1));
-            if (index == kInstrument) parameter.ranges.def = values_[kInstrument].load();
+            if (index == kInstrument) parameter.ranges.def = static_cast<float>(default_instrument_);
             if (count > 0) {
                 parameter.enumValues.count = static_cast<uint8_t>(count);
                 parameter.enumValues.restrictedMode = index == kInstrument;
@@ -126,7 +125,8 @@ protected:
     }
 
     float getParameterValue(uint32_t index) const override {
-        if (index == kInstrument) return static_cast<float>(instrument_.load());
+        if (index == kInstrument)
+            return static_cast<float>(std::max(0, loader_ ? loader_->selected() : default_instrument_));
         if (index == kPlaying) return static_cast<float>(playing_.load());
         return values_[index].load();
     }
@@ -139,10 +139,9 @@ protected:
             return;
         }
         const int wanted = static_cast<int>(std::lround(value));
-        if (wanted == instrument_.load()) return;
+        if (!loader_ || wanted == loader_->selected()) return;
         if (wanted == stale_echo_.exchange(-1)) return;   // the saved index of a state restored by sha256
-        instrument_.store(wanted);
-        if (loader_) loader_->request(wanted);
+        loader_->request(wanted);
     }
 
     void initState(uint32_t, State& state) override {
@@ -168,13 +167,11 @@ protected:
         }
         const std::string sha256 = text.substr(0, first), name = text.substr(second + 1);
         const int saved_index = std::atoi(text.substr(first + 1, second - first - 1).c_str());
-        if (!loader_->restore(sha256, name)) return;
-        const int index = loader_->current_index();
-        instrument_.store(index);
+        loader_->restore(sha256, name);   // on failure it logged why and the current instrument stays
         // Hosts restore the saved "Instrument" parameter too; on another machine that index may name another
-        // bundle, so the sha256 wins and that one parameter echo is ignored.
+        // bundle (or the saved one is missing), so the state decides and that one parameter echo is ignored.
+        const int index = loader_->selected();
         stale_echo_.store(saved_index != index ? saved_index : -1);
-        values_[kInstrument].store(static_cast<float>(index));
     }
 
     void activate() override {
@@ -239,7 +236,7 @@ private:
     std::unique_ptr<eigentone_plugin::Loader> loader_;
     std::unique_ptr<eigentone_plugin::Player> player_;
     std::atomic<float> values_[kParameterCount];
-    std::atomic<int> instrument_{0};
+    int default_instrument_ = 0;        // a new instance's instrument (what dummy instances report)
     std::atomic<int> playing_{-1};
     std::atomic<int> stale_echo_{-1};
     float applied_[kParameterCount] = {};   // audio thread: the parameter values behind options_

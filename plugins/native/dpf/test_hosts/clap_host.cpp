@@ -4,17 +4,21 @@
 //   clap-host PLUGIN.clap SCRIPT OUT.f32
 //
 // Script lines (# comments): frames are absolute stream frames since the last `activate`.
-//   activate RATE                 (re)activate at RATE Hz, max block 4096, stream frame 0
+//   activate RATE                 (re)activate at RATE Hz, max block 4096, stream frame 0; prints "latency N"
 //   deactivate
 //   blocks N | blocks random SEED LO HI        host block sizes from now on
 //   midi FRAME STATUS DATA1 DATA2              queue a MIDI message (decimal or 0x..)
 //   param NAME VALUE              send a parameter value with the next process call (frame offset 0)
 //   render FRAMES                 process FRAMES frames
-//   render_until NAME VALUE MAX   process blocks, 1 ms apart, until parameter NAME reads VALUE (at most MAX
-//                                 frames); prints "reached NAME VALUE at FRAME"
+//   render_until NAME VALUE MAX   process blocks, 1 ms apart, until parameter NAME reads VALUE after a block (at
+//                                 least one block, at most MAX frames); prints "reached NAME VALUE at FRAME"
 //   save FILE | load FILE         plugin state
 //   print NAME                    prints "NAME = VALUE"
+//
+// At exit it prints "process: A allocations, L mutex locks": malloc/calloc/realloc and pthread_mutex_lock calls
+// made on the host thread inside the plugin's process() (this executable interposes them; link with -rdynamic).
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <iomanip>
@@ -38,6 +42,35 @@
 #include "clap/host.h"
 #include "clap/plugin-factory.h"
 #include "clap/process.h"
+
+// Counting interposers: active only on the host thread while it is inside plugin->process().
+extern "C" {
+void* __libc_malloc(size_t size);
+void* __libc_calloc(size_t count, size_t size);
+void* __libc_realloc(void* pointer, size_t size);
+}
+using LockFunction = int (*)(pthread_mutex_t*);
+static LockFunction g_real_lock = nullptr;   // resolved in main() before anything runs
+static thread_local bool t_in_process = false;
+static uint64_t g_allocations = 0, g_locks = 0;
+
+extern "C" void* malloc(size_t size) {
+    if (t_in_process) ++g_allocations;
+    return __libc_malloc(size);
+}
+extern "C" void* calloc(size_t count, size_t size) {
+    if (t_in_process) ++g_allocations;
+    return __libc_calloc(count, size);
+}
+extern "C" void* realloc(void* pointer, size_t size) {
+    if (t_in_process) ++g_allocations;
+    return __libc_realloc(pointer, size);
+}
+extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex) {
+    if (t_in_process) ++g_locks;
+    if (g_real_lock == nullptr) g_real_lock = reinterpret_cast<LockFunction>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
+    return g_real_lock(mutex);
+}
 
 namespace {
 
@@ -168,11 +201,11 @@ public:
             uint64_t most = 0;
             in >> std::quoted(name) >> value >> most;
             const uint64_t start = position_;
-            while (param_value(name) != value) {
+            do {   // at least one block: it delivers the parameter values queued before
                 if (position_ - start >= most) fail("parameter '" + name + "' never reached " + std::to_string(value));
                 render(next_block());
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            }
+            } while (param_value(name) != value);
             std::printf("reached %s %g at %llu\n", name.c_str(), value, static_cast<unsigned long long>(position_));
         } else if (command == "save") {
             std::string file, data;
@@ -205,6 +238,8 @@ private:
         if (!plugin_->start_processing(plugin_)) fail("start_processing failed");
         active_ = true;
         position_ = 0;
+        auto* latency = static_cast<const clap_plugin_latency_t*>(plugin_->get_extension(plugin_, CLAP_EXT_LATENCY));
+        std::printf("latency %u\n", latency != nullptr ? latency->get(plugin_) : 0u);
     }
 
     void deactivate() {
@@ -258,7 +293,10 @@ private:
         process.audio_outputs_count = 1;
         process.in_events = &events.list;
         process.out_events = &out_events;
-        if (plugin_->process(plugin_, &process) == CLAP_PROCESS_ERROR) fail("process returned an error");
+        t_in_process = true;
+        const clap_process_status status = plugin_->process(plugin_, &process);
+        t_in_process = false;
+        if (status == CLAP_PROCESS_ERROR) fail("process returned an error");
         std::vector<float> interleaved(2 * n);
         for (uint32_t k = 0; k < n; ++k) {
             interleaved[2 * k] = left[k];
@@ -313,6 +351,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_real_lock = reinterpret_cast<LockFunction>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
     if (argc != 4) {
         std::fprintf(stderr, "usage: clap-host PLUGIN.clap SCRIPT OUT.f32\n");
         return 2;
@@ -321,5 +360,7 @@ int main(int argc, char** argv) {
     if (!script) fail(std::string(argv[2]) + ": cannot read the script");
     Host host(argv[1], argv[3]);
     for (std::string line; std::getline(script, line);) host.run_line(line);
+    std::printf("process: %llu allocations, %llu mutex locks\n", static_cast<unsigned long long>(g_allocations),
+                static_cast<unsigned long long>(g_locks));
     return 0;
 }

@@ -5,7 +5,10 @@
 //
 // EVENTS: lines "FRAME STATUS DATA1 DATA2" (absolute frames, sorted). Control inputs start at their defaults;
 // SYMBOL=VALUE overrides one. Features: urid:map, options (block lengths, sample rate), bounded block length,
-// and a worker that runs scheduled work at once.
+// and a worker that runs scheduled work at once. The eigentone plugin loads a selected instrument on its own
+// thread, so first the host runs silent blocks (1 ms apart, at most 10 s) until the output port `playing`
+// equals the input `instrument`, then restarts the plugin (deactivate, activate) and renders. It prints
+// "latency N" from the `lv2_latency` output port.
 #include <lilv/lilv.h>
 #include <lv2/atom/atom.h>
 #include <lv2/atom/util.h>
@@ -21,7 +24,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <chrono>
 #include <map>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -128,6 +133,7 @@ int main(int argc, char** argv) {
     LilvNode* input_class = lilv_new_uri(world, LV2_CORE__InputPort);
     const uint32_t n_ports = lilv_plugin_get_num_ports(plugin);
     std::vector<float> controls(n_ports, 0.0f), defaults(n_ports, 0.0f);
+    std::map<std::string, uint32_t> control_index;
     lilv_plugin_get_port_ranges_float(plugin, nullptr, nullptr, defaults.data());
     std::vector<std::vector<float>> audio;
     constexpr size_t kAtomBytes = 1 << 16;
@@ -149,6 +155,7 @@ int main(int argc, char** argv) {
         } else if (lilv_port_is_a(plugin, port, control_class)) {
             const std::string symbol = lilv_node_as_string(lilv_port_get_symbol(plugin, port));
             controls[i] = overrides.count(symbol) ? overrides[symbol] : defaults[i];
+            control_index[symbol] = i;
             overrides.erase(symbol);
             lilv_instance_connect_port(instance, i, &controls[i]);
         } else if (lilv_port_is_a(plugin, port, atom_class)) {
@@ -166,16 +173,14 @@ int main(int argc, char** argv) {
 
     std::FILE* out = std::fopen(argv[6], "wb");
     if (out == nullptr) fail(std::string(argv[6]) + ": cannot write");
-    lilv_instance_activate(instance);
-    std::vector<float> interleaved(2 * block);
+    // One run() of n frames; with `events`, the MIDI events of [position, position + n) go in.
     size_t next = 0;
-    for (long position = 0; position < frames; position += block) {
-        const uint32_t n = static_cast<uint32_t>(std::min<long>(block, frames - position));
+    auto run_block = [&](long position, uint32_t n, bool events_in) {
         midi_in->atom.type = sequence_type;
         midi_in->atom.size = sizeof(LV2_Atom_Sequence_Body);
         midi_in->body.unit = 0;
         midi_in->body.pad = 0;
-        for (; next < events.size() && events[next].frame < static_cast<uint64_t>(position + n); ++next) {
+        for (; events_in && next < events.size() && events[next].frame < static_cast<uint64_t>(position + n); ++next) {
             auto* event = reinterpret_cast<LV2_Atom_Event*>(reinterpret_cast<uint8_t*>(&midi_in->body) +
                                                             midi_in->atom.size);
             event->time.frames = static_cast<int64_t>(std::max<uint64_t>(events[next].frame, position) - position);
@@ -189,6 +194,23 @@ int main(int argc, char** argv) {
             sequence->atom.size = kAtomBytes - sizeof(LV2_Atom);
         }
         lilv_instance_run(instance, n);
+    };
+    lilv_instance_activate(instance);
+    if (control_index.count("playing") && control_index.count("instrument")) {
+        for (int waited = 0; controls[control_index["playing"]] != controls[control_index["instrument"]]; ++waited) {
+            if (waited == 10000) fail("the plugin never played the selected instrument");
+            run_block(0, static_cast<uint32_t>(block), false);
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        lilv_instance_deactivate(instance);
+        lilv_instance_activate(instance);
+    }
+    std::vector<float> interleaved(2 * block);
+    for (long position = 0; position < frames; position += block) {
+        const uint32_t n = static_cast<uint32_t>(std::min<long>(block, frames - position));
+        run_block(position, n, true);
+        if (position == 0 && control_index.count("lv2_latency"))
+            std::printf("latency %d\n", static_cast<int>(controls[control_index["lv2_latency"]]));
         for (uint32_t k = 0; k < n; ++k) {
             interleaved[2 * k] = audio[0][k];
             interleaved[2 * k + 1] = audio[1][k];
