@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from eigentone.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
 from eigentone.contract.reference import ModalVoices, render_modal
@@ -86,3 +87,45 @@ class Instrument:
     def readout(self, z: np.ndarray) -> np.ndarray:
         """State at a block start, z (V, N, 2) float32 -> readout weights c (V, N, 2) float32."""
         return self._readout.run(["c"], {"z": z})[0]
+
+    @property
+    def excite_session(self) -> ort.InferenceSession:
+        return self._excite
+
+    @property
+    def readout_session(self) -> ort.InferenceSession | None:
+        return self._readout
+
+    def excite_buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Zeroed float32 arrays for every output of the excite graph, ``rows`` rows each (name -> (rows, ...))."""
+        return {o.name: np.zeros((rows, *self.manifest["graphs"]["excite"]["outputs"][o.name][1:]), np.float32)
+                for o in self._excite.get_outputs()}
+
+
+class BoundGraph:
+    """An ONNX graph whose inputs and outputs are bound once to preallocated arrays: running it allocates no
+    arrays. One binding per batch size in ``sizes``: ``run(rows)`` runs the smallest size >= rows on rows
+    [first, first + size) of every array (each (capacity, ...), C-contiguous)."""
+
+    def __init__(self, session: ort.InferenceSession, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                 sizes: list[int], first: int = 0):
+        self.session = session
+        self.sizes = sorted(sizes)
+        self.arrays = {**inputs, **outputs}  # keep the bound memory alive
+        self.bindings = {}
+        for size in self.sizes:
+            binding = session.io_binding()
+            for name, array in inputs.items():
+                view = array[first : first + size]
+                binding.bind_input(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+            for name, array in outputs.items():
+                view = array[first : first + size]
+                binding.bind_output(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+            self.bindings[size] = binding
+
+    def run(self, rows: int) -> None:
+        """Run the graph on (at least) the first ``rows`` rows; results land in the bound output arrays."""
+        size = self.sizes[0]
+        while size < rows:
+            size *= 2
+        self.session.run_with_iobinding(self.bindings[size])
