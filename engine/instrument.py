@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from eigentone.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
 from eigentone.contract.reference import ModalVoices, render_modal
+from engine.buffers import prefaulted
 from engine.bundle import ATTACK_OUTPUT, Bundle, load_bundle
 
 LEVEL = 0.25
@@ -98,7 +99,7 @@ class Instrument:
 
     def excite_buffers(self, rows: int) -> dict[str, np.ndarray]:
         """Zeroed float32 arrays for every output of the excite graph, ``rows`` rows each (name -> (rows, ...))."""
-        return {o.name: np.zeros((rows, *self.manifest["graphs"]["excite"]["outputs"][o.name][1:]), np.float32)
+        return {o.name: prefaulted((rows, *self.manifest["graphs"]["excite"]["outputs"][o.name][1:]))
                 for o in self._excite.get_outputs()}
 
 

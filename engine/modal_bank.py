@@ -51,6 +51,7 @@ import numba
 import numpy as np
 
 from eigentone.contract.reference import midi_to_hz
+from engine.buffers import prefaulted
 
 # fastmath minus 'nnan'/'ninf' (the NaN/Inf guard must not be optimised away) and minus 'contract': whether a
 # multiply-add is fused is decided by the code generator, and numba's cached object code and its in-process JIT
@@ -426,19 +427,19 @@ class ModalBank:
         self.sample_rate = float(sample_rate)
         self.block_size = block_size
         levels = max(int(block_size).bit_length(), 1)  # p^(2^i): moves of up to 2 * block_size - 1 samples
-        self.modes32 = np.zeros((PLANES, max_voices, modes), np.float32)
+        self.modes32 = prefaulted((PLANES, max_voices, modes))
         self.modes32[TILT] = 1.0
-        self.powers = np.zeros((levels, 2, max_voices, modes), np.float32)
-        self.voice64 = np.zeros((5, max_voices))
+        self.powers = prefaulted((levels, 2, max_voices, modes))
+        self.voice64 = prefaulted((5, max_voices), np.float64)
         self.voice64[SCALE] = 1.0
-        self.voice_i = np.zeros((4, max_voices), np.int64)
-        self.attack = np.zeros((max_voices if attack_samples else 0, int(attack_samples) + 1), np.float32)
+        self.voice_i = prefaulted((4, max_voices), np.int64)
+        self.attack = prefaulted((max_voices if attack_samples else 0, int(attack_samples) + 1))
         self.params = np.zeros(6)
         self.params[[FS, GAIN, DECAY_SCALE, BRIGHTNESS, MODULATED]] = (
             sample_rate, np.float32(output_gain), decay_scale, brightness, float(modulated))
         self.params[ATTACK_STEP] = float(attack_rate) / self.sample_rate if attack_samples else 0.0
         self.scratch = np.zeros(block_size, np.float32)
-        self.work = np.zeros(max_voices + 1, np.int64)
+        self.work = prefaulted(max_voices + 1, np.int64)
         self.arrays = (self.modes32, self.powers, self.voice64, self.voice_i, self.attack, self.params, self.scratch,
                        self.work)
 

@@ -50,6 +50,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from engine import synth_kernel as sk
+from engine.buffers import prefaulted
 from engine.instrument import BoundGraph, Instrument
 from engine.modal_bank import ModalBank, limit
 from engine.voices import VoicePool
@@ -116,7 +117,7 @@ class _Part:
         self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [8], first=ROWS)
         if instrument.has_readout:
             rows = batch_sizes(slots)[-1]
-            z, c = np.zeros((rows, modes, 2), np.float32), np.zeros((rows, modes, 2), np.float32)
+            z, c = prefaulted((rows, modes, 2)), prefaulted((rows, modes, 2))
             self.readout_graph = BoundGraph(instrument.readout_session, {"z": z}, {"c": c}, batch_sizes(slots))
         else:
             z = c = np.zeros((0, modes, 2), np.float32)
@@ -241,11 +242,11 @@ class Synth:
             if all(instrument is not known for known in instruments):
                 instruments.append(instrument)
             self._part_of[channel] = next(i for i, known in enumerate(instruments) if known is instrument)
-        self._controls = np.zeros((len(instruments), ROWS + 8, 4), np.float32)
+        self._controls = prefaulted((len(instruments), ROWS + 8, 4))
         self._rows = np.zeros(len(instruments), np.int64)
-        self._events = np.zeros((MAX_EVENTS, 4), np.int64)
-        self._event_position = np.zeros(MAX_EVENTS)
-        self._mix = np.zeros(max(block_size, BLOCK), np.float32)
+        self._events = prefaulted((MAX_EVENTS, 4), np.int64)
+        self._event_position = prefaulted(MAX_EVENTS, np.float64)
+        self._mix = prefaulted(max(block_size, BLOCK))
         self._limiter_gain = np.ones(1)
         self._release_coef = 1.0 - math.exp(-1.0 / (0.05 * sample_rate))  # 50 ms limiter release
         self.parts = [_Part(self, i, instrument, sample_rate, max_voices) for i, instrument in enumerate(instruments)]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from engine.buffers import prefaulted
+
 NOTE, CHANNEL, KEY_DOWN, SUSTAINED, RELEASING, FADING, SOUNDING, BORN, INDEX = range(9)
 """Rows of ``VoicePool.flags``: MIDI note, channel (0-15), key held down, note-off arrived while the pedal was
 down, releasing, fading (stolen, dying away), sounding, start order (oldest-first ties), index in ``active``."""
@@ -41,8 +43,8 @@ class VoicePool:
     def __init__(self, max_voices: int, fade_slots: int = 0):
         self.max_voices = max_voices
         self.slots = max_voices + fade_slots
-        self.flags = np.zeros((FIELDS, self.slots), np.int64)
-        self.active = np.zeros(self.slots, np.int64)
+        self.flags = prefaulted((FIELDS, self.slots), np.int64)
+        self.active = prefaulted(self.slots, np.int64)
         self.counts = np.zeros(2, np.int64)
 
     @property
