@@ -91,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     for problem, instrument, channel, note in synth.faults:
         print(f"eigentone: warning: muted a voice of {instrument} (channel {channel + 1}, note {note}): {problem}",
               file=sys.stderr)
+    if engine.live_events:
+        latency = engine.live_latencies()
+        print(f"live MIDI: {engine.live_events} events, each sounded {latency.min()}..{latency.max()} frames after it "
+              f"arrived on the stream clock (target {engine.latency}; below it by as much as the clock estimate "
+              "improved after the event)", file=sys.stderr)
     p50, p99, p999 = engine.percentiles(50, 99, 99.9)
     budget_ms = 1000 * args.block / args.sample_rate
     print(f"played {engine.frame / args.sample_rate:.1f} s at {args.sample_rate} Hz, {args.block}-sample blocks on "

@@ -61,8 +61,9 @@ def _play(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           text=True, check=False, timeout=120)
 
 
-def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> str:
-    """`eigentone play` listening on a JACK MIDI port that this test feeds 8 note-ons; returns its summary."""
+def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> tuple[str, str]:
+    """`eigentone play` listening on a JACK MIDI port that this test feeds 8 note-ons; returns its summary and its
+    live-MIDI timing line."""
     import mido
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", env["JACK_DEFAULT_SERVER"])
@@ -75,14 +76,16 @@ def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> str:
         for line in player.stderr:
             if line.startswith(("listening on MIDI input", "eigentone: error")):
                 break
+        time.sleep(1.0)  # let the player see a second of callbacks (its clock estimate settles)
         for note in range(60, 68):
             keys.send(mido.Message("note_on", note=note, velocity=100))
-            time.sleep(0.02)
+            time.sleep(0.0173)
         out, err = player.communicate(timeout=60)
     finally:
         keys.close()
     assert player.returncode == 0, err
-    return out.strip().splitlines()[-1]
+    live = next((line for line in err.splitlines() if line.startswith("live MIDI:")), "")
+    return out.strip().splitlines()[-1], live
 
 
 def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
@@ -96,7 +99,7 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     try:
         refused = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                         "--sample-rate", "44100", "--duration", "1")
-        midi_summary = _midi_input_run(env, bundle, monkeypatch)
+        midi_summary, live_timing = _midi_input_run(env, bundle, monkeypatch)
         played = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                        "--block", str(BLOCK), "--sample-rate", str(RATE), "--duration", str(SECONDS),
                        "--effects", str(DEFAULT_CHAIN), "--record", str(recording), "--record-format", "float")
@@ -112,8 +115,12 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     assert refused.returncode == 2 and refused.stderr.startswith("eigentone: error: "), refused.stderr
     assert "44100" in refused.stderr and "Traceback" not in refused.stderr
 
-    print(f"\nJACK MIDI input: {midi_summary}")
+    print(f"\nJACK MIDI input: {midi_summary}\n{live_timing}")
     assert "8 voices max" in midi_summary  # the 8 note-ons sent through JACK MIDI were played
+    # placed by the stream's clock: each note sounded one block after its arrival on JACK's frame clock, to within
+    # the 2 frames (42 us) by which the estimate of that clock's origin still improved during the run
+    found = re.search(r"live MIDI: 8 events, each sounded (\d+)\.\.(\d+) frames", live_timing)
+    assert found and BLOCK - 2 <= int(found[1]) <= int(found[2]) <= BLOCK, live_timing
 
     assert played.returncode == 0, played.stderr
     summary = played.stdout.strip().splitlines()[-1]
