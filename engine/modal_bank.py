@@ -31,6 +31,7 @@ kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``)
 * ``modes32`` (PLANES, voices, modes) float32, one plane per quantity: Z_RE, Z_IM (state at the voice's
   anchor), W_RE, W_IM (output phasors), C_RE, C_IM (readout), SIGMA (1/s), OMEGA0 (rad/s), ALPHA, BETA
   (pole modulation), TILT (brightness);
+* ``modes64`` (1, voices, modes) float64: RADIUS, the pole radius exp(-rate / fs);
 * ``powers`` (levels, 2, voices, modes) float32: p^(2^i) as (re, im); level 0 is the per-sample pole;
 * ``voice64`` (5, voices) float64: SCALE (pitch-bend factor), FLOOR (release decay floor, 1/s), ENERGY
   (modulation), LEVEL (amplitude bound), ATTACK_GAIN (release envelope of the attack);
@@ -38,7 +39,7 @@ kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``)
   z is valid), BAD (non-finite samples), ATTACK_POS (attack samples played);
 * ``attack`` (voices, L + 1) float32 tables (L = 0: no attack component);
 * ``params`` float64: FS (Hz), GAIN (level gain), DECAY_SCALE, BRIGHTNESS, ATTACK_STEP (fs_a / fs), MODULATED;
-* ``scratch`` (block_size,) float32 and ``work`` (voices + 1,) int64: kernel scratch space.
+* ``scratch`` (block_size,) float32, ``work`` (voices + 1,) int64, ``work64`` (2, modes) float64: scratch.
 
 Kernels are numba-compiled (``cache=True``; fastmath without the no-NaN/no-Inf flags so
 the per-voice NaN guard keeps working) and loop over the active voice slots only: no Python
@@ -46,6 +47,8 @@ loop per sample or per voice inside a block.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -67,27 +70,41 @@ PLANES = 11
 SCALE, FLOOR, ENERGY, LEVEL, ATTACK_GAIN = range(5)
 LIVE, ANCHOR, BAD, ATTACK_POS = range(4)
 FS, GAIN, DECAY_SCALE, BRIGHTNESS, ATTACK_STEP, MODULATED = range(6)
-MODES32, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK = range(8)
+RADIUS = 0
+MODES32, MODES64, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK, WORK64 = range(10)
 """Items of the ``bank`` tuple (``ModalBank.arrays``) the kernels take."""
 
 
 @numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code
-def update_poles(bank, voices, count, new_energy):  # pragma: no cover - compiled
-    """Recompute the pole powers p^(2^i) of slots ``voices[:count]`` from their sigma, omega0, scale, floor.
+def update_decay(bank, voices, count):  # pragma: no cover - compiled
+    """The pole radii r = exp(-rate / fs) of slots ``voices[:count]`` (float64 plane RADIUS), with the decay rate
+    max(sigma / decay_scale, floor, 0): ``decay_scale`` multiplies every mode's T60, the release floor is not
+    scaled. Needed after a note-on and a release; then :func:`update_poles`."""
+    modes32, modes64, voice64, params = bank[MODES32], bank[MODES64], bank[VOICE64], bank[PARAMS]
+    sigma, radius = modes32[SIGMA], modes64[RADIUS]
+    fs, decay_scale = params[FS], params[DECAY_SCALE]
+    for j in range(count):
+        v = voices[j]
+        floor = voice64[FLOOR, v]
+        for m in range(sigma.shape[1]):
+            radius[v, m] = np.exp(-max(sigma[v, m] / decay_scale, floor, 0.0) / fs)
 
-    The decay rate used is max(sigma / decay_scale, floor): ``decay_scale`` multiplies every mode's T60,
-    the release floor is not scaled. With pole modulation, ``new_energy`` re-evaluates E from the state
-    (block start, note-on) first. p = exp((-rate + i omega) / fs) is formed in float64 and squared in
-    float64 for the higher powers; each is rounded to float32 with |p| kept <= 1. Modes at or above
-    Nyquist (or with omega < 0) get p = 0.
+
+@numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code
+def update_poles(bank, voices, count, new_energy):  # pragma: no cover - compiled
+    """Recompute the pole powers p^(2^i) of slots ``voices[:count]`` from their radius (:func:`update_decay`),
+    omega0 and pitch-bend scale (after a note-on, release, bend, and every block with pole modulation).
+
+    With pole modulation, ``new_energy`` re-evaluates E from the state (block start, note-on) first.
+    p = r (cos theta + i sin theta), theta = omega / fs, is formed in float64 (:func:`cos_sin`) and squared in
+    float64 for the higher powers; each power is rounded to float32 and shrunk to |p| <= 1 if rounding made it
+    larger. Modes at or above Nyquist (or with omega < 0) get p = 0.
     """
-    modes32, powers, voice64, params = bank[MODES32], bank[POWERS], bank[VOICE64], bank[PARAMS]
-    sigma, omega0, alpha, beta = modes32[SIGMA], modes32[OMEGA0], modes32[ALPHA], modes32[BETA]
-    zr, zi = modes32[Z_RE], modes32[Z_IM]
-    fs, decay_scale, modulated = params[FS], params[DECAY_SCALE], params[MODULATED] != 0.0
-    n_modes = sigma.shape[1]
-    levels = powers.shape[0]
-    nyquist = np.pi * fs
+    modes32, modes64, powers, voice64, params = bank[MODES32], bank[MODES64], bank[POWERS], bank[VOICE64], bank[PARAMS]
+    omega0, alpha, beta, zr, zi = modes32[OMEGA0], modes32[ALPHA], modes32[BETA], modes32[Z_RE], modes32[Z_IM]
+    radius, a, b = modes64[RADIUS], bank[WORK64][0], bank[WORK64][1]
+    fs, modulated = params[FS], params[MODULATED] != 0.0
+    n_modes = omega0.shape[1]
     for j in range(count):
         v = voices[j]
         e = voice64[ENERGY, v]
@@ -96,36 +113,86 @@ def update_poles(bank, voices, count, new_energy):  # pragma: no cover - compile
             for m in range(n_modes):
                 e += beta[v, m] * (zr[v, m] * zr[v, m] + zi[v, m] * zi[v, m])
             voice64[ENERGY, v] = e
-        scale, floor = voice64[SCALE, v], voice64[FLOOR, v]
-        for m in range(n_modes):
-            w = scale * omega0[v, m]
-            if modulated:
-                w = np.sqrt(w * w + alpha[v, m] * e)
-            if w >= nyquist or w < 0.0:
-                for level in range(levels):
-                    powers[level, 0, v, m] = 0.0
-                    powers[level, 1, v, m] = 0.0
-                continue
-            s = max(sigma[v, m] / decay_scale, floor, 0.0)
-            r = np.exp(-s / fs)
-            a = r * np.cos(w / fs)
-            b = r * np.sin(w / fs)
-            for level in range(levels):
-                powers[level, 0, v, m], powers[level, 1, v, m] = _rounded_pole(a, b)
-                a, b = a * a - b * b, 2.0 * a * b
+        _phases(omega0[v], alpha[v], radius[v], voice64[SCALE, v], modulated, e, fs, a, b)
+        _rotations(a, b)
+        for level in range(powers.shape[0]):
+            _round_and_square(a, b, powers[level, 0, v], powers[level, 1, v])
+
+
+# The three loops of update_poles, each simple enough for the compiler to vectorise (one float64 pole per mode).
+@numba.njit(cache=True)
+def _phases(omega0, alpha, radius, scale, modulated, energy, fs, theta, r):  # pragma: no cover - compiled
+    """theta = omega / fs and r = radius per mode; both 0 for modes at or above Nyquist (or omega < 0)."""
+    nyquist = np.pi * fs
+    for m in range(omega0.shape[0]):
+        w = scale * omega0[m]
+        if modulated:
+            w = np.sqrt(w * w + alpha[m] * energy)
+        inside = w < nyquist and w >= 0.0
+        theta[m] = w / fs if inside else 0.0
+        r[m] = radius[m] if inside else 0.0
 
 
 @numba.njit(cache=True)
-def _rounded_pole(a, b):  # pragma: no cover - compiled
-    """float32 (re, im) of the float64 pole a + ib, shrunk if rounding made its magnitude exceed 1."""
-    a32 = np.float32(a)
-    b32 = np.float32(b)
-    mag2 = float(a32) * float(a32) + float(b32) * float(b32)
-    if mag2 > 1.0:
-        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2))
-        a32 *= shrink
-        b32 *= shrink
-    return a32, b32
+def _rotations(theta, r):  # pragma: no cover - compiled
+    """In place: (theta, r) -> the pole (r cos theta, r sin theta)."""
+    for m in range(theta.shape[0]):
+        c, s = cos_sin(theta[m])
+        theta[m] = r[m] * c
+        r[m] = r[m] * s
+
+
+@numba.njit(cache=True)
+def _round_and_square(a, b, pr, pi):  # pragma: no cover - compiled
+    """(pr, pi) = the float32 pole (a, b), shrunk to |p| <= 1 if rounding made it larger; then (a, b) squared."""
+    for m in range(a.shape[0]):
+        a32 = np.float32(a[m])
+        b32 = np.float32(b[m])
+        mag2 = float(a32) * float(a32) + float(b32) * float(b32)
+        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2)) if mag2 > 1.0 else np.float32(1.0)
+        pr[m] = a32 * shrink
+        pi[m] = b32 * shrink
+        x, y = a[m], b[m]
+        a[m] = x * x - y * y
+        b[m] = 2.0 * x * y
+
+
+HALF_PI = math.pi / 2
+S3, S5, S7, S9, S11, S13, S15, S17, S19, S21 = ((-1) ** k / math.factorial(2 * k + 1) for k in range(1, 11))
+C2, C4, C6, C8, C10, C12, C14, C16, C18, C20, C22 = ((-1) ** k / math.factorial(2 * k) for k in range(1, 12))
+
+
+@numba.njit(cache=True)
+def cos_sin(theta):  # pragma: no cover - compiled
+    """(cos theta, sin theta) for theta in [0, pi], float64 to a few ulp: Taylor polynomials of sin and cos around
+    pi/2 (terms to x^21, x^22; |x| <= pi/2, so the first term left out is below 1e-17). Unlike libm's calls the
+    compiler vectorises them; they round to the same float32 poles (but for rare ties)."""
+    x = theta - HALF_PI
+    x2 = x * x
+    ps = S21
+    ps = S19 + x2 * ps
+    ps = S17 + x2 * ps
+    ps = S15 + x2 * ps
+    ps = S13 + x2 * ps
+    ps = S11 + x2 * ps
+    ps = S9 + x2 * ps
+    ps = S7 + x2 * ps
+    ps = S5 + x2 * ps
+    ps = S3 + x2 * ps
+    pc = C22
+    pc = C20 + x2 * pc
+    pc = C18 + x2 * pc
+    pc = C16 + x2 * pc
+    pc = C14 + x2 * pc
+    pc = C12 + x2 * pc
+    pc = C10 + x2 * pc
+    pc = C8 + x2 * pc
+    pc = C6 + x2 * pc
+    pc = C4 + x2 * pc
+    pc = C2 + x2 * pc
+    sin_x = x + x * x2 * ps
+    cos_x = 1.0 + x2 * pc
+    return -sin_x, cos_x
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -328,6 +395,7 @@ def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compi
     voice_i[LIVE, slot] = n_modes
     one = work[-1:]
     one[0] = slot
+    update_decay(bank, one, 1)
     update_poles(bank, one, 1, True)
     settle(bank, one, 1, 0.0, work)
     one[0] = slot
@@ -353,6 +421,7 @@ def release(bank, slot, sigma, at):  # pragma: no cover - compiled
     one[0] = slot
     move_to(bank, one, 1, at)
     voice64[FLOOR, slot] = max(voice64[FLOOR, slot], sigma)
+    update_decay(bank, one, 1)
     update_poles(bank, one, 1, False)
 
 
@@ -429,6 +498,7 @@ class ModalBank:
         levels = max(int(block_size).bit_length(), 1)  # p^(2^i): moves of up to 2 * block_size - 1 samples
         self.modes32 = prefaulted((PLANES, max_voices, modes))
         self.modes32[TILT] = 1.0
+        self.modes64 = prefaulted((1, max_voices, modes), np.float64)
         self.powers = prefaulted((levels, 2, max_voices, modes))
         self.voice64 = prefaulted((5, max_voices), np.float64)
         self.voice64[SCALE] = 1.0
@@ -440,8 +510,9 @@ class ModalBank:
         self.params[ATTACK_STEP] = float(attack_rate) / self.sample_rate if attack_samples else 0.0
         self.scratch = np.zeros(block_size, np.float32)
         self.work = prefaulted(max_voices + 1, np.int64)
-        self.arrays = (self.modes32, self.powers, self.voice64, self.voice_i, self.attack, self.params, self.scratch,
-                       self.work)
+        self.work64 = prefaulted((2, modes), np.float64)
+        self.arrays = (self.modes32, self.modes64, self.powers, self.voice64, self.voice_i, self.attack, self.params,
+                       self.scratch, self.work, self.work64)
 
     zr = property(lambda self: self.modes32[Z_RE])
     zi = property(lambda self: self.modes32[Z_IM])
@@ -464,7 +535,8 @@ class ModalBank:
         load(self.arrays, slot, excite_tuple(outputs), row, scale, float(note), at)
 
     def poles(self, voices: np.ndarray, count: int, new_energy: bool = False) -> None:
-        """Recompute the poles of slots ``voices[:count]`` (inside a block, ``move_to`` the voices first)."""
+        """Recompute the poles (radii too) of slots ``voices[:count]`` (inside a block, ``move_to`` them first)."""
+        update_decay(self.arrays, voices, count)
         update_poles(self.arrays, voices, count, new_energy)
 
     def start_block(self, active: np.ndarray, count: int) -> None:
