@@ -35,7 +35,7 @@ kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``)
 * ``powers`` (levels, 2, voices, modes) float32: p^(2^i) as (re, im); level 0 is the per-sample pole;
 * ``voice64`` (5, voices) float64: SCALE (pitch-bend factor), FLOOR (release decay floor, 1/s), ENERGY
   (modulation), LEVEL (amplitude bound), ATTACK_GAIN (release envelope of the attack);
-* ``voice_i`` (4, voices) int64: LIVE (modes [LIVE, N) are exactly zero), ANCHOR (sample of the block where
+* ``voice_i`` (4, voices) int64: LIVE (modes [LIVE, width) are exactly zero; a multiple of LANES), ANCHOR (sample of the block where
   z is valid), BAD (non-finite samples), ATTACK_POS (attack samples played);
 * ``attack`` (voices, L + 1) float32 tables (L = 0: no attack component);
 * ``params`` float64: FS (Hz), GAIN (level gain), DECAY_SCALE, BRIGHTNESS, ATTACK_STEP (fs_a / fs), MODULATED;
@@ -61,6 +61,11 @@ from engine.buffers import prefaulted
 # code were measured to decide differently, so renders differed in the last bit between a fresh and a cached
 # compile. Without it every process computes the same samples (and the speed is unchanged).
 FASTMATH = {"nsz", "arcp", "afn", "reassoc"}
+
+LANES = 16
+"""Mode loops run over whole multiples of this many modes (one AVX-512 register of float32): the mode axis of
+every array is padded to a multiple of it with modes that stay exactly zero, and LIVE is rounded up to it, so
+no loop ends in a slow one-mode-at-a-time remainder. Zero modes add exact zeros: the output does not change."""
 
 SILENT_MODE = 1e-12
 """|z| below which a mode is set to exactly 0 at a block end (keeps float32 state out of denormals)."""
@@ -326,7 +331,7 @@ def move_to(bank, voices, count, at):  # pragma: no cover - compiled
 def settle(bank, active, count, threshold, ended):  # pragma: no cover - compiled
     """Level bounds of voices ``active[:count]`` (state at the block end or note-on): LEVEL = sum_m |c_m| |z_m|
     (a bound of the voice's modal |y| from now on while |p| <= 1); modes with |z| < SILENT_MODE become exact
-    zeros and LIVE = 1 + the last nonzero mode. Writes into ``ended`` the slots that are bad, or whose level
+    zeros and LIVE = the last nonzero mode + 1, rounded up to LANES. Writes into ``ended`` the slots that are bad, or whose level
     is below ``threshold`` and whose attack (if any) has played to its end; returns how many."""
     modes32, voice64, voice_i, attack, params = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK], bank[PARAMS]
     zr, zi, cr, ci = modes32[Z_RE], modes32[Z_IM], modes32[C_RE], modes32[C_IM]
@@ -335,17 +340,19 @@ def settle(bank, active, count, threshold, ended):  # pragma: no cover - compile
     n_ended = 0
     for j in range(count):
         v = active[j]
+        zrv, ziv, crv, civ = zr[v], zi[v], cr[v], ci[v]
         total = 0.0
         last = 0
-        for m in range(voice_i[LIVE, v]):
-            z2 = zr[v, m] * zr[v, m] + zi[v, m] * zi[v, m]
-            if z2 < floor2:  # NaN compares false: such a mode is kept (and its voice reported via BAD)
-                zr[v, m] = 0.0
-                zi[v, m] = 0.0
-            else:
-                total += np.sqrt(z2 * (cr[v, m] * cr[v, m] + ci[v, m] * ci[v, m]))
-                last = m + 1
-        voice_i[LIVE, v] = last
+        for m in range(voice_i[LIVE, v]):  # branch-free, so the compiler vectorises it
+            a = zrv[m]
+            b = ziv[m]
+            z2 = a * a + b * b
+            keep = not z2 < floor2  # NaN compares false: such a mode is kept (and its voice reported via BAD)
+            zrv[m] = a if keep else np.float32(0.0)
+            ziv[m] = b if keep else np.float32(0.0)
+            total += np.sqrt(z2 * (crv[m] * crv[m] + civ[m] * civ[m])) if keep else np.float32(0.0)
+            last = max(last, (m + 1) * keep)
+        voice_i[LIVE, v] = min(-(-last // LANES) * LANES, zr.shape[1])
         voice64[LEVEL, v] = total
         attack_done = length == 0 or voice_i[ATTACK_POS, v] * params[ATTACK_STEP] >= length
         if voice_i[BAD, v] or (not total >= threshold and attack_done):
@@ -364,7 +371,7 @@ def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compi
     modes32, voice64, voice_i, attack = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK]
     params, work = bank[PARAMS], bank[WORK]
     sigma, omega, z0, c, mod_alpha, mod_beta, table = outputs
-    n_modes = modes32.shape[2]
+    n_modes = sigma.shape[1]
     brightness = params[BRIGHTNESS]
     gain = np.float32(params[GAIN])
     omega_note = 2.0 * np.pi * 440.0 * 2.0 ** ((note - 69.0) / 12.0)
@@ -392,7 +399,7 @@ def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compi
     voice64[SCALE, slot] = scale
     voice64[FLOOR, slot] = 0.0
     voice_i[BAD, slot] = 0
-    voice_i[LIVE, slot] = n_modes
+    voice_i[LIVE, slot] = modes32.shape[2]
     one = work[-1:]
     one[0] = slot
     update_decay(bank, one, 1)
@@ -441,7 +448,7 @@ def gather_state(bank, active, count, z):  # pragma: no cover - compiled
     modes32 = bank[MODES32]
     for j in range(count):
         v = active[j]
-        for m in range(modes32.shape[2]):
+        for m in range(z.shape[1]):
             z[j, m, 0] = modes32[Z_RE, v, m]
             z[j, m, 1] = modes32[Z_IM, v, m]
 
@@ -453,7 +460,7 @@ def scatter_readout(bank, active, count, c):  # pragma: no cover - compiled
     gain = np.float32(params[GAIN])
     for j in range(count):
         v = active[j]
-        for m in range(modes32.shape[2]):
+        for m in range(c.shape[1]):
             modes32[C_RE, v, m] = gain * c[j, m, 0] * modes32[TILT, v, m]
             modes32[C_IM, v, m] = gain * c[j, m, 1] * modes32[TILT, v, m]
 
@@ -496,10 +503,11 @@ class ModalBank:
         self.sample_rate = float(sample_rate)
         self.block_size = block_size
         levels = max(int(block_size).bit_length(), 1)  # p^(2^i): moves of up to 2 * block_size - 1 samples
-        self.modes32 = prefaulted((PLANES, max_voices, modes))
+        width = -(-modes // LANES) * LANES  # padded mode axis (see LANES)
+        self.modes32 = prefaulted((PLANES, max_voices, width))
         self.modes32[TILT] = 1.0
-        self.modes64 = prefaulted((1, max_voices, modes), np.float64)
-        self.powers = prefaulted((levels, 2, max_voices, modes))
+        self.modes64 = prefaulted((1, max_voices, width), np.float64)
+        self.powers = prefaulted((levels, 2, max_voices, width))
         self.voice64 = prefaulted((5, max_voices), np.float64)
         self.voice64[SCALE] = 1.0
         self.voice_i = prefaulted((4, max_voices), np.int64)
@@ -510,16 +518,16 @@ class ModalBank:
         self.params[ATTACK_STEP] = float(attack_rate) / self.sample_rate if attack_samples else 0.0
         self.scratch = np.zeros(block_size, np.float32)
         self.work = prefaulted(max_voices + 1, np.int64)
-        self.work64 = prefaulted((2, modes), np.float64)
+        self.work64 = prefaulted((2, width), np.float64)
         self.arrays = (self.modes32, self.modes64, self.powers, self.voice64, self.voice_i, self.attack, self.params,
                        self.scratch, self.work, self.work64)
 
-    zr = property(lambda self: self.modes32[Z_RE])
-    zi = property(lambda self: self.modes32[Z_IM])
-    cr = property(lambda self: self.modes32[C_RE])
-    ci = property(lambda self: self.modes32[C_IM])
-    pr = property(lambda self: self.powers[0, 0])
-    pi = property(lambda self: self.powers[0, 1])
+    zr = property(lambda self: self.modes32[Z_RE][:, : self.modes])
+    zi = property(lambda self: self.modes32[Z_IM][:, : self.modes])
+    cr = property(lambda self: self.modes32[C_RE][:, : self.modes])
+    ci = property(lambda self: self.modes32[C_IM][:, : self.modes])
+    pr = property(lambda self: self.powers[0, 0][:, : self.modes])
+    pi = property(lambda self: self.powers[0, 1][:, : self.modes])
     scale = property(lambda self: self.voice64[SCALE])
     sigma_floor = property(lambda self: self.voice64[FLOOR])
     level = property(lambda self: self.voice64[LEVEL])

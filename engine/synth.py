@@ -126,7 +126,7 @@ class _Part:
         self.part_f = np.zeros(sk.PART_F)
         self.part_i[sk.MONO] = synth.mono
         self.part_i[sk.MAX_VOICES] = max_voices
-        self.part_i[sk.READOUT] = instrument.has_readout
+        self.part_i[sk.HAS_READOUT] = instrument.has_readout
         release_time = instrument.release_time if synth.release_time is None else synth.release_time
         self.part_f[sk.RELEASE_SIGMA] = release_sigma(release_time)
         self.part_f[sk.BEND_RANGE] = synth.bend_range
@@ -144,27 +144,27 @@ class _Part:
         if self.instrument.has_readout:
             for size in self.readout_graph.sizes:
                 self.readout_graph.run(size)
-        events = synth._events
-        sk.play(events, 0, 0, 0, BLOCK, 0, True, True, synth._mix, *self.state)
+        sk.play(synth._events, 0, 0, 0, BLOCK, 0, True, synth._mix, *self.state)
         self.part_i[sk.READOUT_ROWS] = 0
 
-    def play(self, synth: Synth, first: int, last: int, start: int, stop: int, phase: int, begin: bool,
-             end: bool) -> None:
-        """Events [first, last) and samples [start, stop) of the call for this instrument (see ``sk.play``)."""
+    def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
+        """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""
         part_i = self.part_i
-        if begin and part_i[sk.READOUT] and part_i[sk.READOUT_ROWS]:
-            self.readout_graph.run(int(part_i[sk.READOUT_ROWS]))
-        status = sk.play(synth._events, first, last, start, stop, phase, begin, end, synth._mix, *self.state)
-        while status == sk.STRIKE:  # mono mode returns to a held key: excite its row, then go on from that event
-            event = int(part_i[sk.STRIKE_EVENT])
-            controls = synth._controls[self.index, ROWS:]
-            controls[:] = (part_i[sk.STRIKE_NOTE], part_i[sk.STRIKE_VELOCITY] / 127.0,
-                           synth._event_position[event], synth.position_y)
-            self.strike_graph.run(1)
-            part_i[sk.STRIKE_READY] = 1
-            resume = int(part_i[sk.RESUME_AT])
-            status = sk.play(synth._events, event, last, resume, stop, phase + resume - start, False, end,
-                             synth._mix, *self.state)
+        status = sk.play(synth._events, 0, n_events, 0, n_frames, synth.frames, begin, synth._mix, *self.state)
+        while status != sk.DONE:
+            if status == sk.READOUT:  # a block start: c from the readout graph on the state gathered at its end
+                self.readout_graph.run(int(part_i[sk.READOUT_ROWS]))
+                part_i[sk.READOUT_READY] = 1
+                event, begin = int(part_i[sk.RESUME_EVENT]), True
+            else:  # mono mode returns to a held key: excite its row, then go on from that event
+                event, begin = int(part_i[sk.STRIKE_EVENT]), False
+                controls = synth._controls[self.index, ROWS:]
+                controls[:] = (part_i[sk.STRIKE_NOTE], part_i[sk.STRIKE_VELOCITY] / 127.0,
+                               synth._event_position[event], synth.position_y)
+                self.strike_graph.run(1)
+                part_i[sk.STRIKE_READY] = 1
+            status = sk.play(synth._events, event, n_events, int(part_i[sk.RESUME_AT]), n_frames, synth.frames,
+                             begin, synth._mix, *self.state)
         if part_i[sk.FAULTS]:
             for problem, channel, note in self.faults[: part_i[sk.FAULTS]]:
                 synth.report(PROBLEMS[int(problem)], self.instrument.name, int(channel), int(note))
@@ -273,6 +273,11 @@ class Synth:
         """Sounding voices across all instruments (stolen voices still fading out included)."""
         return sum(part.pool.count for part in self.parts)
 
+    @property
+    def peak_voices(self) -> int:
+        """Most voices that sounded at once since ``prepare`` (per instrument, summed over instruments)."""
+        return sum(int(part.part_i[sk.PEAK]) for part in self.parts)
+
     def report(self, problem: str, instrument: str, channel: int, note: int) -> None:
         """Record a muted voice once per (problem, instrument, channel, note) in ``faults``."""
         key = (problem, instrument, channel, note)
@@ -301,23 +306,11 @@ class Synth:
             part.part_f[sk.THRESHOLD] = threshold
             if rows:
                 part.excite_graph.run(rows)
-        start, first = 0, 0
-        while True:  # pieces of internal blocks
-            frame = self.frames + start
-            phase = frame % BLOCK
-            begin = phase == 0 and frame // BLOCK != self._begun
-            if begin:
-                self._begun = frame // BLOCK
-            stop = min(n_frames, start + BLOCK - phase)
-            last = first
-            while last < n_events and (self._events[last, 0] < stop or stop == n_frames):
-                last += 1
-            end = stop > start and (self.frames + stop) % BLOCK == 0
-            for part in self.parts:
-                part.play(self, first, last, start, stop, phase, begin, end)
-            start, first = stop, last
-            if start >= n_frames:
-                break
+        begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
+        for part in self.parts:
+            part.play(self, n_events, n_frames, begin)
+        if n_frames or begin:  # the block holding the call's last sample has begun
+            self._begun = (self.frames + max(n_frames - 1, 0)) // BLOCK
         for part in self.parts:
             self.dropped_events += int(part.part_i[sk.DROPPED])
             part.part_i[sk.DROPPED] = 0

@@ -20,6 +20,7 @@ constants below (scalars, then 16-entry channel tables, then the mono key stacks
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -30,15 +31,16 @@ from engine import voices as vp
 CUT_SIGMA = math.log(1000.0) / 0.005
 """Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
 
-DONE, STRIKE = 0, 1
-"""``play`` results: the piece is rendered; stopped before a mono return that needs an excite row."""
+DONE, STRIKE, READOUT = 0, 1, 2
+"""``play`` results: all rendered; stopped before a mono return that needs an excite row; stopped at a block
+start that needs the readout graph."""
 
 NON_FINITE_EXCITE, NON_FINITE_SAMPLES = 1, 2
 """Problem codes in ``faults``."""
 
 # part_i (int64): scalars
-(ROWS, CURSOR, FAULTS, DROPPED, MONO, MAX_VOICES, READOUT, READOUT_ROWS, STRIKE_READY, STRIKE_EVENT, STRIKE_NOTE,
- STRIKE_VELOCITY, RESUME_AT) = range(13)
+(ROWS, CURSOR, FAULTS, DROPPED, MONO, MAX_VOICES, HAS_READOUT, READOUT_ROWS, READOUT_READY, RESUME_EVENT, STRIKE_READY,
+ STRIKE_EVENT, STRIKE_NOTE, STRIKE_VELOCITY, RESUME_AT, PEAK) = range(16)
 MAPPED = 16  # [MAPPED + channel]: this part plays the channel
 SUSTAIN = 32  # [SUSTAIN + channel]: pedal down
 HELD_COUNT = 48  # [HELD_COUNT + channel]: mono stack depth
@@ -101,26 +103,58 @@ def batch_rows(rows):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def play(events, first, last, start, stop, phase, begin, end, out, pool, bank, excite, readout, part_i, part_f,
+def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, readout, part_i, part_f,
          faults):  # pragma: no cover - compiled
-    """Apply events[first:last] of this part and render out[start:stop], one piece of an internal block.
+    """Apply events[first:last] of this part and render out[start:stop], internal block by internal block.
 
-    events: (n, 4) int64 (offset in ``out``, status, data1, data2), offsets non-decreasing within
-    [start, stop); phase: the block's sample index at ``start``; begin: do the block-start work first (readout
-    scatter, pole modulation, w = c z); end: ``stop`` is the block end (state to the block end, level bounds,
-    freeing, readout gather). pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the
-    excite outputs (sigma, omega, z0, c, mod_alpha, mod_beta, attack) with this call's rows in event order
-    and the mono strike row last; readout: (z, c) buffers of the readout graph (capacity, N, 2).
-    Returns DONE, or STRIKE (see the module doc).
+    events: (n, 4) int64 (offset in ``out``, status, data1, data2), offsets non-decreasing within [start, stop);
+    frame: the stream frame of out[0]; begin: out[start] starts an internal block whose start work is not done
+    yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
+    end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
+    pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite outputs (sigma, omega,
+    z0, c, mod_alpha, mod_beta, attack) with this call's rows in event order and the mono strike row last;
+    readout: (z, c) buffers of the readout graph (capacity, N, 2).
+
+    Returns DONE, or stops early: READOUT at a block start that needs the readout graph (run it on the
+    READOUT_ROWS gathered rows, set READOUT_READY, call again from RESUME_EVENT / RESUME_AT with begin=True),
+    STRIKE before a mono return (see the module doc; call again from STRIKE_EVENT / RESUME_AT, begin=False).
     """
     active, counts = pool[1], pool[2]
-    if begin:
-        count = counts[vp.COUNT]
-        if part_i[READOUT] and count:
-            mb.scatter_readout(bank, active, count, readout[1])
-        if bank[mb.PARAMS][mb.MODULATED] != 0.0:
-            mb.update_poles(bank, active, count, True)
-        mb.start_block(bank, active, count)
+    block = bank[mb.SCRATCH].shape[0]
+    i = first
+    while True:
+        if begin:
+            count = counts[vp.COUNT]
+            if part_i[HAS_READOUT] and count:
+                if not part_i[READOUT_READY]:
+                    part_i[RESUME_EVENT] = i
+                    part_i[RESUME_AT] = start
+                    return READOUT
+                part_i[READOUT_READY] = 0
+                mb.scatter_readout(bank, active, count, readout[1])
+            if bank[mb.PARAMS][mb.MODULATED] != 0.0:
+                mb.update_poles(bank, active, count, True)
+            mb.start_block(bank, active, count)
+        phase = (frame + start) % block
+        piece = min(stop, start + block - phase)
+        j = i
+        while j < last and (events[j, 0] < piece or piece == stop):
+            j += 1
+        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, part_i, part_f, faults) == STRIKE:
+            return STRIKE
+        if piece > start and (frame + piece) % block == 0:
+            _end_block(pool, bank, readout, part_i, part_f, faults)
+        if piece >= stop:
+            return DONE
+        start, i, begin = piece, j, True
+
+
+@numba.njit(cache=True)
+def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, part_i, part_f,
+           faults):  # pragma: no cover - compiled
+    """Apply events[first:last] and render out[start:stop] inside one internal block (``phase``: the block's
+    sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set)."""
+    active, counts = pool[1], pool[2]
     now = start
     for i in range(first, last):
         offset = events[i, 0]
@@ -163,8 +197,6 @@ def play(events, first, last, start, stop, phase, begin, end, out, pool, bank, e
             _control(pool, bank, part_i, part_f, channel, data1, data2, at)
     if stop > now:
         mb.advance(bank, active, counts[vp.COUNT], out, now, stop - now)
-    if end:
-        _end_block(pool, bank, readout, part_i, part_f, faults)
     return DONE
 
 
@@ -184,6 +216,7 @@ def _start(pool, bank, excite, part_i, part_f, faults, row, channel, note, at): 
     if stolen >= 0:
         _release(pool, bank, stolen, CUT_SIGMA, at)
     vp.start(flags, active, counts, slot, note, channel)
+    part_i[PEAK] = max(part_i[PEAK], counts[vp.COUNT])
     mb.load(bank, slot, excite, row, part_f[BEND + channel], float(note), at)
 
 
@@ -274,7 +307,7 @@ def _end_block(pool, bank, readout, part_i, part_f, faults):  # pragma: no cover
         vp.free(flags, active, counts, slot)
     count = counts[vp.COUNT]
     part_i[READOUT_ROWS] = count
-    if part_i[READOUT] and count:
+    if part_i[HAS_READOUT] and count:
         z = readout[0]
         mb.gather_state(bank, active, count, z)
         for r in range(count, min(batch_rows(count), z.shape[0])):
@@ -356,3 +389,23 @@ def _finite(values, row):  # pragma: no cover - compiled
         if not np.isfinite(x):
             return False
     return True
+
+
+def _drop_stale_cache() -> None:
+    """numba checks a cached kernel against the modification time of its own source file only, but the kernels
+    here contain code compiled from engine/modal_bank.py and engine/voices.py: after one of those changes (an
+    update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's cached kernels
+    that are older than either file, so numba compiles them again."""
+    folder = getattr(getattr(play, "_cache", None), "_cache_path", None)  # numba's cache folder (internal name)
+    if folder is None:
+        return
+    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp))
+    for path in Path(folder).glob(f"{Path(__file__).stem}.*.nb[ic]"):
+        try:
+            if path.stat().st_mtime < newest:
+                path.unlink()
+        except OSError:  # another process removed or rewrote it
+            pass
+
+
+_drop_stale_cache()
