@@ -184,6 +184,18 @@ def check_recording_length(path: object, frames: int, sample_rate: float) -> Non
     check("recording-seconds", frames / sample_rate, f"{path}: recording length (trim it to the note)")
 
 
+def check_recording_file(path: object) -> None:
+    """``check_recording_length`` from an audio file's header (soundfile.info); an unreadable header is left
+    for the reader to report."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - libsndfile errors: the loader reports them in its own words
+        return
+    check_recording_length(path, info.frames, info.samplerate)
+
+
 def check_recording_content(path: object, samples: object, sample_rate: float) -> None:
     """Refuse a training recording with nothing to analyse: constant (a DC offset only) or no oscillation.
 
