@@ -53,6 +53,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "physics": "benchmarks.bench_physics",
         "koopman-paper": "benchmarks.paper_koopman",
         "fno-paper": "benchmarks.paper_fno",
+        "probes": "benchmarks.bench_probes",
     },
 }
 
