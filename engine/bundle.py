@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 import zipfile
@@ -24,13 +25,14 @@ import numpy as np
 import onnxruntime as ort
 
 from eigentone import limits
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError, first_line, printable
 from eigentone.files import register_input
 from eigentone.limits import finite_number
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
-FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")
+FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""Family names a manifest may carry (built in: diag_ssm, koopman, modal_fno, modal; any other family too)."""
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -226,9 +228,9 @@ def _check_manifest(path: Path, manifest: Any) -> None:
             f"{path}: bundle format_version {manifest['format_version']} is not supported "
             f"(this engine reads {SUPPORTED_FORMAT_VERSIONS}); update eigentone or re-export the model"
         )
-    if manifest["family"] not in FAMILIES:
-        raise EigentoneError(f"{path}: unknown family {printable(repr(manifest['family']), 60)} "
-                             f"(expected one of {', '.join(FAMILIES)})")
+    if not FAMILY_NAME.fullmatch(str(manifest["family"])):  # any family: the engine needs only the contract
+        raise EigentoneError(f"{path}: manifest 'family' must be a lower-case identifier, "
+                             f"got {printable(repr(manifest['family']), 60)}")
     if not 1 <= len(manifest["name"]) <= 200:
         raise EigentoneError(f"{path}: manifest 'name' must have 1 to 200 characters")
     if not isinstance(manifest.get("description", ""), str):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eigentone.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
+from eigentone.contract.reference import ModalVoices, render_modal
 from engine.bundle import Bundle, load_bundle
-from engine.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS, ModalVoices, render_modal
 
 LEVEL = 0.25
 """Peak of an instrument's probe note after levelling (-12 dBFS)."""

@@ -7,7 +7,7 @@ State per voice slot v and mode m, float32, split real/imaginary (arrays (voices
 
 ``omega = scale * omega0`` (pitch bend), or with pole modulation
 ``omega = sqrt((scale * omega0)^2 + alpha * E)``, ``E = sum_m beta_m |z_m|^2`` evaluated
-once per block (the contract's formula, ``engine.contract.modulated_omega``).
+once per block (the contract's formula, ``eigentone.contract.reference.modulated_omega``).
 
 Kernels are numba-compiled (``cache=True``; fastmath without the no-NaN/no-Inf flags so
 the per-voice NaN guard keeps working), write into arrays given to them and loop over the

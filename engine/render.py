@@ -16,9 +16,9 @@ import numpy as np
 import soundfile as sf
 
 from eigentone import limits
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from eigentone.errors import EigentoneError, first_line, printable
 from eigentone.files import atomic_path
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank

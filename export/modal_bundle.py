@@ -1,7 +1,7 @@
 """Analytic modal instruments: a stiff-string-like modal set written as an ONNX bundle (torch-free).
 
 The excite graph maps controls (voices, 4) = (note, velocity, position, position_y) to
-the contract's modal description (see ``engine/contract.py``), for mode numbers n = 1..N:
+the contract's modal description (see ``eigentone/contract``), for mode numbers n = 1..N:
 
 * ``omega_n = 2 pi f0(note) n sqrt(1 + B n^2)``   rad/s, stiff-string inharmonicity B
 * ``sigma_n = b1 + b3 omega_n^2``                 1/s, frequency-dependent damping law

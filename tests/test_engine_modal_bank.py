@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.contract import render_modal
+from eigentone.contract.reference import render_modal
 from engine.instrument import Instrument
 from engine.modal_bank import ModalBank
 from engine.render import render_note
