@@ -32,7 +32,6 @@ import tempfile
 import time
 import traceback
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -231,11 +230,11 @@ def wav(path: Path, seconds: float, rate: int = 16000, dc: float = 0.0, note_hz:
 def zip_with_big_member(folder: Path, megabytes: int) -> str:
     """A valid bundle plus an unreferenced member of ``megabytes`` MB of zeros (deflated to ~1/1000)."""
     modal(folder, "b.etone")
-    with zipfile.ZipFile(folder / "b.etone", "a", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("padding.bin", "w", force_zip64=True) as member:
-            chunk = bytes(1 << 24)
-            for _ in range(megabytes // 16):
-                member.write(chunk)
+    with (zipfile.ZipFile(folder / "b.etone", "a", compression=zipfile.ZIP_DEFLATED) as archive,
+          archive.open("padding.bin", "w", force_zip64=True) as member):
+        chunk = bytes(1 << 24)
+        for _ in range(megabytes // 16):
+            member.write(chunk)
     return "b.etone"
 
 
@@ -612,13 +611,13 @@ def preload() -> None:
     """Import and compile what the engine commands use, once, in the runner (the probes are forked from it)."""
     import numba  # noqa: F401
 
-    import engine.list_cli  # noqa: F401
-    import engine.play_cli  # noqa: F401
+    import engine.list_cli
+    import engine.play_cli
     import engine.render_cli  # noqa: F401
+    from eigentone import cli
     from engine.loudness import LoudnessMeter
     from engine.modal_bank import ModalBank
     from engine.signal_chain import OutputGuard
-    from eigentone import cli
 
     ModalBank(2, 4, 48000, 64, True).warm_up()
     OutputGuard().prepare(48000)
@@ -628,7 +627,7 @@ def preload() -> None:
 
 def preload_torch() -> None:
     """Import torch and the training modules (no tensor work: forked children must not inherit thread pools)."""
-    import torch  # noqa: F401
+    import torch
     import torch._dynamo  # noqa: F401  (imported by Adam's first use: 5-7 s)
 
     import training.train_ssm  # noqa: F401
@@ -690,7 +689,7 @@ def run_probe(probe: Probe, workspace: Path, index: int) -> Outcome:
     pid = os.fork()
     if pid == 0:
         _child(probe, folder, argv)
-    status, usage, hung, signalled = _wait(pid, started, probe)
+    status, usage, hung = _wait(pid, started, probe)
     seconds = time.monotonic() - started
     stdout = (workspace / f"{folder.name}.stdout.txt").read_text(errors="replace")
     stderr = (workspace / f"{folder.name}.stderr.txt").read_text(errors="replace")
@@ -716,7 +715,7 @@ def _wait(pid: int, started: float, probe: Probe):
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return status, usage, hung, signalled
+            return status, usage, hung
         elapsed = time.monotonic() - started
         if probe.sigterm_after is not None and not signalled and elapsed >= probe.sigterm_after:
             os.kill(pid, signal.SIGTERM)

@@ -152,26 +152,26 @@ def _native_stderr_hidden(active: bool) -> Iterator[None]:
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    capture = tempfile.TemporaryFile()
-    os.dup2(capture.fileno(), 2)
-    terminal, sys.stderr = sys.stderr, open(saved, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None),
-                                            errors="backslashreplace", closefd=False)
-    try:
-        yield
-    except (EigentoneError, KeyboardInterrupt, Terminated, SystemExit):
-        raise
-    except BaseException:
-        capture.seek(0)
-        noise = capture.read()[-8192:].decode("utf-8", "replace")
-        if noise.strip():
-            sys.stderr.write(noise)
-        raise
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        sys.stderr = terminal
-        capture.close()
+    terminal = sys.stderr
+    with tempfile.TemporaryFile() as capture, open(saved, "w", buffering=1, encoding=getattr(terminal, "encoding", None),
+                                                   errors="backslashreplace", closefd=False) as visible:
+        os.dup2(capture.fileno(), 2)
+        sys.stderr = visible
+        try:
+            yield
+        except (EigentoneError, KeyboardInterrupt, Terminated, SystemExit):
+            raise
+        except BaseException:
+            capture.seek(0)
+            noise = capture.read()[-8192:].decode("utf-8", "replace")
+            if noise.strip():
+                visible.write(noise)
+            raise
+        finally:
+            visible.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sys.stderr = terminal
 
 
 def main(argv: list[str] | None = None) -> int:

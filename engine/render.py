@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import soundfile as sf
@@ -161,7 +162,8 @@ def render_midi(
     plus ``effects_tail_s`` of effect tails when ``effects`` is given; at least one block past the
     last event. ``progress(frames)`` is called per block. ``sink(block)``: each (channels, n) block
     goes there instead of into ``result.audio`` (memory stays bounded whatever the song's length).
-    Every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its limiter).
+    Every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its limiter);
+    its look-ahead delay is removed, so sample k of the result is sample k of the song.
     Deterministic: the same inputs give the same samples.
     """
     schedule = song if isinstance(song, MidiSchedule) else read_midi(song, sample_rate)
@@ -180,7 +182,20 @@ def render_midi(
     chain.prepare(sample_rate, block_size, max_voices)
     audio = np.zeros((chain.channels, 0 if sink else limit_frames + extra + block_size), np.float32)
     last_event = int(schedule.frames[-1]) if len(schedule.frames) else -1
-    frame, most, end = 0, 0, None
+    frame, most, end, written = 0, 0, None, 0
+    skip = chain.latency  # the guard's look-ahead: its first output samples precede the song
+
+    def emit(block: np.ndarray) -> None:
+        nonlocal skip, written
+        if skip:
+            dropped = min(skip, block.shape[1])
+            block, skip = block[:, dropped:], skip - dropped
+        if sink is None:
+            audio[:, written : written + block.shape[1]] = block
+        elif block.shape[1]:
+            sink(block)
+        written += block.shape[1]
+
     started, cpu_started = time.perf_counter(), time.process_time()
     while True:
         if end is None and (frame >= limit_frames
@@ -189,18 +204,16 @@ def render_midi(
         if end is not None and frame >= end:
             break
         n = block_size if end is None else min(block_size, end - frame)
-        block = chain.process(schedule.block_events(frame, n), n)
-        if sink is None:
-            audio[:, frame : frame + n] = block
-        else:
-            sink(block)
+        emit(chain.process(schedule.block_events(frame, n), n))
         frame += n
         most = max(most, chain.synth.voices)
         if progress is not None:
             progress(n)
+    for flush in range(0, chain.latency, block_size):  # what the look-ahead still holds
+        emit(chain.process((), min(block_size, chain.latency - flush)))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return RenderResult(audio[:, :frame], float(sample_rate), seconds, cpu_seconds, most, list(chain.synth.faults),
-                        frame, chain.guard, chain.length_faults)
+    return RenderResult(audio[:, :written], float(sample_rate), seconds, cpu_seconds, most,
+                        list(chain.synth.faults), written, chain.guard, chain.length_faults)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: float, fmt: str = "pcm24") -> None:
@@ -227,7 +240,7 @@ class WavWriter:
         self.peak = 0.0
         self.frames = 0
 
-    def __enter__(self) -> WavWriter:
+    def __enter__(self) -> Self:
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
         try:

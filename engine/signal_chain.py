@@ -4,17 +4,22 @@ The output guard is the last stage of every output path, after the effects: what
 synth, an effect or a hosted plugin produced, only sound leaves it.
 
 * Non-finite samples (NaN, +-Inf) are replaced by 0.
-* A stereo-linked peak limiter (instant attack, 50 ms release, no look-ahead so live output gets
-  no extra latency and stays sample-identical to offline renders) keeps every sample at or below
-  ``CEILING`` = -1 dBFS. The 1 dB of headroom is for inter-sample (true) peaks: the reconstructed
-  waveform of ordinary material overshoots its samples by well under 1 dB (BS.1770-4 true-peak
-  meters measure it by 4x oversampling; the tests do the same). Pathological signals (a full-scale
-  tone near fs/4 at 45 degrees of phase) can overshoot by up to 3 dB.
-* ``limit=False`` (``--no-limit``, float WAVs only) skips the limiter; non-finite samples are still zeroed.
+* A stereo-linked true-peak limiter keeps the reconstructed waveform at or below ``CEILING``
+  (-1 dBTP) and every sample below it. The true peak is estimated as BS.1770-4 meters do, by
+  oversampling (``PHASES`` = 8x): windowed-sinc interpolators (2 x ``HALF_TAPS`` taps) give the
+  waveform at 7 points between samples. The gain needed at each sample
+  (ceiling / local true peak) is applied ``HALF_TAPS`` samples either side and approached over
+  ``ATTACK`` samples before that (a linear ramp, no click), then recovers with a 50 ms release.
+  Seeing those peaks in time needs ``LOOKAHEAD`` = 2 ``HALF_TAPS`` + ``ATTACK`` = 32 samples of delay
+  (0.67 ms at 48 kHz): live output is that much later; offline rendering removes it
+  (engine/render.py), so a render is sample-aligned with the MIDI file, and below the ceiling the
+  guard changes nothing but the delay.
+* ``limit=False`` (``--no-limit``, float WAVs only) skips the limiter and its delay; non-finite samples
+  are still zeroed.
 
-The guard counts what it did in a preallocated array (``counts``: non-finite samples, limited samples,
-the largest finite magnitude before it), on the audio thread without allocating; the caller reports
-the counts off the audio thread (``describe_guard``).
+The guard counts what it did in preallocated arrays (non-finite samples, sample frames whose true peak
+was over the ceiling, the largest finite sample before it), on the audio thread without allocating;
+the caller reports the counts off the audio thread (``describe_guard``).
 """
 
 from __future__ import annotations
@@ -30,73 +35,153 @@ from engine.synth import Event, Synth
 from plugins.effects import EffectsChain
 
 CEILING = 10 ** (-1.0 / 20)
-"""Largest sample magnitude the guard lets through: -1 dBFS."""
+"""Largest true-peak (and sample) magnitude the guard lets through: -1 dBTP."""
 
 RELEASE_S = 0.05
 """Time constant (s) of the limiter's return to unity gain."""
 
+HALF_TAPS = 12
+"""Samples each side of an interval used to interpolate the waveform inside it (24 taps per phase)."""
+
+PHASES = 8
+"""Oversampling factor of the true-peak estimate (7 points between samples)."""
+
+ATTACK = 8
+"""Samples over which the gain ramps down before the samples that must be reduced."""
+
+LOOKAHEAD = 2 * HALF_TAPS + ATTACK
+"""Delay of the limited output, samples: HALF_TAPS to see an interval's peak, HALF_TAPS + ATTACK to ramp before it."""
+
+RING = 128
+"""Ring-buffer length (a power of two > LOOKAHEAD + 2 * (HALF_TAPS + ATTACK))."""
+
 NONFINITE, LIMITED, PEAK, GAIN = range(4)
-"""Slots of ``OutputGuard.counts``: non-finite samples zeroed, sample frames that arrived over the ceiling,
-largest finite |x| seen before the guard, the limiter's current gain."""
+"""Slots of ``OutputGuard.counts``: non-finite samples zeroed, sample frames whose true peak was over the
+ceiling, largest finite |x| seen before the guard, the limiter's current gain."""
+
+
+def interpolation_taps(half: int = HALF_TAPS, phases: int = PHASES, beta: float = 7.0) -> np.ndarray:
+    """(phases - 1, 2 half) float64: Kaiser-windowed sinc taps giving x(m + p / phases), p = 1 .. phases - 1,
+    from x[m - half + 1 .. m + half]. Each phase is normalised to unit DC gain."""
+    taps = np.zeros((phases - 1, 2 * half))
+    offsets = np.arange(-half + 1, half + 1)
+    for p in range(1, phases):
+        t = p / phases - offsets  # distance from each sample to the point wanted
+        window = np.i0(beta * np.sqrt(np.clip(1 - (t / half) ** 2, 0, None))) / np.i0(beta)
+        taps[p - 1] = np.sinc(t) * window
+        taps[p - 1] /= taps[p - 1].sum()
+    return taps
+
+
+TAPS = interpolation_taps()
 
 
 @numba.njit(cache=True)
-def guard_block(x, n, counts, ceiling, release_coef, limit):  # pragma: no cover - compiled
-    """In place on x[:, :n] (channels, samples) float32: zero non-finite samples, then (if ``limit``) apply a
-    stereo-linked peak limiter keeping |x| <= ceiling. ``counts`` (4,) float64 as described by the slots
-    NONFINITE, LIMITED, PEAK (running totals) and GAIN (limiter state carried across blocks)."""
-    g = counts[GAIN]
+def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release_coef, limit):  # pragma: no cover
+    """In place on x[:, :n] (channels, samples) float32; see the module doc.
+
+    hist: (channels, RING) float32 ring of input samples; seg: (RING,) float64 ring, peak of the interpolated
+    waveform in the interval after each sample; ratio: (RING,) float64 ring, gain each sample needs;
+    position: (1,) int64 absolute index of the next input sample; counts: (4,) float64 (NONFINITE, LIMITED,
+    PEAK running totals, GAIN limiter state); taps: (PHASES - 1, 2 HALF_TAPS) float64. Rings are indexed by absolute
+    sample index & (RING - 1). With ``limit`` the output is the input LOOKAHEAD samples earlier, limited.
+    """
+    mask = hist.shape[1] - 1
     channels = x.shape[0]
+    half = taps.shape[1] // 2
+    attack = LOOKAHEAD - 2 * half
+    pos = position[0]
+    g = counts[GAIN]
     for k in range(n):
-        peak = 0.0
+        slot = pos & mask
         for c in range(channels):
             v = x[c, k]
             if not np.isfinite(v):
-                x[c, k] = 0.0
+                v = np.float32(0.0)
                 counts[NONFINITE] += 1.0
-            else:
-                a = abs(v)
-                if a > peak:
-                    peak = a
-        if peak > counts[PEAK]:
-            counts[PEAK] = peak
+            hist[c, slot] = v
+            counts[PEAK] = max(counts[PEAK], abs(v))
         if not limit:
+            for c in range(channels):
+                x[c, k] = hist[c, slot]
+            pos += 1
             continue
-        if peak > ceiling:
+        m = pos - half  # the interval (m, m + 1) is now fully known
+        peak = 0.0
+        for c in range(channels):
+            for p in range(taps.shape[0]):
+                acc = 0.0
+                for i in range(2 * half):
+                    acc += hist[c, (m - half + 1 + i) & mask] * taps[p, i]
+                peak = max(peak, abs(acc))
+        seg[m & mask] = peak
+        local = max(peak, seg[(m - 1) & mask])
+        for c in range(channels):
+            local = max(local, abs(hist[c, m & mask]))
+        if local > ceiling:
+            ratio[m & mask] = ceiling / local
             counts[LIMITED] += 1.0
+        else:
+            ratio[m & mask] = 1.0
+        o = pos - LOOKAHEAD  # the sample leaving now
+        needed = 1.0
+        for j in range(o - half - attack, m + 1):
+            r = ratio[j & mask]
+            if r < needed:
+                d = abs(o - j)
+                if d > half:
+                    r = r + (1.0 - r) * (d - half) / attack
+                needed = min(needed, r)
         if g < 1.0:
             g = g + (1.0 - g) * release_coef
             if g > 1.0 - 1e-7:
                 g = 1.0
-        if peak * g > ceiling:
-            g = ceiling / peak
-        if g < 1.0:
-            for c in range(channels):
-                y = np.float32(x[c, k] * g)
-                x[c, k] = min(max(y, -ceiling), ceiling)  # float32 rounding may not exceed the ceiling
+        g = min(g, needed)
+        for c in range(channels):
+            y = hist[c, o & mask] * g
+            x[c, k] = np.float32(min(max(y, -ceiling), ceiling))
+        pos += 1
+    position[0] = pos
     counts[GAIN] = g
 
 
 class OutputGuard:
-    """The last stage of every output path; see the module doc. ``process(block)`` works in place."""
+    """The last stage of every output path; see the module doc. ``process(block)`` works in place.
 
-    def __init__(self, limit: bool = True, ceiling: float = CEILING):
+    ``latency``: samples by which the output trails the input (LOOKAHEAD with the limiter, else 0).
+    """
+
+    def __init__(self, limit: bool = True, ceiling: float = CEILING, channels: int = 2):
         self.limit = limit
         self.ceiling = ceiling
+        self.latency = LOOKAHEAD if limit else 0
         self.counts = np.zeros(4)
-        self.counts[GAIN] = 1.0
+        self.hist = np.zeros((channels, RING), np.float32)
+        self.seg = np.zeros(RING)
+        self.ratio = np.ones(RING)
+        self.position = np.zeros(1, np.int64)
         self._release_coef = 0.0
+        self.reset()
 
-    def prepare(self, sample_rate: float) -> None:
-        """Reset the counts and the limiter for a new stream at ``sample_rate`` Hz; compile the kernel here."""
+    def reset(self) -> None:
+        """Clear the delay line, the limiter and the counts."""
         self.counts[:] = 0.0
         self.counts[GAIN] = 1.0
+        self.hist[:] = 0.0
+        self.seg[:] = 0.0
+        self.ratio[:] = 1.0
+        self.position[0] = 0
+
+    def prepare(self, sample_rate: float) -> None:
+        """Reset for a new stream at ``sample_rate`` Hz; compile/load the kernel here, not on the audio thread."""
         self._release_coef = 1.0 - math.exp(-1.0 / (RELEASE_S * sample_rate))
-        guard_block(np.zeros((2, 1), np.float32), 1, np.array([0.0, 0.0, 0.0, 1.0]), self.ceiling, 0.5, self.limit)
+        self.process(np.zeros((self.hist.shape[0], 1), np.float32))
+        self.reset()
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Guard a (channels, samples) float32 block in place and return it."""
-        guard_block(block, block.shape[1], self.counts, self.ceiling, self._release_coef, self.limit)
+        guard_block(block, block.shape[1], self.hist, self.seg, self.ratio, self.position, self.counts, TAPS,
+                    self.ceiling, self._release_coef, self.limit)
         return block
 
     @property
@@ -122,7 +207,7 @@ def describe_guard(guard: OutputGuard, sample_rate: float, what: str = "the outp
         parts.append(f"zeroed {guard.nonfinite:,} non-finite samples")
     if guard.limited:
         over = 20 * math.log10(guard.peak_in / guard.ceiling) if guard.peak_in > 0 else 0.0
-        parts.append(f"limited {guard.limited:,} sample frames over -1 dBFS (up to {over:+.1f} dB over)")
+        parts.append(f"limited {guard.limited:,} sample frames over -1 dBTP (samples up to {over:+.1f} dB over)")
     return f"output guard: {' and '.join(parts)} in {what}; lower --gain-db or the effects' gain"
 
 
@@ -131,14 +216,17 @@ class SignalChain:
     ``channels``, run through the effects chain (if any) and the output guard.
 
     ``limit=False`` turns off the guard's limiter (float output only); non-finite samples are zeroed
-    always. The returned array is a preallocated buffer, valid until the next call.
+    always. The output trails the synth by ``latency`` samples (the guard's look-ahead). The returned
+    array is a preallocated buffer, valid until the next call.
     """
 
     def __init__(self, synth: Synth, effects: EffectsChain | None = None, channels: int = 2, limit: bool = True):
         self.synth = synth
         self.effects = effects
         self.channels = channels
-        self.guard = OutputGuard(limit)
+        self.guard = OutputGuard(limit, channels=channels)
+        self.latency = self.guard.latency
+        """Samples by which the output trails the synth (the guard's look-ahead)."""
         self.length_faults = 0
         """Blocks an effect returned with another length than it was given (padded with zeros or cut)."""
 

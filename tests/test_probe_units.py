@@ -21,7 +21,7 @@ from eigentone.errors import EigentoneError, first_line, printable
 from eigentone.files import atomic_path, check_output, clear_inputs, register_input
 from engine.loudness import LoudnessMeter
 from engine.midi_file import read_midi, schedule_from_messages, write_demo_song
-from engine.signal_chain import CEILING, OutputGuard, describe_guard
+from engine.signal_chain import CEILING, LOOKAHEAD, OutputGuard, describe_guard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,48 +29,80 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- output guard
 
 
+def _guarded(x: np.ndarray, guard: OutputGuard, block: int = 64) -> np.ndarray:
+    return np.concatenate([guard.process(x[:, i : i + block].copy()) for i in range(0, x.shape[1], block)], axis=1)
+
+
 def test_guard_zeroes_non_finite_samples_and_counts_them():
     guard = OutputGuard()
     guard.prepare(48000)
-    block = np.full((2, 64), 0.1, np.float32)
-    block[0, 3], block[1, 7], block[1, 9] = np.nan, np.inf, -np.inf
-    guard.process(block)
-    assert np.all(np.isfinite(block)) and block[0, 3] == block[1, 7] == block[1, 9] == 0.0
-    assert block[0, 4] == pytest.approx(0.1)  # quiet finite samples pass unchanged
+    x = np.full((2, 256), 0.1, np.float32)
+    x[0, 3], x[1, 7], x[1, 9] = np.nan, np.inf, -np.inf
+    y = _guarded(x, guard)
+    assert np.all(np.isfinite(y))
+    delayed = y[:, LOOKAHEAD:]
+    assert delayed[0, 3] == delayed[1, 7] == delayed[1, 9] == 0.0
+    assert delayed[0, 4] == pytest.approx(0.1)  # quiet finite samples pass unchanged
     assert guard.nonfinite == 3 and guard.limited == 0
     assert "zeroed 3 non-finite samples" in describe_guard(guard, 48000)
 
 
-def test_guard_is_transparent_below_the_ceiling():
+def test_guard_below_the_ceiling_only_delays():
     guard = OutputGuard()
     guard.prepare(48000)
     x = (0.8 * np.sin(np.linspace(0, 300, 2 * 4096))).astype(np.float32).reshape(2, -1)
-    y = guard.process(x.copy())
-    np.testing.assert_array_equal(y, x)
-    assert describe_guard(guard, 48000) is None
+    y = _guarded(x, guard, block=37)
+    np.testing.assert_array_equal(y[:, LOOKAHEAD:], x[:, :-LOOKAHEAD])
+    assert not np.any(y[:, :LOOKAHEAD]) and describe_guard(guard, 48000) is None
 
 
-def test_guard_keeps_every_sample_under_the_ceiling_and_true_peak_under_full_scale():
-    """+40 dB over full scale, a chord with noise: samples at most -1 dBFS; 4x oversampled (true) peak < 0 dBFS."""
+@pytest.mark.parametrize("kind", ["chord and noise", "clipped chord", "white noise", "tone at fs/4, 45 degrees"])
+@pytest.mark.parametrize("over_db", [0, 20, 60])
+def test_guard_keeps_samples_and_true_peak_under_the_ceiling(kind, over_db):
+    """Samples at most -1 dBFS; 16x oversampled (true) peak at most -0.5 dBTP, away from the array's cut ends."""
     rng = np.random.default_rng(0)
-    t = np.arange(48000) / 48000
+    t = np.arange(24000) / 48000
     chord = sum(np.sin(2 * np.pi * f * t) for f in (110, 277, 415, 1234)) + 0.3 * rng.standard_normal(t.size)
-    x = (100 * np.stack([chord, chord[::-1]])).astype(np.float32)
+    signal_ = {"chord and noise": chord / 3, "clipped chord": np.clip(chord * 10, -1, 1),
+               "white noise": rng.standard_normal(t.size) / 3,
+               "tone at fs/4, 45 degrees": np.sin(2 * np.pi * 12000 * t + np.pi / 4)}[kind]
+    x = (10 ** (over_db / 20) * np.stack([signal_, signal_[::-1]])).astype(np.float32)
     guard = OutputGuard()
     guard.prepare(48000)
-    y = np.concatenate([guard.process(x[:, i : i + 64].copy()) for i in range(0, x.shape[1], 64)], axis=1)
-    assert np.max(np.abs(y)) <= CEILING + 1e-6
-    true_peak = np.max(np.abs(sps.resample_poly(y.astype(np.float64), 4, 1, axis=1)))
-    assert true_peak < 1.0, true_peak
-    assert guard.limited > 0.9 * x.shape[1]
+    y = _guarded(x, guard)
+    assert np.max(np.abs(y)) <= CEILING
+    true_peak = np.max(np.abs(sps.resample_poly(y.astype(np.float64), 16, 1, axis=1)[:, 16 * 256 : -16 * 256]))
+    assert 20 * np.log10(true_peak) <= -0.5, 20 * np.log10(true_peak)
+    if over_db >= 20:
+        assert guard.limited > 0 and "over -1 dBTP" in describe_guard(guard, 48000)
 
 
-def test_guard_without_limit_zeroes_but_does_not_limit():
+def test_guard_without_limit_zeroes_but_neither_limits_nor_delays():
     guard = OutputGuard(limit=False)
     guard.prepare(48000)
     block = np.array([[3.0, np.nan], [-2.0, 0.5]], np.float32)
     guard.process(block)
     np.testing.assert_array_equal(block, [[3.0, 0.0], [-2.0, 0.5]])
+    assert guard.latency == 0
+
+
+def test_render_removes_the_guard_delay(tmp_path):
+    """A quiet render equals the synth's own output sample for sample: the look-ahead is compensated offline."""
+    from engine.instrument import Instrument
+    from engine.midi_file import read_midi
+    from engine.render import render_midi
+    from engine.synth import Synth
+
+    (tmp_path / "s.mid").write_bytes(smf([notes_track([(0, 60, 480), (100, 64, 480)])]))
+    instrument = Instrument.load(ROOT / "assets" / "models" / "nylon-string.etone")
+    result = render_midi(tmp_path / "s.mid", instrument, tail_s=0.5)
+    schedule = read_midi(tmp_path / "s.mid", 48000)
+    synth = Synth(instrument)
+    synth.prepare(48000, 64, 64)
+    mono = np.concatenate([synth.process(schedule.block_events(f, 64), 64).copy()
+                           for f in range(0, result.frames, 64)])
+    np.testing.assert_array_equal(result.audio[0], mono[: result.frames])
+    assert result.guard.limited == 0
 
 
 # ---------------------------------------------------------------- limits and printing
@@ -135,9 +167,8 @@ def test_an_input_cannot_be_replaced_by_name_symlink_or_hard_link(tmp_path):
     try:
         register_input(song)
         for name in ("song.mid", "soft.wav", "hard.wav"):
-            with pytest.raises(EigentoneError, match="input of this command"):
-                with atomic_path(tmp_path / name) as tmp:
-                    tmp.write_text("wav")
+            with pytest.raises(EigentoneError, match="input of this command"), atomic_path(tmp_path / name) as tmp:
+                tmp.write_text("wav")
         assert song.read_bytes() == b"MThd" and not list(tmp_path.glob(".*"))
     finally:
         clear_inputs()
