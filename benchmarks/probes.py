@@ -311,8 +311,8 @@ def catalogue() -> list[Probe]:
     # 3. hangs
     add(Probe("excite graph taking ~10 s per call", lambda f: render(f, model=patched_bundle(f, "sigma", slow_chain(400))),
               says="graph-call-ms", names="b.etone", timeout=60))
-    add(Probe("slow excite graph: load-time estimate over --limit load-seconds=1", lambda f: render(
-        f, "--limit", "load-seconds=1", model=patched_bundle(f, "sigma", slow_chain(3))), says="load-seconds",
+    add(Probe("slow excite graph (>= 5 ms per call): load-time estimate over --limit load-seconds=0.05", lambda f: render(
+        f, "--limit", "load-seconds=0.05", model=patched_bundle(f, "sigma", slow_chain(4))), says="load-seconds",
         names="b.etone"))
     add(Probe("--voices 200000 with hard-pluck", lambda f: render(f, "--voices", "200000", model=HARD_PLUCK),
               says="voices"))

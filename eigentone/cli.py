@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "_run"):
             parser.parse_args([*argv, "--help"])
             return 2
-        limits.configure(getattr(args, "limit", None))
+        limits.configure(vars(args).pop("limit", None))  # not an option of the command itself
         with _native_stderr_hidden(argv[0] in QUIET_NATIVE):
             return int(args._run(args) or 0)
     except EigentoneError as exc:
