@@ -158,11 +158,12 @@ def bundle_load_bytes(modes: int, member_bytes: int) -> int:
     return 2 * member_bytes + 3 * 16 * LEVELLING_SAMPLES * modes
 
 
-def synth_bytes(slots: int, modes: int, readout: bool) -> int:
-    """Memory of one instrument's voices: the modal bank and, with a readout graph, its (slots, modes, 2)
-    input and output per call."""
+def synth_bytes(slots: int, modes: int, readout: bool, attack_samples: int = 0) -> int:
+    """Memory of one instrument's voices: the modal bank, with a readout graph its (slots, modes, 2) input and
+    output per call, and with an attack component a float32 table of ``attack_samples`` per slot (twice: the
+    excite output and the voices' copy)."""
     bank = MODAL_ARRAYS * 4 * slots * modes
-    return bank + (2 * 8 * slots * modes if readout else 0)
+    return bank + (2 * 8 * slots * modes if readout else 0) + 2 * 4 * slots * attack_samples
 
 
 def check_memory(what: str, estimate_bytes: float) -> None:

@@ -31,6 +31,9 @@ from eigentone.files import register_input
 from eigentone.limits import finite_number
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
+ATTACK_OUTPUT = "attack"
+"""Excite output of a bundle with an attack component: (voices, L) float32 table at the manifest's rate."""
+MAX_ATTACK_SECONDS = 1.0
 FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 """Family names a manifest may carry (built in: diag_ssm, koopman, modal_fno, modal; any other family too)."""
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -249,6 +252,8 @@ def _check_manifest(path: Path, manifest: Any) -> None:
             raise EigentoneError(f"{path}: unknown graph role {printable(repr(role), 60)} in manifest.json "
                                  f"(expected {', '.join(GRAPH_ROLES)})")
         _check_graph_entry(path, role, entry)
+    if "attack" in manifest:
+        _check_attack(path, manifest["attack"])
 
 
 def _check_numbers(path: Path, manifest: dict[str, Any]) -> None:
@@ -287,6 +292,19 @@ def _check_graph_entry(path: Path, role: str, entry: Any) -> None:
                                      f"{printable(repr(shape), 60)}; a shape is a list of 1-8 sizes or axis names")
 
 
+def _check_attack(path: Path, attack: Any) -> None:
+    """The optional attack component: {"samples": L >= 1, "sample_rate": fs_a > 0}, at most 1 s long."""
+    if not isinstance(attack, dict) or set(attack) != {"samples", "sample_rate"}:
+        raise EigentoneError(f"{path}: manifest 'attack' must be {{\"samples\": L, \"sample_rate\": Hz}}")
+    samples, rate = attack["samples"], attack["sample_rate"]
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise EigentoneError(f"{path}: manifest 'attack' 'samples' must be an integer >= 1")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < float("inf"):
+        raise EigentoneError(f"{path}: manifest 'attack' 'sample_rate' must be a number > 0 (Hz)")
+    if samples / rate > MAX_ATTACK_SECONDS:
+        raise EigentoneError(f"{path}: manifest 'attack' lasts {samples / rate:.3g} s, at most {MAX_ATTACK_SECONDS} s")
+
+
 def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[str, list]]:
     """The input/output shapes the format requires for a graph role (None where any shape goes)."""
     n = manifest["modes"]
@@ -294,6 +312,8 @@ def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[s
         outputs = {"sigma": ["voices", n], "omega": ["voices", n], "z0": ["voices", n, 2], "c": ["voices", n, 2]}
         if manifest["modulation"]:
             outputs.update({name: ["voices", n] for name in MODULATION_OUTPUTS})
+        if "attack" in manifest:
+            outputs[ATTACK_OUTPUT] = ["voices", manifest["attack"]["samples"]]
         return {"inputs": {"controls": ["voices", len(CONTROL_NAMES)]}, "outputs": outputs}
     if role == "readout":
         return {"inputs": {"z": ["voices", n, 2]}, "outputs": {"c": ["voices", n, 2]}}

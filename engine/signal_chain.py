@@ -281,7 +281,8 @@ def check_job(synth: Synth, max_voices: int, block_size: int, channels: int) -> 
     instruments = {id(inst): inst for inst in synth.channel_map.values()}.values()
     total = channels * block_size * 4 * 4
     for instrument in instruments:
-        total += limits.synth_bytes(slots, instrument.modes, instrument.has_readout)
+        attack = instrument.manifest.get("attack") or {}
+        total += limits.synth_bytes(slots, instrument.modes, instrument.has_readout, int(attack.get("samples", 0)))
     names = ", ".join(sorted({inst.name for inst in instruments}))
     limits.check_memory(f"{max_voices} voices of {names}", total)
     for instrument in instruments:
