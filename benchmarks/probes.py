@@ -53,10 +53,11 @@ class Probe:
 
     make(folder) builds the inputs in ``folder`` and returns the eigentone arguments (run with ``folder``
     as the working directory). expect: "refused", "plays" (a WAV at ``out``), "lists" (stdout only) or
-    "terminated" (SIGTERM after ``sigterm_after`` s: exit 143, nothing written). ``says``: words the
+    "terminated" (signal ``signum`` after ``signal_after`` s: exit 128 + signum, nothing written). ``says``: words the
     error line must contain; ``names``: the input the error line must name (default: derived by make).
     ``tier``: "default" (the test suite) or "bench" (only `eigentone bench probes --set all`).
-    ``held``: the behaviour already held before issue 12 (kept as a regression probe).
+    ``held``: the behaviour already held before issue 12 (kept as a regression probe). ``extra_mb``: a tighter
+    memory bound for probes about memory: peak at most the runner's resident size plus this.
     """
 
     name: str
@@ -68,7 +69,9 @@ class Probe:
     tier: str = "default"
     held: bool = False
     timeout: float = 60.0
-    sigterm_after: float | None = None
+    signal_after: float | None = None
+    signum: int = signal.SIGTERM
+    extra_mb: float | None = None
     file_size_limit: int | None = None
     unprivileged: bool = False
     torch: bool = False
@@ -289,9 +292,9 @@ def catalogue() -> list[Probe]:
         f, "--limit", "modes=400000", model=edited(f, lambda m: m.update(modes=300_000))),
         says="memory-mb", names="bad.etone"))
     add(Probe("unreferenced 256 MB member: list reads only the manifest and graphs",
-              lambda f: ["list", zip_with_big_member(f, 256)], expect="lists", out=None))
+              lambda f: ["list", zip_with_big_member(f, 256)], expect="lists", out=None, extra_mb=128))
     add(Probe("unreferenced 1 GB member: render", lambda f: render(f, model=zip_with_big_member(f, 1024)),
-              expect="plays", tier="bench", timeout=120))
+              expect="plays", tier="bench", timeout=120, extra_mb=128))
     add(Probe("MIDI end of track 24 h away (tempo 16777215, 1 tick per beat)", lambda f: render(
         f, midi=_write(f, "far.mid", smf([notes_track([(0, 60, 1)], tempo=0xFFFFFF, end_delta=5000)], division=1)))
         , says="song-seconds", names="far.mid"))
@@ -397,7 +400,10 @@ def catalogue() -> list[Probe]:
     # 7. leftovers and permissions
     add(Probe("SIGTERM during a long render", lambda f: render(f, midi=_write(
         f, "long.mid", smf([notes_track([(480, 40 + i % 40, 240) for i in range(1200)])]))),
-        expect="terminated", sigterm_after=3.0, timeout=60))
+        expect="terminated", signal_after=3.0, timeout=60))
+    add(Probe("SIGINT (Ctrl-C) during a long render", lambda f: render(f, midi=_write(
+        f, "long.mid", smf([notes_track([(480, 40 + i % 40, 240) for i in range(1200)])]))),
+        expect="terminated", signal_after=3.0, signum=signal.SIGINT, timeout=60, tier="bench"))
     add(Probe("long render: estimate and progress lines", lambda f: render(f, midi=_write(
         f, "long.mid", smf([notes_track([(960, 40 + i % 40, 240) for i in range(130)])]))),
         expect="plays", timeout=120, tier="bench"))
@@ -717,8 +723,8 @@ def _wait(pid: int, started: float, probe: Probe):
         if done:
             return status, usage, hung
         elapsed = time.monotonic() - started
-        if probe.sigterm_after is not None and not signalled and elapsed >= probe.sigterm_after:
-            os.kill(pid, signal.SIGTERM)
+        if probe.signal_after is not None and not signalled and elapsed >= probe.signal_after:
+            os.kill(pid, probe.signum)
             signalled = True
         if elapsed > probe.timeout and not hung:
             os.kill(pid, signal.SIGKILL)
@@ -726,14 +732,17 @@ def _wait(pid: int, started: float, probe: Probe):
         time.sleep(0.01)
 
 
+def resident_mb() -> float:
+    """The runner's resident size (MB): a forked child starts sharing it."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def memory_allowance_mb() -> float:
-    """Peak memory a probe may reach: the ``memory-mb`` limit plus the runner's own resident size (the child
-    starts as a copy of the runner)."""
+    """Peak memory a probe may reach: the ``memory-mb`` limit plus the runner's own resident size."""
     from eigentone import limits
 
-    with open("/proc/self/statm") as handle:
-        resident = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return limits.LIMITS["memory-mb"].default + resident
+    return limits.LIMITS["memory-mb"].default + resident_mb()
 
 
 def judge(probe: Probe, outcome: Outcome, folder: Path, stdout: str, stderr: str, before: dict, hung: bool) -> None:
@@ -760,6 +769,9 @@ def judge(probe: Probe, outcome: Outcome, folder: Path, stdout: str, stderr: str
         problems.append(f"temporary files left: {', '.join(leftovers)}")
     if outcome.peak_mb > memory_allowance_mb():
         problems.append(f"peak memory {outcome.peak_mb:.0f} MB over the allowance {memory_allowance_mb():.0f} MB")
+    if probe.extra_mb is not None and outcome.peak_mb > resident_mb() + probe.extra_mb:
+        problems.append(f"peak memory {outcome.peak_mb:.0f} MB, more than {probe.extra_mb:.0f} MB over the runner's "
+                        f"{resident_mb():.0f} MB")
     if probe.expect == "refused":
         if outcome.code != 2:
             problems.append(f"exit code {outcome.code}, expected 2")
@@ -778,14 +790,15 @@ def judge(probe: Probe, outcome: Outcome, folder: Path, stdout: str, stderr: str
             outcome.verdict = "refused"
         return
     if probe.expect == "terminated":
-        if outcome.code != 128 + signal.SIGTERM:
-            problems.append(f"exit code {outcome.code}, expected {128 + signal.SIGTERM}")
-        if not lines or "terminated" not in lines[-1] or not all(line.startswith("eigentone: ") for line in lines):
-            problems.append(f"stderr {lines!r}, expected eigentone's lines ending with 'terminated'")
+        word = "interrupted" if probe.signum == signal.SIGINT else "terminated"
+        if outcome.code != 128 + probe.signum:
+            problems.append(f"exit code {outcome.code}, expected {128 + probe.signum}")
+        if not lines or word not in lines[-1] or not all(line.startswith("eigentone: ") for line in lines):
+            problems.append(f"stderr {lines!r}, expected eigentone's lines ending with {word!r}")
         written = [p.name for p in folder.iterdir() if p.name.endswith(".wav") or p.name.startswith(".")]
         if written:
-            problems.append(f"files left after SIGTERM: {', '.join(written)}")
-        outcome.detail = lines[0] if lines else ""
+            problems.append(f"files left after the signal: {', '.join(written)}")
+        outcome.detail = lines[-1] if lines else ""
         outcome.verdict = "wrong" if problems else "refused"
         return
     if outcome.code != 0:

@@ -139,6 +139,9 @@ LONG_RENDER_S = 120.0
 PROGRESS_EVERY_S = 10.0
 """Wall-clock seconds between progress lines when stderr is not a terminal (a terminal gets a live bar)."""
 
+FIRST_ESTIMATE_S = 2.0
+"""Wall-clock seconds after which the first progress line gives the time left at the speed measured so far."""
+
 
 def run(args: argparse.Namespace) -> int:
     check_synth_arguments(args)
@@ -208,15 +211,16 @@ def spectrogram_bytes(frames: int) -> int:
 
 
 class Progress:
-    """Render progress on stderr: a tqdm bar on a terminal; otherwise, for long songs, a line every
-    PROGRESS_EVERY_S seconds with the share done and the time left at the speed so far."""
+    """Render progress on stderr: a tqdm bar on a terminal; otherwise, for long songs, a first estimate after
+    FIRST_ESTIMATE_S seconds, then a line every PROGRESS_EVERY_S seconds, each with the share done and the time
+    left at the speed so far."""
 
     def __init__(self, total_frames: int, sample_rate: float, name: str, long: bool):
         self.total = max(total_frames, 1)
         self.rate = sample_rate
         self.done = 0
         self.started = time.monotonic()
-        self.next_line = self.started + PROGRESS_EVERY_S
+        self.next_line = self.started + FIRST_ESTIMATE_S
         self.lines = long and not sys.stderr.isatty()
         self.bar = tqdm(total=total_frames, unit="smp", unit_scale=True, desc=printable(name, 40), leave=False,
                         file=sys.stderr, disable=None)
