@@ -426,6 +426,8 @@ def catalogue() -> list[Probe]:
         f, lambda m: m["graphs"]["excite"].update(file="../../excite.onnx"))), says="plain file name",
         names="bad.etone", held=True))
     add(Probe("path traversal: folder bundle member linking outside", _link_outside, says="outside", held=True))
+    add(Probe("path traversal: archive entry '../../evil.onnx'", lambda f: render(f, model=_traversal_entry(f)),
+              says="outside", names="evil.etone", held=True))
     add(Probe("sha256 mismatch", lambda f: render(f, model=_sha_mismatch(f)), says="sha256", names="sha.etone",
               held=True))
     add(Probe("custom op in the excite graph", lambda f: render(f, model=_custom_op(f)), says="onnxruntime",
@@ -567,6 +569,13 @@ def _external_data(folder: Path) -> str:
                 helper.make_node("Mul", ["ext_s", "zero_ext"], ["ext_0"]), helper.make_node("Add", [raw, "ext_0"], [out])]
 
     return patched_bundle(folder, "sigma", build, initializers=[tensor])
+
+
+def _traversal_entry(folder: Path) -> str:
+    modal(folder, "b.etone")
+    rezip(folder / "b.etone", folder / "evil.etone", files_edit=lambda files: files.update({"../../evil.onnx": b"x"}))
+    (folder / "b.etone").unlink()
+    return "evil.etone"
 
 
 def _link_outside(folder: Path) -> list[str]:
