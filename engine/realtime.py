@@ -71,7 +71,7 @@ class RealtimeEngine:
         self.queue: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=4096)  # (s, st, d1, d2)
         self.clock: Callable[[], float] = self._stream_time
         """Stream clock in seconds stamping MIDI arrivals (replaceable in tests, like ``time_info``)."""
-        self.latency = block_size
+        self.midi_latency = block_size
         """Live MIDI latency in frames: an event sounds this many frames after it arrived (on the audio clock)."""
         self.origin = math.inf
         """Stream time (s) of frame 0, estimated from the callbacks (see the module doc)."""
@@ -87,6 +87,10 @@ class RealtimeEngine:
         self.frame = 0
         self.max_voices_seen = 0
         self.recording = np.zeros((chain.channels, int(record_s * sample_rate)), np.float32)
+        self.latency = getattr(chain, "latency", 0)
+        """Samples the chain's output trails the synth (the output guard's look-ahead). The recording leaves them
+        out, so it lines up sample for sample with ``eigentone render``: its first ``frame - latency`` samples
+        are filled."""
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
 
@@ -126,7 +130,7 @@ class RealtimeEngine:
             first = self.frame
             while queue:
                 message = queue[0]
-                frame = live_frame(message[0], self.origin, rate, self.latency)
+                frame = live_frame(message[0], self.origin, rate, self.midi_latency)
                 if frame >= first + n:
                     break  # sounds in a later block
                 queue.popleft()
@@ -145,10 +149,12 @@ class RealtimeEngine:
                 events.sort(key=_offset)  # stable: live before scheduled at the same offset
             block = self.chain.process(events, n)
             outdata[done : done + n] = block.T
-            room = self.recording.shape[1] - self.frame
-            if room > 0:
-                kept = min(room, n)
-                self.recording[:, self.frame : self.frame + kept] = block[:, :kept]
+            start = self.frame - self.latency  # the recording is on the song's timeline (see ``latency``)
+            skip = min(max(-start, 0), n)
+            room = self.recording.shape[1] - (start + skip)
+            if room > 0 and skip < n:
+                kept = min(room, n - skip)
+                self.recording[:, start + skip : start + skip + kept] = block[:, skip : skip + kept]
             self.frame += n
             done += n
         voices = self.chain.synth.voices
