@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     blocks = max(args.blocks, 1)
     effects = None if args.no_effects else EffectsChain.from_json(DEFAULT_CHAIN)
     misses: list[str] = []
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     priority = _realtime_priority()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -225,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
             chain.release()
     finally:
         _normal_priority()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
     engine_rate = args.voices * string.modes * block / float(np.median(results[f"sustained {args.voices} voices"]))
     ref_rate = reference_rate(args.voices, string.modes, block, sample_rate)
     print(f"same-run baseline: sustained row {engine_rate / 1e9:.2f} G mode-samples/s (whole chain) vs a plain "

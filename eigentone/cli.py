@@ -55,6 +55,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "koopman-paper": "benchmarks.paper_koopman",
         "fno-paper": "benchmarks.paper_fno",
         "probes": "benchmarks.bench_probes",
+        "soak": "benchmarks.bench_soak",
     },
 }
 

@@ -79,8 +79,9 @@ class RealtimeEngine:
         self._window_origin, self._window_callbacks = math.inf, 0
         chain.prepare(sample_rate, block_size, max_voices)
         self.durations_ns = np.zeros(timing_slots, np.int64)
-        self.live_log = np.zeros((timing_slots, 2))
-        """Per live event: (arrival stamp on the stream clock in s, frame it sounded at); ``live_events`` rows."""
+        self.live_log = np.zeros((timing_slots, 3))
+        """Per live event: (arrival stamp on the stream clock in s, frame it sounded at, the clock's origin then);
+        ``live_events`` rows."""
         self.live_events = 0
         self.callbacks = 0
         self.xruns = 0
@@ -139,7 +140,7 @@ class RealtimeEngine:
                 latest = offset
                 events.append((offset, message[1], message[2], message[3]))
                 if self.live_events < len(self.live_log):
-                    self.live_log[self.live_events] = (message[0], first + offset)
+                    self.live_log[self.live_events] = (message[0], first + offset, self.origin)
                     self.live_events += 1
             if self.schedule is not None:
                 live = len(events)
@@ -200,9 +201,10 @@ class RealtimeEngine:
         return self.durations_ns[:n] / 1e9
 
     def live_latencies(self) -> np.ndarray:
-        """(live_events,) int: frames from each live event's arrival (stream clock, final origin) to its sound."""
-        stamps, frames = self.live_log[: self.live_events].T
-        return frames.astype(np.int64) - np.round((stamps - self.origin) * self.sample_rate).astype(np.int64)
+        """(live_events,) int: frames from each live event's arrival on the stream clock to the frame it sounded at
+        (``midi_latency`` unless it arrived too late for that)."""
+        stamps, frames, origins = self.live_log[: self.live_events].T
+        return frames.astype(np.int64) - np.round((stamps - origins) * self.sample_rate).astype(np.int64)
 
     def percentiles(self, *qs: float) -> list[float]:
         """Callback-duration percentiles as a fraction of the block budget (block_size / sample_rate)."""

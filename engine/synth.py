@@ -52,7 +52,8 @@ import numpy as np
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
 from engine.instrument import BoundGraph, Instrument
-from engine.modal_bank import ModalBank, limit
+from engine.modal_bank import LANES, PLANES, ModalBank, limit
+from engine.voices import FIELDS as VOICE_FIELDS
 from engine.voices import VoicePool
 
 Event = tuple[int, int, int, int]
@@ -165,7 +166,7 @@ class _Part:
                 part_i[sk.STRIKE_READY] = 1
             status = sk.play(synth._events, event, n_events, int(part_i[sk.RESUME_AT]), n_frames, synth.frames,
                              begin, synth._mix, *self.state)
-        if part_i[sk.FAULTS]:
+        if part_i.item(sk.FAULTS):
             for problem, channel, note in self.faults[: part_i[sk.FAULTS]]:
                 synth.report(PROBLEMS[int(problem)], self.instrument.name, int(channel), int(note))
             part_i[sk.FAULTS] = 0
@@ -214,7 +215,7 @@ class Synth:
             instruments = list(instruments)
             channel_map = {ch: instruments[ch] if ch < len(instruments) else instruments[0] for ch in range(16)}
         check_options(release_time=release_time, decay_scale=decay_scale, brightness=brightness, position=position,
-                      position_y=position_y)
+                      position_y=position_y, gain=gain, bend_range=bend_range)
         self.channel_map = channel_map
         self.bend_range = bend_range
         self.mono = mono
@@ -247,6 +248,7 @@ class Synth:
         self._events = prefaulted((MAX_EVENTS, 4), np.int64)
         self._event_position = prefaulted(MAX_EVENTS, np.float64)
         self._mix = prefaulted(max(block_size, BLOCK))
+        self._views: dict[int, np.ndarray] = {}
         self._limiter_gain = np.ones(1)
         self._release_coef = 1.0 - math.exp(-1.0 / (0.05 * sample_rate))  # 50 ms limiter release
         self.parts = [_Part(self, i, instrument, sample_rate, max_voices) for i, instrument in enumerate(instruments)]
@@ -267,6 +269,23 @@ class Synth:
         self.parts = []
         self._mix = np.zeros(0, np.float32)
         self.prepared = False
+
+    @staticmethod
+    def warm_up_calls(instrument: Instrument, slots: int) -> int:
+        """Graph calls ``prepare`` makes for one instrument with ``slots`` voice slots: one per excite batch size,
+        one for the mono strike, one per readout batch size (powers of two up to ``slots``)."""
+        return len(batch_sizes(ROWS)) + 1 + (len(batch_sizes(slots)) if instrument.has_readout else 0)
+
+    @staticmethod
+    def part_bytes(instrument: Instrument, slots: int) -> int:
+        """Bytes ``prepare`` allocates for one instrument with ``slots`` voice slots (all written at once)."""
+        width = -(-instrument.modes // LANES) * LANES
+        levels = BLOCK.bit_length()
+        bank = slots * width * (PLANES * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
+        attack = slots * (instrument.attack_samples + 1) * 4
+        excite_row = 4 * instrument.modes * (6 + (2 if instrument.modulation else 0)) + 4 * instrument.attack_samples
+        readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0
+        return bank + attack + (ROWS + 8) * excite_row + readout
 
     @property
     def voices(self) -> int:
@@ -294,13 +313,15 @@ class Synth:
         if n_frames > self.block_size:
             raise ValueError(f"process: n_frames {n_frames} exceeds the prepared block size {self.block_size}")
         n_events = self._take_events(events)
-        mix = self._mix[:n_frames]
+        mix = self._views.get(n_frames)
+        if mix is None:  # one view object per call size, made once (a new view per call is an allocation)
+            mix = self._views[n_frames] = self._mix[:n_frames]
         mix[:] = 0.0
         threshold = SILENCE / max(abs(self.gain), 1e-12)
         self.position = sk.note_controls(self._events, n_events, self._part_of, self._controls, self._rows, ROWS,
                                          max(n_frames - 1, 0), self.position, self.position_y, self._event_position)
         for index, part in enumerate(self.parts):
-            rows = int(self._rows[index])
+            rows = self._rows.item(index)
             part.part_i[sk.ROWS] = rows
             part.part_i[sk.CURSOR] = 0
             part.part_f[sk.THRESHOLD] = threshold
@@ -312,8 +333,9 @@ class Synth:
         if n_frames or begin:  # the block holding the call's last sample has begun
             self._begun = (self.frames + max(n_frames - 1, 0)) // BLOCK
         for part in self.parts:
-            self.dropped_events += int(part.part_i[sk.DROPPED])
-            part.part_i[sk.DROPPED] = 0
+            if part.part_i.item(sk.DROPPED):
+                self.dropped_events += part.part_i.item(sk.DROPPED)
+                part.part_i[sk.DROPPED] = 0
         if self.gain != 1.0:
             mix *= self.gain
         if self.limiter:
@@ -337,15 +359,18 @@ class Synth:
 
 
 def check_options(*, release_time: float | None = None, decay_scale: float = 1.0, brightness: float = 0.0,
-                  position: float = 0.2, position_y: float = 0.37) -> None:
+                  position: float = 0.2, position_y: float = 0.37, gain: float = 1.0, bend_range: float = 2.0) -> None:
     """ValueError naming the first player option out of its range (see :class:`Synth`)."""
+    for name, value in (("gain", gain), ("bend_range", bend_range)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} {value}: expected a finite number")
     lo, hi = DECAY_SCALE_RANGE
     if not lo <= decay_scale <= hi:
         raise ValueError(f"decay_scale {decay_scale}: expected {lo}..{hi}")
     lo, hi = BRIGHTNESS_RANGE
     if not lo <= brightness <= hi:
         raise ValueError(f"brightness {brightness}: expected {lo}..{hi}")
-    if release_time is not None and not release_time > 0:
+    if release_time is not None and not (release_time > 0 and math.isfinite(release_time)):
         raise ValueError(f"release_time {release_time}: expected seconds > 0")
     for name, value in (("position", position), ("position_y", position_y)):
         if not 0.0 <= value <= 1.0:

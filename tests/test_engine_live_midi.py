@@ -132,4 +132,5 @@ def test_a_long_callback_splits_live_events_across_its_blocks():
         engine.push(0x90, 60, tag, at(frame - BLOCK))
     run_callback(engine, 2 * BLOCK)  # the host asks for two prepared blocks at once
     assert chain.blocks == [(0, [(3, 0x90, 60, 0)]), (BLOCK, [(6, 0x90, 60, 1), (63, 0x90, 60, 2)])]
-    assert engine.live_events == 3 and engine.live_log[1].tolist() == [at(70 - BLOCK), 70]
+    assert engine.live_events == 3 and engine.live_log[1].tolist() == [at(70 - BLOCK), 70, ORIGIN]
+    assert engine.live_latencies().tolist() == [BLOCK] * 3
