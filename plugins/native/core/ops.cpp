@@ -165,7 +165,7 @@ bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const 
                 if (y == 2.0f) return x * x;
                 if (y == 3.0f) return x * x * x;
             }
-            return ortm::pow(x, y);
+            return std::pow(x, y);
         };
         if (b.dtype == DType::F32) {
             binary_loop(a.fp(), a.shape, b.fp(), b.shape, o.fp(), shape, power);
@@ -223,6 +223,17 @@ bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const 
             break;
         default: return fail(error, "unsupported integer operation");
     }
+    return true;
+}
+
+using ArrayFunction = void (*)(const float*, float*, int64_t);
+
+bool unary_array(const Step& step, std::vector<Value>& v, bool grow, const char*& error, ArrayFunction f) {
+    const Value& a = v[step.in[0]];
+    Value& o = v[step.out];
+    if (a.dtype != DType::F32) return fail(error, "needs a float input");
+    if (!prepare_output(o, DType::F32, a.shape, grow, error)) return false;
+    f(a.fp(), o.fp(), a.shape.numel());
     return true;
 }
 
@@ -944,13 +955,13 @@ bool run_step(const Step& step, std::vector<Value>& v, bool grow, const char*& e
     switch (step.op) {
         case Op::Abs: return unary(step, v, grow, error, [](float x) { return std::fabs(x); });
         case Op::Neg: return unary(step, v, grow, error, [](float x) { return -x; });
-        case Op::Exp: return unary(step, v, grow, error, ortm::exp);
-        case Op::Log: return unary(step, v, grow, error, ortm::log);
-        case Op::Sqrt: return unary(step, v, grow, error, ortm::sqrt);
-        case Op::Tanh: return unary(step, v, grow, error, ortm::tanh);
-        case Op::Erf: return unary(step, v, grow, error, ortm::erf);
-        case Op::Cos: return unary(step, v, grow, error, ortm::cos);
-        case Op::Sin: return unary(step, v, grow, error, ortm::sin);
+        case Op::Exp: return unary_array(step, v, grow, error, ortm::exp);
+        case Op::Log: return unary_array(step, v, grow, error, ortm::log);
+        case Op::Sqrt: return unary(step, v, grow, error, [](float x) { return std::sqrt(x); });
+        case Op::Tanh: return unary_array(step, v, grow, error, ortm::tanh);
+        case Op::Erf: return unary_array(step, v, grow, error, ortm::erf);
+        case Op::Cos: return unary_array(step, v, grow, error, ortm::cos);
+        case Op::Sin: return unary_array(step, v, grow, error, ortm::sin);
         case Op::Add: return binary(step, Bin::Add, v, grow, error);
         case Op::Sub: return binary(step, Bin::Sub, v, grow, error);
         case Op::Mul: return binary(step, Bin::Mul, v, grow, error);
