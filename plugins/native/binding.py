@@ -157,3 +157,75 @@ def check_graph(onnx_bytes: bytes) -> list[str]:
 def supported_ops() -> dict:
     """The core's op table (JSON from et_supported_ops)."""
     return json.loads(library().et_supported_ops().decode())
+
+
+class NativeInstrument:
+    """A bundle loaded and validated by the core (same rules as engine/bundle.py)."""
+
+    def __init__(self, path: str | Path):
+        lib = library()
+        err = ctypes.create_string_buffer(2048)
+        handle = lib.et_instrument_load(str(path).encode(), err, len(err))
+        if not handle:
+            raise NativeError(err.value.decode())
+        self._lib, self._handle = lib, handle
+        out = ctypes.create_string_buffer(65536)
+        lib.et_instrument_info(handle, out, len(out))
+        self.info: dict = json.loads(out.value.decode())
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self._lib.et_instrument_free(self._handle)
+            self._handle = None
+
+
+class NativeSynth:
+    """The core's Synth: ``process(events, n_frames)`` -> (n_frames,) float32, delayed by ``latency`` frames.
+
+    ``events``: (frame, status, data1, data2) tuples sorted by frame, 0 <= frame < n_frames. Options as in
+    eigentone_core.hpp (gain, max_voices, bend_range, release_time, decay_scale, brightness, position,
+    position_y, limiter, steal_fade).
+    """
+
+    def __init__(self, instrument: NativeInstrument, sample_rate: float, capacity: int = 64, block_size: int = 64,
+                 **options):
+        lib = library()
+        self._lib, self.instrument = lib, instrument
+        self._handle = lib.et_synth_new(instrument._handle, float(sample_rate), capacity, block_size)
+        self.latency = lib.et_synth_latency(self._handle)
+        if options:
+            self.set_options(**options)
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self._lib.et_synth_free(self._handle)
+            self._handle = None
+
+    def set_options(self, **options) -> None:
+        values = _Options()
+        self._lib.et_options_default(ctypes.byref(values))
+        for name, value in options.items():
+            if not hasattr(values, name):
+                raise TypeError(f"unknown synth option {name!r}")
+            setattr(values, name, type(getattr(values, name))(value))
+        self._lib.et_synth_set_options(self._handle, ctypes.byref(values))
+
+    def process(self, events: Sequence[tuple[int, int, int, int]], n_frames: int) -> np.ndarray:
+        out = np.zeros(n_frames, np.float32)
+        array = (_Event * max(len(events), 1))()
+        for k, (frame, status, data1, data2) in enumerate(events):
+            array[k] = _Event(frame, status, data1, data2)
+        self._lib.et_synth_process(self._handle, array, len(events), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                   n_frames)
+        return out
+
+    def reset(self) -> None:
+        self._lib.et_synth_reset(self._handle)
+
+    @property
+    def voices(self) -> int:
+        return self._lib.et_synth_voices(self._handle)
+
+    @property
+    def muted(self) -> int:
+        return self._lib.et_synth_muted(self._handle)

@@ -1,6 +1,7 @@
 // C API (c_api.h) over the C++ core.
 #include "c_api.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -73,5 +74,117 @@ int et_check_graph(const uint8_t* onnx, size_t size, char* out, int size_out) {
     copy_text(text, out, size_out);
     return int(problems.size());
 }
+
+}  // extern "C"
+
+struct et_instrument {
+    std::shared_ptr<const eigentone::Instrument> instrument;
+};
+
+struct et_synth {
+    std::unique_ptr<eigentone::Synth> synth;
+};
+
+namespace {
+
+std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            char buffer[8];
+            std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
+            out += buffer;
+        } else {
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
+std::string number(double x) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof(buffer), "%.17g", x);
+    return buffer;
+}
+
+}  // namespace
+
+extern "C" {
+
+et_instrument* et_instrument_load(const char* path, char* err, int err_size) {
+    eigentone::LoadResult result = eigentone::load_instrument(path);
+    if (!result.instrument) {
+        copy_text(result.error, err, err_size);
+        return nullptr;
+    }
+    return new et_instrument{result.instrument};
+}
+
+void et_instrument_free(et_instrument* instrument) { delete instrument; }
+
+int et_instrument_info(const et_instrument* instrument, char* out, int size) {
+    const eigentone::InstrumentInfo& i = eigentone::info(*instrument->instrument);
+    std::string text = "{\"path\": " + json_string(i.path) + ", \"name\": " + json_string(i.name) +
+                       ", \"family\": " + json_string(i.family) + ", \"description\": " + json_string(i.description) +
+                       ", \"sha256\": " + json_string(i.sha256) + ", \"modes\": " + std::to_string(i.modes) +
+                       ", \"note_lo\": " + std::to_string(i.note_lo) + ", \"note_hi\": " + std::to_string(i.note_hi) +
+                       ", \"trained_sample_rate\": " + number(i.trained_sample_rate) +
+                       ", \"release_time\": " + number(i.release_time) + ", \"output_gain\": " + number(i.output_gain) +
+                       ", \"modulation\": " + (i.modulation ? "true" : "false") +
+                       ", \"has_readout\": " + (i.has_readout ? "true" : "false") +
+                       ", \"has_attack\": " + (i.has_attack ? "true" : "false") +
+                       ", \"attack_samples\": " + std::to_string(i.attack_samples) +
+                       ", \"attack_sample_rate\": " + number(i.attack_sample_rate) + "}";
+    copy_text(text, out, size);
+    return int(text.size());
+}
+
+void et_options_default(et_options* o) {
+    eigentone::SynthOptions d;
+    o->gain = d.gain;
+    o->max_voices = d.max_voices;
+    o->bend_range = d.bend_range;
+    o->release_time = d.release_time;
+    o->decay_scale = d.decay_scale;
+    o->brightness = d.brightness;
+    o->position = d.position;
+    o->position_y = d.position_y;
+    o->limiter = d.limiter;
+    o->steal_fade = d.steal_fade;
+}
+
+et_synth* et_synth_new(const et_instrument* instrument, double sample_rate, int capacity, int block_size) {
+    return new et_synth{std::make_unique<eigentone::Synth>(instrument->instrument, sample_rate, capacity, block_size)};
+}
+
+void et_synth_free(et_synth* synth) { delete synth; }
+
+void et_synth_set_options(et_synth* synth, const et_options* o) {
+    eigentone::SynthOptions options;
+    options.gain = o->gain;
+    options.max_voices = o->max_voices;
+    options.bend_range = o->bend_range;
+    options.release_time = o->release_time;
+    options.decay_scale = o->decay_scale;
+    options.brightness = o->brightness;
+    options.position = o->position;
+    options.position_y = o->position_y;
+    options.limiter = o->limiter != 0;
+    options.steal_fade = o->steal_fade != 0;
+    synth->synth->set_options(options);
+}
+
+void et_synth_process(et_synth* synth, const et_event* events, int n_events, float* out, int n_frames) {
+    static_assert(sizeof(et_event) == sizeof(eigentone::MidiEvent), "event layouts differ");
+    synth->synth->process(reinterpret_cast<const eigentone::MidiEvent*>(events), n_events, out, n_frames);
+}
+
+void et_synth_reset(et_synth* synth) { synth->synth->reset(); }
+int et_synth_latency(const et_synth* synth) { return synth->synth->latency_frames(); }
+int et_synth_voices(const et_synth* synth) { return synth->synth->sounding_voices(); }
+uint64_t et_synth_muted(const et_synth* synth) { return synth->synth->muted_voices(); }
 
 }  // extern "C"

@@ -205,14 +205,21 @@ bool has_fma() {
 void exp(const float* x, float* y, int64_t n) { has_fma() ? exp_fma(x, y, n) : exp_plain(x, y, n); }
 void tanh(const float* x, float* y, int64_t n) { has_fma() ? tanh_fma(x, y, n) : tanh_plain(x, y, n); }
 void erf(const float* x, float* y, int64_t n) { has_fma() ? erf_fma(x, y, n) : erf_plain(x, y, n); }
+// Eigen evaluates packets of 4 floats and the last n % 4 elements of a tensor with the scalar std:: function.
 void log(const float* x, float* y, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] = log_one(x[k]);
+    int64_t packed = n - n % 4;
+    for (int64_t k = 0; k < packed; ++k) y[k] = log_one(x[k]);
+    for (int64_t k = packed; k < n; ++k) y[k] = std::log(x[k]);
 }
 void cos(const float* x, float* y, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] = sincos_one(x[k], false);
+    int64_t packed = n - n % 4;
+    for (int64_t k = 0; k < packed; ++k) y[k] = sincos_one(x[k], false);
+    for (int64_t k = packed; k < n; ++k) y[k] = std::cos(x[k]);
 }
 void sin(const float* x, float* y, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) y[k] = sincos_one(x[k], true);
+    int64_t packed = n - n % 4;
+    for (int64_t k = 0; k < packed; ++k) y[k] = sincos_one(x[k], true);
+    for (int64_t k = packed; k < n; ++k) y[k] = std::sin(x[k]);
 }
 
 }  // namespace ortm

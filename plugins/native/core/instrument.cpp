@@ -1,0 +1,432 @@
+// Loading a bundle: the same checks, in the same order and with the same messages where they apply, as
+// engine/bundle.py (_read_files, _check_manifest, _check_graph, _probe), then the level gain of
+// engine/instrument.py. The one extra rule: every graph must stay inside the evaluator's op subset.
+#include "instrument.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <nlohmann/json.hpp>
+
+#include "onnx_proto.hpp"
+#include "sha256.hpp"
+#include "zip_reader.hpp"
+
+namespace eigentone {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+const char* kControlNames[4] = {"note", "velocity", "position", "position_y"};
+const double kDefaultControls[4] = {60.0, 0.8, 0.2, 0.37};
+const char* kFamilies[4] = {"diag_ssm", "koopman", "modal_fno", "modal"};
+constexpr double kLevel = 0.25;
+
+struct Failure {
+    std::string message;
+};
+
+[[noreturn]] void refuse(const std::string& path, const std::string& problem) { throw Failure{path + ": " + problem}; }
+
+std::string python_type(const Json& v) {
+    switch (v.type()) {
+        case Json::value_t::string: return "str";
+        case Json::value_t::boolean: return "bool";
+        case Json::value_t::number_integer:
+        case Json::value_t::number_unsigned: return "int";
+        case Json::value_t::number_float: return "float";
+        case Json::value_t::array: return "list";
+        case Json::value_t::object: return "dict";
+        default: return "NoneType";
+    }
+}
+
+std::string python_repr(const Json& v) {
+    if (v.is_string()) return "'" + v.get<std::string>() + "'";
+    if (v.is_boolean()) return v.get<bool>() ? "True" : "False";
+    if (v.is_null()) return "None";
+    return v.dump();
+}
+
+// Python's repr of a sorted list of names: ['a', 'b'].
+std::string name_list(std::vector<std::string> names) {
+    std::sort(names.begin(), names.end());
+    std::string out = "[";
+    for (size_t k = 0; k < names.size(); ++k) out += (k ? ", '" : "'") + names[k] + "'";
+    return out + "]";
+}
+
+std::string shape_repr(const Json& shape) {
+    if (!shape.is_array()) return python_repr(shape);
+    std::string out = "[";
+    for (size_t k = 0; k < shape.size(); ++k) out += (k ? ", " : "") + python_repr(shape[k]);
+    return out + "]";
+}
+
+bool is_int(const Json& v) { return v.is_number_integer(); }   // JSON booleans are not numbers here
+
+void check_manifest(const std::string& path, const Json& m) {
+    if (!m.is_object()) refuse(path, "manifest.json is not a JSON object");
+    struct Key {
+        const char* name;
+        const char* kind;   // str, int, list, number, bool, dict
+    };
+    const Key keys[] = {{"format", "str"},      {"format_version", "int"}, {"name", "str"},
+                        {"family", "str"},      {"modes", "int"},          {"controls", "list"},
+                        {"note_range", "list"}, {"trained_sample_rate", "number"}, {"release_time", "number"},
+                        {"modulation", "bool"}, {"graphs", "dict"}};
+    for (const Key& key : keys) {
+        if (!m.contains(key.name)) refuse(path, std::string("manifest.json is missing the required key '") + key.name + "'");
+        const Json& v = m[key.name];
+        std::string kind = key.kind;
+        bool ok = kind == "str"      ? v.is_string()
+                  : kind == "int"    ? is_int(v)
+                  : kind == "list"   ? v.is_array()
+                  : kind == "dict"   ? v.is_object()
+                  : kind == "bool"   ? v.is_boolean()
+                                     : (v.is_number() || v.is_boolean());   // Python: bool is an int
+        if (!ok) refuse(path, std::string("manifest key '") + key.name + "' has the wrong type (" + python_type(v) + ")");
+    }
+    if (m["format"] != "eigentone-bundle")
+        refuse(path, "manifest 'format' is " + python_repr(m["format"]) + ", expected 'eigentone-bundle'");
+    if (m["format_version"] != 1)
+        refuse(path, "bundle format_version " + m["format_version"].dump() +
+                         " is not supported (this engine reads (1,)); update eigentone or re-export the model");
+    bool known = false;
+    for (const char* f : kFamilies) known = known || m["family"] == f;
+    if (!known)
+        refuse(path, "unknown family " + python_repr(m["family"]) + " (expected one of diag_ssm, koopman, modal_fno, modal)");
+    if (m["modes"].get<int64_t>() < 1) refuse(path, "manifest 'modes' must be >= 1");
+    const Json& controls = m["controls"];
+    bool same = controls.size() == 4;
+    for (size_t k = 0; same && k < 4; ++k) same = controls[k] == kControlNames[k];
+    if (!same) refuse(path, "manifest 'controls' must be ['note', 'velocity', 'position', 'position_y']");
+    if (!m["graphs"].contains("excite")) refuse(path, "manifest 'graphs' has no 'excite' graph");
+}
+
+// Shapes agree: equal rank, axis 0 dynamic, other axes equal where both are fixed numbers.
+bool same_shape(const Json& declared, const std::vector<Json>& actual) {
+    if (!declared.is_array() || declared.size() != actual.size()) return false;
+    for (size_t k = 1; k < actual.size(); ++k)
+        if (is_int(declared[k]) && is_int(actual[k]) && declared[k] != actual[k]) return false;
+    return true;
+}
+
+std::vector<Json> dims_of(const onnx::ValueInfo& info) {
+    std::vector<Json> dims;
+    for (const onnx::Dim& d : info.dims) {
+        if (d.has_value) dims.emplace_back(d.value);
+        else if (!d.param.empty()) dims.emplace_back(d.param);
+        else dims.emplace_back(nullptr);
+    }
+    return dims;
+}
+
+std::string ort_type(int32_t elem) {
+    switch (elem) {
+        case 1: return "tensor(float)";
+        case 2: return "tensor(uint8)";
+        case 3: return "tensor(int8)";
+        case 6: return "tensor(int32)";
+        case 7: return "tensor(int64)";
+        case 9: return "tensor(bool)";
+        case 10: return "tensor(float16)";
+        case 11: return "tensor(double)";
+        default: return "tensor(type " + std::to_string(elem) + ")";
+    }
+}
+
+// The input/output shapes the format requires for a role; null shape entries mean "any".
+Json expected_signature(const Json& m, const std::string& role) {
+    int64_t n = m["modes"].get<int64_t>();
+    Json sig = Json::object();
+    if (role == "excite") {
+        sig["inputs"] = {{"controls", {"voices", 4}}};
+        Json outs = {{"sigma", {"voices", n}}, {"omega", {"voices", n}}, {"z0", {"voices", n, 2}}, {"c", {"voices", n, 2}}};
+        if (m["modulation"].get<bool>()) {
+            outs["mod_alpha"] = {"voices", n};
+            outs["mod_beta"] = {"voices", n};
+        }
+        sig["outputs"] = outs;
+    } else if (role == "readout") {
+        sig["inputs"] = {{"z", {"voices", n, 2}}};
+        sig["outputs"] = {{"c", {"voices", n, 2}}};
+    } else {
+        sig["inputs"] = {{"z", {"voices", n, 2}}};
+        sig["outputs"] = Json::object();
+    }
+    return sig;
+}
+
+std::unique_ptr<Graph> check_graph(const std::string& path, const Json& m, const std::string& role, const BundleFiles& files) {
+    const Json& entry = m["graphs"][role];
+    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() || !entry.contains("sha256") ||
+        !entry["sha256"].is_string())
+        refuse(path, "graph '" + role + "' needs 'file' and 'sha256' strings in manifest.json");
+    for (const char* kind : {"inputs", "outputs"})
+        if (!entry.contains(kind) || !entry[kind].is_object())
+            refuse(path, "graph '" + role + "' is missing its '" + kind + "' in manifest.json");
+    std::string name = entry["file"].get<std::string>();
+    auto file = files.find(name);
+    if (file == files.end()) refuse(path, "graph file '" + name + "' named in manifest.json is missing");
+    const std::vector<uint8_t>& data = file->second;
+    std::string digest = sha256_hex(data.data(), data.size());
+    std::string declared_digest = entry["sha256"].get<std::string>();
+    if (digest != declared_digest)
+        refuse(path, "sha256 mismatch for '" + name + "' (manifest " + declared_digest.substr(0, 12) + "..., file " +
+                         digest.substr(0, 12) + "...)");
+    onnx::Model model;
+    std::string problem;
+    if (!onnx::decode_model(data.data(), data.size(), model, problem))
+        refuse(path, "graph '" + name + "' does not load (" + problem + ")");
+    Json expected = expected_signature(m, role);
+    const std::vector<onnx::ValueInfo>* lists[2] = {&model.graph.inputs, &model.graph.outputs};
+    const char* kinds[2] = {"inputs", "outputs"};
+    for (int k = 0; k < 2; ++k) {
+        std::string kind = kinds[k];
+        std::string singular = kind.substr(0, kind.size() - 1);
+        std::vector<const onnx::ValueInfo*> actual;
+        std::vector<std::string> actual_names, declared_names;
+        for (const onnx::ValueInfo& v : *lists[k]) {
+            bool initializer = false;
+            for (const onnx::Tensor& t : model.graph.initializers) initializer = initializer || t.name == v.name;
+            if (k == 0 && initializer) continue;
+            actual.push_back(&v);
+            actual_names.push_back(v.name);
+        }
+        const Json& declared = entry[kind];
+        for (auto it = declared.begin(); it != declared.end(); ++it) declared_names.push_back(it.key());
+        std::vector<std::string> a = actual_names, d = declared_names;
+        std::sort(a.begin(), a.end());
+        std::sort(d.begin(), d.end());
+        a.erase(std::unique(a.begin(), a.end()), a.end());
+        d.erase(std::unique(d.begin(), d.end()), d.end());
+        if (a != d)
+            refuse(path, "graph '" + name + "' " + kind + " are " + name_list(a) + ", manifest.json declares " + name_list(d));
+        for (auto it = expected[kind].begin(); it != expected[kind].end(); ++it) {
+            if (!declared.contains(it.key()))
+                refuse(path, "graph '" + name + "' lacks the required " + singular + " '" + it.key() + "'");
+            std::vector<Json> want(it.value().begin(), it.value().end());
+            if (!same_shape(declared[it.key()], want))
+                refuse(path, "graph '" + name + "' " + singular + " '" + it.key() + "' is declared " +
+                                 shape_repr(declared[it.key()]) + ", the format requires " + shape_repr(it.value()));
+        }
+        for (const onnx::ValueInfo* v : actual) {
+            if (!v->is_tensor || v->elem_type != onnx::FLOAT)
+                refuse(path, "graph '" + name + "' " + singular + " '" + v->name + "' is " + ort_type(v->elem_type) + ", not float32");
+            std::vector<Json> dims = dims_of(*v);
+            if (!same_shape(declared[v->name], dims)) {
+                Json shown = Json::array();
+                for (const Json& x : dims) shown.push_back(x);
+                refuse(path, "graph '" + name + "' " + singular + " '" + v->name + "' has shape " + shape_repr(shown) +
+                                 ", manifest.json declares " + shape_repr(declared[v->name]));
+            }
+        }
+    }
+    auto graph = Graph::compile(model, problem);
+    if (!graph) refuse(path, "graph '" + name + "' cannot be played by the native core: " + problem);
+    if (!graph->plan(kGraphBatch, problem)) refuse(path, "graph '" + name + "' cannot be evaluated by the native core: " + problem);
+    return graph;
+}
+
+// Run each graph once on two rows of default controls; outputs must be finite and of the declared shapes.
+void probe(const std::string& path, const Json& m, Instrument& instrument, std::vector<std::unique_ptr<Graph>>& others,
+           const std::vector<std::string>& other_roles) {
+    int64_t n = m["modes"].get<int64_t>();
+    float controls[8];
+    for (int row = 0; row < 2; ++row)
+        for (int k = 0; k < 4; ++k) controls[4 * row + k] = float(kDefaultControls[k]);
+    std::vector<float> state;
+    const char* roles[3] = {"excite", "readout", "field"};
+    for (const char* role_name : roles) {
+        std::string role = role_name;
+        Graph* g = nullptr;
+        if (role == "excite") g = instrument.excite.get();
+        else if (role == "readout") g = instrument.readout.get();
+        else
+            for (size_t k = 0; k < other_roles.size(); ++k)
+                if (other_roles[k] == role) g = others[k].get();
+        if (!g) continue;
+        Graph probe_graph = *g;   // keep the loaded graph's buffers untouched
+        bool ok = role == "excite" ? probe_graph.run(controls, 2) : probe_graph.run(state.data(), 2);
+        if (!ok) refuse(path, "probe call of graph '" + role + "' failed (" + probe_graph.last_error() + ")");
+        const Json& declared_outputs = m["graphs"][role]["outputs"];
+        for (int k = 0; k < probe_graph.output_count(); ++k) {
+            const Value& v = probe_graph.output(k);
+            const std::string& tensor = probe_graph.output_name(k);
+            std::vector<Json> dims;
+            for (int j = 0; j < v.shape.rank; ++j) dims.emplace_back(v.shape.d[j]);
+            if (v.shape.rank == 0 || v.shape.d[0] != 2 || !same_shape(declared_outputs[tensor], dims)) {
+                Json shown = Json::array();
+                for (const Json& x : dims) shown.push_back(x);
+                refuse(path, "probe of graph '" + role + "' returned '" + tensor + "' of shape " + shape_repr(shown) +
+                                 ", declared " + shape_repr(declared_outputs[tensor]));
+            }
+            int64_t count = v.shape.numel();
+            for (int64_t j = 0; j < count; ++j)
+                if (!std::isfinite(v.f[size_t(j)])) refuse(path, "probe of graph '" + role + "' returned non-finite '" + tensor + "'");
+        }
+        if (role == "excite") {
+            const Value& z0 = probe_graph.output(instrument.outputs.z0);
+            if (!(z0.shape.rank == 3 && z0.shape.d[0] == 2 && z0.shape.d[1] == n && z0.shape.d[2] == 2)) {
+                std::string shown = "[";
+                for (int j = 0; j < z0.shape.rank; ++j) shown += (j ? ", " : "") + std::to_string(z0.shape.d[j]);
+                refuse(path, "probe of graph 'excite' returned z0 of shape " + shown + "]");
+            }
+            state.assign(z0.f.begin(), z0.f.begin() + z0.shape.numel());
+            const Value& sigma = probe_graph.output(instrument.outputs.sigma);
+            const Value& omega = probe_graph.output(instrument.outputs.omega);
+            for (int64_t j = 0; j < sigma.shape.numel(); ++j)
+                if (sigma.f[size_t(j)] < 0) refuse(path, "probe of graph 'excite' returned negative sigma or omega");
+            for (int64_t j = 0; j < omega.shape.numel(); ++j)
+                if (omega.f[size_t(j)] < 0) refuse(path, "probe of graph 'excite' returned negative sigma or omega");
+        }
+    }
+}
+
+bool is_directory(const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::shared_ptr<Instrument> load(const std::string& path) {
+    BundleFiles files;
+    std::string problem, digest;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) refuse(path, "no such bundle file");
+    if (is_directory(path)) {
+        if (!read_folder(path, files, problem)) refuse(path, "not a readable bundle folder (" + problem + ")");
+    } else {
+        std::vector<uint8_t> archive;
+        if (!read_file(path, archive, problem)) refuse(path, "not a readable bundle archive (" + problem + ")");
+        digest = sha256_hex(archive.data(), archive.size());
+        if (!read_zip(archive, files, problem)) refuse(path, "not a readable bundle archive (" + problem + ")");
+    }
+    auto manifest_file = files.find("manifest.json");
+    if (manifest_file == files.end()) refuse(path, "no manifest.json at the top level of the bundle");
+    if (digest.empty()) digest = sha256_hex(manifest_file->second.data(), manifest_file->second.size());
+    Json m;
+    try {
+        m = Json::parse(manifest_file->second.begin(), manifest_file->second.end());
+    } catch (const Json::exception& e) {
+        std::string what = e.what();
+        size_t cut = what.find("] ");
+        refuse(path, "manifest.json is not valid JSON (" + (cut == std::string::npos ? what : what.substr(cut + 2)) + ")");
+    }
+    check_manifest(path, m);
+
+    auto instrument = std::make_shared<Instrument>();
+    std::vector<std::unique_ptr<Graph>> others;
+    std::vector<std::string> other_roles;
+    for (auto it = m["graphs"].begin(); it != m["graphs"].end(); ++it) {
+        auto graph = check_graph(path, m, it.key(), files);
+        if (it.key() == "excite") instrument->excite = std::move(graph);
+        else if (it.key() == "readout") instrument->readout = std::move(graph);
+        else {
+            others.push_back(std::move(graph));
+            other_roles.push_back(it.key());
+        }
+    }
+    ExciteOutputs& o = instrument->outputs;
+    const Graph& e = *instrument->excite;
+    o.sigma = e.output_index("sigma");
+    o.omega = e.output_index("omega");
+    o.z0 = e.output_index("z0");
+    o.c = e.output_index("c");
+    o.mod_alpha = e.output_index("mod_alpha");
+    o.mod_beta = e.output_index("mod_beta");
+    o.attack = e.output_index("attack");
+    probe(path, m, *instrument, others, other_roles);
+
+    InstrumentInfo& info = instrument->info;
+    const Json& range = m["note_range"];
+    if (range.size() != 2 || !range[0].is_number() || !range[1].is_number())
+        refuse(path, "manifest 'note_range' must be [lowest, highest] MIDI notes");
+    info.path = path;
+    info.name = m["name"].get<std::string>();
+    info.family = m["family"].get<std::string>();
+    info.description = m.contains("description") && m["description"].is_string() ? m["description"].get<std::string>() : "";
+    info.sha256 = digest;
+    info.modes = int(m["modes"].get<int64_t>());
+    info.note_lo = int(range[0].get<double>());
+    info.note_hi = int(range[1].get<double>());
+    info.trained_sample_rate = m["trained_sample_rate"].get<double>();
+    info.release_time = m["release_time"].get<double>();
+    info.modulation = m["modulation"].get<bool>();
+    info.has_readout = instrument->readout != nullptr;
+    if (m.contains("attack") && o.attack >= 0 && m["attack"].is_object()) {
+        const Json& a = m["attack"];
+        if (!is_int(a.value("samples", Json())) || !a.value("sample_rate", Json()).is_number())
+            refuse(path, "manifest 'attack' needs integer 'samples' and numeric 'sample_rate'");
+        info.attack_samples = int(a["samples"].get<int64_t>());
+        info.attack_sample_rate = a["sample_rate"].get<double>();
+        if (info.attack_samples < 1 || !(info.attack_sample_rate > 0) || info.attack_samples / info.attack_sample_rate > 1.0)
+            refuse(path, "manifest 'attack' must have samples >= 1 and samples / sample_rate <= 1 s");
+        info.has_attack = true;
+    }
+
+    const Json gain = m.contains("output_gain") ? m["output_gain"] : Json();
+    bool truthy = gain.is_number() ? gain.get<double>() != 0.0 : (gain.is_boolean() ? gain.get<bool>() : false);
+    if (truthy) {
+        info.output_gain = gain.get<double>();
+    } else {
+        // The probe note: middle of the range, full velocity, default position.
+        float controls[4] = {float(0.5 * (range[0].get<double>() + range[1].get<double>())), 1.0f, float(kDefaultControls[2]),
+                             float(kDefaultControls[3])};
+        Graph g = *instrument->excite;
+        if (!g.run(controls, 1)) refuse(path, std::string("level probe failed (") + g.last_error() + ")");
+        auto out = [&](int k) { return k >= 0 ? g.output(k).fp() : nullptr; };
+        info.output_gain = level_gain(out(o.sigma), out(o.omega), out(o.z0), out(o.c), out(o.mod_alpha), out(o.mod_beta),
+                                      info.modes);
+    }
+    return instrument;
+}
+
+}  // namespace
+
+double Instrument::release_sigma() const { return std::log(1000.0) / std::max(info.release_time, 1e-3); }
+
+double level_gain(const float* sigma, const float* omega, const float* z0, const float* c, const float* mod_alpha,
+                  const float* mod_beta, int modes) {
+    const double fs = 48000.0;
+    const int n = 4800;
+    std::vector<std::complex<double>> w(static_cast<size_t>(modes)), p(static_cast<size_t>(modes));
+    double energy = 0.0;
+    if (mod_alpha)
+        for (int m = 0; m < modes; ++m)
+            energy += double(mod_beta[m]) * (double(z0[2 * m]) * z0[2 * m] + double(z0[2 * m + 1]) * z0[2 * m + 1]);
+    for (int m = 0; m < modes; ++m) {
+        double om = omega[m];
+        if (mod_alpha) om = std::sqrt(om * om + double(mod_alpha[m]) * energy);
+        std::complex<double> zc(z0[2 * m], z0[2 * m + 1]), cc(c[2 * m], c[2 * m + 1]);
+        w[size_t(m)] = cc * zc;
+        p[size_t(m)] = std::fabs(om) < M_PI * fs ? std::exp(std::complex<double>(-std::max(double(sigma[m]), 0.0), om) / fs)
+                                                  : std::complex<double>(0.0, 0.0);
+    }
+    double peak = 0.0;
+    for (int k = 0; k < n; ++k) {
+        double y = 0.0;
+        for (int m = 0; m < modes; ++m) {
+            y += w[size_t(m)].real();
+            w[size_t(m)] *= p[size_t(m)];
+        }
+        if (!(std::fabs(y) <= peak)) peak = std::fabs(y);   // NaN propagates into peak
+    }
+    return std::isfinite(peak) && peak > 0 ? kLevel / peak : 1.0;
+}
+
+LoadResult load_instrument(const std::string& path) {
+    try {
+        return {load(path), ""};
+    } catch (const Failure& f) {
+        return {nullptr, f.message};
+    } catch (const std::exception& e) {
+        return {nullptr, path + ": " + e.what()};
+    }
+}
+
+const InstrumentInfo& info(const Instrument& instrument) { return instrument.info; }
+
+}  // namespace eigentone
