@@ -88,6 +88,7 @@ def library() -> ctypes.CDLL:
         "et_synth_set_options": (None, [p, ctypes.POINTER(_Options)]),
         "et_synth_process": (None, [p, ctypes.POINTER(_Event), i, f32p, i]),
         "et_synth_reset": (None, [p]),
+        "et_synth_render": (None, [p, ctypes.POINTER(_Event), i, f32p, ctypes.c_int64, i]),
         "et_synth_latency": (i, [p]),
         "et_synth_voices": (i, [p]),
         "et_synth_muted": (ctypes.c_uint64, [p]),
@@ -217,6 +218,18 @@ class NativeSynth:
             array[k] = _Event(frame, status, data1, data2)
         self._lib.et_synth_process(self._handle, array, len(events), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
                                    n_frames)
+        return out
+
+    def render(self, frames: np.ndarray, messages: np.ndarray, n_frames: int, host_block: int = 64) -> np.ndarray:
+        """A whole stream in one call: events at absolute ``frames`` (sorted, (events,) int) with ``messages``
+        ((events, 3) status, data1, data2), cut into host buffers of ``host_block`` frames -> (n_frames,) float32."""
+        out = np.zeros(n_frames, np.float32)
+        count = len(frames)
+        array = (_Event * max(count, 1))()
+        for k in range(count):
+            array[k] = _Event(int(frames[k]), int(messages[k][0]), int(messages[k][1]), int(messages[k][2]))
+        self._lib.et_synth_render(self._handle, array, count, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                  n_frames, host_block)
         return out
 
     def reset(self) -> None:

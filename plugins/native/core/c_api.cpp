@@ -2,7 +2,9 @@
 #include "c_api.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <string>
 
 #include "eigentone_core.hpp"
@@ -182,9 +184,33 @@ void et_synth_process(et_synth* synth, const et_event* events, int n_events, flo
     synth->synth->process(reinterpret_cast<const eigentone::MidiEvent*>(events), n_events, out, n_frames);
 }
 
+void et_synth_render(et_synth* synth, const et_event* events, int n_events, float* out, int64_t n_frames,
+                     int host_block) {
+    std::vector<eigentone::MidiEvent> block;
+    block.reserve(size_t(n_events));
+    int e = 0;
+    host_block = std::max(host_block, 1);
+    for (int64_t start = 0; start < n_frames; start += host_block) {
+        int n = int(std::min<int64_t>(host_block, n_frames - start));
+        block.clear();
+        while (e < n_events && int64_t(events[e].frame) < start + n) {
+            eigentone::MidiEvent ev{uint32_t(std::max<int64_t>(int64_t(events[e].frame) - start, 0)), events[e].status,
+                                    events[e].data1, events[e].data2};
+            block.push_back(ev);
+            ++e;
+        }
+        synth->synth->process(block.data(), int(block.size()), out + start, n);
+    }
+}
+
 void et_synth_reset(et_synth* synth) { synth->synth->reset(); }
 int et_synth_latency(const et_synth* synth) { return synth->synth->latency_frames(); }
 int et_synth_voices(const et_synth* synth) { return synth->synth->sounding_voices(); }
 uint64_t et_synth_muted(const et_synth* synth) { return synth->synth->muted_voices(); }
 
 }  // extern "C"
+
+extern "C" const char* et_supported_ops(void) {
+    static const std::string json = eigentone::supported_ops_json();
+    return json.c_str();
+}

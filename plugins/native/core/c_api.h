@@ -46,6 +46,10 @@ ET_API et_synth* et_synth_new(const et_instrument* instrument, double sample_rat
 ET_API void et_synth_free(et_synth* synth);
 ET_API void et_synth_set_options(et_synth* synth, const et_options* options);
 ET_API void et_synth_process(et_synth* synth, const et_event* events, int n_events, float* out, int n_frames);
+/* A whole stream in one call: events with absolute frames (sorted) over n_frames, cut into host buffers of
+ * host_block frames (each gets the events of its span, frames made relative). For tests and tools. */
+ET_API void et_synth_render(et_synth* synth, const et_event* events, int n_events, float* out, int64_t n_frames,
+                            int host_block);
 ET_API void et_synth_reset(et_synth* synth);
 ET_API int et_synth_latency(const et_synth* synth);
 ET_API int et_synth_voices(const et_synth* synth);

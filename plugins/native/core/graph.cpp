@@ -8,13 +8,42 @@
 namespace eigentone {
 
 const OpInfo kOps[] = {
-    {"Abs", Op::Abs}, {"Add", Op::Add}, {"Cast", Op::Cast}, {"Clip", Op::Clip}, {"Concat", Op::Concat},
-    {"Constant", Op::Constant}, {"Cos", Op::Cos}, {"Div", Op::Div}, {"Einsum", Op::Einsum}, {"Equal", Op::Equal},
-    {"Erf", Op::Erf}, {"Exp", Op::Exp}, {"Expand", Op::Expand}, {"Gather", Op::Gather}, {"Gemm", Op::Gemm},
-    {"Less", Op::Less}, {"Log", Op::Log}, {"MatMul", Op::MatMul}, {"Max", Op::Max}, {"Mul", Op::Mul},
-    {"Neg", Op::Neg}, {"Or", Op::Or}, {"Pow", Op::Pow}, {"ReduceSum", Op::ReduceSum}, {"Reshape", Op::Reshape},
-    {"Shape", Op::Shape}, {"Sin", Op::Sin}, {"Slice", Op::Slice}, {"Sqrt", Op::Sqrt}, {"Sub", Op::Sub},
-    {"Tanh", Op::Tanh}, {"Tile", Op::Tile}, {"Unsqueeze", Op::Unsqueeze}, {"Where", Op::Where},
+    {"Abs", Op::Abs, 1, 1, {}, nullptr},
+    {"Add", Op::Add, 2, 2, {}, nullptr},
+    {"Cast", Op::Cast, 1, 1, {{"to", 3, {1, 7, 9}}}, "to"},
+    {"Clip", Op::Clip, 1, 3, {}, nullptr},
+    {"Concat", Op::Concat, 1, -1, {{"axis", 0, {}}}, "axis"},
+    {"Constant", Op::Constant, 0, 0,
+     {{"value", 0, {}}, {"value_float", 0, {}}, {"value_floats", 0, {}}, {"value_int", 0, {}}, {"value_ints", 0, {}}},
+     nullptr},
+    {"Cos", Op::Cos, 1, 1, {}, nullptr},
+    {"Div", Op::Div, 2, 2, {}, nullptr},
+    {"Einsum", Op::Einsum, 1, 2, {{"equation", 0, {}}}, "equation"},
+    {"Equal", Op::Equal, 2, 2, {}, nullptr},
+    {"Erf", Op::Erf, 1, 1, {}, nullptr},
+    {"Exp", Op::Exp, 1, 1, {}, nullptr},
+    {"Expand", Op::Expand, 2, 2, {}, nullptr},
+    {"Gather", Op::Gather, 2, 2, {{"axis", 0, {}}}, nullptr},
+    {"Gemm", Op::Gemm, 2, 3, {{"alpha", 0, {}}, {"beta", 0, {}}, {"transA", 2, {0, 1}}, {"transB", 2, {0, 1}}}, nullptr},
+    {"Less", Op::Less, 2, 2, {}, nullptr},
+    {"Log", Op::Log, 1, 1, {}, nullptr},
+    {"MatMul", Op::MatMul, 2, 2, {}, nullptr},
+    {"Max", Op::Max, 1, 2, {}, nullptr},
+    {"Mul", Op::Mul, 2, 2, {}, nullptr},
+    {"Neg", Op::Neg, 1, 1, {}, nullptr},
+    {"Or", Op::Or, 2, 2, {}, nullptr},
+    {"Pow", Op::Pow, 2, 2, {}, nullptr},
+    {"ReduceSum", Op::ReduceSum, 1, 2, {{"keepdims", 2, {0, 1}}, {"noop_with_empty_axes", 2, {0, 1}}}, nullptr},
+    {"Reshape", Op::Reshape, 2, 2, {{"allowzero", 2, {0, 1}}}, nullptr},
+    {"Shape", Op::Shape, 1, 1, {{"start", 0, {}}, {"end", 0, {}}}, nullptr},
+    {"Sin", Op::Sin, 1, 1, {}, nullptr},
+    {"Slice", Op::Slice, 3, 5, {}, nullptr},
+    {"Sqrt", Op::Sqrt, 1, 1, {}, nullptr},
+    {"Sub", Op::Sub, 2, 2, {}, nullptr},
+    {"Tanh", Op::Tanh, 1, 1, {}, nullptr},
+    {"Tile", Op::Tile, 2, 2, {}, nullptr},
+    {"Unsqueeze", Op::Unsqueeze, 2, 2, {}, nullptr},
+    {"Where", Op::Where, 3, 3, {}, nullptr},
 };
 const int kOpCount = int(sizeof(kOps) / sizeof(kOps[0]));
 
@@ -22,38 +51,10 @@ namespace {
 
 const int64_t kOpsetMin = 13, kOpsetMax = 21;
 
-// Attribute names each op may carry (anything else is refused, so a new exporter feature is noticed).
-const std::map<std::string, std::set<std::string>>& allowed_attributes() {
-    static const std::map<std::string, std::set<std::string>> table = {
-        {"Cast", {"to"}},
-        {"Concat", {"axis"}},
-        {"Constant", {"value", "value_float", "value_floats", "value_int", "value_ints"}},
-        {"Einsum", {"equation"}},
-        {"Gather", {"axis"}},
-        {"Gemm", {"alpha", "beta", "transA", "transB"}},
-        {"ReduceSum", {"keepdims", "noop_with_empty_axes"}},
-        {"Reshape", {"allowzero"}},
-        {"Shape", {"start", "end"}},
-    };
-    return table;
-}
-
-// Input counts (min, max) per op; optional inputs may be given as "".
-void input_range(Op op, int& lo, int& hi) {
-    switch (op) {
-        case Op::Constant: lo = hi = 0; return;
-        case Op::Abs: case Op::Neg: case Op::Exp: case Op::Log: case Op::Sqrt: case Op::Tanh: case Op::Erf:
-        case Op::Cos: case Op::Sin: case Op::Cast: case Op::Shape: lo = hi = 1; return;
-        case Op::Clip: lo = 1; hi = 3; return;
-        case Op::ReduceSum: lo = 1; hi = 2; return;
-        case Op::Max: lo = 1; hi = 2; return;
-        case Op::Einsum: lo = 1; hi = 2; return;
-        case Op::Concat: lo = 1; hi = 1 << 20; return;
-        case Op::Gemm: lo = 2; hi = 3; return;
-        case Op::Slice: lo = 3; hi = 5; return;
-        case Op::Where: lo = hi = 3; return;
-        default: lo = hi = 2; return;
-    }
+const AttributeRule* attribute_rule(const OpInfo& info, const std::string& name) {
+    for (const AttributeRule& rule : info.attributes)
+        if (rule.name && name == rule.name) return &rule;
+    return nullptr;
 }
 
 bool parse_einsum(const std::string& raw, EinsumPlan& plan) {
@@ -175,6 +176,31 @@ bool constant_value(const onnx::Node& node, Value& v, std::string& problem) {
 
 }  // namespace
 
+std::string supported_ops_json() {
+    std::string out = "{\"opset\": [" + std::to_string(kOpsetMin) + ", " + std::to_string(kOpsetMax) +
+                      "], \"max_rank\": " + std::to_string(kMaxRank) + ", \"tensor_types\": [1, 7, 9], \"ops\": {";
+    for (int k = 0; k < kOpCount; ++k) {
+        const OpInfo& info = kOps[k];
+        out += std::string(k ? ", " : "") + "\"" + info.name + "\": {\"inputs\": [" + std::to_string(info.min_inputs) +
+               ", " + (info.max_inputs < 0 ? std::string("null") : std::to_string(info.max_inputs)) + "], \"attributes\": {";
+        bool first = true;
+        for (const AttributeRule& rule : info.attributes) {
+            if (!rule.name) continue;
+            out += std::string(first ? "" : ", ") + "\"" + rule.name + "\": ";
+            first = false;
+            if (rule.n_allowed == 0) {
+                out += "null";
+            } else {
+                out += "[";
+                for (int j = 0; j < rule.n_allowed; ++j) out += (j ? ", " : "") + std::to_string(rule.allowed[j]);
+                out += "]";
+            }
+        }
+        out += std::string("}, \"required\": [") + (info.required ? std::string("\"") + info.required + "\"" : "") + "]}";
+    }
+    return out + "}}";
+}
+
 std::vector<std::string> unsupported(const onnx::Model& model) {
     std::vector<std::string> problems;
     std::string error;
@@ -274,15 +300,28 @@ std::unique_ptr<Graph> Graph::compile(const onnx::Model& model, std::string& err
             continue;
         }
         bool ok = true;
-        auto allowed = allowed_attributes().find(node.op_type);
         for (const onnx::Attribute& a : node.attributes) {
-            if (a.has_graph || allowed == allowed_attributes().end() || !allowed->second.count(a.name)) {
+            const AttributeRule* rule = attribute_rule(*info, a.name);
+            if (a.has_graph || !rule) {
                 problems.push_back(label + ": attribute '" + a.name + "' is not supported");
+                ok = false;
+                continue;
+            }
+            bool allowed = rule->n_allowed == 0;
+            for (int k = 0; k < rule->n_allowed; ++k) allowed = allowed || a.i == rule->allowed[k];
+            if (!allowed) {
+                std::string list;
+                for (int k = 0; k < rule->n_allowed; ++k) list += (k ? ", " : "") + std::to_string(rule->allowed[k]);
+                problems.push_back(label + ": attribute " + a.name + "=" + std::to_string(a.i) +
+                                   " is not supported (allowed: " + list + ")");
                 ok = false;
             }
         }
-        int lo, hi;
-        input_range(info->op, lo, hi);
+        if (info->required && !node.attribute(info->required)) {
+            problems.push_back(label + ": " + node.op_type + " needs '" + info->required + "'");
+            ok = false;
+        }
+        int lo = info->min_inputs, hi = info->max_inputs < 0 ? (1 << 20) : info->max_inputs;
         int n_inputs = int(node.inputs.size());
         while (n_inputs > 0 && node.inputs[n_inputs - 1].empty()) --n_inputs;
         if (n_inputs < lo || n_inputs > hi) {
@@ -327,31 +366,16 @@ std::unique_ptr<Graph> Graph::compile(const onnx::Model& model, std::string& err
             else if (a.name == "keepdims") step.keepdims = a.i != 0;
             else if (a.name == "noop_with_empty_axes") step.noop_with_empty_axes = a.i != 0;
             else if (a.name == "allowzero") step.allowzero = a.i != 0;
-            else if (a.name == "to") {
-                if (a.i == onnx::FLOAT) step.to = DType::F32;
-                else if (a.i == onnx::INT64) step.to = DType::I64;
-                else if (a.i == onnx::BOOL) step.to = DType::Bool;
-                else { problems.push_back(label + ": Cast to type " + std::to_string(a.i) + " is not supported"); ok = false; }
-            } else if (a.name == "equation") {
+            else if (a.name == "to") step.to = a.i == onnx::FLOAT ? DType::F32 : a.i == onnx::INT64 ? DType::I64 : DType::Bool;
+            else if (a.name == "equation") {
                 if (!parse_einsum(a.s, step.einsum)) {
                     problems.push_back(label + ": Einsum equation '" + a.s + "' is not supported (1 or 2 operands)");
                     ok = false;
                 }
             }
         }
-        if (info->op == Op::Cast && !node.attribute("to")) {
-            problems.push_back(label + ": Cast needs 'to'");
-            ok = false;
-        }
-        if (info->op == Op::Concat && !node.attribute("axis")) {
-            problems.push_back(label + ": Concat needs 'axis'");
-            ok = false;
-        }
         if (info->op == Op::Einsum) {
-            if (!node.attribute("equation")) {
-                problems.push_back(label + ": Einsum needs 'equation'");
-                ok = false;
-            } else if (ok && step.einsum.operands != n_inputs) {
+            if (ok && step.einsum.operands != n_inputs) {
                 problems.push_back(label + ": Einsum equation and inputs disagree");
                 ok = false;
             }
@@ -414,7 +438,9 @@ bool Graph::plan(int max_batch, std::string& error) {
     Value& input = values_[input_];
     int64_t row = input_row_size();
     input.f.assign(size_t(row * max_batch), 0.0f);
-    for (int batch = 1; batch <= max_batch; ++batch) {
+    // Tensor sizes grow with the batch (affine in it for every supported op), so the largest buffers come from
+    // the largest batch; batch 1 is run too, and run() still checks every size against the plan.
+    for (int batch : {1, max_batch}) {
         input.shape = input_shape_;
         input.shape.d[0] = batch;
         if (!execute(true)) {

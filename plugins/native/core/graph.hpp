@@ -3,7 +3,7 @@
 // arithmetic and bool masks.
 //
 // Buffers are planned once: compile() resolves names and checks ops, plan(max_batch) evaluates the graph at
-// every batch size 1..max_batch with growing buffers and keeps the largest size of every tensor. After that,
+// batch 1 and max_batch with growing buffers and keeps the largest size of every tensor. After that,
 // run() only writes into those buffers (no allocation, no lock): it is what the audio thread calls.
 //
 // Arithmetic follows onnxruntime's CPU kernels where the result depends on it: Gemm/MatMul accumulate each
@@ -59,10 +59,19 @@ enum class Op : uint8_t {
     MatMul, Max, Mul, Neg, Or, Pow, ReduceSum, Reshape, Shape, Sin, Slice, Sqrt, Sub, Tanh, Tile, Unsqueeze, Where,
 };
 
-// The supported ops by name (the C++ side of export/op_subset.py's OPS table).
+// The supported ops (the C++ side of export/op_subset.py's OPS table; tests keep the two identical).
+struct AttributeRule {
+    const char* name;
+    int n_allowed;               // 0: any value; else the first n_allowed entries of `allowed`
+    int64_t allowed[3];
+};
+
 struct OpInfo {
     const char* name;
     Op op;
+    int min_inputs, max_inputs;  // max_inputs -1: any number
+    AttributeRule attributes[5]; // terminated by a null name
+    const char* required;        // a required attribute, or null
 };
 extern const OpInfo kOps[];
 extern const int kOpCount;
@@ -124,5 +133,8 @@ private:
 // Returns the problems of a model against the supported subset ("" entries never), empty when it is
 // supported. Same rules as compile(); used by bundle loading to say which node is unsupported.
 std::vector<std::string> unsupported(const onnx::Model& model);
+
+// The supported subset as JSON (same shape as export/op_subset.py table()).
+std::string supported_ops_json();
 
 }  // namespace eigentone

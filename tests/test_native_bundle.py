@@ -1,0 +1,163 @@
+"""The native core refuses the same bad bundles as engine/bundle.py, with one line naming the file, and loads the
+good ones to the same level gain."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from native_helpers import SHIPPED, native_core, shipped_ids, write_modal  # noqa: F401 - fixture
+from onnx import helper
+
+from eigentone.errors import EigentoneError
+from engine.bundle import load_bundle
+from engine.instrument import Instrument
+from export.bundle_writer import write_bundle
+from export.modal_bundle import excite_graph
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    return write_modal(tmp_path_factory.mktemp("native-bundles") / "good.etone", modes=16, readout=True, modulation=True)
+
+
+def _rewrite(src: Path, dst: Path, edit_manifest=None, edit_files=None, compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(src) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(files["manifest.json"])
+    if edit_manifest:
+        edit_manifest(manifest)
+    files["manifest.json"] = json.dumps(manifest).encode()
+    if edit_files:
+        edit_files(files)
+    with zipfile.ZipFile(dst, "w", compression=compression) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return dst
+
+
+def _native_error(path: Path) -> str:
+    from plugins.native.binding import NativeError, NativeInstrument
+
+    with pytest.raises(NativeError) as info:
+        NativeInstrument(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("bundle", SHIPPED, ids=shipped_ids())
+def test_shipped_bundles_load_with_the_engines_level_gain(native_core, bundle):
+    from plugins.native.binding import NativeInstrument
+
+    native = NativeInstrument(bundle).info
+    engine = Instrument.load(bundle)
+    assert native["name"] == engine.name and native["modes"] == engine.modes
+    assert (native["note_lo"], native["note_hi"]) == engine.note_range
+    assert native["has_readout"] == engine.has_readout and native["modulation"] == engine.modulation
+    assert native["output_gain"] == pytest.approx(engine.output_gain, rel=1e-12)
+    assert len(native["sha256"]) == 64
+
+
+def _truncate(files):
+    files["excite.onnx"] = files["excite.onnx"][: len(files["excite.onnx"]) // 2]
+
+
+def _drop_excite(manifest):
+    del manifest["graphs"]["excite"]
+
+
+CASES = {
+    "missing key": (lambda m: m.pop("modes"), None, "missing the required key 'modes'"),
+    "wrong type": (lambda m: m.update(modes="16"), None, "'modes' has the wrong type (str)"),
+    "format": (lambda m: m.update(format="zip"), None, "expected 'eigentone-bundle'"),
+    "version": (lambda m: m.update(format_version=2), None, "format_version 2 is not supported"),
+    "family": (lambda m: m.update(family="banjo"), None, "unknown family 'banjo'"),
+    "controls": (lambda m: m.update(controls=["note"]), None, "'controls' must be"),
+    "no excite": (_drop_excite, None, "has no 'excite' graph"),
+    "graph file": (lambda m: m["graphs"]["excite"].update(file="nope.onnx"), None, "'nope.onnx' named in manifest.json is missing"),
+    "sha256": (lambda m: m["graphs"]["excite"].update(sha256="0" * 64), None, "sha256 mismatch for 'excite.onnx'"),
+    "entry": (lambda m: m["graphs"]["excite"].pop("sha256"), None, "needs 'file' and 'sha256' strings"),
+    "outputs": (lambda m: m["graphs"]["excite"]["outputs"].pop("c"), None, "outputs are"),
+    "declared shape": (lambda m: m["graphs"]["readout"]["inputs"].update(z=["voices", 17, 2]), None,
+                       "is declared ['voices', 17, 2], the format requires ['voices', 16, 2]"),
+    "modes": (lambda m: m.update(modes=17), None, "the format requires"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_manifests_are_refused_by_both(native_core, good, tmp_path, case):
+    edit, files, fragment = CASES[case]
+    path = _rewrite(good, tmp_path / f"{case}.etone", edit, files)
+    with pytest.raises(EigentoneError) as python_error:
+        load_bundle(path)
+    native = _native_error(path)
+    assert str(python_error.value).startswith(str(path)) and native.startswith(str(path)), native
+    assert fragment in str(python_error.value), python_error.value
+    assert fragment in native, native
+    assert "\n" not in native
+
+
+def test_archive_damage_is_refused_by_both(native_core, good, tmp_path):
+    garbage = tmp_path / "garbage.etone"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    no_manifest = _rewrite(good, tmp_path / "nomanifest.etone", edit_files=lambda f: f.pop("manifest.json"))
+    bad_json = _rewrite(good, tmp_path / "badjson.etone", edit_files=lambda f: f.update({"manifest.json": b"{nope"}))
+    truncated_graph = _rewrite(good, tmp_path / "truncated.etone", edit_files=_truncate)
+    # a flipped byte inside a stored member: the CRC-32 check catches it
+    stored = _rewrite(good, tmp_path / "stored.etone", compression=zipfile.ZIP_STORED)
+    data = bytearray(stored.read_bytes())
+    start = data.find(b"excite.onnx") + len(b"excite.onnx") + 40
+    data[start] ^= 0xFF
+    crc = tmp_path / "crc.etone"
+    crc.write_bytes(bytes(data))
+    for path, fragment in ((garbage, "not a readable bundle archive"), (no_manifest, "no manifest.json"),
+                           (bad_json, "manifest.json is not valid JSON"), (truncated_graph, "sha256 mismatch"),
+                           (crc, "not a readable bundle archive")):
+        with pytest.raises(EigentoneError, match="^" + str(path).replace(".", r"\.")):
+            load_bundle(path)
+        native = _native_error(path)
+        assert native.startswith(f"{path}: ") and fragment in native, native
+    missing = tmp_path / "missing.etone"
+    assert _native_error(missing) == f"{missing}: no such bundle file"
+
+
+def test_member_names_that_leave_the_bundle_are_refused(native_core, good, tmp_path):
+    path = _rewrite(good, tmp_path / "evil.etone", edit_files=lambda f: f.update({"../evil.txt": b"x"}))
+    assert "leaves the bundle" in _native_error(path)
+
+
+def test_non_finite_probe_is_refused_by_both(native_core, tmp_path):
+    path = write_modal(tmp_path / "nan.etone", modes=8, nan_notes=(60,))   # the probe plays note 60
+    with pytest.raises(EigentoneError, match="probe of graph 'excite' returned non-finite 'z0'"):
+        load_bundle(path)
+    assert "probe of graph 'excite' returned non-finite 'z0'" in _native_error(path)
+
+
+def test_graph_outside_the_op_subset_loads_in_the_engine_but_not_in_the_core(native_core, tmp_path):
+    """The one extra rule of the core: onnxruntime plays an Identity node, the plugin does not."""
+    model = onnx.load_from_string(excite_graph(8))
+    for node in model.graph.node:
+        for k, name in enumerate(node.output):
+            if name == "sigma":
+                node.output[k] = "sigma_raw"
+    model.graph.node.append(helper.make_node("Identity", ["sigma_raw"], ["sigma"]))
+    path = tmp_path / "identity.etone"
+    write_bundle(path, name="identity", family="modal", modes=8, graphs={"excite": model.SerializeToString()},
+                 note_range=(40, 80), trained_sample_rate=48000.0)
+    load_bundle(path)
+    native = _native_error(path)
+    assert "cannot be played by the native core" in native and "Identity" in native, native
+
+
+def test_folder_bundles_load(native_core, good, tmp_path):
+    from plugins.native.binding import NativeInstrument
+
+    with zipfile.ZipFile(good) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    info = NativeInstrument(tmp_path / "unpacked").info
+    assert info["name"] == "modal-string" and info["has_readout"]
+    assert info["output_gain"] == pytest.approx(Instrument.load(tmp_path / "unpacked").output_gain, rel=1e-12)
+    assert np.isfinite(info["output_gain"])
