@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
+ATTACK_OUTPUT = "attack"
+"""Excite output of a bundle with an attack component: (voices, L) float32 table at the manifest's rate."""
+MAX_ATTACK_SECONDS = 1.0
 FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
@@ -119,6 +122,21 @@ def _check_manifest(path: Path, manifest: Any) -> None:
         raise EigentoneError(f"{path}: manifest 'controls' must be {list(CONTROL_NAMES)}")
     if "excite" not in manifest["graphs"]:
         raise EigentoneError(f"{path}: manifest 'graphs' has no 'excite' graph")
+    if "attack" in manifest:
+        _check_attack(path, manifest["attack"])
+
+
+def _check_attack(path: Path, attack: Any) -> None:
+    """The optional attack component: {"samples": L >= 1, "sample_rate": fs_a > 0}, at most 1 s long."""
+    if not isinstance(attack, dict) or set(attack) != {"samples", "sample_rate"}:
+        raise EigentoneError(f"{path}: manifest 'attack' must be {{\"samples\": L, \"sample_rate\": Hz}}")
+    samples, rate = attack["samples"], attack["sample_rate"]
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise EigentoneError(f"{path}: manifest 'attack' 'samples' must be an integer >= 1")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+        raise EigentoneError(f"{path}: manifest 'attack' 'sample_rate' must be a number > 0 (Hz)")
+    if samples / rate > MAX_ATTACK_SECONDS:
+        raise EigentoneError(f"{path}: manifest 'attack' lasts {samples / rate:.3g} s, at most {MAX_ATTACK_SECONDS} s")
 
 
 def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[str, list]]:
@@ -128,6 +146,8 @@ def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[s
         outputs = {"sigma": ["voices", n], "omega": ["voices", n], "z0": ["voices", n, 2], "c": ["voices", n, 2]}
         if manifest["modulation"]:
             outputs.update({name: ["voices", n] for name in MODULATION_OUTPUTS})
+        if "attack" in manifest:
+            outputs[ATTACK_OUTPUT] = ["voices", manifest["attack"]["samples"]]
         return {"inputs": {"controls": ["voices", len(CONTROL_NAMES)]}, "outputs": outputs}
     if role == "readout":
         return {"inputs": {"z": ["voices", n, 2]}, "outputs": {"c": ["voices", n, 2]}}

@@ -7,7 +7,7 @@ RUN_DIR/config.json names the family: ``{"family": "koopman", ...}``. The module
 
     def build_from_run(run_dir: Path) -> tuple[
         nn.Module,              # excite: forward(controls (V, 4)) -> {"sigma", "omega", "z0", "c"
-                                #         [, "mod_alpha", "mod_beta"]} as in engine/contract.py
+                                #         [, "mod_alpha", "mod_beta"]} as in eigentone/contract
         nn.Module | None,       # readout: forward(z (V, N, 2)) -> c (V, N, 2), or None
         nn.Module | None,       # field:   forward(z (V, N, 2)) -> u (V, points) or (V, ny, nx), or None
         dict,                   # manifest fields: modes, note_range, trained_sample_rate, and optionally

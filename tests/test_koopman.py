@@ -130,7 +130,7 @@ def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
 
 def test_export_parity_and_bundle_plays(tiny_run, tmp_path):
     """`eigentone export` path: ONNX graphs, parity <= 1e-4 relative, engine validation; then the engine plays it."""
-    from engine.contract import render_modal
+    from eigentone.contract.reference import render_modal
     from engine.instrument import Instrument
     from engine.synth import Synth
     from export.cli import export_run

@@ -9,7 +9,7 @@ import torch
 from ssm_helpers import pluck, write_notes
 
 from eigentone.cli import main
-from engine.contract import midi_to_hz
+from eigentone.contract.reference import midi_to_hz
 from training import metrics as M
 from training.data.audio import load_recording
 from training.eval_cli import evaluate

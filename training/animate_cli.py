@@ -4,7 +4,7 @@ Strings are drawn as displacement curves u(x, t), plates as images u(x, y, t) on
 scale. From a run directory the model is the trained modal FNO fed the example's own initial
 condition and physical parameters; from a bundle (``.etone``) it is the playable instrument driven
 through its ONNX graphs (excite with the example's note / velocity / position, the closed-form modal
-advance of ``engine/contract.py``, then the ``field`` graph), so the animation shows what the engine
+advance of ``eigentone/contract``, then the ``field`` graph), so the animation shows what the engine
 plays. Writes a GIF (imageio) or, where imageio's ffmpeg plugin is installed, an MP4.
 """
 
@@ -62,7 +62,7 @@ def model_fields_from_run(run_dir: Path, ds, example: int, samples: np.ndarray) 
 
 def _bundle_controls(ds, example: int, manifest: dict) -> np.ndarray:
     """(1, 4) engine controls for a dataset example: note from f0, velocity from the excitation amplitude."""
-    from engine.contract import hz_to_midi
+    from eigentone.contract.reference import hz_to_midi
 
     params = {k: float(np.asarray(v)[example]) for k, v in ds.params.items()}
     exc = {k: float(np.asarray(v)[example]) for k, v in ds.excitation.items()}
@@ -79,7 +79,7 @@ def model_fields_from_bundle(bundle: Path, ds, example: int, samples: np.ndarray
     """The bundle's field at sample indices ``samples`` for an example's note/velocity/position."""
     import onnxruntime as ort
 
-    from engine.contract import ModalVoices, discrete_poles
+    from eigentone.contract.reference import ModalVoices, discrete_poles
 
     with zipfile.ZipFile(bundle) as archive:
         manifest = json.loads(archive.read("manifest.json"))

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from eigentone.contract.reference import ModalVoices, hz_to_midi, midi_to_hz, render_modal
+from eigentone.contract.torch_twin import modal_readout, modal_trajectory
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
-from engine.contract import hz_to_midi, midi_to_hz
 from training import metrics as M
 from training.data.audio import AUDIO_SUFFIXES, Recording, load_folder, load_recording
 from training.losses import multi_resolution_stft_loss, relative_mse
 from training.modal_analysis import ModalEstimate, esprit, esprit_subband, significant_partials
 from training.models.diag_ssm import ConditionedSSM, FieldSSM, RecordingSSM
-from training.models.modal_core import modal_readout, modal_trajectory
 from training.trainer import seed_everything, train_loop
 
 HELP = "fit a diagonal state-space model (S4D/LRU style) to a simulated dataset or recordings"
@@ -50,20 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- closed-form rendering (numpy, float64)
 
 
-def render_contract(out: dict[str, torch.Tensor], sample_rate: float, n_samples: int, chunk: int = 16384) -> np.ndarray:
-    """(V, n_samples) pickup of a contract dict, closed form in float64 (any length, no recursion)."""
-    sigma, omega = out["sigma"].detach().double().numpy(), out["omega"].detach().double().numpy()
-    z0 = out["z0"].detach().double().numpy()
-    c = out["c"].detach().double().numpy()
-    amp = (c[..., 0] + 1j * c[..., 1]) * (z0[..., 0] + 1j * z0[..., 1])  # (V, N)
-    omega = np.where(omega < math.pi * sample_rate, omega, 0.0)
-    amp = np.where(out["omega"].detach().numpy() < math.pi * sample_rate, amp, 0.0)
-    pole = -sigma + 1j * omega  # (V, N)
-    y = np.empty((sigma.shape[0], n_samples))
-    for start in range(0, n_samples, chunk):
-        t = np.arange(start, min(start + chunk, n_samples)) / sample_rate
-        y[:, start : start + t.size] = np.real(np.einsum("vn,vnt->vt", amp, np.exp(pole[:, :, None] * t)))
-    return y
+def render_contract(out: dict[str, torch.Tensor], sample_rate: float, n_samples: int) -> np.ndarray:
+    """(V, n_samples) pickup of a contract dict, by the contract's float64 reference (closed form when unmodulated)."""
+    voices = ModalVoices.from_graph_outputs({k: v.detach().double().numpy() for k, v in out.items()})
+    return render_modal(voices, sample_rate, n_samples)
 
 
 def controls_tensor(note: float, velocity: float, position: float = 0.2, position_y: float = 0.37) -> torch.Tensor:

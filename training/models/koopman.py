@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.models.modal_core import ContinuousPoles, modal_trajectory
+from eigentone.contract.torch_twin import block_rollout, semitone_ratio, split_controls
+from training.models.modal_core import ContinuousPoles
 
 # --------------------------------------------------------------------------------------------
 # configuration
@@ -268,20 +269,8 @@ class KoopmanModel(nn.Module):
         z0: (V, N, 2). Returns z (V, N, T, 2) and pickup y (V, T). Python loops over blocks only.
         """
         co = self.coefficients()
-        fs, block = self.config.sample_rate, self.config.block_size
-        steps = torch.arange(block + 1, dtype=z0.dtype) / fs  # (B+1,)
-        z, zs, ys = z0, [], []
-        for start in range(0, n_samples, block):
-            n = min(block, n_samples - start)
-            energy = (co["mod_beta"] * (z**2).sum(-1)).sum(-1, keepdim=True)  # (V, 1)
-            omega = torch.sqrt(co["omega"] ** 2 + co["mod_alpha"] * energy)  # (V, N)
-            sigma = co["sigma"].expand_as(omega)
-            traj = modal_trajectory(sigma, omega, z, steps[: n + 1])  # (V, N, n+1, 2)
-            c = self.readout(z)  # (V, N, 2) block-start readout
-            ys.append((c[:, :, None, 0] * traj[:, :, :n, 0] - c[:, :, None, 1] * traj[:, :, :n, 1]).sum(1))
-            zs.append(traj[:, :, :n])
-            z = traj[:, :, n]
-        return torch.cat(zs, dim=2), torch.cat(ys, dim=1)
+        return block_rollout(co["sigma"], co["omega"], z0, co["mod_alpha"], co["mod_beta"], self.config.sample_rate,
+                             n_samples, self.config.block_size, readout=self.readout)
 
     @torch.no_grad()
     def estimate_velocity(self, fields: np.ndarray) -> np.ndarray:
@@ -402,7 +391,7 @@ class ExciteGraph(nn.Module):
             self.register_buffer("y", torch.as_tensor(np.linspace(0.0, 1.0, cfg.grid_shape[0]), dtype=torch.float32))
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, vel, pos, pos_y = controls[:, 0:1], controls[:, 1:2], controls[:, 2:3], controls[:, 3:4]  # (V, 1)
+        note, vel, pos, pos_y = split_controls(controls)  # (V, 1) each
         amp = self.amp_min + (self.amp_max - self.amp_min) * vel.clamp(0.0, 1.0)  # (V, 1) metres
         gx = torch.exp(-((self.x[None, :] - pos) ** 2) / (2 * self.width**2))  # (V, nx)
         if self.plate:
@@ -418,7 +407,7 @@ class ExciteGraph(nn.Module):
         else:  # initial displacement amp * shape (m), at rest
             z0 = self.model.encoder(amp * shape, torch.zeros_like(shape))  # (V, N, 2)
         co = self.model.coefficients()
-        s = torch.pow(2.0, (note - self.note0) / 12.0)  # (V, 1)
+        s = semitone_ratio(note, self.note0)  # (V, 1)
         sigma = s * co["sigma"]  # (V, N)
         omega = s * co["omega"]
         alpha = s**2 * co["mod_alpha"]

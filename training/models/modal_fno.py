@@ -53,7 +53,7 @@ the Kirchhoff-Carrier form (alpha beta = E A k_n^2 k_m^2 / (8 rho A)) with a lea
 
 Nonlinear FNO blocks are offered *before* the modal step (on the initial condition, eq. (2) input)
 but not after it: a nonlinear map of z(t) would make the per-sample readout nonlinear and break the
-engine's modal-bank contract (``engine/contract.py``); amplitude-dependent behaviour enters through
+engine's modal-bank contract (``eigentone/contract``); amplitude-dependent behaviour enters through
 those blocks and the block-rate pole modulation instead.
 """
 
@@ -70,7 +70,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.models.modal_core import complex_mul, modal_trajectory, modulated_rollout
+from eigentone.contract.torch_twin import complex_mul, midi_to_hz, modal_trajectory, modulated_rollout, split_controls
 
 SIGMA_MIN = 1e-3  # 1/s: smallest decay rate any parameter value can give
 
@@ -440,9 +440,8 @@ class ExciteGraph(nn.Module):
         return params
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, velocity = controls[:, 0], controls[:, 1]
-        pos_x, pos_y = controls[:, 2], controls[:, 3]
-        target = torch.log(2 * math.pi * 440.0 * torch.pow(2.0, (note - 69.0) / 12.0))  # (V,) log omega_1
+        note, velocity, pos_x, pos_y = (column[:, 0] for column in split_controls(controls))  # (V,) each
+        target = torch.log(2 * math.pi * midi_to_hz(note))  # (V,) log omega_1
         lo, hi = math.log(self.imap.pitch_range[0]), math.log(self.imap.pitch_range[1])
         log_p = torch.full_like(note, self.log_pitch_ref)
         if self.pitch_index >= 0:  # Newton in log-log space (omega_1 grows with the pitch parameter)
