@@ -54,6 +54,7 @@ OPS: dict[str, OpRule] = {
     "Exp": UNARY,
     "Expand": BINARY,
     "Gather": OpRule(inputs=(2, 2), attributes={"axis": None}),
+    "Identity": UNARY,
     "Gemm": OpRule(inputs=(2, 3), attributes={"alpha": None, "beta": None, "transA": (0, 1), "transB": (0, 1)}),
     "Less": BINARY,
     "Log": UNARY,

@@ -25,6 +25,7 @@ const OpInfo kOps[] = {
     {"Expand", Op::Expand, 2, 2, {}, nullptr},
     {"Gather", Op::Gather, 2, 2, {{"axis", 0, {}}}, nullptr},
     {"Gemm", Op::Gemm, 2, 3, {{"alpha", 0, {}}, {"beta", 0, {}}, {"transA", 2, {0, 1}}, {"transB", 2, {0, 1}}}, nullptr},
+    {"Identity", Op::Identity, 1, 1, {}, nullptr},
     {"Less", Op::Less, 2, 2, {}, nullptr},
     {"Log", Op::Log, 1, 1, {}, nullptr},
     {"MatMul", Op::MatMul, 2, 2, {}, nullptr},

@@ -55,7 +55,7 @@ struct Value {
 };
 
 enum class Op : uint8_t {
-    Abs, Add, Cast, Clip, Concat, Constant, Cos, Div, Einsum, Equal, Erf, Exp, Expand, Gather, Gemm, Less, Log,
+    Abs, Add, Cast, Clip, Concat, Constant, Cos, Div, Einsum, Equal, Erf, Exp, Expand, Gather, Gemm, Identity, Less, Log,
     MatMul, Max, Mul, Neg, Or, Pow, ReduceSum, Reshape, Shape, Sin, Slice, Sqrt, Sub, Tanh, Tile, Unsqueeze, Where,
 };
 

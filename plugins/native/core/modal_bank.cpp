@@ -1,5 +1,6 @@
 #include "modal_bank.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ort_math.hpp"
@@ -7,167 +8,128 @@
 namespace eigentone {
 namespace {
 
+// The two complex-multiply halves as numba fuses them on an FMA CPU: a*b - c*d with c*d rounded first, and
+// a*b + c*d with a*b rounded first (the engine's kernels were matched element for element).
 template <bool F>
-__attribute__((always_inline)) inline float fms(float a, float b, float c, float d) {   // a*b - c*d
-    if constexpr (F) {
-        return __builtin_fmaf(a, b, -(c * d));
-    } else {
-        return a * b - c * d;
-    }
+__attribute__((always_inline)) inline float fms(float a, float b, float c, float d) {
+    if constexpr (F) return __builtin_fmaf(a, b, -(c * d));
+    return a * b - c * d;
 }
 
 template <bool F>
-__attribute__((always_inline)) inline float fps(float a, float b, float c, float d) {   // a*b + c*d, c*d fused
-    if constexpr (F) {
-        return __builtin_fmaf(c, d, a * b);
-    } else {
-        return a * b + c * d;
-    }
+__attribute__((always_inline)) inline float fps(float a, float b, float c, float d) {
+    if constexpr (F) return __builtin_fmaf(c, d, a * b);
+    return a * b + c * d;
 }
 
 template <bool F>
-__attribute__((always_inline)) inline void advance_impl(ModalBank& b, const int32_t* active, int count, float* out,
-                                                        int start, int stop) {
-    const int modes = b.modes;
-    float* scratch = b.scratch.data();
-    for (int j = 0; j < count; ++j) {
-        int v = active[j];
-        int n_modes = b.live[v];
-        float* zr = b.row(b.zr, v);
-        float* zi = b.row(b.zi, v);
-        const float* pr = b.row(b.pr, v);
-        const float* pi = b.row(b.pi, v);
-        const float* cr = b.row(b.cr, v);
-        const float* ci = b.row(b.ci, v);
-        (void)modes;
-        for (int k = start; k < stop; ++k) {
-            float acc = 0.0f;
-            for (int m = 0; m < n_modes; ++m) {
-                float a = zr[m], c = zi[m];
-                acc += fps<F>(cr[m], a, -ci[m], c);
-                zr[m] = fms<F>(a, pr[m], c, pi[m]);
-                zi[m] = fps<F>(a, pi[m], c, pr[m]);
-            }
-            scratch[k] = acc;
-        }
-        bool finite = true;
-        for (int k = start; k < stop; ++k)
-            if (!std::isfinite(scratch[k])) finite = false;
-        if (finite) {
-            for (int k = start; k < stop; ++k) out[k] += scratch[k];
-        } else {
-            b.bad[v] = 1;
-        }
-    }
+__attribute__((always_inline)) inline float norm2(float re, float im) {
+    if constexpr (F) return __builtin_fmaf(im, im, re * re);
+    return re * re + im * im;
 }
 
+// The per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), w <- p w (the engine's 4-sample
+// loop fuses the imaginary part as a*d + (b*c rounded); used for every sample here, whatever the cut).
 template <bool F>
-__attribute__((always_inline)) inline void advance_block_impl(ModalBank& b, const int32_t* active, int count,
-                                                              float* out, int n) {
-    float* scratch = b.scratch.data();
-    float* wr = b.wr.data();
-    float* wi = b.wi.data();
-    for (int j = 0; j < count; ++j) {
-        int v = active[j];
-        int n_modes = b.live[v];
-        float* zr = b.row(b.zr, v);
-        float* zi = b.row(b.zi, v);
-        const float* pr = b.row(b.pr, v);
-        const float* pi = b.row(b.pi, v);
-        const float* cr = b.row(b.cr, v);
-        const float* ci = b.row(b.ci, v);
+__attribute__((always_inline)) inline void run_voice(float* wr, float* wi, const float* pr, const float* pi,
+                                                     int n_modes, float* scratch, int n) {
+    for (int k = 0; k < n; ++k) {
+        float acc = 0.0f;
         for (int m = 0; m < n_modes; ++m) {
-            wr[m] = fms<F>(cr[m], zr[m], ci[m], zi[m]);
-            wi[m] = fps<F>(cr[m], zi[m], ci[m], zr[m]);
+            float a = wr[m], b = wi[m];
+            acc += a;
+            wr[m] = fms<F>(a, pr[m], b, pi[m]);
+            wi[m] = fps<F>(b, pr[m], a, pi[m]);
         }
-        for (int k = 0; k < n; ++k) {
-            float acc = 0.0f;
-            for (int m = 0; m < n_modes; ++m) {
-                float a = wr[m], c = wi[m];
-                acc += a;
-                wr[m] = fms<F>(a, pr[m], c, pi[m]);
-                wi[m] = fps<F>(a, pi[m], c, pr[m]);
-            }
-            scratch[k] = acc;
-        }
-        const float* qr = b.row(b.qr, v);
-        const float* qi = b.row(b.qi, v);
-        for (int m = 0; m < n_modes; ++m) {
-            float a = zr[m], c = zi[m];
-            zr[m] = fms<F>(a, qr[m], c, qi[m]);
-            zi[m] = fps<F>(a, qi[m], c, qr[m]);
-        }
-        bool finite = true;
-        for (int k = 0; k < n; ++k)
-            if (!std::isfinite(scratch[k])) finite = false;
-        if (finite) {
-            for (int k = 0; k < n; ++k) out[k] += scratch[k];
-        } else {
-            b.bad[v] = 1;
-        }
+        scratch[k] = acc;
     }
 }
 
-__attribute__((target("fma"))) void advance_fma(ModalBank& b, const int32_t* a, int n, float* out, int s, int e) {
-    advance_impl<true>(b, a, n, out, s, e);
+__attribute__((target("fma"))) void run_voice_fma(float* wr, float* wi, const float* pr, const float* pi, int m,
+                                                  float* s, int n) {
+    run_voice<true>(wr, wi, pr, pi, m, s, n);
 }
-void advance_plain(ModalBank& b, const int32_t* a, int n, float* out, int s, int e) {
-    advance_impl<false>(b, a, n, out, s, e);
-}
-__attribute__((target("fma"))) void block_fma(ModalBank& b, const int32_t* a, int n, float* out, int len) {
-    advance_block_impl<true>(b, a, n, out, len);
-}
-void block_plain(ModalBank& b, const int32_t* a, int n, float* out, int len) {
-    advance_block_impl<false>(b, a, n, out, len);
-}
-
-// float32 (re, im) of r exp(i angle), shrunk if rounding made its magnitude exceed 1.
-inline void rounded_pole(double r, double angle, float& re, float& im) {
-    float a = float(r * std::cos(angle));
-    float b = float(r * std::sin(angle));
-    double mag2 = double(a) * double(a) + double(b) * double(b);
-    if (mag2 > 1.0) {
-        float shrink = float((1.0 - 1e-7) / std::sqrt(mag2));
-        a *= shrink;
-        b *= shrink;
-    }
-    re = a;
-    im = b;
+void run_voice_plain(float* wr, float* wi, const float* pr, const float* pi, int m, float* s, int n) {
+    run_voice<false>(wr, wi, pr, pi, m, s, n);
 }
 
 template <bool F>
-__attribute__((always_inline)) inline float norm2(float re, float im) {   // re*re + im*im as numba fuses it
-    if constexpr (F) {
-        return __builtin_fmaf(im, im, re * re);
-    } else {
-        return re * re + im * im;
+__attribute__((always_inline)) inline void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
+    for (int m = 0; m < n; ++m) {
+        float a = zr[m], b = zi[m];
+        zr[m] = fms<F>(a, qr[m], b, qi[m]);
+        zi[m] = fps<F>(a, qi[m], b, qr[m]);
     }
+}
+__attribute__((target("fma"))) void rotate_fma(float* zr, float* zi, const float* qr, const float* qi, int n) {
+    rotate<true>(zr, zi, qr, qi, n);
+}
+void rotate_plain(float* zr, float* zi, const float* qr, const float* qi, int n) { rotate<false>(zr, zi, qr, qi, n); }
+
+template <bool F>
+__attribute__((always_inline)) inline void phasor(float* wr, float* wi, const float* zr, const float* zi,
+                                                  const float* cr, const float* ci, int n) {
+    for (int m = 0; m < n; ++m) {
+        wr[m] = fms<F>(cr[m], zr[m], ci[m], zi[m]);
+        wi[m] = fps<F>(cr[m], zi[m], ci[m], zr[m]);
+    }
+}
+__attribute__((target("fma"))) void phasor_fma(float* wr, float* wi, const float* zr, const float* zi, const float* cr,
+                                               const float* ci, int n) {
+    phasor<true>(wr, wi, zr, zi, cr, ci, n);
+}
+void phasor_plain(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
+    phasor<false>(wr, wi, zr, zi, cr, ci, n);
 }
 
 __attribute__((target("fma"))) float norm2_fma(float re, float im) { return norm2<true>(re, im); }
 float norm2_plain(float re, float im) { return norm2<false>(re, im); }
+__attribute__((target("fma"))) double dfma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+
+// float32 (re, im) of the double pole a + ib, shrunk if rounding made its magnitude exceed 1.
+inline void rounded_pole(double a, double b, float& re, float& im) {
+    float a32 = float(a), b32 = float(b);
+    double mag2 = double(a32) * double(a32) + double(b32) * double(b32);
+    if (mag2 > 1.0) {
+        float shrink = float((1.0 - 1e-7) / std::sqrt(mag2));
+        a32 *= shrink;
+        b32 *= shrink;
+    }
+    re = a32;
+    im = b32;
+}
 
 }  // namespace
 
-ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size_, bool modulated_, float output_gain_)
+ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size_, bool modulated_, float output_gain_,
+                     int attack_samples, double attack_rate)
     : slots(slots_), modes(modes_), sample_rate(sample_rate_), block_size(block_size_), modulated(modulated_),
-      output_gain(output_gain_), fma_(ortm::has_fma()) {
+      output_gain(output_gain_), attack_len(attack_samples), fma_(ortm::has_fma()) {
+    levels = 1;
+    while ((1 << levels) <= block_size) ++levels;   // bit_length(block_size): moves up to 2 * block_size - 1
     size_t n = size_t(slots) * size_t(modes);
-    for (auto* a : {&zr, &zi, &pr, &pi, &qr, &qi, &cr, &ci, &sigma, &omega0, &alpha, &beta, &tilt}) a->assign(n, 0.0f);
+    for (auto* a : {&zr, &zi, &wr, &wi, &cr, &ci, &sigma, &omega0, &alpha, &beta}) a->assign(n, 0.0f);
+    tilt.assign(n, 1.0f);
+    powr.assign(n * size_t(levels), 0.0f);
+    powi.assign(n * size_t(levels), 0.0f);
+    anchor.assign(size_t(slots), 0);
+    live.assign(size_t(slots), 0);
+    ended.assign(size_t(slots), 0);
     scale.assign(size_t(slots), 1.0);
     sigma_floor.assign(size_t(slots), 0.0);
     energy.assign(size_t(slots), 0.0);
     level.assign(size_t(slots), 0.0);
-    live.assign(size_t(slots), 0);
     bad.assign(size_t(slots), 0);
-    ended.assign(size_t(slots), 0);
     scratch.assign(size_t(block_size), 0.0f);
-    wr.assign(size_t(modes), 0.0f);
-    wi.assign(size_t(modes), 0.0f);
+    attack_step = attack_samples ? attack_rate / sample_rate : 0.0;
+    attack.assign(attack_samples ? size_t(slots) * size_t(attack_samples + 1) : 0, 0.0f);
+    attack_pos.assign(size_t(slots), 0);
+    attack_gain.assign(size_t(slots), 1.0);
 }
 
 void ModalBank::load(int slot, const float* sigma_row, const float* omega_row, const float* z0_row, const float* c_row,
-                     const float* alpha_row, const float* beta_row, const float* tilt_row, double bend_scale) {
+                     const float* alpha_row, const float* beta_row, const float* attack_row, const float* tilt_row,
+                     double bend_scale, int at) {
     float* s = row(sigma, slot);
     float* w = row(omega0, slot);
     float* zrr = row(zr, slot);
@@ -181,34 +143,35 @@ void ModalBank::load(int slot, const float* sigma_row, const float* omega_row, c
         zrr[m] = z0_row[2 * m];
         zir[m] = z0_row[2 * m + 1];
         t[m] = tilt_row ? tilt_row[m] : 1.0f;
-        crr[m] = output_gain * c_row[2 * m];
-        cir[m] = output_gain * c_row[2 * m + 1];
-        if (tilt_row) {
-            crr[m] *= t[m];
-            cir[m] *= t[m];
-        }
+        crr[m] = output_gain * c_row[2 * m] * t[m];
+        cir[m] = output_gain * c_row[2 * m + 1] * t[m];
     }
     if (modulated) {
-        float* a = row(alpha, slot);
-        float* b = row(beta, slot);
-        for (int m = 0; m < modes; ++m) {
-            a[m] = alpha_row[m];
-            b[m] = beta_row[m];
-        }
+        std::copy(alpha_row, alpha_row + modes, row(alpha, slot));
+        std::copy(beta_row, beta_row + modes, row(beta, slot));
+    }
+    if (attack_len) {
+        float* table = attack.data() + size_t(slot) * size_t(attack_len + 1);
+        std::copy(attack_row, attack_row + attack_len, table);
+        table[attack_len] = 0.0f;
+        attack_pos[slot] = 0;
+        attack_gain[slot] = 1.0;
     }
     scale[slot] = bend_scale;
     sigma_floor[slot] = 0.0;
     bad[slot] = 0;
+    live[slot] = modes;
     int32_t one = slot;
     poles(&one, 1, true);
-    live[slot] = modes;
-    settle(&one, 1, 0.0);
+    int n_ended = 0;
+    settle_one(slot, 0.0, n_ended);
+    start_block(&one, 1);
+    anchor[slot] = at;
 }
 
 void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
     const double nyquist = M_PI * sample_rate;
     const double fs = sample_rate;
-    const double block = double(block_size);
     for (int j = 0; j < count; ++j) {
         int v = voices[j];
         const float* s_row = row(sigma, v);
@@ -217,10 +180,6 @@ void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
         const float* b_row = row(beta, v);
         const float* zrr = row(zr, v);
         const float* zir = row(zi, v);
-        float* prr = row(pr, v);
-        float* pir = row(pi, v);
-        float* qrr = row(qr, v);
-        float* qir = row(qi, v);
         double e = energy[v];
         if (modulated && new_energy) {
             e = 0.0;
@@ -232,57 +191,122 @@ void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
             double w = scale[v] * double(w_row[m]);
             if (modulated) w = std::sqrt(w * w + double(a_row[m]) * e);
             if (w >= nyquist || w < 0.0) {
-                prr[m] = pir[m] = qrr[m] = qir[m] = 0.0f;
+                for (int level_ = 0; level_ < levels; ++level_) power(powr, level_, v)[m] = power(powi, level_, v)[m] = 0.0f;
                 continue;
             }
-            double s = double(s_row[m]);
-            if (decay_scale != 1.0) s = s / decay_scale;
-            s = std::max(std::max(s, sigma_floor[v]), 0.0);
-            rounded_pole(std::exp(-s / fs), w / fs, prr[m], pir[m]);
-            rounded_pole(std::exp(-s * block / fs), w * block / fs, qrr[m], qir[m]);
+            double s = std::max(std::max(double(s_row[m]) / decay_scale, sigma_floor[v]), 0.0);
+            double r = std::exp(-s / fs);
+            double a = r * std::cos(w / fs);
+            double b = r * std::sin(w / fs);
+            for (int level_ = 0; level_ < levels; ++level_) {
+                rounded_pole(a, b, power(powr, level_, v)[m], power(powi, level_, v)[m]);
+                double a2 = fma_ ? dfma(a, a, -(b * b)) : a * a - b * b;
+                b = 2.0 * a * b;
+                a = a2;
+            }
         }
     }
 }
 
-void ModalBank::pole_of(int slot) {
+void ModalBank::start_block(const int32_t* active, int count) {
+    for (int j = 0; j < count; ++j) {
+        int v = active[j];
+        anchor[v] = 0;
+        (fma_ ? phasor_fma : phasor_plain)(row(wr, v), row(wi, v), row(zr, v), row(zi, v), row(cr, v), row(ci, v), live[v]);
+    }
+}
+
+void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
+    float* s = scratch.data();
+    for (int j = 0; j < count; ++j) {
+        int v = active[j];
+        (fma_ ? run_voice_fma : run_voice_plain)(row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v],
+                                                 s, n);
+        if (attack_len > 0 && double(attack_pos[v]) * attack_step < attack_len) {
+            const float* table = attack.data() + size_t(v) * size_t(attack_len + 1);
+            double decay = std::exp(-sigma_floor[v] / sample_rate);
+            int64_t position = attack_pos[v];
+            double gain = attack_gain[v];
+            for (int k = 0; k < n; ++k) {
+                double t = double(position) * attack_step;
+                if (t >= attack_len) break;
+                int64_t i = int64_t(t);
+                double f = t - double(i);
+                double a = double(table[i]) * (1.0 - f) + double(table[i + 1]) * f;
+                s[k] += float(double(output_gain) * gain * a);
+                gain *= decay;
+                ++position;
+            }
+            attack_pos[v] = position;
+            attack_gain[v] = gain;
+        }
+        bool finite = true;
+        for (int k = 0; k < n; ++k)
+            if (!std::isfinite(s[k])) finite = false;
+        if (finite) {
+            for (int k = 0; k < n; ++k) out[k] += s[k];
+        } else {
+            bad[v] = 1;
+        }
+    }
+}
+
+void ModalBank::move_to(const int32_t* voices, int count, int at) {
+    for (int j = 0; j < count; ++j) {
+        int v = voices[j];
+        int steps = at - anchor[v];
+        for (int level_ = 0; steps > 0; ++level_, steps >>= 1) {
+            if (steps & 1)
+                (fma_ ? rotate_fma : rotate_plain)(row(zr, v), row(zi, v), power(powr, level_, v), power(powi, level_, v),
+                                                   live[v]);
+        }
+        anchor[v] = at;
+    }
+}
+
+void ModalBank::release(int slot, double sigma_, int at) {
     int32_t one = slot;
+    move_to(&one, 1, at);
+    sigma_floor[slot] = std::max(sigma_floor[slot], sigma_);
     poles(&one, 1, false);
 }
 
-void ModalBank::advance(const int32_t* active, int count, float* out, int start, int stop) {
-    if (start == 0 && stop == block_size) {
-        fma_ ? block_fma(*this, active, count, out, stop) : block_plain(*this, active, count, out, stop);
-    } else {
-        fma_ ? advance_fma(*this, active, count, out, start, stop) : advance_plain(*this, active, count, out, start, stop);
+void ModalBank::bend(const int32_t* voices, int count, double bend_scale, int at) {
+    move_to(voices, count, at);
+    for (int j = 0; j < count; ++j) scale[voices[j]] = bend_scale;
+    poles(voices, count, false);
+}
+
+int ModalBank::settle_one(int v, double threshold, int& n_ended) {
+    const double floor2 = kSilentMode * kSilentMode;
+    float* zrr = row(zr, v);
+    float* zir = row(zi, v);
+    const float* crr = row(cr, v);
+    const float* cir = row(ci, v);
+    double total = 0.0;
+    int last = 0;
+    for (int m = 0; m < live[v]; ++m) {
+        float z2 = fma_ ? norm2_fma(zrr[m], zir[m]) : norm2_plain(zrr[m], zir[m]);
+        if (double(z2) < floor2) {   // NaN compares false: such a mode is kept (its voice is reported via bad)
+            zrr[m] = 0.0f;
+            zir[m] = 0.0f;
+        } else {
+            float c2 = fma_ ? norm2_fma(crr[m], cir[m]) : norm2_plain(crr[m], cir[m]);
+            total += double(std::sqrt(z2 * c2));
+            last = m + 1;
+        }
     }
+    live[v] = last;
+    level[v] = total;
+    bool attack_done = attack_len == 0 || double(attack_pos[v]) * attack_step >= attack_len;
+    if (bad[v] || (!(total >= threshold) && attack_done)) ended[n_ended++] = v;
+    return n_ended;
 }
 
 int ModalBank::settle(const int32_t* active, int count, double threshold) {
-    const double floor2 = kSilentMode * kSilentMode;
+    move_to(active, count, block_size);
     int n_ended = 0;
-    for (int j = 0; j < count; ++j) {
-        int v = active[j];
-        float* zrr = row(zr, v);
-        float* zir = row(zi, v);
-        const float* crr = row(cr, v);
-        const float* cir = row(ci, v);
-        double total = 0.0;
-        int last = 0;
-        for (int m = 0; m < live[v]; ++m) {
-            float z2 = fma_ ? norm2_fma(zrr[m], zir[m]) : norm2_plain(zrr[m], zir[m]);
-            if (double(z2) < floor2) {   // NaN compares false: such a mode is kept (its voice is reported via bad)
-                zrr[m] = 0.0f;
-                zir[m] = 0.0f;
-            } else {
-                float c2 = fma_ ? norm2_fma(crr[m], cir[m]) : norm2_plain(crr[m], cir[m]);
-                total += double(std::sqrt(z2 * c2));
-                last = m + 1;
-            }
-        }
-        live[v] = last;
-        level[v] = total;
-        if (bad[v] || !(total >= threshold)) ended[n_ended++] = v;
-    }
+    for (int j = 0; j < count; ++j) settle_one(active[j], threshold, n_ended);
     return n_ended;
 }
 
@@ -294,12 +318,8 @@ void ModalBank::set_readout(const int32_t* active, int count, const float* c_row
         const float* t = row(tilt, v);
         const float* c = c_rows + size_t(j) * size_t(modes) * 2;
         for (int m = 0; m < modes; ++m) {
-            crr[m] = output_gain * c[2 * m];
-            cir[m] = output_gain * c[2 * m + 1];
-            if (t[m] != 1.0f) {
-                crr[m] *= t[m];
-                cir[m] *= t[m];
-            }
+            crr[m] = output_gain * c[2 * m] * t[m];
+            cir[m] = output_gain * c[2 * m + 1] * t[m];
         }
     }
 }
@@ -317,6 +337,15 @@ void limit(float* x, int n, double& gain_state, double ceiling, double release_c
         x[k] = float(double(x[k]) * g);
     }
     gain_state = g;
+}
+
+void brightness_tilt(const float* omega0, int modes, double note, double brightness, float* out) {
+    double omega_note = 2.0 * M_PI * (440.0 * std::pow(2.0, (note - 69.0) / 12.0));
+    for (int m = 0; m < modes; ++m) {
+        double factor = std::pow(double(omega0[m]) / omega_note, brightness);
+        if (std::isnan(factor)) factor = 1.0;
+        out[m] = float(std::clamp(factor, 1.0 / 16.0, 16.0));
+    }
 }
 
 }  // namespace eigentone

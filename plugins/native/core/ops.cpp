@@ -986,6 +986,13 @@ bool run_step(const Step& step, std::vector<Value>& v, bool grow, const char*& e
         case Op::Gemm: return op_gemm(step, v, grow, error);
         case Op::MatMul: return op_matmul(step, v, grow, error);
         case Op::Einsum: return op_einsum(step, v, grow, error);
+        case Op::Identity: {
+            const Value& a = v[step.in[0]];
+            Value& o = v[step.out];
+            if (!prepare_output(o, a.dtype, a.shape, grow, error)) return false;
+            for (int64_t k = 0; k < a.shape.numel(); ++k) copy_element(a, k, o, k);
+            return true;
+        }
         case Op::Constant: return true;
     }
     return fail(error, "unknown op");

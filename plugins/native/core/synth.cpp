@@ -1,9 +1,10 @@
-// The polyphonic synth of one instrument, mirroring engine/synth.py (read its module docstring: it is the
-// spec) block for block. Differences in structure, not in output:
-//   * the host's stream is cut into internal blocks of block_size frames aligned to the stream start, and a
-//     block is rendered once all of its events are known (one block of latency, see eigentone_core.hpp);
-//   * excite rows are evaluated in chunks of kExciteBatch note-ons (the Python engine makes one call per
-//     block; the values are the same up to that many note-ons in one block);
+// The polyphonic synth of one instrument, mirroring engine/synth.py (docs/engine-semantics.md is the spec)
+// sample for sample, with no latency:
+//   * internal blocks of block_size samples counted from the stream start (reset): at a block start the
+//     readout graph and the pole modulation run for the sounding voices and w = c z; at a block end the state
+//     moves to the block end, levels update and silent voices are freed -- whatever the host's buffer size;
+//   * each event applies at its own sample; a note-on's excite graph runs when it arrives (one row per call,
+//     so the result does not depend on which other notes share the host buffer);
 //   * one instrument plays all 16 channels (the Python synth can map several).
 #include <algorithm>
 #include <cmath>
@@ -18,8 +19,6 @@ namespace {
 
 constexpr double kSilence = 1e-5;                          // -100 dBFS: quieter voices are freed
 const double kCutSigma = std::log(1000.0) / 0.005;         // stolen voices: 60 dB in 5 ms
-constexpr int kMaxBlockEvents = 1024;                      // per internal block; more are dropped (counted)
-constexpr int kExciteBatch = 32;                           // note-ons per excite call
 
 }  // namespace
 
@@ -36,37 +35,22 @@ struct Synth::State {
     bool has_readout;
     ModalBank bank;
     VoicePool pool;
-    float output_gain;
     int modes;
 
-    // channel state
     bool sustain[16];
     double bend_factor[16];
     double position, position_y;
 
-    // internal block
-    MidiEvent block_events[kMaxBlockEvents];
-    int n_block_events = 0;
-    int fill = 0;
-    std::vector<float> ready, mix;
+    int64_t frames = 0;             // stream samples before this call
+    int64_t begun = -1;             // index of the last internal block whose start work was done
+    int block_offset = 0;           // sample of the internal block at which the current event applies
+    double threshold = kSilence;
     std::vector<int32_t> selection;
-    std::vector<float> controls;        // (kMaxBlockEvents, 4) note-on rows of the block
-    std::vector<float> z_rows;          // (kGraphBatch, modes, 2) readout input
-    std::vector<float> tilt_row;        // (modes,) brightness factors of one note-on
-    int pending_notes = 0;
-    int cursor = 0;                     // next note-on row
-    int chunk_start = -1, chunk_rows = 0;
-    bool chunk_ok = false;
-
-    // attack component
-    int attack_len = 0;
-    double attack_step = 0.0;           // table samples per output sample
-    std::vector<float> attack_table;    // (slots, attack_len)
-    std::vector<int64_t> attack_k;      // samples played since the voice started; -1: no attack
-    std::vector<double> attack_gain;
+    std::vector<float> z_rows;      // (slots, modes, 2) readout input
+    std::vector<float> tilt_row;    // (modes,) brightness factors of one note-on
 
     double limiter_gain = 1.0, release_coef;
-    uint64_t muted = 0, dropped = 0;
+    uint64_t muted = 0;
 
     State(std::shared_ptr<const Instrument> inst, double fs, int capacity_, int block)
         : instrument(std::move(inst)),
@@ -77,30 +61,18 @@ struct Synth::State {
           readout(instrument->readout ? *instrument->readout : Graph()),
           has_readout(instrument->readout != nullptr),
           bank(capacity_ + fade_slots(capacity_), instrument->info.modes, fs, block, instrument->info.modulation,
-               float(instrument->info.output_gain)),
+               float(instrument->info.output_gain), instrument->info.has_attack ? instrument->info.attack_samples : 0,
+               instrument->info.attack_sample_rate),
           pool(capacity_ + fade_slots(capacity_)),
-          output_gain(float(instrument->info.output_gain)),
           modes(instrument->info.modes) {
         int slots = pool.slots;
         std::string error;
-        // Batches as the Python engine makes them: all note-ons of a block (up to kExciteBatch per call) and
-        // all sounding voices in one readout call (batch size decides which elements onnxruntime computes
-        // on its scalar tail path, so it is kept the same).
-        excite.plan(kExciteBatch, error);
+        // The readout graph runs once per block on all sounding voices in one batch, as in the engine (the
+        // batch decides which elements onnxruntime computes on its scalar tail path, so it is kept the same).
         if (has_readout) readout.plan(slots, error);
-        ready.assign(size_t(block), 0.0f);
-        mix.assign(size_t(block), 0.0f);
         selection.assign(size_t(slots), 0);
-        controls.assign(size_t(kMaxBlockEvents) * 4, 0.0f);
         z_rows.assign(size_t(slots) * size_t(modes) * 2, 0.0f);
         tilt_row.assign(size_t(modes), 1.0f);
-        if (instrument->info.has_attack) {
-            attack_len = instrument->info.attack_samples;
-            attack_step = instrument->info.attack_sample_rate / fs;
-            attack_table.assign(size_t(slots) * size_t(attack_len), 0.0f);
-        }
-        attack_k.assign(size_t(slots), -1);
-        attack_gain.assign(size_t(slots), 1.0);
         release_coef = 1.0 - std::exp(-1.0 / (0.05 * fs));
         apply_options(options, true);
         reset();
@@ -112,183 +84,136 @@ struct Synth::State {
             sustain[ch] = false;
             bend_factor[ch] = 1.0;
         }
+        if (options_changed) {
+            apply_options(pending, false);
+            options_changed = false;
+        }
         position = options.position;
         position_y = options.position_y;
         option_position = options.position;
-        std::fill(ready.begin(), ready.end(), 0.0f);
-        n_block_events = 0;
-        fill = 0;
+        frames = 0;
+        begun = -1;
         limiter_gain = 1.0;
-        muted = dropped = 0;
-        std::fill(attack_k.begin(), attack_k.end(), -1);
+        muted = 0;
     }
 
     void apply_options(const SynthOptions& o, bool first) {
         bool decay_changed = o.decay_scale != options.decay_scale;
         options = o;
         options.max_voices = std::clamp(o.max_voices, 1, capacity);
+        options.decay_scale = std::clamp(o.decay_scale, 0.25, 4.0);
+        options.brightness = std::clamp(o.brightness, -1.0, 1.0);
         pool.configure(options.max_voices, options.steal_fade);
-        bank.decay_scale = options.decay_scale > 0 ? options.decay_scale : 1.0;
+        bank.decay_scale = options.decay_scale;
         if (first || o.position != option_position) {
-            position = o.position;
+            position = std::clamp(o.position, 0.0, 1.0);
             option_position = o.position;
         }
-        position_y = o.position_y;
+        position_y = std::clamp(o.position_y, 0.0, 1.0);
+        // Poles change only where the state is anchored: here, at a block start.
         if (decay_changed && pool.count) bank.poles(pool.active.data(), pool.count, false);
     }
 
     double release_sigma() const {
-        double t = options.release_time >= 0 ? options.release_time : instrument->info.release_time;
+        double t = options.release_time > 0 ? options.release_time : instrument->info.release_time;
         return std::log(1000.0) / std::max(t, 1e-3);
     }
 
-    // ---- one internal block (engine/synth.py Synth.process with n_frames = block_size) ----
+    // ---- the stream (engine/synth.py Synth.process) ----
 
-    void render_block() {
+    void process(const MidiEvent* events, int n_events, float* out, int n_frames) {
+        std::fill(out, out + std::max(n_frames, 0), 0.0f);
+        threshold = kSilence / std::max(std::fabs(options.gain), 1e-12);
+        int now = 0;
+        int last = std::max(n_frames - 1, 0);
+        for (int e = 0; e < n_events; ++e) {
+            int offset = std::min(std::max(int(events[e].frame), now), last);
+            render(out, now, offset);
+            now = offset;
+            begin_block_if_due(now);
+            block_offset = int((frames + now) % block_size);
+            apply(events[e].status, events[e].data1, events[e].data2, offset);
+        }
+        render(out, now, n_frames);
+        frames += std::max(n_frames, 0);
+    }
+
+    void begin_block_if_due(int now) {
+        int64_t frame = frames + now;
+        if (frame % block_size != 0 || frame / block_size == begun) return;
+        begun = frame / block_size;
         if (options_changed) {
             apply_options(pending, false);
             options_changed = false;
+            threshold = kSilence / std::max(std::fabs(options.gain), 1e-12);
         }
-        const int n = block_size;
-        float* out = mix.data();
-        std::fill(out, out + n, 0.0f);
-        // Note-on rows with the controls in effect at each note's offset.
-        pending_notes = 0;
-        double pos = position;
-        for (int e = 0; e < n_block_events; ++e) {
-            const MidiEvent& ev = block_events[e];
-            int kind = ev.status & 0xF0;
-            if (kind == 0xB0 && ev.data1 == 1) pos = ev.data2 / 127.0;
-            if (kind == 0x90 && ev.data2 > 0) {
-                float* row = controls.data() + 4 * pending_notes++;
-                row[0] = float(ev.data1);
-                row[1] = float(ev.data2 / 127.0);
-                row[2] = float(pos);
-                row[3] = float(position_y);
+        if (!pool.count) return;
+        if (has_readout) apply_readout();
+        if (bank.modulated) bank.poles(pool.active.data(), pool.count, true);
+        bank.start_block(pool.active.data(), pool.count);
+    }
+
+    // Samples [start, stop) of this call, in pieces that do not cross internal block boundaries.
+    void render(float* out, int start, int stop) {
+        while (start < stop) {
+            begin_block_if_due(start);
+            int piece = int(std::min<int64_t>(stop, start + block_size - (frames + start) % block_size));
+            if (pool.count) bank.advance(pool.active.data(), pool.count, out + start, piece - start);
+            // Each sample of the mix is final once its piece is rendered: gain and limiter per sample.
+            if (options.gain != 1.0) {
+                float g = float(options.gain);
+                for (int k = start; k < piece; ++k) out[k] *= g;
             }
+            if (options.limiter) limit(out + start, piece - start, limiter_gain, 0.977, release_coef);
+            start = piece;
+            if ((frames + start) % block_size == 0) end_block();
         }
-        cursor = 0;
-        chunk_start = -1;
-        if (pool.count) {
-            if (has_readout) apply_readout();
-            if (bank.modulated) bank.poles(pool.active.data(), pool.count, true);
-        }
-        int at = 0;
-        for (int e = 0; e < n_block_events; ++e) {
-            const MidiEvent& ev = block_events[e];
-            int offset = std::min(std::max(int(ev.frame), at), n);
-            if (offset > at) {
-                render(out, at, offset);
-                at = offset;
-            }
-            apply(ev.status, ev.data1, ev.data2);
-        }
-        if (at < n) render(out, at, n);
-        double threshold = kSilence / std::max(std::fabs(options.gain), 1e-12);
-        end_block(threshold);
-        if (options.gain != 1.0) {
-            float g = float(options.gain);
-            for (int k = 0; k < n; ++k) out[k] *= g;
-        }
-        if (options.limiter) limit(out, n, limiter_gain, 0.977, release_coef);
-        std::copy(out, out + n, ready.begin());
-        n_block_events = 0;
     }
 
     void apply_readout() {
         const int32_t* active = pool.active.data();
         int count = pool.count;
-        const int batch = readout.max_batch();
-        for (int first = 0; first < count; first += batch) {
-            int rows = std::min(batch, count - first);
-            float* z = z_rows.data();
-            for (int j = 0; j < rows; ++j) {
-                int v = active[first + j];
-                const float* zr = bank.row(bank.zr, v);
-                const float* zi = bank.row(bank.zi, v);
-                for (int m = 0; m < modes; ++m) {
-                    z[(size_t(j) * modes + m) * 2] = zr[m];
-                    z[(size_t(j) * modes + m) * 2 + 1] = zi[m];
-                }
+        float* z = z_rows.data();
+        for (int j = 0; j < count; ++j) {
+            int v = active[j];
+            const float* zr = bank.row(bank.zr, v);
+            const float* zi = bank.row(bank.zi, v);
+            for (int m = 0; m < modes; ++m) {
+                z[(size_t(j) * modes + m) * 2] = zr[m];
+                z[(size_t(j) * modes + m) * 2 + 1] = zi[m];
             }
-            if (!readout.run(z, rows)) {   // a failing readout keeps the previous weights
-                continue;
-            }
-            bank.set_readout(active + first, rows, readout.output(0).fp());
         }
+        if (readout.run(z, count)) bank.set_readout(active, count, readout.output(0).fp());   // else: keep weights
     }
 
-    void render(float* out, int start, int stop) {
+    void end_block() {
         if (!pool.count) return;
-        bank.advance(pool.active.data(), pool.count, out, start, stop);
-        if (attack_len) render_attack(out, start, stop);
-    }
-
-    void render_attack(float* out, int start, int stop) {
-        for (int j = 0; j < pool.count; ++j) {
-            int v = pool.active[j];
-            int64_t& k = attack_k[v];
-            if (k < 0) continue;
-            const float* table = attack_table.data() + size_t(v) * size_t(attack_len);
-            double decay = pool.releasing[v] ? std::exp(-bank.sigma_floor[v] / sample_rate) : 1.0;
-            for (int s = start; s < stop; ++s) {
-                double t = double(k) * attack_step;
-                if (t >= attack_len) {
-                    k = -1;
-                    break;
-                }
-                int64_t i = int64_t(t);
-                double f = t - double(i);
-                double next = i + 1 < attack_len ? table[i + 1] : 0.0;
-                double a = double(table[i]) * (1.0 - f) + next * f;
-                out[s] += float(double(output_gain) * attack_gain[v] * a);
-                attack_gain[v] *= decay;
-                ++k;
-            }
+        int n_ended = bank.settle(pool.active.data(), pool.count, threshold);
+        for (int j = 0; j < n_ended; ++j) {
+            int slot = bank.ended[j];
+            if (bank.bad[slot]) ++muted;
+            pool.free(slot);
         }
     }
 
-    // The excite outputs of note-on `row`, evaluating its chunk of rows when needed.
-    bool excite_row(int row) {
-        if (chunk_start < 0 || row < chunk_start || row >= chunk_start + chunk_rows) {
-            chunk_start = row;
-            chunk_rows = std::min(kExciteBatch, pending_notes - row);
-            chunk_ok = excite.run(controls.data() + 4 * size_t(row), chunk_rows);
-        }
-        return chunk_ok;
-    }
+    // ---- events ----
 
-    const float* output_row(int index, int row, int width) {
-        if (index < 0) return nullptr;
-        return excite.output(index).fp() + size_t(row - chunk_start) * size_t(width);
-    }
-
-    void note_on(int channel, int note) {
-        int row = cursor++;
-        if (row >= pending_notes || !excite_row(row)) {
+    void note_on(int channel, int note, int velocity) {
+        float controls[4] = {float(note), float(velocity / 127.0), float(position), float(position_y)};
+        if (!excite.run(controls, 1)) {
             ++muted;
             return;
         }
         const ExciteOutputs& o = instrument->outputs;
-        const float* sigma = output_row(o.sigma, row, modes);
-        const float* omega = output_row(o.omega, row, modes);
-        const float* z0 = output_row(o.z0, row, 2 * modes);
-        const float* c = output_row(o.c, row, 2 * modes);
-        const float* alpha = output_row(o.mod_alpha, row, modes);
-        const float* beta = output_row(o.mod_beta, row, modes);
-        const float* attack = output_row(o.attack, row, attack_len);
+        auto output = [&](int index) { return index >= 0 ? excite.output(index).fp() : nullptr; };
+        const float *sigma = output(o.sigma), *omega = output(o.omega), *z0 = output(o.z0), *c = output(o.c);
+        const float *alpha = output(o.mod_alpha), *beta = output(o.mod_beta), *attack = output(o.attack);
         bool finite = true;
-        auto check = [&](const float* p, int width) {
-            if (!p) return;
-            for (int k = 0; k < width; ++k) finite = finite && std::isfinite(p[k]);
-        };
-        check(sigma, modes);
-        check(omega, modes);
-        check(z0, 2 * modes);
-        check(c, 2 * modes);
-        check(alpha, modes);
-        check(beta, modes);
-        check(attack, attack_len);
+        for (int k = 0; k < excite.output_count(); ++k) {
+            const Value& value = excite.output(k);
+            int64_t count = value.shape.numel();
+            for (int64_t j = 0; j < count; ++j) finite = finite && std::isfinite(value.f[size_t(j)]);
+        }
         if (!finite) {
             ++muted;
             return;
@@ -299,22 +224,10 @@ struct Synth::State {
         pool.start(slot, note, channel);
         const float* tilt = nullptr;
         if (options.brightness != 0.0) {
-            const float* control = controls.data() + 4 * size_t(row);
-            double omega_note = 2.0 * M_PI * 440.0 * std::pow(2.0, (double(control[0]) - 69.0) / 12.0);
-            for (int m = 0; m < modes; ++m) {
-                double factor = std::pow(double(omega[m]) / omega_note, options.brightness);
-                tilt_row[size_t(m)] = float(std::clamp(factor, 1.0 / 16.0, 16.0));
-            }
+            brightness_tilt(omega, modes, double(note), options.brightness, tilt_row.data());
             tilt = tilt_row.data();
         }
-        bank.load(slot, sigma, omega, z0, c, alpha, beta, tilt, bend_factor[channel]);
-        if (attack_len && attack) {
-            std::copy(attack, attack + attack_len, attack_table.begin() + size_t(slot) * size_t(attack_len));
-            attack_k[slot] = 0;
-            attack_gain[slot] = 1.0;
-        } else {
-            attack_k[slot] = -1;
-        }
+        bank.load(slot, sigma, omega, z0, c, alpha, beta, attack, tilt, bend_factor[channel], block_offset);
     }
 
     void note_off(int channel, int note) {
@@ -335,34 +248,29 @@ struct Synth::State {
         pool.key_down[slot] = 0;
         pool.sustained[slot] = 0;
         pool.releasing[slot] = 1;
-        bank.sigma_floor[slot] = std::max(bank.sigma_floor[slot], sigma);
-        bank.pole_of(slot);
+        bank.release(slot, sigma, block_offset);
     }
 
-    void free_voice(int slot) {
-        pool.free(slot);
-        attack_k[slot] = -1;
-    }
-
-    void apply(int status, int data1, int data2) {
+    void apply(int status, int data1, int data2, int /*offset*/) {
         int kind = status & 0xF0, channel = status & 0x0F;
         if (kind == 0x90 && data2 > 0) {
-            note_on(channel, data1);
+            note_on(channel, data1, data2);
         } else if (kind == 0x80 || kind == 0x90) {
             note_off(channel, data1);
         } else if (kind == 0xE0) {
             double semitones = (double((data2 << 7) | data1) - 8192.0) / 8192.0 * options.bend_range;
             bend_factor[channel] = std::pow(2.0, semitones / 12.0);
             int n = pool.on_channel(channel, selection.data());
-            for (int j = 0; j < n; ++j) bank.scale[selection[j]] = bend_factor[channel];
-            if (n) bank.poles(selection.data(), n, false);
+            if (n) bank.bend(selection.data(), n, bend_factor[channel], block_offset);
         } else if (kind == 0xB0) {
             control(channel, data1, data2);
         }
     }
 
     void control(int channel, int number, int value) {
-        if (number == 64) {
+        if (number == 1) {
+            position = value / 127.0;
+        } else if (number == 64) {
             bool down = value >= 64;
             bool was_down = sustain[channel];
             sustain[channel] = down;
@@ -373,62 +281,15 @@ struct Synth::State {
             }
         } else if (number == 120) {
             int n = pool.on_channel(channel, selection.data());
-            for (int j = 0; j < n; ++j) free_voice(selection[j]);
+            for (int j = 0; j < n; ++j) pool.free(selection[j]);
         } else if (number == 121) {
-            apply(0xE0 | channel, 0, 64);
+            apply(0xE0 | channel, 0, 64, 0);
             control(channel, 64, 0);
         } else if (number == 123) {
             int n = pool.on_channel(channel, selection.data());
             for (int j = 0; j < n; ++j)
                 if (!pool.releasing[selection[j]]) release(selection[j], release_sigma());
-        } else if (number == 1) {
-            position = value / 127.0;
         }
-    }
-
-    void end_block(double threshold) {
-        if (!pool.count) return;
-        int n_ended = bank.settle(pool.active.data(), pool.count, threshold);
-        for (int j = 0; j < n_ended; ++j) {
-            int slot = bank.ended[j];
-            if (bank.bad[slot]) {
-                ++muted;
-            } else if (attack_k[slot] >= 0) {
-                continue;   // its attack is still playing
-            }
-            free_voice(slot);
-        }
-    }
-
-    // ---- host stream -> internal blocks ----
-
-    void process(const MidiEvent* events, int n_events, float* out, int n_frames) {
-        int at = 0, e = 0;
-        while (at < n_frames) {
-            int take = std::min(n_frames - at, block_size - fill);
-            while (e < n_events && int(events[e].frame) < at + take) {
-                queue(events[e], fill + std::max(int(events[e].frame) - at, 0));
-                ++e;
-            }
-            std::copy(ready.begin() + fill, ready.begin() + fill + take, out + at);
-            fill += take;
-            at += take;
-            if (fill == block_size) {
-                render_block();
-                fill = 0;
-            }
-        }
-        for (; e < n_events; ++e) queue(events[e], fill);   // frames past n_frames: at the next frame
-    }
-
-    void queue(const MidiEvent& ev, int offset) {
-        if (n_block_events == kMaxBlockEvents) {
-            ++dropped;
-            return;
-        }
-        MidiEvent& slot = block_events[n_block_events++];
-        slot = ev;
-        slot.frame = uint32_t(offset);
     }
 };
 
@@ -449,10 +310,10 @@ void Synth::process(const MidiEvent* events, int n_events, float* out, int n_fra
 }
 
 void Synth::reset() { state_->reset(); }
-int Synth::latency_frames() const { return state_->block_size; }
+int Synth::latency_frames() const { return 0; }
 int Synth::sounding_voices() const { return state_->pool.count; }
 uint64_t Synth::muted_voices() const { return state_->muted; }
-uint64_t Synth::dropped_events() const { return state_->dropped; }
+uint64_t Synth::dropped_events() const { return 0; }
 double Synth::sample_rate() const { return state_->sample_rate; }
 const Instrument& Synth::instrument() const { return *state_->instrument; }
 
