@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 ATTACK_OUTPUT = "attack"
 """Excite output of a bundle with an attack component: (voices, L) float32 table at the manifest's rate."""
 MAX_ATTACK_SECONDS = 1.0
-FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")
+FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""Family names a manifest may carry (built in: diag_ssm, koopman, modal_fno, modal; any other family too)."""
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -114,8 +116,8 @@ def _check_manifest(path: Path, manifest: Any) -> None:
             f"{path}: bundle format_version {manifest['format_version']} is not supported "
             f"(this engine reads {SUPPORTED_FORMAT_VERSIONS}); update eigentone or re-export the model"
         )
-    if manifest["family"] not in FAMILIES:
-        raise EigentoneError(f"{path}: unknown family {manifest['family']!r} (expected one of {', '.join(FAMILIES)})")
+    if not FAMILY_NAME.fullmatch(str(manifest["family"])):  # any family: the engine needs only the contract
+        raise EigentoneError(f"{path}: manifest 'family' must be a lower-case identifier, got {manifest['family']!r}")
     if manifest["modes"] < 1:
         raise EigentoneError(f"{path}: manifest 'modes' must be >= 1")
     if list(manifest["controls"]) != list(CONTROL_NAMES):
