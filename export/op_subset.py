@@ -106,9 +106,7 @@ def einsum_supported(equation: str) -> bool:
     if not 1 <= len(terms) <= 2 or not all(_EINSUM_TERM.match(t) for t in terms):
         return False
     letters = set("".join(terms).replace(".", ""))
-    if arrow and (not _EINSUM_TERM.match(output) or not set(output.replace(".", "")) <= letters):
-        return False
-    return True
+    return not arrow or bool(_EINSUM_TERM.match(output) and set(output.replace(".", "")) <= letters)
 
 
 def check_graph(onnx_bytes: bytes) -> list[str]:
@@ -198,3 +196,30 @@ def check_graph(onnx_bytes: bytes) -> list[str]:
         if v.type.HasField("tensor_type") and len(v.type.tensor_type.shape.dim) > MAX_RANK:
             problems.append(f"tensor '{v.name}' has rank {len(v.type.tensor_type.shape.dim)} (supported: <= {MAX_RANK})")
     return problems
+
+
+def bundle_problems(graphs: dict[str, bytes]) -> dict[str, list[str]]:
+    """{role: problems} for the graphs of a bundle that leave the subset ({} when the plugin plays them all)."""
+    problems = {role: check_graph(data) for role, data in graphs.items()}
+    return {role: found for role, found in problems.items() if found}
+
+
+def plugin_ready(path) -> bool:
+    """Whether the DAW plugin can play the bundle at ``path`` (.etone zip or folder): computed from its graphs,
+    never read from the manifest. False also when the graphs cannot be read."""
+    import json
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            graphs = {role: (path / entry["file"]).read_bytes() for role, entry in manifest["graphs"].items()}
+        else:
+            with zipfile.ZipFile(path) as archive:
+                manifest = json.loads(archive.read("manifest.json"))
+                graphs = {role: archive.read(entry["file"]) for role, entry in manifest["graphs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return False
+    return not bundle_problems(graphs)

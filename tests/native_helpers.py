@@ -11,9 +11,10 @@ from engine.bundle import MODELS_DIR
 SHIPPED = sorted(MODELS_DIR.glob("*.etone"))
 
 
-@pytest.fixture(scope="session")
-def native_core():
-    """Build plugins/native (make core; a no-op when up to date). Missing toolchain: one clear failure line."""
+def build_native():
+    """Build plugins/native (make core; a no-op when up to date) and load it. Test modules call this from a
+    module fixture (``pytestmark = pytest.mark.usefixtures("native_core")``); a missing toolchain or header
+    fails them with the one line the build prints."""
     from plugins.native.binding import NativeBuildError, build, library
 
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from native_helpers import SHIPPED, native_core, shipped_ids, write_modal  # noqa: F401 - fixture
+from native_helpers import SHIPPED, build_native, shipped_ids, write_modal
 from onnx import helper
 
 from eigentone.errors import EigentoneError
@@ -18,6 +18,12 @@ from engine.bundle import load_bundle
 from engine.instrument import Instrument
 from export.bundle_writer import write_bundle
 from export.modal_bundle import excite_graph
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_core():
+    return build_native()
+
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def _native_error(path: Path) -> str:
 
 
 @pytest.mark.parametrize("bundle", SHIPPED, ids=shipped_ids())
-def test_shipped_bundles_load_with_the_engines_level_gain(native_core, bundle):
+def test_shipped_bundles_load_with_the_engines_level_gain(bundle):
     from plugins.native.binding import NativeInstrument
 
     native = NativeInstrument(bundle).info
@@ -74,7 +80,9 @@ CASES = {
     "wrong type": (lambda m: m.update(modes="16"), None, "'modes' has the wrong type (str)"),
     "format": (lambda m: m.update(format="zip"), None, "expected 'eigentone-bundle'"),
     "version": (lambda m: m.update(format_version=2), None, "format_version 2 is not supported"),
-    "family": (lambda m: m.update(family="banjo"), None, "unknown family 'banjo'"),
+    "family": (lambda m: m.update(family="Banjo!"), None, "must be a lower-case identifier, got 'Banjo!'"),
+    "attack": (lambda m: m.update(attack={"samples": 10}), None, "manifest 'attack' must be"),
+    "attack length": (lambda m: m.update(attack={"samples": 48001, "sample_rate": 48000}), None, "lasts 1 s, at most 1 s"),
     "controls": (lambda m: m.update(controls=["note"]), None, "'controls' must be"),
     "no excite": (_drop_excite, None, "has no 'excite' graph"),
     "graph file": (lambda m: m["graphs"]["excite"].update(file="nope.onnx"), None, "'nope.onnx' named in manifest.json is missing"),
@@ -88,7 +96,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_manifests_are_refused_by_both(native_core, good, tmp_path, case):
+def test_bad_manifests_are_refused_by_both(good, tmp_path, case):
     edit, files, fragment = CASES[case]
     path = _rewrite(good, tmp_path / f"{case}.etone", edit, files)
     with pytest.raises(EigentoneError) as python_error:
@@ -100,7 +108,7 @@ def test_bad_manifests_are_refused_by_both(native_core, good, tmp_path, case):
     assert "\n" not in native
 
 
-def test_archive_damage_is_refused_by_both(native_core, good, tmp_path):
+def test_archive_damage_is_refused_by_both(good, tmp_path):
     garbage = tmp_path / "garbage.etone"
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
     no_manifest = _rewrite(good, tmp_path / "nomanifest.etone", edit_files=lambda f: f.pop("manifest.json"))
@@ -124,19 +132,19 @@ def test_archive_damage_is_refused_by_both(native_core, good, tmp_path):
     assert _native_error(missing) == f"{missing}: no such bundle file"
 
 
-def test_member_names_that_leave_the_bundle_are_refused(native_core, good, tmp_path):
+def test_member_names_that_leave_the_bundle_are_refused(good, tmp_path):
     path = _rewrite(good, tmp_path / "evil.etone", edit_files=lambda f: f.update({"../evil.txt": b"x"}))
     assert "leaves the bundle" in _native_error(path)
 
 
-def test_non_finite_probe_is_refused_by_both(native_core, tmp_path):
+def test_non_finite_probe_is_refused_by_both(tmp_path):
     path = write_modal(tmp_path / "nan.etone", modes=8, nan_notes=(60,))   # the probe plays note 60
     with pytest.raises(EigentoneError, match="probe of graph 'excite' returned non-finite 'z0'"):
         load_bundle(path)
     assert "probe of graph 'excite' returned non-finite 'z0'" in _native_error(path)
 
 
-def test_graph_outside_the_op_subset_loads_in_the_engine_but_not_in_the_core(native_core, tmp_path):
+def test_graph_outside_the_op_subset_loads_in_the_engine_but_not_in_the_core(tmp_path):
     """The one extra rule of the core: onnxruntime plays an Identity node, the plugin does not."""
     model = onnx.load_from_string(excite_graph(8))
     for node in model.graph.node:
@@ -152,7 +160,7 @@ def test_graph_outside_the_op_subset_loads_in_the_engine_but_not_in_the_core(nat
     assert "cannot be played by the native core" in native and "Identity" in native, native
 
 
-def test_folder_bundles_load(native_core, good, tmp_path):
+def test_folder_bundles_load(good, tmp_path):
     from plugins.native.binding import NativeInstrument
 
     with zipfile.ZipFile(good) as archive:

@@ -3,10 +3,16 @@
 import numpy as np
 import onnxruntime as ort
 import pytest
-from native_helpers import SHIPPED, native_core, shipped_ids  # noqa: F401 - fixture
+from native_helpers import SHIPPED, build_native, shipped_ids
 from onnx import TensorProto, helper, numpy_helper
 
 from export.op_subset import OPS, check_graph, table
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_core():
+    return build_native()
+
 
 
 def _model(nodes, inputs, outputs, initializers=(), opset=18) -> bytes:
@@ -21,7 +27,7 @@ def _session(data: bytes) -> ort.InferenceSession:
 
 
 @pytest.mark.parametrize("bundle", SHIPPED, ids=shipped_ids())
-def test_every_shipped_graph_matches_onnxruntime(native_core, bundle):
+def test_every_shipped_graph_matches_onnxruntime(bundle):
     from plugins.native.parity import graph_parity
 
     for result in graph_parity(bundle, batches=(1, 3, 16)):
@@ -32,7 +38,7 @@ def test_every_shipped_graph_matches_onnxruntime(native_core, bundle):
 
 @pytest.mark.parametrize("op, low, high", [("Exp", -30, 30), ("Tanh", -10, 10), ("Erf", -5, 5), ("Log", 1e-4, 1e5),
                                            ("Sin", -40, 40), ("Cos", -40, 40)])
-def test_element_functions_are_onnxruntimes_bit_for_bit(native_core, op, low, high):
+def test_element_functions_are_onnxruntimes_bit_for_bit(op, low, high):
     """Omega comes out of these; one ulp of omega is audible at the 80 dB parity level, so they must be exact,
     including the scalar tail onnxruntime uses for the last n % 4 elements of Log/Sin/Cos."""
     from plugins.native.binding import NativeGraph
@@ -49,7 +55,7 @@ def test_element_functions_are_onnxruntimes_bit_for_bit(native_core, op, low, hi
 
 
 @pytest.mark.parametrize("k", [7, 256, 300, 505])
-def test_gemm_and_matmul_accumulate_like_mlas(native_core, k):
+def test_gemm_and_matmul_accumulate_like_mlas(k):
     """Sequential fused multiply-adds per output in blocks of 256 along k, then the bias: bit-exact."""
     from plugins.native.binding import NativeGraph
 
@@ -70,7 +76,7 @@ def test_gemm_and_matmul_accumulate_like_mlas(native_core, k):
         assert np.array_equal(NativeGraph(data, 5).run(x)["y"], expected), nodes[0].op_type
 
 
-def test_op_table_is_the_same_in_cpp_and_python(native_core):
+def test_op_table_is_the_same_in_cpp_and_python():
     from plugins.native.binding import supported_ops
 
     assert supported_ops() == table()
@@ -103,8 +109,9 @@ def _one_node(op, attributes=None, inputs=("x",)):
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], opset=11), "opset"),
     (_one_node("Einsum", {"equation": "ij,jk,kl->il"}, ("x", "x")), "Einsum"),
 ])
-def test_graphs_outside_the_subset_are_refused_by_both(native_core, data, fragment):
-    from plugins.native.binding import NativeError, NativeGraph, check_graph as native_check
+def test_graphs_outside_the_subset_are_refused_by_both(data, fragment):
+    from plugins.native.binding import NativeError, NativeGraph
+    from plugins.native.binding import check_graph as native_check
 
     python_problems = check_graph(data)
     native_problems = native_check(data)
@@ -114,13 +121,14 @@ def test_graphs_outside_the_subset_are_refused_by_both(native_core, data, fragme
         NativeGraph(data, 2)
 
 
-def test_analytic_modal_graphs_match_onnxruntime(native_core, tmp_path):
+def test_analytic_modal_graphs_match_onnxruntime(tmp_path):
     """export/modal_bundle.py's graphs (Constant, Sin, Equal, Or, Where, ReduceSum keepdims) as the engine's
     tests and benches use them, NaN notes included."""
     import json
     import zipfile
 
     from native_helpers import write_modal
+
     from plugins.native.parity import graph_parity
 
     path = write_modal(tmp_path / "m.etone", modes=24, modulation=True, readout=True, nan_notes=(61, 64))

@@ -35,7 +35,8 @@ class NativeError(RuntimeError):
 def build() -> Path:
     """Build the core with make (no-op when up to date); returns the shared library's path."""
     try:
-        result = subprocess.run(["make", "-s", "-C", str(NATIVE_DIR), "core"], capture_output=True, text=True)
+        result = subprocess.run(["make", "-s", "-C", str(NATIVE_DIR), "core"], capture_output=True, text=True,
+                                check=False)
     except FileNotFoundError:
         raise NativeBuildError("native core: make not found (apt-get install make g++)") from None
     if result.returncode != 0:

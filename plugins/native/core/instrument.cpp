@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <complex>
 #include <nlohmann/json.hpp>
 
@@ -21,7 +22,6 @@ using Json = nlohmann::ordered_json;
 
 const char* kControlNames[4] = {"note", "velocity", "position", "position_y"};
 const double kDefaultControls[4] = {60.0, 0.8, 0.2, 0.37};
-const char* kFamilies[4] = {"diag_ssm", "koopman", "modal_fno", "modal"};
 constexpr double kLevel = 0.25;
 
 struct Failure {
@@ -67,6 +67,23 @@ std::string shape_repr(const Json& shape) {
 
 bool is_int(const Json& v) { return v.is_number_integer(); }   // JSON booleans are not numbers here
 
+// The optional attack component: {"samples": L >= 1, "sample_rate": fs_a > 0}, at most 1 s long.
+void check_attack(const std::string& path, const Json& attack) {
+    if (!attack.is_object() || attack.size() != 2 || !attack.contains("samples") || !attack.contains("sample_rate"))
+        refuse(path, "manifest 'attack' must be {\"samples\": L, \"sample_rate\": Hz}");
+    const Json& samples = attack["samples"];
+    const Json& rate = attack["sample_rate"];
+    if (!is_int(samples) || samples.get<int64_t>() < 1) refuse(path, "manifest 'attack' 'samples' must be an integer >= 1");
+    if (!rate.is_number() || !(rate.get<double>() > 0))
+        refuse(path, "manifest 'attack' 'sample_rate' must be a number > 0 (Hz)");
+    double seconds = double(samples.get<int64_t>()) / rate.get<double>();
+    if (seconds > 1.0) {
+        char text[64];
+        std::snprintf(text, sizeof(text), "%.3g", seconds);
+        refuse(path, std::string("manifest 'attack' lasts ") + text + " s, at most 1 s");
+    }
+}
+
 void check_manifest(const std::string& path, const Json& m) {
     if (!m.is_object()) refuse(path, "manifest.json is not a JSON object");
     struct Key {
@@ -94,16 +111,18 @@ void check_manifest(const std::string& path, const Json& m) {
     if (m["format_version"] != 1)
         refuse(path, "bundle format_version " + m["format_version"].dump() +
                          " is not supported (this engine reads (1,)); update eigentone or re-export the model");
-    bool known = false;
-    for (const char* f : kFamilies) known = known || m["family"] == f;
-    if (!known)
-        refuse(path, "unknown family " + python_repr(m["family"]) + " (expected one of diag_ssm, koopman, modal_fno, modal)");
+    // Any family: a lower-case identifier [a-z][a-z0-9_]{0,63} (the engine needs only the contract).
+    const std::string family = m["family"].get<std::string>();
+    bool identifier = !family.empty() && family.size() <= 64 && family[0] >= 'a' && family[0] <= 'z';
+    for (char ch : family) identifier = identifier && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+    if (!identifier) refuse(path, "manifest 'family' must be a lower-case identifier, got " + python_repr(m["family"]));
     if (m["modes"].get<int64_t>() < 1) refuse(path, "manifest 'modes' must be >= 1");
     const Json& controls = m["controls"];
     bool same = controls.size() == 4;
     for (size_t k = 0; same && k < 4; ++k) same = controls[k] == kControlNames[k];
     if (!same) refuse(path, "manifest 'controls' must be ['note', 'velocity', 'position', 'position_y']");
     if (!m["graphs"].contains("excite")) refuse(path, "manifest 'graphs' has no 'excite' graph");
+    if (m.contains("attack")) check_attack(path, m["attack"]);
 }
 
 // Shapes agree: equal rank, axis 0 dynamic, other axes equal where both are fixed numbers.
@@ -149,6 +168,7 @@ Json expected_signature(const Json& m, const std::string& role) {
             outs["mod_alpha"] = {"voices", n};
             outs["mod_beta"] = {"voices", n};
         }
+        if (m.contains("attack")) outs["attack"] = {"voices", m["attack"]["samples"]};
         sig["outputs"] = outs;
     } else if (role == "readout") {
         sig["inputs"] = {{"z", {"voices", n, 2}}};
@@ -356,14 +376,9 @@ std::shared_ptr<Instrument> load(const std::string& path) {
     info.release_time = m["release_time"].get<double>();
     info.modulation = m["modulation"].get<bool>();
     info.has_readout = instrument->readout != nullptr;
-    if (m.contains("attack") && o.attack >= 0 && m["attack"].is_object()) {
-        const Json& a = m["attack"];
-        if (!is_int(a.value("samples", Json())) || !a.value("sample_rate", Json()).is_number())
-            refuse(path, "manifest 'attack' needs integer 'samples' and numeric 'sample_rate'");
-        info.attack_samples = int(a["samples"].get<int64_t>());
-        info.attack_sample_rate = a["sample_rate"].get<double>();
-        if (info.attack_samples < 1 || !(info.attack_sample_rate > 0) || info.attack_samples / info.attack_sample_rate > 1.0)
-            refuse(path, "manifest 'attack' must have samples >= 1 and samples / sample_rate <= 1 s");
+    if (m.contains("attack")) {   // checked in check_manifest; its graph output in check_graph
+        info.attack_samples = int(m["attack"]["samples"].get<int64_t>());
+        info.attack_sample_rate = m["attack"]["sample_rate"].get<double>();
         info.has_attack = true;
     }
 
