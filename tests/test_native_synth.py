@@ -133,29 +133,32 @@ def test_host_buffer_size_does_not_change_a_sample(host_block):
         assert np.any(expected) and np.array_equal(got, expected), path
 
 
-OPTION_CASES = {
-    "release time": {"release_time": 0.05},
-    "decay x0.5": {"decay_scale": 0.5},
-    "decay x3": {"decay_scale": 3.0},
-    "brighter": {"brightness": 0.7},
-    "darker": {"brightness": -0.5},
-    "position": {"position": 0.6, "position_y": 0.1},
+PLATE, NYLON = "assets/models/small-plate.etone", "assets/models/nylon-string.etone"
+OPTION_CASES = {   # the plate takes position and position_y; the nylon string's modes decay within the score
+    "release time": (NYLON, {"release_time": 0.05}),
+    "decay x0.5": (NYLON, {"decay_scale": 0.5}),
+    "decay x3": (NYLON, {"decay_scale": 3.0}),
+    "brighter": (PLATE, {"brightness": 0.7}),
+    "darker": (PLATE, {"brightness": -0.5}),
+    "position": (PLATE, {"position": 0.6, "position_y": 0.1}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(OPTION_CASES))
 def test_player_options_match_the_engine(case):
-    """docs/engine-semantics.md options on the plate (it takes position and position_y), mod wheel included."""
+    """docs/engine-semantics.md player options, the mod wheel (CC1 -> position) included."""
+    from plugins.native.parity import error_db
+
     events = [(0, 0x90, 60, 110), (3000, 0x90, 67, 90), (3000, 0xB0, 1, 100), (3001, 0x90, 72, 90),
               (20000, 0x80, 60, 0), (26000, 0x80, 67, 0), (40000, 0x80, 72, 0)]
     schedule = _schedule(events, 48000, 60000)
-    db, reference, _, _ = _compare("assets/models/small-plate.etone", schedule, **OPTION_CASES[case])
-    _, default, _, _ = _compare("assets/models/small-plate.etone", schedule)
-    from plugins.native.parity import error_db
-
+    path, options = OPTION_CASES[case]
+    db, reference, _, _ = _compare(path, schedule, **options)
+    _, default, _, _ = _compare(path, schedule)
     print(f"{case}: {db:.1f} dB")
     assert db <= FLOOR_DB
-    assert error_db(default, reference) > -40   # the option changes the sound (the comparison is not vacuous)
+    n = min(default.shape[0], reference.shape[0])
+    assert error_db(default[:n], reference[:n]) > -30   # the option changes the sound: the comparison is not vacuous
 
 
 def test_attack_component_matches_the_engine(tmp_path):

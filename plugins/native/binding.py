@@ -89,6 +89,7 @@ def library() -> ctypes.CDLL:
         "et_synth_set_options": (None, [p, ctypes.POINTER(_Options)]),
         "et_synth_process": (None, [p, ctypes.POINTER(_Event), i, f32p, i]),
         "et_synth_reset": (None, [p]),
+        "et_bench_blocks": (i, [p, i, ctypes.POINTER(ctypes.c_int), i, i, i, i, ctypes.POINTER(ctypes.c_double)]),
         "et_synth_render": (None, [p, ctypes.POINTER(_Event), i, f32p, ctypes.c_int64, i]),
         "et_synth_latency": (i, [p]),
         "et_synth_voices": (i, [p]),
@@ -232,6 +233,16 @@ class NativeSynth:
         self._lib.et_synth_render(self._handle, array, count, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
                                   n_frames, host_block)
         return out
+
+    def bench_blocks(self, voices: int, notes: Sequence[int], block: int, blocks: int, paced: bool = True
+                     ) -> tuple[np.ndarray, int]:
+        """(blocks,) process() durations in s with ``voices`` notes held (struck again when they decay), and the
+        number of re-strikes; paced at the block period like an audio callback (see c_api.h)."""
+        seconds = np.zeros(blocks)
+        note_array = (ctypes.c_int * len(notes))(*[int(n) for n in notes])
+        restrikes = self._lib.et_bench_blocks(self._handle, voices, note_array, len(notes), block, blocks, int(paced),
+                                              seconds.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+        return seconds, restrikes
 
     def reset(self) -> None:
         self._lib.et_synth_reset(self._handle)

@@ -2,6 +2,8 @@
 #include "c_api.h"
 
 #include <cstdio>
+#include <time.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -204,6 +206,45 @@ void et_synth_render(et_synth* synth, const et_event* events, int n_events, floa
 }
 
 void et_synth_reset(et_synth* synth) { synth->synth->reset(); }
+
+int et_bench_blocks(et_synth* synth, int voices, const int* notes, int n_notes, int block, int n_blocks, int paced,
+                    double* seconds) {
+    eigentone::Synth& s = *synth->synth;
+    std::vector<eigentone::MidiEvent> events(size_t(std::max(voices, 1)));
+    std::vector<float> out(static_cast<size_t>(block));
+    for (int j = 0; j < voices; ++j) events[size_t(j)] = {0, 0x90, uint8_t(notes[j % n_notes]), 100};
+    s.process(events.data(), voices, out.data(), block);
+    const double budget = block / s.sample_rate();
+    timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    int restrikes = 0;
+    for (int i = 0; i < n_blocks; ++i) {
+        int missing = std::max(voices - s.sounding_voices(), 0);
+        for (int j = 0; j < missing; ++j) events[size_t(j)] = {0, 0x90, uint8_t(notes[(i + j) % n_notes]), 100};
+        restrikes += missing;
+        timespec started, finished;
+        clock_gettime(CLOCK_MONOTONIC, &started);
+        s.process(events.data(), missing, out.data(), block);
+        clock_gettime(CLOCK_MONOTONIC, &finished);
+        seconds[i] = double(finished.tv_sec - started.tv_sec) + 1e-9 * double(finished.tv_nsec - started.tv_nsec);
+        if (paced) {
+            long step = long(budget * 1e9);
+            deadline.tv_nsec += step;
+            while (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_nsec -= 1000000000L;
+                ++deadline.tv_sec;
+            }
+            bool late = finished.tv_sec > deadline.tv_sec ||
+                        (finished.tv_sec == deadline.tv_sec && finished.tv_nsec >= deadline.tv_nsec);
+            if (late) {
+                deadline = finished;
+            } else {
+                clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr);
+            }
+        }
+    }
+    return restrikes;
+}
 int et_synth_latency(const et_synth* synth) { return synth->synth->latency_frames(); }
 int et_synth_voices(const et_synth* synth) { return synth->synth->sounding_voices(); }
 uint64_t et_synth_muted(const et_synth* synth) { return synth->synth->muted_voices(); }

@@ -55,6 +55,12 @@ ET_API int et_synth_latency(const et_synth* synth);
 ET_API int et_synth_voices(const et_synth* synth);
 ET_API uint64_t et_synth_muted(const et_synth* synth);
 
+/* Bench (`eigentone bench engine --native`): `voices` notes held (struck again when they decay away, as the
+ * engine bench does), n_blocks blocks of `block` frames, paced at the block period (sleeping until each
+ * deadline) when `paced`; writes each process() duration (s) into seconds[n_blocks]. Returns the re-strikes. */
+ET_API int et_bench_blocks(et_synth* synth, int voices, const int* notes, int n_notes, int block, int n_blocks,
+                           int paced, double* seconds);
+
 /* ---- graphs (evaluator parity) ---- */
 /* Compile serialised ONNX and plan it for batches of 1..max_batch. */
 ET_API et_graph* et_graph_load(const uint8_t* onnx, size_t size, int max_batch, char* err, int err_size);

@@ -392,6 +392,24 @@ std::unique_ptr<Graph> Graph::compile(const onnx::Model& model, std::string& err
             }
             continue;   // folded: no step
         }
+        // A constant transposed B of Gemm is stored transposed once, so the product runs along contiguous rows.
+        if (ok && info->op == Op::Gemm && step.trans_b && g->values_[step.in[1]].constant &&
+            g->values_[step.in[1]].dtype == DType::F32 && g->values_[step.in[1]].shape.rank == 2) {
+            const Value& b = g->values_[step.in[1]];
+            Value packed;
+            packed.name = b.name + " (transposed)";
+            packed.dtype = DType::F32;
+            packed.shape.rank = 2;
+            packed.shape.d[0] = b.shape.d[1];
+            packed.shape.d[1] = b.shape.d[0];
+            packed.f.resize(b.f.size());
+            for (int64_t r = 0; r < b.shape.d[0]; ++r)
+                for (int64_t c = 0; c < b.shape.d[1]; ++c) packed.f[size_t(c * b.shape.d[0] + r)] = b.f[size_t(r * b.shape.d[1] + c)];
+            packed.constant = packed.defined = true;
+            g->values_.push_back(std::move(packed));
+            step.in[1] = int(g->values_.size()) - 1;
+            step.trans_b = 0;
+        }
         if (ok) g->steps_.push_back(step);
     }
     for (const onnx::ValueInfo& out : model.graph.outputs) {

@@ -80,7 +80,7 @@ void check_attack(const std::string& path, const Json& attack) {
     if (seconds > 1.0) {
         char text[64];
         std::snprintf(text, sizeof(text), "%.3g", seconds);
-        refuse(path, std::string("manifest 'attack' lasts ") + text + " s, at most 1 s");
+        refuse(path, std::string("manifest 'attack' lasts ") + text + " s, at most 1.0 s");
     }
 }
 

@@ -1,5 +1,7 @@
 #include "modal_bank.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -45,8 +47,149 @@ __attribute__((always_inline)) inline void run_voice(float* wr, float* wi, const
     }
 }
 
-__attribute__((target("fma"))) void run_voice_fma(float* wr, float* wi, const float* pr, const float* pi, int m,
-                                                  float* s, int n) {
+// The same recurrence eight modes at a time (AVX2), four samples per pass over the modes (as the engine's
+// kernel does): each mode's arithmetic is the scalar one, only the output sum over modes is added in another
+// order (the engine's vectorised sum differs from both anyway).
+__attribute__((target("avx2,fma"))) inline __m256 rotate8(__m256& a, __m256& b, __m256 c, __m256 d) {
+    __m256 re = _mm256_fmadd_ps(a, c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(b, d)));
+    b = _mm256_fmadd_ps(a, d, _mm256_mul_ps(b, c));
+    a = re;
+    return a;
+}
+
+__attribute__((target("avx2,fma"))) inline float sum8(__m256 v) {
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    return _mm_cvtss_f32(half);
+}
+
+__attribute__((target("avx2,fma"))) void run_voice_fma(float* wr, float* wi, const float* pr, const float* pi,
+                                                       int n_modes, float* scratch, int n) {
+    int wide = n_modes - n_modes % 8;
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int m = 0; m < wide; m += 8) {
+            __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
+            __m256 c = _mm256_loadu_ps(pr + m), d = _mm256_loadu_ps(pi + m);
+            acc0 = _mm256_add_ps(acc0, a);
+            acc1 = _mm256_add_ps(acc1, rotate8(a, b, c, d));
+            acc2 = _mm256_add_ps(acc2, rotate8(a, b, c, d));
+            acc3 = _mm256_add_ps(acc3, rotate8(a, b, c, d));
+            rotate8(a, b, c, d);
+            _mm256_storeu_ps(wr + m, a);
+            _mm256_storeu_ps(wi + m, b);
+        }
+        float total[4] = {sum8(acc0), sum8(acc1), sum8(acc2), sum8(acc3)};
+        for (int m = wide; m < n_modes; ++m) {
+            float a = wr[m], b = wi[m];
+            for (int j = 0; j < 4; ++j) {
+                total[j] += a;
+                float re = __builtin_fmaf(a, pr[m], -(b * pi[m]));
+                b = __builtin_fmaf(a, pi[m], b * pr[m]);
+                a = re;
+            }
+            wr[m] = a;
+            wi[m] = b;
+        }
+        for (int j = 0; j < 4; ++j) scratch[k + j] = total[j];
+    }
+    for (; k < n; ++k) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int m = 0; m < wide; m += 8) {
+            __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
+            acc = _mm256_add_ps(acc, a);
+            rotate8(a, b, _mm256_loadu_ps(pr + m), _mm256_loadu_ps(pi + m));
+            _mm256_storeu_ps(wr + m, a);
+            _mm256_storeu_ps(wi + m, b);
+        }
+        float total = sum8(acc);
+        for (int m = wide; m < n_modes; ++m) {
+            float a = wr[m], b = wi[m];
+            total += a;
+            wr[m] = __builtin_fmaf(a, pr[m], -(b * pi[m]));
+            wi[m] = __builtin_fmaf(a, pi[m], b * pr[m]);
+        }
+        scratch[k] = total;
+    }
+}
+
+// Sixteen modes at a time where the CPU has AVX-512 (same per-mode arithmetic).
+__attribute__((target("avx512f,fma"))) inline void rotate16(__m512& a, __m512& b, __m512 c, __m512 d) {
+    __m512 re = _mm512_fmadd_ps(a, c, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(b, d)));
+    b = _mm512_fmadd_ps(a, d, _mm512_mul_ps(b, c));
+    a = re;
+}
+
+// A sample's sum over modes: the 16-lane partial sums reduced in a fixed order, then the leftover modes. The
+// same order for every sample, however the block is cut, so the output is identical for any host buffer size.
+__attribute__((target("avx512f,avx2,fma"))) inline float sum16(__m512 v) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, v);
+    return sum8(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
+}
+
+template <int U>
+__attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pass(float* wr, float* wi, const float* pr,
+                                                                                   const float* pi, int n_modes,
+                                                                                   float* scratch) {
+    int wide = n_modes - n_modes % 16;
+    __m512 acc[U];
+    for (int j = 0; j < U; ++j) acc[j] = _mm512_setzero_ps();
+    for (int m = 0; m < wide; m += 16) {
+        __m512 a = _mm512_loadu_ps(wr + m), b = _mm512_loadu_ps(wi + m);
+        __m512 c = _mm512_loadu_ps(pr + m), d = _mm512_loadu_ps(pi + m);
+        for (int j = 0; j < U; ++j) {
+            acc[j] = _mm512_add_ps(acc[j], a);
+            rotate16(a, b, c, d);
+        }
+        _mm512_storeu_ps(wr + m, a);
+        _mm512_storeu_ps(wi + m, b);
+    }
+    float total[U];
+    for (int j = 0; j < U; ++j) total[j] = sum16(acc[j]);
+    for (int m = wide; m < n_modes; ++m) {
+        float a = wr[m], b = wi[m];
+        for (int j = 0; j < U; ++j) {
+            total[j] += a;
+            float re = __builtin_fmaf(a, pr[m], -(b * pi[m]));
+            b = __builtin_fmaf(a, pi[m], b * pr[m]);
+            a = re;
+        }
+        wr[m] = a;
+        wi[m] = b;
+    }
+    for (int j = 0; j < U; ++j) scratch[j] = total[j];
+}
+
+__attribute__((target("avx512f,avx2,fma"))) void run_voice_avx512(float* wr, float* wi, const float* pr,
+                                                                 const float* pi, int n_modes, float* scratch, int n) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) avx512_pass<4>(wr, wi, pr, pi, n_modes, scratch + k);
+    for (; k < n; ++k) avx512_pass<1>(wr, wi, pr, pi, n_modes, scratch + k);
+}
+
+bool has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    return avx512;
+#else
+    return false;
+#endif
+}
+
+bool has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return avx2;
+#else
+    return false;
+#endif
+}
+
+__attribute__((target("fma"))) void run_voice_fma_scalar(float* wr, float* wi, const float* pr, const float* pi,
+                                                         int m, float* s, int n) {
     run_voice<true>(wr, wi, pr, pi, m, s, n);
 }
 void run_voice_plain(float* wr, float* wi, const float* pr, const float* pi, int m, float* s, int n) {
@@ -61,8 +204,15 @@ __attribute__((always_inline)) inline void rotate(float* zr, float* zi, const fl
         zi[m] = fps<F>(a, qi[m], b, qr[m]);
     }
 }
-__attribute__((target("fma"))) void rotate_fma(float* zr, float* zi, const float* qr, const float* qi, int n) {
-    rotate<true>(zr, zi, qr, qi, n);
+__attribute__((target("avx2,fma"))) void rotate_fma(float* zr, float* zi, const float* qr, const float* qi, int n) {
+    int wide = n - n % 8;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
+        __m256 c = _mm256_loadu_ps(qr + m), d = _mm256_loadu_ps(qi + m);
+        _mm256_storeu_ps(zr + m, _mm256_fmadd_ps(a, c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(b, d))));
+        _mm256_storeu_ps(zi + m, _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, d)));
+    }
+    rotate<true>(zr + wide, zi + wide, qr + wide, qi + wide, n - wide);
 }
 void rotate_plain(float* zr, float* zi, const float* qr, const float* qi, int n) { rotate<false>(zr, zi, qr, qi, n); }
 
@@ -74,9 +224,16 @@ __attribute__((always_inline)) inline void phasor(float* wr, float* wi, const fl
         wi[m] = fps<F>(cr[m], zi[m], ci[m], zr[m]);
     }
 }
-__attribute__((target("fma"))) void phasor_fma(float* wr, float* wi, const float* zr, const float* zi, const float* cr,
-                                               const float* ci, int n) {
-    phasor<true>(wr, wi, zr, zi, cr, ci, n);
+__attribute__((target("avx2,fma"))) void phasor_fma(float* wr, float* wi, const float* zr, const float* zi,
+                                                    const float* cr, const float* ci, int n) {
+    int wide = n - n % 8;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(cr + m), b = _mm256_loadu_ps(zr + m);
+        __m256 c = _mm256_loadu_ps(ci + m), d = _mm256_loadu_ps(zi + m);
+        _mm256_storeu_ps(wr + m, _mm256_fmadd_ps(a, b, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(c, d))));
+        _mm256_storeu_ps(wi + m, _mm256_fmadd_ps(c, b, _mm256_mul_ps(a, d)));
+    }
+    phasor<true>(wr + wide, wi + wide, zr + wide, zi + wide, cr + wide, ci + wide, n - wide);
 }
 void phasor_plain(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
     phasor<false>(wr, wi, zr, zi, cr, ci, n);
@@ -220,8 +377,8 @@ void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
     float* s = scratch.data();
     for (int j = 0; j < count; ++j) {
         int v = active[j];
-        (fma_ ? run_voice_fma : run_voice_plain)(row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v],
-                                                 s, n);
+        (!fma_ ? run_voice_plain : has_avx512() ? run_voice_avx512 : has_avx2() ? run_voice_fma : run_voice_fma_scalar)(
+            row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v], s, n);
         if (attack_len > 0 && double(attack_pos[v]) * attack_step < attack_len) {
             const float* table = attack.data() + size_t(v) * size_t(attack_len + 1);
             double decay = std::exp(-sigma_floor[v] / sample_rate);
@@ -277,6 +434,43 @@ void ModalBank::bend(const int32_t* voices, int count, double bend_scale, int at
     poles(voices, count, false);
 }
 
+namespace {
+
+// The smallest float f with double(f) >= kSilentMode^2: double(z2) < floor2 exactly when z2 < this.
+float flush_below() {
+    const double floor2 = kSilentMode * kSilentMode;
+    float f = float(floor2);
+    return double(f) < floor2 ? std::nextafter(f, 1.0f) : f;
+}
+
+// Eight modes at a time: |z|^2 and |c|^2 as the scalar code fuses them, flush, sqrt(|z|^2 |c|^2) summed in double.
+__attribute__((target("avx2,fma"))) int settle_wide(float* zr, float* zi, const float* cr, const float* ci, int wide,
+                                                    double& total) {
+    const __m256 below = _mm256_set1_ps(flush_below());
+    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+    int last = 0;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
+        __m256 z2 = _mm256_fmadd_ps(b, b, _mm256_mul_ps(a, a));
+        __m256 flush = _mm256_cmp_ps(z2, below, _CMP_LT_OQ);   // NaN: not flushed
+        _mm256_storeu_ps(zr + m, _mm256_andnot_ps(flush, a));
+        _mm256_storeu_ps(zi + m, _mm256_andnot_ps(flush, b));
+        __m256 c = _mm256_loadu_ps(cr + m), d = _mm256_loadu_ps(ci + m);
+        __m256 c2 = _mm256_fmadd_ps(d, d, _mm256_mul_ps(c, c));
+        __m256 term = _mm256_andnot_ps(flush, _mm256_sqrt_ps(_mm256_mul_ps(z2, c2)));
+        sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(term)));
+        sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(term, 1)));
+        int kept = ~_mm256_movemask_ps(flush) & 0xFF;
+        if (kept) last = m + 32 - __builtin_clz(unsigned(kept));
+    }
+    double parts[4];
+    _mm256_storeu_pd(parts, _mm256_add_pd(sum_lo, sum_hi));
+    total = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+    return last;
+}
+
+}  // namespace
+
 int ModalBank::settle_one(int v, double threshold, int& n_ended) {
     const double floor2 = kSilentMode * kSilentMode;
     float* zrr = row(zr, v);
@@ -285,7 +479,12 @@ int ModalBank::settle_one(int v, double threshold, int& n_ended) {
     const float* cir = row(ci, v);
     double total = 0.0;
     int last = 0;
-    for (int m = 0; m < live[v]; ++m) {
+    int start = 0;
+    if (fma_ && has_avx2()) {
+        start = live[v] - live[v] % 8;
+        last = settle_wide(zrr, zir, crr, cir, start, total);
+    }
+    for (int m = start; m < live[v]; ++m) {
         float z2 = fma_ ? norm2_fma(zrr[m], zir[m]) : norm2_plain(zrr[m], zir[m]);
         if (double(z2) < floor2) {   // NaN compares false: such a mode is kept (its voice is reported via bad)
             zrr[m] = 0.0f;
