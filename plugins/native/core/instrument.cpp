@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <complex>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +25,10 @@ using Json = nlohmann::ordered_json;
 const char* kControlNames[4] = {"note", "velocity", "position", "position_y"};
 const double kDefaultControls[4] = {60.0, 0.8, 0.2, 0.37};
 constexpr double kLevel = 0.25;
+constexpr int64_t kMaxModes = 4096;                     // eigentone/limits.py "modes"
+constexpr uint64_t kManifestCap = 1024 * 1024;          // "manifest-kb" 1024
+constexpr uint64_t kGraphCap = 256000000;               // "bundle-member-mb" 256 (MB of 1e6 bytes)
+constexpr uint64_t kArchiveCap = uint64_t(1) << 31;
 
 struct Failure {
     std::string message;
@@ -67,6 +73,106 @@ std::string shape_repr(const Json& shape) {
 
 bool is_int(const Json& v) { return v.is_number_integer(); }   // JSON booleans are not numbers here
 
+size_t utf8_length(const std::string& text) {
+    size_t n = 0;
+    for (unsigned char ch : text) n += (ch & 0xC0) != 0x80;
+    return n;
+}
+
+// Python's f"{x:,.0f}" for x >= 100 and f"{x:.3g}" below (eigentone/limits.py _amount).
+std::string amount(double x) {
+    char text[64];
+    if (std::fabs(x) < 100) {
+        std::snprintf(text, sizeof(text), "%.3g", x);
+        return text;
+    }
+    std::snprintf(text, sizeof(text), "%.0f", x);
+    std::string digits = text, out;
+    size_t first = digits[0] == '-' ? 1 : 0;
+    for (size_t k = 0; k < digits.size(); ++k) {
+        if (k > first && (digits.size() - k) % 3 == 0) out += ',';
+        out += digits[k];
+    }
+    return out;
+}
+
+std::string number_repr(const Json& v) {
+    if (v.is_number_float()) {   // Python's repr of a float: shortest round trip, with ".0" for whole numbers
+        std::string text = v.dump();
+        if (text.find_first_of(".eE") == std::string::npos && text.find("inf") == std::string::npos) text += ".0";
+        return text;
+    }
+    return python_repr(v);
+}
+
+std::string bound(double x) {   // Python's f"{x:g}"
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g", x);
+    return text;
+}
+
+// eigentone.limits.finite_number: a finite number (not bool) in [low, high], whole when `integer`.
+double finite_number(const std::string& what, const Json& v, double low, double high, bool integer = false) {
+    std::string kind = integer ? "a whole number" : "a finite number";
+    if (!v.is_number()) throw Failure{what + ": expected " + kind + ", got " + python_type(v)};
+    double x = v.get<double>();
+    if (integer && v.is_number_float() && x != std::floor(x)) throw Failure{what + ": expected " + kind + ", got " + number_repr(v)};
+    if (!std::isfinite(x)) throw Failure{what + ": expected " + kind + ", got " + number_repr(v)};
+    if (x < low || x > high)
+        throw Failure{what + ": " + number_repr(v) + " is out of range (expected " + bound(low) + ".." + bound(high) + ")"};
+    return x;
+}
+
+void check_numbers(const std::string& path, const Json& m) {
+    std::string where = path + ": manifest";
+    const Json& range = m["note_range"];
+    if (range.size() != 2) refuse(path, "manifest 'note_range' must be [lowest, highest] MIDI notes");
+    double lo = finite_number(where + " 'note_range'", range[0], 0, 127, true);
+    double hi = finite_number(where + " 'note_range'", range[1], 0, 127, true);
+    if (lo > hi) refuse(path, "manifest 'note_range' [" + bound(lo) + ", " + bound(hi) + "] is reversed (lowest note first)");
+    finite_number(where + " 'trained_sample_rate'", m["trained_sample_rate"], 1.0, 10e6);
+    finite_number(where + " 'release_time' (seconds)", m["release_time"], 1e-3, 600.0);
+    if (m.contains("output_gain") && !m["output_gain"].is_null()) {
+        double gain = finite_number(where + " 'output_gain'", m["output_gain"], 0.0, 1e9);
+        if (gain <= 0)
+            refuse(path, "manifest 'output_gain' must be > 0 (leave it out to let the engine level the instrument)");
+    }
+}
+
+// A member name the manifest gives: a plain top-level file name (no folders, no "..", no control characters).
+void plain_name(const std::string& path, const Json& name, const std::string& what) {
+    bool ok = name.is_string();
+    if (ok) {
+        const std::string text = name.get<std::string>();
+        ok = !text.empty() && utf8_length(text) <= 255 && text.find('/') == std::string::npos &&
+             text.find('\\') == std::string::npos && text != "." && text != "..";
+        for (unsigned char ch : text) ok = ok && ch >= 32;
+    }
+    if (!ok) refuse(path, what + " " + python_repr(name) + " is not a plain file name in the bundle");
+}
+
+void check_graph_entry(const std::string& path, const std::string& role, const Json& entry) {
+    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() || !entry.contains("sha256") ||
+        !entry["sha256"].is_string())
+        refuse(path, "graph '" + role + "' needs 'file' and 'sha256' strings in manifest.json");
+    plain_name(path, entry["file"], "graph '" + role + "' file");
+    if (entry["file"] == "manifest.json") refuse(path, "graph '" + role + "' cannot be manifest.json");
+    for (const char* kind : {"inputs", "outputs"}) {
+        if (!entry.contains(kind) || !entry[kind].is_object())
+            refuse(path, "graph '" + role + "' is missing its '" + kind + "' in manifest.json");
+        for (auto it = entry[kind].begin(); it != entry[kind].end(); ++it) {
+            const Json& shape = it.value();
+            bool ok = shape.is_array() && shape.size() >= 1 && shape.size() <= 8;
+            for (size_t k = 0; ok && k < shape.size(); ++k)
+                ok = shape[k].is_string() || (is_int(shape[k]) && shape[k].get<int64_t>() >= 1);
+            if (!ok)
+                refuse(path, "graph '" + role + "' " + std::string(kind).substr(0, std::strlen(kind) - 1) + " " +
+                                 python_repr(Json(it.key())) + " has shape " + shape_repr(shape) +
+                                 "; a shape is a list of 1-8 sizes or axis names");
+        }
+    }
+}
+
 // The optional attack component: {"samples": L >= 1, "sample_rate": fs_a > 0}, at most 1 s long.
 void check_attack(const std::string& path, const Json& attack) {
     if (!attack.is_object() || attack.size() != 2 || !attack.contains("samples") || !attack.contains("sample_rate"))
@@ -74,7 +180,7 @@ void check_attack(const std::string& path, const Json& attack) {
     const Json& samples = attack["samples"];
     const Json& rate = attack["sample_rate"];
     if (!is_int(samples) || samples.get<int64_t>() < 1) refuse(path, "manifest 'attack' 'samples' must be an integer >= 1");
-    if (!rate.is_number() || !(rate.get<double>() > 0))
+    if (!rate.is_number() || !(rate.get<double>() > 0) || !std::isfinite(rate.get<double>()))
         refuse(path, "manifest 'attack' 'sample_rate' must be a number > 0 (Hz)");
     double seconds = double(samples.get<int64_t>()) / rate.get<double>();
     if (seconds > 1.0) {
@@ -116,12 +222,27 @@ void check_manifest(const std::string& path, const Json& m) {
     bool identifier = !family.empty() && family.size() <= 64 && family[0] >= 'a' && family[0] <= 'z';
     for (char ch : family) identifier = identifier && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
     if (!identifier) refuse(path, "manifest 'family' must be a lower-case identifier, got " + python_repr(m["family"]));
-    if (m["modes"].get<int64_t>() < 1) refuse(path, "manifest 'modes' must be >= 1");
+    if (utf8_length(m["name"].get<std::string>()) < 1 || utf8_length(m["name"].get<std::string>()) > 200)
+        refuse(path, "manifest 'name' must have 1 to 200 characters");
+    if (m.contains("description") && !m["description"].is_string()) refuse(path, "manifest 'description' must be a string");
+    int64_t modes = m["modes"].get<int64_t>();
+    if (modes < 1) refuse(path, "manifest 'modes' must be >= 1");
+    if (modes > kMaxModes)
+        refuse(path, "manifest 'modes': " + amount(double(modes)) + " modes is above the limit of " + amount(kMaxModes) +
+                         " modes (modes declared by a bundle; raise it with --limit modes=" + std::to_string(modes) + ")");
     const Json& controls = m["controls"];
     bool same = controls.size() == 4;
     for (size_t k = 0; same && k < 4; ++k) same = controls[k] == kControlNames[k];
     if (!same) refuse(path, "manifest 'controls' must be ['note', 'velocity', 'position', 'position_y']");
-    if (!m["graphs"].contains("excite")) refuse(path, "manifest 'graphs' has no 'excite' graph");
+    check_numbers(path, m);
+    const Json& graphs = m["graphs"];
+    if (!graphs.contains("excite")) refuse(path, "manifest 'graphs' has no 'excite' graph");
+    for (auto it = graphs.begin(); it != graphs.end(); ++it) {
+        const std::string& role = it.key();
+        if (role != "excite" && role != "readout" && role != "field")
+            refuse(path, "unknown graph role " + python_repr(Json(role)) + " in manifest.json (expected excite, readout, field)");
+        check_graph_entry(path, role, it.value());
+    }
     if (m.contains("attack")) check_attack(path, m["attack"]);
 }
 
@@ -180,23 +301,38 @@ Json expected_signature(const Json& m, const std::string& role) {
     return sig;
 }
 
-std::unique_ptr<Graph> check_graph(const std::string& path, const Json& m, const std::string& role, const BundleFiles& files) {
+// One named member's bytes within `cap`, with engine/bundle.py's messages.
+std::vector<uint8_t> read_member(const std::string& path, const BundleMembers& members, const std::string& name,
+                                 uint64_t cap, const std::string& what) {
+    std::vector<uint8_t> data;
+    std::string why;
+    char text[160];
+    switch (members.read(name, cap, data, why)) {
+        case BundleMembers::Status::Ok: return data;
+        case BundleMembers::Status::Missing: refuse(path, "'" + name + "' named in manifest.json is missing from the bundle");
+        case BundleMembers::Status::TooLarge:
+            std::snprintf(text, sizeof(text), "' is %.1f MB, above the limit of %.1f MB (", double(members.size(name)) / 1e6,
+                          double(cap) / 1e6);
+            refuse(path, "'" + name + text + what + ")");
+        case BundleMembers::Status::Outside: refuse(path, "'" + name + "' links outside the bundle folder");
+        case BundleMembers::Status::Corrupt: break;
+    }
+    refuse(path, "corrupted bundle archive ('" + name + "': " + why + ")");
+}
+
+std::unique_ptr<Graph> check_graph(const std::string& path, const Json& m, const std::string& role,
+                                   const BundleMembers& members) {
     const Json& entry = m["graphs"][role];
-    if (!entry.is_object() || !entry.contains("file") || !entry["file"].is_string() || !entry.contains("sha256") ||
-        !entry["sha256"].is_string())
-        refuse(path, "graph '" + role + "' needs 'file' and 'sha256' strings in manifest.json");
-    for (const char* kind : {"inputs", "outputs"})
-        if (!entry.contains(kind) || !entry[kind].is_object())
-            refuse(path, "graph '" + role + "' is missing its '" + kind + "' in manifest.json");
     std::string name = entry["file"].get<std::string>();
-    auto file = files.find(name);
-    if (file == files.end()) refuse(path, "graph file '" + name + "' named in manifest.json is missing");
-    const std::vector<uint8_t>& data = file->second;
+    std::vector<uint8_t> data = read_member(path, members, name, kGraphCap,
+                                            "one graph file; raise it with --limit bundle-member-mb=512");
     std::string digest = sha256_hex(data.data(), data.size());
     std::string declared_digest = entry["sha256"].get<std::string>();
-    if (digest != declared_digest)
+    std::string lower = declared_digest;
+    for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (digest != lower)
         refuse(path, "sha256 mismatch for '" + name + "' (manifest " + declared_digest.substr(0, 12) + "..., file " +
-                         digest.substr(0, 12) + "...)");
+                         digest.substr(0, 12) + "...); the bundle was changed after export");
     onnx::Model model;
     std::string problem;
     if (!onnx::decode_model(data.data(), data.size(), model, problem))
@@ -259,7 +395,7 @@ void probe(const std::string& path, const Json& m, Instrument& instrument, std::
     for (int row = 0; row < 2; ++row)
         for (int k = 0; k < 4; ++k) controls[4 * row + k] = float(kDefaultControls[k]);
     std::vector<float> state;
-    const char* roles[3] = {"excite", "readout", "field"};
+    const char* roles[3] = {"excite", "readout", "field"};   // engine/bundle.py GRAPH_ROLES, in this order
     for (const char* role_name : roles) {
         std::string role = role_name;
         Graph* g = nullptr;
@@ -312,24 +448,22 @@ bool is_directory(const std::string& path) {
 }
 
 std::shared_ptr<Instrument> load(const std::string& path) {
-    BundleFiles files;
     std::string problem, digest;
     struct stat st;
     if (stat(path.c_str(), &st) != 0) refuse(path, "no such bundle file");
-    if (is_directory(path)) {
-        if (!read_folder(path, files, problem)) refuse(path, "not a readable bundle folder (" + problem + ")");
-    } else {
-        std::vector<uint8_t> archive;
-        if (!read_file(path, archive, problem)) refuse(path, "not a readable bundle archive (" + problem + ")");
-        digest = sha256_hex(archive.data(), archive.size());
-        if (!read_zip(archive, files, problem)) refuse(path, "not a readable bundle archive (" + problem + ")");
+    BundleMembers members;
+    if (!members.open(path, is_directory(path), kArchiveCap, problem)) {
+        if (!problem.empty() && problem[0] == '@') refuse(path, problem.substr(1));
+        refuse(path, "not a readable bundle archive (" + problem + ")");
     }
-    auto manifest_file = files.find("manifest.json");
-    if (manifest_file == files.end()) refuse(path, "no manifest.json at the top level of the bundle");
-    if (digest.empty()) digest = sha256_hex(manifest_file->second.data(), manifest_file->second.size());
+    if (members.size("manifest.json") < 0) refuse(path, "no manifest.json at the top level of the bundle");
+    std::vector<uint8_t> manifest_bytes = read_member(path, members, "manifest.json", kManifestCap,
+                                                      "manifest size; raise it with --limit manifest-kb=2048");
+    digest = is_directory(path) ? sha256_hex(manifest_bytes.data(), manifest_bytes.size())
+                                : sha256_hex(members.archive().data(), members.archive().size());
     Json m;
     try {
-        m = Json::parse(manifest_file->second.begin(), manifest_file->second.end());
+        m = Json::parse(manifest_bytes.begin(), manifest_bytes.end());
     } catch (const Json::exception& e) {
         std::string what = e.what();
         size_t cut = what.find("] ");
@@ -341,7 +475,7 @@ std::shared_ptr<Instrument> load(const std::string& path) {
     std::vector<std::unique_ptr<Graph>> others;
     std::vector<std::string> other_roles;
     for (auto it = m["graphs"].begin(); it != m["graphs"].end(); ++it) {
-        auto graph = check_graph(path, m, it.key(), files);
+        auto graph = check_graph(path, m, it.key(), members);
         if (it.key() == "excite") instrument->excite = std::move(graph);
         else if (it.key() == "readout") instrument->readout = std::move(graph);
         else {
@@ -361,9 +495,7 @@ std::shared_ptr<Instrument> load(const std::string& path) {
     probe(path, m, *instrument, others, other_roles);
 
     InstrumentInfo& info = instrument->info;
-    const Json& range = m["note_range"];
-    if (range.size() != 2 || !range[0].is_number() || !range[1].is_number())
-        refuse(path, "manifest 'note_range' must be [lowest, highest] MIDI notes");
+    const Json& range = m["note_range"];   // checked in check_numbers
     info.path = path;
     info.name = m["name"].get<std::string>();
     info.family = m["family"].get<std::string>();
