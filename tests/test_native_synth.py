@@ -33,10 +33,13 @@ def _native(path, schedule, n_frames, host_block=64, **options):
 
 
 def _compare(path, schedule, **options):
+    """(error dB, engine render, native render, native synth). The engine renders through render_midi without
+    the output guard's limiter (limit=False): the guard is the last stage of `eigentone render`'s output path,
+    after the synth; the plugin is the synth (in a DAW the master bus comes after it)."""
     from plugins.native.parity import error_db
 
     engine_options = {k: v for k, v in options.items() if k not in ("max_voices",)}
-    reference = render_midi(schedule, Instrument.load(path), sample_rate=schedule.sample_rate,
+    reference = render_midi(schedule, Instrument.load(path), sample_rate=schedule.sample_rate, limit=False,
                             max_voices=options.get("max_voices", 64), **engine_options).audio[0]
     native, synth = _native(path, schedule, reference.shape[0], **options)
     return error_db(reference, native), reference, native, synth
