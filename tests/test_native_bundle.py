@@ -149,13 +149,21 @@ def test_archive_damage_is_refused_by_both(good, tmp_path):
     assert _native_error(missing) == f"{missing}: no such bundle file"
 
 
-def test_only_named_members_are_read_and_folders_stay_closed(good, tmp_path):
-    """An extra member (even a name that climbs out) is never read; a folder's graph may not link outside it."""
+def test_only_named_members_are_read_and_nothing_points_outside(good, tmp_path):
+    """An extra member is never read (even a corrupt one); an entry that climbs out refuses the archive; a
+    folder's graph may not link outside it."""
     from plugins.native.binding import NativeInstrument
 
-    extra = _rewrite(good, tmp_path / "extra.etone", edit_files=lambda f: f.update({"../evil.txt": b"x"}))
+    extra = _rewrite(good, tmp_path / "extra.etone", edit_files=lambda f: f.update({"notes.txt": b"x"}))
+    data = bytearray(extra.read_bytes())
+    data[data.find(b"notes.txt") + len(b"notes.txt")] ^= 0xFF   # corrupt the unread member's data
+    extra.write_bytes(bytes(data))
     load_bundle(extra)
     assert NativeInstrument(extra).info["name"] == "modal-string"
+    evil = _rewrite(good, tmp_path / "evil.etone", edit_files=lambda f: f.update({"../evil.txt": b"x"}))
+    with pytest.raises(EigentoneError, match="archive entry '../evil.txt' points outside the bundle"):
+        load_bundle(evil)
+    assert _native_error(evil) == f"{evil}: archive entry '../evil.txt' points outside the bundle"
     folder = tmp_path / "linked"
     with zipfile.ZipFile(good) as archive:
         archive.extractall(folder)

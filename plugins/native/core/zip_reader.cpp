@@ -116,6 +116,7 @@ bool BundleMembers::open(const std::string& path, bool folder, uint64_t max_arch
         return false;
     }
     size_t pos = size_t(cd_offset);
+    std::vector<std::string> names;
     for (size_t n = 0; n < entries; ++n) {
         if (pos + 46 > eocd || u32(base + pos) != 0x02014b50) {
             error = "Bad magic number for central directory";
@@ -135,6 +136,25 @@ bool BundleMembers::open(const std::string& path, bool folder, uint64_t max_arch
             return false;
         }
         entries_[name] = entry;   // a repeated name keeps the last entry, as Python's zipfile does
+        names.push_back(name);
+    }
+    // Never read, but an archive that holds them is not an honest bundle (engine/bundle.py refuses it too).
+    for (const std::string& name : names) {
+        std::string slashed = name;
+        for (char& ch : slashed)
+            if (ch == '\\') ch = '/';
+        bool outside = !name.empty() && (name[0] == '/' || name[0] == '\\');
+        size_t start = 0;
+        while (!outside && start <= slashed.size()) {
+            size_t end = slashed.find('/', start);
+            if (end == std::string::npos) end = slashed.size();
+            outside = slashed.compare(start, end - start, "..") == 0 && end - start == 2;
+            start = end + 1;
+        }
+        if (outside) {
+            error = "@archive entry '" + name + "' points outside the bundle";
+            return false;
+        }
     }
     return true;
 }
