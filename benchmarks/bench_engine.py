@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="polyphony of the Koopman (hard-pluck) scenario (default 64)")
     parser.add_argument("--song-seconds", type=float, default=60.0, help="length of the offline song (0 skips it)")
     parser.add_argument("--no-effects", action="store_true", help="time the synth alone (floors still apply)")
+    parser.add_argument("--native", action="store_true",
+                        help="bench the native plugin core instead: graph and demo parity, speed beside the engine "
+                             "(benchmarks/bench_native.py; uses --blocks, capped at 2000, and --voices)")
 
 
 @dataclass
@@ -176,7 +179,24 @@ def _row(name: str, voices: int, times: np.ndarray, budget: float) -> str:
     return f"{name:<34} {voices:>6} {p50:>7.1%} {p99:>7.1%} {p999:>7.1%} {times.max() / budget:>7.1%}"
 
 
+def _time_engine(instrument: Instrument, voices: int, block: int, blocks: int, sample_rate: int,
+                 notes: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Block times (s) of ``voices`` sustained voices of ``instrument`` (synth only, paced), for the native core's
+    comparison (benchmarks/bench_native.py); also the fewest live modes of a voice at the end, and 0 restrikes."""
+    chain = SignalChain(Synth(instrument), None)
+    chain.prepare(sample_rate, block, max(voices, 16))
+    times, _ = time_scenario(chain, Scenario("sustained", lambda b: []), blocks, voices, notes, block, sample_rate)
+    part = chain.synth.parts[0]
+    active = part.pool.active[: part.pool.count]
+    return times, int(part.bank.live[active].min()) if len(active) else 0, 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.native:
+        from benchmarks.bench_native import run_native
+
+        return run_native(argparse.Namespace(model=None, voices=f"16,64,{args.voices}", sample_rate=48000, block=64,
+                                             blocks=min(args.blocks, 2000)))
     sample_rate, block = 48000, 64
     budget = block / sample_rate
     blocks = max(args.blocks, 1)

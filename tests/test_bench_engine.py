@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import bench_engine
 
-ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False)
+ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False)
 
 
 @pytest.mark.parametrize("reachable", [True, False])
