@@ -114,8 +114,11 @@ class _Part:
         self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in
                             ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack"))
         controls = synth._controls[index]
-        self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, batch_sizes(ROWS))
-        self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [8], first=ROWS)
+        per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
+        self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, batch_sizes(ROWS),
+                                       per_row=per_row)
+        self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [8],
+                                       first=ROWS + 7 if per_row else ROWS, per_row=per_row)
         if instrument.has_readout:
             rows = batch_sizes(slots)[-1]
             z, c = prefaulted((rows, modes, 2)), prefaulted((rows, modes, 2))
@@ -140,7 +143,7 @@ class _Part:
         """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
         onnxruntime's first run of each batch size: log2(capacity) calls per graph, not one per size."""
         for size in self.excite_graph.sizes:
-            self.excite_graph.run(size)
+            self.excite_graph.run(size)  # one call of each shape (a single row's when the graph runs per row)
         self.strike_graph.run(1)
         if self.instrument.has_readout:
             for size in self.readout_graph.sizes:
@@ -274,7 +277,8 @@ class Synth:
     def warm_up_calls(instrument: Instrument, slots: int) -> int:
         """Graph calls ``prepare`` makes for one instrument with ``slots`` voice slots: one per excite batch size,
         one for the mono strike, one per readout batch size (powers of two up to ``slots``)."""
-        return len(batch_sizes(ROWS)) + 1 + (len(batch_sizes(slots)) if instrument.has_readout else 0)
+        excite = len(batch_sizes(ROWS)) if instrument.excite_batch_invariant else 1
+        return excite + 1 + (len(batch_sizes(slots)) if instrument.has_readout else 0)
 
     @staticmethod
     def part_bytes(instrument: Instrument, slots: int) -> int:
