@@ -535,6 +535,14 @@ class ModalBank:
     bad = property(lambda self: self.voice_i[BAD].astype(bool))
     anchor = property(lambda self: self.voice_i[ANCHOR])
 
+    def warm_up(self) -> None:
+        """Run the kernels once on no voices (compiled, or loaded from numba's cache, here and not later)."""
+        none = np.zeros(0, np.int64)
+        self.poles(none, 0, new_energy=True)
+        self.start_block(none, 0)
+        self.advance(none, 0, self.scratch, 0, self.block_size)
+        self.settle(none, 0, 0.0)
+
     def load(self, slot: int, outputs: dict[str, np.ndarray], row: int, scale: float, note: float = 60.0,
              at: int = 0) -> None:
         """Start voice ``slot`` at sample ``at`` of the current block from row ``row`` of excite outputs (float32,
