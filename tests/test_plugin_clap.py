@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.plugin_helpers import (
+    CLIP_MS,
     FLOOR_DB,
     ROOT,
     TAIL,
@@ -46,4 +47,24 @@ def test_clap_render_matches_the_python_engine(home, tmp_path, model, rate, bloc
     reference = python_render(song, ROOT / "assets" / "models" / f"{model}.etone")
     db = error_db(reference, aligned(rendered[:, 0], latency, song.frames))
     print(f"CLAP {model} {rate} Hz {blocks}: error {db:.1f} dB below the signal (latency {latency})")
+    assert db >= FLOOR_DB
+
+
+def test_clap_player_options_and_mod_wheel_match_the_python_engine(home, tmp_path):
+    """Every automatable parameter away from its default, and CC1 moving the position before a note."""
+    model, rate = "small-plate", 48000
+    song = clip(rate, events_ms=[*CLIP_MS, (1550, (0xB0, 1, 100))])
+    index = instrument_list(home).index(model)
+    settings = ['param "Output gain" -6', 'param "Max voices" 3', 'param "Pitch-bend range" 7',
+                'param "Release time" 0.7', 'param "Decay scale" 0.5', 'param "Brightness" 0.4',
+                'param "Position" 0.6']
+    run = run_clap(tmp_path, [*settings, f'param "Instrument" {index}', f"activate {rate}", "blocks 100",
+                              f'render_until "Playing instrument" {index} {WAIT_FRAMES}', f"activate {rate}",
+                              *midi_lines(song), f"render {song.frames + TAIL}"], home)
+    rendered = run.audio[-(song.frames + TAIL) :, 0]
+    reference = python_render(song, ROOT / "assets" / "models" / f"{model}.etone", gain=10 ** (-6 / 20),
+                              max_voices=3, bend_range=7.0, release_time=0.7, decay_scale=0.5, brightness=0.4,
+                              position=0.6)
+    db = error_db(reference, aligned(rendered, latency_of(run.stdout), song.frames))
+    print(f"CLAP {model} {rate} Hz with every option set and CC1: error {db:.1f} dB below the signal")
     assert db >= FLOOR_DB
