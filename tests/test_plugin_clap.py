@@ -4,8 +4,7 @@ engine (error energy >= 80 dB below the signal), sample-accurately, with any hos
 from __future__ import annotations
 
 import pytest
-
-from tests.plugin_helpers import (
+from plugin_helpers import (
     CLIP_MS,
     FLOOR_DB,
     ROOT,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from tests.plugin_helpers import (
+from plugin_helpers import (
     CLIP_SECONDS,
     FLOOR_DB,
     ROOT,

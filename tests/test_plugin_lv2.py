@@ -9,8 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-
-from tests.plugin_helpers import (
+from plugin_helpers import (
     FLOOR_DB,
     LV2,
     LV2_HOST,

@@ -9,8 +9,7 @@ import time
 import mido
 import numpy as np
 import pytest
-
-from tests.plugin_helpers import (
+from plugin_helpers import (
     CLIP_MS,
     CLIP_SECONDS,
     FLOOR_DB,

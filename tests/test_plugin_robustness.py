@@ -9,9 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-
-from export.modal_bundle import write_modal_bundle
-from tests.plugin_helpers import (
+from plugin_helpers import (
     FLOOR_DB,
     ROOT,
     SHIPPED,
@@ -29,6 +27,8 @@ from tests.plugin_helpers import (
     python_render,
     run_clap,
 )
+
+from export.modal_bundle import write_modal_bundle
 
 RATE = 48000
 MODELS = ROOT / "assets" / "models"
