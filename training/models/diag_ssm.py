@@ -23,15 +23,12 @@ poles stay continuous-time: the engine discretises them for its own sample rate.
                       omega_n = 2 pi f0(note) r_n(note), r_n = n sqrt(1 + B(note) n^2) exp(delta_n(note)),
                       sigma_n(note) and amplitudes z0_n(note, velocity, position); any note in range plays.
 
-``build_from_run(run_dir)`` is the export hook (see ``export/cli.py``).
+Fitting, losses, evaluation and export graphs: ``training/families/diag_ssm.py``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -174,41 +171,3 @@ class ConditionedSSM(nn.Module):
         amp = self.amp_net(torch.cat([x, velocity, position], dim=-1)).reshape(-1, self.n_modes, 2)  # (V, N, 2)
         z0 = amp * torch.pow(velocity.clamp_min(1e-4), torch.exp(self.log_gamma))[..., None]  # (V, N, 2)
         return {"sigma": sigma, "omega": omega, "z0": z0, "c": unit_readout(z0)}
-
-
-KINDS = {"field": FieldSSM, "recording": RecordingSSM, "conditioned": ConditionedSSM}
-
-
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """A model of the right kind and shapes from RUN_DIR/config.json (weights to be loaded after)."""
-    kind, n = config["kind"], int(config["modes"])
-    if kind == "field":
-        return FieldSSM(n, torch.zeros(int(config["points"])), tuple(config["field_shape"]))
-    if kind == "recording":
-        return RecordingSSM(n)
-    if kind == "conditioned":
-        return ConditionedSSM(n, hidden=int(config.get("hidden", 32)))
-    raise ValueError(f"unknown diag_ssm kind {kind!r}")
-
-
-def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn.Module | None, dict[str, Any]]:
-    """Export hook: (excite module, readout module or None, field module or None, manifest fields)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    model = build_model(config)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
-    field = FieldReadout(model) if isinstance(model, FieldSSM) else None
-    metrics_path = run_dir / "metrics.json"
-    manifest = {
-        "modes": int(config["modes"]),
-        "note_range": tuple(config["note_range"]),
-        "trained_sample_rate": float(config["sample_rate"]),
-        "description": config.get("description", f"diagonal SSM ({config['kind']}) from {Path(config['data']).name}"),
-        "training": {"command": config.get("command", ""), "data": config["data"], "seed": config.get("seed", 0)},
-        "metrics": json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
-    }
-    return model, None, field, manifest
-
-
-__all__ = ["ConditionedSSM", "FieldReadout", "FieldSSM", "RecordingSSM", "build_from_run", "build_model"]

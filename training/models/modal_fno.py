@@ -59,10 +59,8 @@ those blocks and the block-rate pole modulation instead.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -492,43 +490,3 @@ class FieldGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return (z[..., 0] @ self.inv).reshape(z.shape[0], *self.shape)
-
-
-# ----------------------------------------------------------------------------------------------
-# run directory I/O and the export hook
-# ----------------------------------------------------------------------------------------------
-
-
-def load_run(run_dir: str | Path) -> tuple[ModalFNO, dict[str, Any]]:
-    """Rebuild the trained model of RUN_DIR (config.json + model.pt, weights_only)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    cfg = ModalFNOConfig(**config["model"])
-    model = ModalFNO(cfg)
-    model._trained_rate = float(config.get("sample_rate", 16000.0))
-    weights = run_dir / "model.pt"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} missing: finish training first (eigentone train fno ... --out {run_dir})")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.eval()
-    return model, config
-
-
-def build_from_run(run_dir: str | Path) -> tuple[nn.Module, None, nn.Module, dict[str, Any]]:
-    """Export hook: (excite_module, readout_module_or_None, field_module_or_None, manifest_fields)."""
-    model, config = load_run(run_dir)
-    imap = InstrumentMap(**{**config["instrument"], "pickup": tuple(config["instrument"]["pickup"]),
-                            "pitch_range": tuple(config["instrument"]["pitch_range"])})
-    excite = ExciteGraph(model, imap).eval()
-    field_graph = FieldGraph(model, imap.grid).eval()
-    manifest = {
-        "family": "modal_fno",
-        "modes": model.cfg.n_modes,
-        "modulation": model.cfg.modulation,
-        "trained_sample_rate": float(config.get("sample_rate", 16000.0)),
-        "note_range": config.get("note_range", [36, 84]),
-        "description": f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on {config.get('data', '?')}",
-        "metrics": config.get("metrics", {}),
-        "instrument": asdict(imap),
-    }
-    return excite, None, field_graph, manifest
