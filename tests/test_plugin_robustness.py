@@ -177,15 +177,22 @@ def test_corrupt_bundles_are_refused_and_the_instrument_keeps_playing(home, tmp_
 
 
 def test_nan_guard_mutes_the_bad_notes_only(home, tmp_path):
+    # An analytic bundle with a readout graph, pole modulation and an attack table: note 61's modal state and
+    # note 63's attack come out NaN. At 44.1 kHz the attack (24 kHz table) is resampled too.
     bundle = tmp_path / "nan-notes.etone"
-    write_modal_bundle(bundle, modes=16, nan_notes=(61,))
+    write_modal_bundle(bundle, modes=16, readout=True, modulation=True, attack_samples=240, nan_notes=(61,),
+                       nan_attack_notes=(63,))
     nan_home = instrument_home(tmp_path / "nan", user={"nan-notes.etone": bundle.read_bytes()})
     index = instrument_list(nan_home).index("nan-notes")
-    song = clip(RATE, events_ms=[(0, (0x90, 60, 100)), (100, (0x90, 61, 100)), (200, (0x90, 62, 100))], seconds=1.0)
-    run = run_clap(tmp_path, [*select(index), *midi_lines(song), f"render {song.frames + TAIL}"], nan_home)
+    rate = 44100
+    notes = [(0, (0x90, 60, 100)), (100, (0x90, 61, 100)), (200, (0x90, 62, 100)), (300, (0x90, 63, 100))]
+    song = clip(rate, events_ms=notes, seconds=1.0)
+    run = run_clap(tmp_path, [*select(index, rate), *midi_lines(song), f"render {song.frames + TAIL}"], nan_home)
     out = aligned(run.audio[-(song.frames + TAIL) :, 0], latency_of(run.stdout), song.frames)
     assert np.isfinite(out).all()
     assert error_db(python_render(song, bundle), out) >= FLOOR_DB
-    alone = clip(RATE, events_ms=[(0, (0x90, 61, 100))], seconds=0.5)
-    run = run_clap(tmp_path, [*select(index), *midi_lines(alone), f"render {alone.frames}"], nan_home, "alone")
-    assert np.array_equal(run.audio[-alone.frames :], np.zeros((alone.frames, 2), np.float32))
+    for bad in (61, 63):
+        alone = clip(rate, events_ms=[(0, (0x90, bad, 100))], seconds=0.5)
+        run = run_clap(tmp_path, [*select(index, rate), *midi_lines(alone), f"render {alone.frames}"], nan_home,
+                       f"alone{bad}")
+        assert np.array_equal(run.audio[-alone.frames :], np.zeros((alone.frames, 2), np.float32))
