@@ -123,8 +123,10 @@ def write_midi_file(path: Path, events_ms=CLIP_MS) -> Path:
 
 
 def python_render(song: Clip, bundle: Path, **options) -> np.ndarray:
-    """The Python engine's render of ``song`` (no effects): (song.frames,) float32 mono."""
-    audio = render_midi(song.schedule(), bundle, sample_rate=song.sample_rate, tail_s=0.0, **options).audio[0]
+    """The Python engine's render of ``song``: (song.frames,) float32 mono. No effects and no output guard
+    (limit=False): in a DAW the plugin is one stage of the mix, the DAW's own chain comes after it."""
+    audio = render_midi(song.schedule(), bundle, sample_rate=song.sample_rate, tail_s=0.0, limit=False,
+                        **options).audio[0]
     out = np.zeros(song.frames, np.float32)
     out[: min(len(audio), song.frames)] = audio[: song.frames]
     return out
