@@ -281,3 +281,19 @@ def test_streaming_loudness_equals_pyloudnorm():
     expected = pyloudnorm.Meter(rate).integrated_loudness(x.T.astype(np.float32).astype(np.float64))
     assert meter.integrated() == pytest.approx(expected, abs=0.01)
     assert LoudnessMeter(rate).integrated() == float("-inf")
+
+
+# ---------------------------------------------------------------- native stderr noise
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_native_stderr_noise_is_hidden_unless_the_command_crashes(fails):
+    script = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from eigentone.cli import _native_stderr_hidden\n"
+              "with _native_stderr_hidden(True):\n"
+              "    os.write(2, b'ALSA lib pcm.c:2664: Unknown PCM default\\n')\n"
+              "    print('eigentone: warning: from Python', file=sys.stderr)\n"
+              f"    if {fails}: raise RuntimeError('crash')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert "eigentone: warning: from Python" in result.stderr
+    assert ("ALSA lib" in result.stderr) == fails  # shown only with the traceback of an unexpected error
