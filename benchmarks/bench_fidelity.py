@@ -101,27 +101,28 @@ def _label_link(folder: Path, source: Path, note: float) -> Path:
 
 
 def fit(data: Path, run_dir: Path) -> tuple[Any, dict, float]:
-    """``eigentone train ssm DATA --out RUN_DIR`` (fresh run, output captured): (excite module, manifest, seconds)."""
+    """``eigentone train ssm DATA --out RUN_DIR`` (fresh run, output captured): (excite module, bundle manifest
+    extras, seconds)."""
     import shutil
 
-    from training.models.diag_ssm import build_from_run
-    from training.train_ssm import train
+    from training.fit import train
+    from training.run_folder import load_run
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        train(data, run_dir, quiet=True)
+        train("ssm", data, run_dir, quiet=True)
     seconds = time.perf_counter() - start
-    excite, _, _, manifest = build_from_run(run_dir)
-    return excite, manifest, seconds
+    graphs = load_run(run_dir).graphs()
+    return graphs.excite, graphs.info.extra, seconds
 
 
 def render(excite: Any, note: float, velocity: float, sample_rate: float, n_samples: int, attack: bool = True) -> np.ndarray:
     """(n_samples,) the model's note in float64 closed form (+ its attack table when it has one and ``attack``)."""
     import torch
 
-    from training.train_ssm import controls_tensor, render_contract
+    from training.report import controls_tensor, render_contract
 
     with torch.no_grad():
         out = excite(controls_tensor(note, velocity))
@@ -321,10 +322,12 @@ def print_tables(table: dict, conditioned_results: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from threadpoolctl import threadpool_limits
 
     from training.data.devset import load_index
 
     torch.set_num_threads(1)
+    threadpool_limits(1)  # one BLAS thread: many small factorisations, and the machine is shared
     root, work = Path(args.devset), Path(args.work)
     files = load_index(root)
     chosen = select(files, args)
