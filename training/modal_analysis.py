@@ -198,7 +198,7 @@ def esprit_subband(
     band_hz: float | None = None,
     max_freq_hz: float | None = None,
     max_bands: int = 128,
-    max_rows: int = 64,
+    max_rows: int = 128,
     noise_factor: float = 30.0,
     min_freq_hz: float = 1.0,
     skip_db: float = -80.0,
@@ -231,7 +231,8 @@ def esprit_subband(
     ----------
     signal : (samples,) real
     sample_rate : Hz
-    band_hz : B, width of each band's kept region in Hz (default: max_freq_hz / max_bands, at least 20 Hz)
+    band_hz : B, width of each band's kept region in Hz (default: max_freq_hz / max_bands, at least 20 Hz and
+        wide enough for ~200 decimated samples per band)
     max_freq_hz : analyse [0, max_freq_hz] (default: the highest frequency where the Welch power spectrum
         is within 80 dB of its peak)
     max_bands, max_rows : cost limits (bands analysed, Hankel rows per band)
@@ -266,7 +267,8 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
         f, pxx = sps.welch(x, sample_rate, nperseg=min(4096, x.size))
         max_freq_hz = float(f[np.nonzero(pxx >= 1e-8 * pxx.max())[0][-1]]) if pxx.max() > 0 else sample_rate / 4
     max_freq_hz = float(min(max_freq_hz, 0.5 * sample_rate))
-    band = float(band_hz or max(max_freq_hz / max_bands, 20.0))
+    # a band's decimated signal (~4 B samples per second) needs ~200 samples for its Hankel matrix
+    band = float(band_hz or max(max_freq_hz / max_bands, 20.0, 50.0 * sample_rate / x.size))
     decim = max(1, int(sample_rate // (4.0 * band)))
     fs_d = sample_rate / decim
     taps = sps.firwin(_kaiser_taps(band / sample_rate), 1.5 * band, window=("kaiser", 10.06), fs=sample_rate)  # (taps,)
@@ -284,7 +286,9 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
         if y.size < 32:
             raise ValueError(f"signal of {x.size} samples too short for {band:.0f} Hz subbands; use a wider band_hz")
         eigvals, eigvecs = _hankel_eig(y, min(y.size // 2, max_rows))
-        floor = max(float(np.median(eigvals)), 1e-300 * max(eigvals[0], 1e-300))
+        # noise floor: the median eigenvalue, but never below 1e-12 of the largest (float64 round-off of a
+        # noiseless signal, whose directions would otherwise become spurious poles)
+        floor = max(float(np.median(eigvals)), 1e-12 * max(eigvals[0], 1e-300))
         order = int(np.sum(eigvals > noise_factor * floor))
         if order == 0:
             continue
