@@ -5,8 +5,8 @@ one ``eigentone`` command on them and judges the outcome:
 
 * a refusal: exit code 2, exactly one stderr line ``eigentone: error: ...`` naming the input (and
   containing the expected words), no output file and no temporary file left;
-* a played input: exit code 0, the output WAV exists, is finite, non-empty and every sample is below
-  full scale, its permissions follow the umask, no temporary file left;
+* a played input: exit code 0, the output WAV exists, is finite, non-empty, every sample and its true
+  (4x oversampled) peak are below full scale, its permissions follow the umask, no temporary file left;
 * always: no traceback, no terminal control characters in stdout/stderr, every input file unchanged
   (hashes before and after), the command finished before its timeout (else: a hang) and its peak memory
   (``ru_maxrss`` of the process) stayed under the ``memory-mb`` limit plus the runner's own footprint.
@@ -304,6 +304,9 @@ def catalogue() -> list[Probe]:
     add(Probe("--voices 1024 x 4096-mode bundle with --limit memory-mb=64", lambda f: render(
         f, "--voices", "1024", "--limit", "memory-mb=64", model=modal(f, modes=4096)),
         says="memory-mb", timeout=90))
+    add(Probe("--voices 4096 (limit raised) x 256 modes with --limit memory-mb=70: the voices' estimate", lambda f: render(
+        f, "--voices", "4096", "--limit", "voices=4096", "--limit", "memory-mb=70", model=modal(f, modes=256)),
+        says="4096 voices", names="memory-mb"))
     add(Probe("10-minute WAV for train ssm", lambda f: ["train", "ssm", _wav(f, "long.wav", 600, rate=8000), "--out",
                                                        "run", "--quiet"],
               says="recording-seconds", names="long.wav", out=None, torch=True))
@@ -426,6 +429,8 @@ def catalogue() -> list[Probe]:
         f, lambda m: m["graphs"]["excite"].update(file="../../excite.onnx"))), says="plain file name",
         names="bad.etone", held=True))
     add(Probe("path traversal: folder bundle member linking outside", _link_outside, says="outside", held=True))
+    add(Probe("path traversal: archive entry '../../evil.onnx'", lambda f: render(f, model=_traversal_entry(f)),
+              says="outside", names="evil.etone", held=True))
     add(Probe("sha256 mismatch", lambda f: render(f, model=_sha_mismatch(f)), says="sha256", names="sha.etone",
               held=True))
     add(Probe("custom op in the excite graph", lambda f: render(f, model=_custom_op(f)), says="onnxruntime",
@@ -567,6 +572,13 @@ def _external_data(folder: Path) -> str:
                 helper.make_node("Mul", ["ext_s", "zero_ext"], ["ext_0"]), helper.make_node("Add", [raw, "ext_0"], [out])]
 
     return patched_bundle(folder, "sigma", build, initializers=[tensor])
+
+
+def _traversal_entry(folder: Path) -> str:
+    modal(folder, "b.etone")
+    rezip(folder / "b.etone", folder / "evil.etone", files_edit=lambda files: files.update({"../../evil.onnx": b"x"}))
+    (folder / "b.etone").unlink()
+    return "evil.etone"
 
 
 def _link_outside(folder: Path) -> list[str]:
@@ -814,8 +826,10 @@ def judge(probe: Probe, outcome: Outcome, folder: Path, stdout: str, stderr: str
 
 
 def check_wav(path: Path | None) -> list[str]:
-    """Problems with a played probe's WAV: missing, empty, non-finite, at/above full scale, 0600 mode."""
+    """Problems with a played probe's WAV: missing, empty, non-finite, a sample or the 4x-oversampled (true)
+    peak at/above full scale, permissions other than the umask's."""
     import soundfile
+    from scipy import signal as sps
 
     if path is None or not path.is_file():
         return ["no output WAV"]
@@ -831,6 +845,9 @@ def check_wav(path: Path | None) -> list[str]:
     peak = float(np.max(np.abs(audio)))
     if peak >= 1.0:
         problems.append(f"output WAV sample at {peak:.4f}, at or above full scale")
+    true_peak = float(np.max(np.abs(sps.resample_poly(np.nan_to_num(audio).astype(np.float64), 4, 1, axis=0))))
+    if true_peak >= 1.0:
+        problems.append(f"output WAV true peak (4x oversampled) {20 * np.log10(true_peak):+.2f} dBTP, over full scale")
     return problems
 
 

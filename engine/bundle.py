@@ -140,6 +140,10 @@ class _Members:
                 self.archive = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
                 raise EigentoneError(f"{path}: not a readable bundle archive ({first_line(exc)})") from None
+            for name in self.archive.namelist():  # never read, but an archive that holds them is not an honest bundle
+                if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+                    self.archive.close()
+                    raise EigentoneError(f"{path}: archive entry {printable(repr(name), 80)} points outside the bundle")
 
     def close(self) -> None:
         if self.archive is not None:

@@ -271,13 +271,30 @@ def test_streaming_loudness_equals_pyloudnorm():
     rng = np.random.default_rng(1)
     rate = 44100
     t = np.arange(3 * rate + 777) / rate
-    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t), 0.1 * rng.standard_normal(t.size) * (t > 1)])
+    low = 0.5 * np.sin(2 * np.pi * 40 * t)  # near the K-weighting high-pass: wrong filter state shows
+    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t) + low, 0.1 * rng.standard_normal(t.size) * (t > 1)])
     meter = LoudnessMeter(rate, 2)
     start = 0
     while start < t.size:
-        step = int(rng.integers(1, 5000))
+        step = int(rng.integers(1, 200))  # blocks as small as the engine's: the filters' state must carry over
         meter.add(x[:, start : start + step].astype(np.float32))
         start += step
     expected = pyloudnorm.Meter(rate).integrated_loudness(x.T.astype(np.float32).astype(np.float64))
     assert meter.integrated() == pytest.approx(expected, abs=0.01)
     assert LoudnessMeter(rate).integrated() == float("-inf")
+
+
+# ---------------------------------------------------------------- native stderr noise
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_native_stderr_noise_is_hidden_unless_the_command_crashes(fails):
+    script = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from eigentone.cli import _native_stderr_hidden\n"
+              "with _native_stderr_hidden(True):\n"
+              "    os.write(2, b'ALSA lib pcm.c:2664: Unknown PCM default\\n')\n"
+              "    print('eigentone: warning: from Python', file=sys.stderr)\n"
+              f"    if {fails}: raise RuntimeError('crash')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert "eigentone: warning: from Python" in result.stderr
+    assert ("ALSA lib" in result.stderr) == fails  # shown only with the traceback of an unexpected error
