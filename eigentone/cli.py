@@ -48,12 +48,14 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "list": "engine.list_cli",
     "install": "engine.install_cli",
     "animate": "training.animate_cli",
+    "devset": "training.data.devset",
     "assets": {"build": "training.assets_build"},
     "bench": {
         "engine": "benchmarks.bench_engine",
         "physics": "benchmarks.bench_physics",
         "koopman-paper": "benchmarks.paper_koopman",
         "fno-paper": "benchmarks.paper_fno",
+        "fidelity": "benchmarks.bench_fidelity",
         "probes": "benchmarks.bench_probes",
     },
 }
