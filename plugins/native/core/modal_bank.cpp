@@ -1,5 +1,7 @@
 #include "modal_bank.hpp"
 
+#include "cpu.hpp"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -7,24 +9,6 @@
 
 namespace eigentone {
 namespace {
-
-bool has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = __builtin_cpu_supports("avx2");
-    return avx2;
-#else
-    return false;
-#endif
-}
-
-bool has_avx512() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx512 = __builtin_cpu_supports("avx512f");
-    return avx512;
-#else
-    return false;
-#endif
-}
 
 // ---- the per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), then w <- p w ----------------------
 // Every mode's arithmetic is the same in each version (a*c - b*d, a*d + b*c in float32); the vector versions add
@@ -152,7 +136,7 @@ __attribute__((target("avx512f,avx2"))) void run_voice_avx512(float* wr, float* 
 using VoiceKernel = void (*)(float*, float*, const float*, const float*, int, float*, int);
 
 VoiceKernel voice_kernel() {
-    return has_avx512() ? run_voice_avx512 : has_avx2() ? run_voice_avx2 : run_voice_scalar;
+    return cpu::avx512() ? run_voice_avx512 : cpu::avx2() ? run_voice_avx2 : run_voice_scalar;
 }
 
 // ---- element-wise state work: z <- z q (anchor moves), w = c z (block start) --------------------------------
@@ -173,7 +157,7 @@ __attribute__((target("avx2"))) void rotate_avx2(float* zr, float* zi, const flo
 }
 
 void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
-    if (has_avx2()) return rotate_avx2(zr, zi, qr, qi, n);
+    if (cpu::avx2()) return rotate_avx2(zr, zi, qr, qi, n);
     for (int m = 0; m < n; ++m) {
         float a = zr[m], b = zi[m];
         zr[m] = a * qr[m] - b * qi[m];
@@ -447,7 +431,7 @@ int ModalBank::settle_one(int v, double threshold, int& n_ended) {
     double total = 0.0;
     int last = 0;
     int start = 0;
-    if (has_avx2()) {
+    if (cpu::avx2()) {
         start = live[v] - live[v] % 8;
         last = settle_wide(zrr, zir, crr, cir, start, total);
     }
