@@ -13,8 +13,8 @@ Both are scored by ``training.metrics.recording_scores`` (first 3 s, level-match
 independent peak matching) and summarised per group and part (``tune``: what settings were tuned on;
 ``holdout``: never tuned on) as medians over files.
 
-Conditioned instruments (``--conditioned``): every other note of an instrument is trained on
-(``eigentone train ssm FOLDER``) and the notes between are played by (a) the conditioned model, (b) the
+Conditioned instruments (``--conditioned``): every other note of an instrument is trained on (laws fitted
+across notes, ``training.conditioned_laws``) and the notes between are played by (a) that model, (b) the
 single-note model of the nearest trained note transposed, (c) a plain sampler: the nearest trained
 recording resampled to the held-out pitch.
 
@@ -188,8 +188,14 @@ def single_recordings(root: Path, files: list[dict], work: Path) -> list[dict]:
 
 
 def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> dict:
-    """Train on every other note of ``instrument``; play the notes between three ways and score them."""
-    from training.data.audio import load_recording
+    """Train on every other note of ``instrument``; play the notes between three ways and score them.
+
+    model: the laws fitted across the trained notes (``training.conditioned_laws``); transposed: the nearest
+    trained note's single-recording model (``eigentone train ssm FILE``) played at the held-out note;
+    sampler: the nearest trained recording resampled.
+    """
+    from training.conditioned_laws import fit_instrument
+    from training.data.audio import load_folder, load_recording
     from training.metrics import SCORE_SECONDS, recording_scores
 
     notes = sorted((f for f in files if f["instrument"] == instrument), key=lambda f: f["note"])
@@ -199,7 +205,9 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
     folder = work / "conditioned" / instrument / "train"
     for f in trained:
         _label_link(folder, root / f["file"], f["note"])
-    excite, _, seconds = fit(folder, work / "conditioned" / instrument / "run")
+    start = time.perf_counter()
+    excite = fit_instrument(load_folder(folder))
+    seconds = time.perf_counter() - start
     singles = {}
     out = {"instrument": instrument, "group": notes[0]["group"], "part": notes[0]["part"], "fit_seconds": seconds,
            "trained_notes": [f["note"] for f in trained], "notes": []}
@@ -220,8 +228,9 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
                "sampler": recording_scores(sampler(near_audio, near["note"], f["note"], n), ref, fs, note=f["note"])}
         out["notes"].append(row)
         print(f"  {instrument} held-out {f['file'].rsplit('/', 1)[-1]:10s} f0 {row['model']['f0_cents']:+6.2f} c  "
-              f"LSD {row['model']['lsd_db']:.2f} / transposed {row['transposed']['lsd_db']:.2f} / sampler "
-              f"{row['sampler']['lsd_db']:.2f}", flush=True)
+              "MR-STFT " + " / ".join(f"{row[w]['mr_stft']:.2f}" for w in ("model", "transposed", "sampler"))
+              + "  LSD " + " / ".join(f"{row[w]['lsd_db']:.2f}" for w in ("model", "transposed", "sampler"))
+              + "  (model / transposed / sampler)", flush=True)
     return out
 
 
@@ -314,7 +323,9 @@ def print_tables(table: dict, conditioned_results: list[dict]) -> None:
                   + " / ".join(f"{_median(rows, w, 'mr_stft'):5.2f}" for w in ("model", "transposed", "sampler"))
                   + "       "
                   + " / ".join(f"{_median(rows, w, 'lsd_db'):5.2f}" for w in ("model", "transposed", "sampler")))
-            print(f"  {'':24s} {'':8s} (T60 err transposed {100 * _median(rows, 'transposed', 't60_error_median'):.0f}%, "
+            f0_of = {w: float(np.nanmedian([abs(r[w]["f0_cents"]) for r in rows])) for w in ("transposed", "sampler")}
+            print(f"  {'':24s} {'':8s} (f0 cents transposed {f0_of['transposed']:.2f}, sampler {f0_of['sampler']:.2f}; "
+                  f"T60 err transposed {100 * _median(rows, 'transposed', 't60_error_median'):.0f}%, "
                   f"sampler {100 * _median(rows, 'sampler', 't60_error_median'):.0f}%; cents transposed "
                   f"{_median(rows, 'transposed', 'partial_cents_median'):.2f}, sampler "
                   f"{_median(rows, 'sampler', 'partial_cents_median'):.2f})")

@@ -1,0 +1,345 @@
+"""Conditioned instruments from laws fitted across notes: play a note that was never recorded.
+
+Every recorded note of an instrument is analysed on its own (``training.modal_analysis.analyse_recording``:
+modes + attack residual). Across the notes, smooth laws are fitted:
+
+* pitch: f0(note) = midi_to_hz(note) * 2^(tune(note) / 1200), tune (cents) piecewise linear in note;
+* stiff-string partials: f_k = k f0 sqrt(1 + B k^2) with log B piecewise linear in note (Fletcher & Rossing,
+  *The Physics of Musical Instruments*, 2nd ed., section 2.18); tuned bars land on the same law with a
+  tiny B for the modes near integer ratios (marimba 1:4:10, xylophone 1:3), other modes keep their ratio;
+* damping: log sigma as one smooth function of log absolute frequency for the whole instrument (piecewise
+  linear, knots ``KNOT_OCTAVES`` apart, second-difference penalty): a partial's decay follows its frequency,
+  not its harmonic number (for a string, sigma = b1 + b3 f^2 is such a law);
+* body and excitation: log |amplitude| = body(log f) + excitation(k), fitted jointly over every mode of
+  every recorded note: the body's resonances stay at their frequency when the pitch moves, the
+  pluck/strike spectrum stays with the partial number;
+* modes below 0.9 f0 that follow no partial law (the body's air and plate modes) keep their frequency.
+
+A note is played from the nearest recorded note (the *donor*): each donor mode moves to the law's frequency
+(keeping its own offset in cents from the law, so beating pairs stay pairs); a partial's decay and amplitude
+are the laws' values at the new frequency plus the donor's own deviation from the laws at its old frequency;
+modes that follow no partial law transpose with the note. At a recorded note the model therefore gives back
+that note's own fit. The attack residual is the donor's (played at the recording's rate, scaled by velocity).
+
+``LawsInstrument`` is an excite module of the shared contract (controls (V, 4) -> sigma, omega, z0, c,
+attack), so it exports to an ``.etone`` bundle with ``export_laws_bundle``.
+
+    python -m training.conditioned_laws FOLDER --out NAME.etone     # FOLDER: labelled notes (labels.csv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from eigentone.contract.torch_twin import midi_to_hz, split_controls, unit_readout
+from eigentone.errors import EigentoneError
+from training.data.audio import Recording
+from training.metrics import cents
+
+MODES = 128
+"""Modes per recorded note (and of the instrument)."""
+KNOT_OCTAVES = 0.25
+"""Spacing of the knots of the piecewise-linear decay and body laws over log2 frequency (octaves)."""
+SMOOTHNESS = 1e-2
+"""Second-difference penalty of those laws, relative to the total weight of the modes they are fitted to."""
+HARMONIC_CENTS = 25.0
+"""A mode within this many cents of a stiff-string partial k f0 sqrt(1 + B k^2) follows that law."""
+B_RANGE = (1e-7, 1e-3)
+"""Inharmonicity coefficients are kept inside this range (the analysis of a few partials can overshoot)."""
+HARMONICS_FOR_B = 24
+BODY_RATIO = 0.9
+"""Modes below this fraction of f0 that follow no partial law are the body's (or the room's): they keep their
+absolute frequency when the note moves (a string's or bar's lowest mode is its fundamental)."""
+LAWS = ("pitch", "decay", "body")
+"""Laws a LawsInstrument applies; one left out is replaced by transposing the donor (for ablations)."""
+
+
+@dataclass
+class NoteFit:
+    """One recorded note's modes, seen by the laws.
+
+    note : MIDI note of the label; f0 : Hz, measured fundamental; b : inharmonicity of its partials
+    freqs, sigma : (N,) Hz and 1/s; amps : (N,) complex amplitudes at t = 0; k : (N,) stiff-string partial
+    number of each mode (0: no law, the mode keeps its ratio to f0); attack : (L,) residual at ``sample_rate``
+    """
+
+    note: float
+    f0: float
+    b: float
+    freqs: np.ndarray
+    sigma: np.ndarray
+    amps: np.ndarray
+    k: np.ndarray
+    attack: np.ndarray
+    sample_rate: float
+
+
+def fit_note(rec: Recording, modes: int = MODES) -> NoteFit:
+    """The single-note analysis of the recordings helper (``analyse_recording``) plus a partial number per mode."""
+    from training.fits import estimate_f0, harmonic_targets
+    from training.modal_analysis import analyse_recording
+
+    try:
+        analysis = analyse_recording(rec.audio.astype(np.float64), rec.sample_rate, modes)
+    except ValueError as exc:
+        raise EigentoneError(f"{rec.path}: {exc}; is it a plucked or struck note?") from None
+    est = analysis.partials
+    f0 = estimate_f0(est, rec.note)
+    b = float(np.clip(harmonic_targets(est, f0, HARMONICS_FOR_B)[4], *B_RANGE))
+    return NoteFit(rec.note, f0, b, est.freqs_hz, est.sigma, est.amplitudes, partial_numbers(est.freqs_hz, f0, b),
+                   analysis.attack, rec.sample_rate)
+
+
+def stiff_ratio(k: np.ndarray, b: float | np.ndarray) -> np.ndarray:
+    """k sqrt(1 + B k^2): the frequency of partial k of a stiff string over its fundamental."""
+    return k * np.sqrt(1.0 + b * k * k)
+
+
+def partial_numbers(freqs: np.ndarray, f0: float, b: float) -> np.ndarray:
+    """(N,) int: the stiff-string partial k >= 1 within ``HARMONIC_CENTS`` of each frequency, else 0."""
+    k = np.maximum(np.round(freqs / f0), 1.0)
+    # refine once: with stretch, partial k sits above k f0, so round against the stretched series
+    k = np.maximum(np.round(freqs / (f0 * np.sqrt(1.0 + b * k * k))), 1.0)
+    near = np.abs(cents(freqs, f0 * stiff_ratio(k, b))) <= HARMONIC_CENTS
+    return np.where(near, k, 0).astype(np.int64)
+
+
+def _pad(values: np.ndarray, size: int, fill: float | complex) -> np.ndarray:
+    out = np.full(size, fill, dtype=values.dtype)
+    out[: values.size] = values
+    return out
+
+
+def _hats(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """(n, G) piecewise-linear basis on uniformly spaced ``knots`` at x (clamped to the knots' range)."""
+    step = knots[1] - knots[0]
+    x = np.clip(x, knots[0], knots[-1])
+    return np.maximum(1.0 - np.abs(x[:, None] - knots[None]) / step, 0.0)
+
+
+def fit_smooth_law(x: np.ndarray, y: np.ndarray, weight: np.ndarray, knots: np.ndarray,
+                   groups: np.ndarray | None = None, smooth: float = SMOOTHNESS) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares y ~ g(x) + e[groups]: g piecewise linear on ``knots`` with a second-difference
+    penalty ``smooth`` (relative to the total weight), e one offset per group >= 1 (group 0: none, ridge-tied to 0).
+
+    Returns (g at the knots (G,), e (max group + 1,) with e[0] = 0).
+    """
+    basis = _hats(x, knots)
+    n_groups = int(groups.max()) + 1 if groups is not None and groups.size else 1
+    if groups is not None:
+        onehot = np.zeros((x.size, n_groups))
+        onehot[np.arange(x.size), groups] = 1.0
+        basis = np.concatenate([basis, onehot[:, 1:]], axis=1)
+    g = knots.size
+    rows = [basis * weight[:, None]]
+    rhs = [y * weight]
+    scale = math.sqrt(smooth * weight.sum())
+    if g >= 3:
+        second = np.zeros((g - 2, basis.shape[1]))
+        for i in range(g - 2):
+            second[i, i : i + 3] = (1.0, -2.0, 1.0)
+        rows.append(scale * second)
+        rhs.append(np.zeros(g - 2))
+    ridge = np.zeros((basis.shape[1] - g, basis.shape[1]))  # offsets: a whisper of ridge fixes the shared constant
+    ridge[:, g:] = np.eye(basis.shape[1] - g) * 1e-3 * scale
+    rows.append(ridge)
+    rhs.append(np.zeros(basis.shape[1] - g))
+    coef = np.linalg.lstsq(np.concatenate(rows), np.concatenate(rhs), rcond=None)[0]
+    return coef[:g], np.r_[0.0, coef[g:]]
+
+
+def _law_at(log_f: torch.Tensor, knots: torch.Tensor, values: torch.Tensor, lo: float, hi: float, step: float) -> torch.Tensor:
+    """A piecewise-linear law (knots (G,) log2 Hz from ``lo`` to ``hi`` by ``step``, values (G,)) at log_f (...)."""
+    x = torch.clamp(log_f, lo, hi)[..., None]
+    return (torch.relu(1.0 - torch.abs(x - knots) / step) * values).sum(-1)
+
+
+class LawsInstrument(nn.Module):
+    """Excite module of a conditioned instrument: controls (V, 4) -> the contract's outputs for any note.
+
+    Buffers (T recorded notes, N modes each, G law knots, L attack samples):
+      notes (T,); gap_below, gap_above (T,) semitones to the neighbours (1e6 at the ends)
+      ratio (T, N) donor frequency / donor f0; k (T, N) partial numbers (0 = ratio kept); law_cents (T, N)
+      offset of each mode from its stiff-string law in cents; log_sigma, log_amp, phase (T, N) the fits
+      knots (G,) log2 Hz; decay_law, body_law (G,) log sigma and log |amplitude| over log2 frequency
+      excitation (T, N) log amplitude of each mode's partial number k (the pluck/strike spectrum, 0 for k = 0)
+      decay_res, body_res (T, N) each mode's deviation from the laws at its own frequency
+      tune (T,) cents of each recorded f0 from its label; log_b (T,) its log inharmonicity; attack (T, L)
+    Tuning and log B are interpolated linearly in note between neighbouring recordings.
+    """
+
+    def __init__(self, fits: list[NoteFit], base_velocity: float = 100 / 127, laws: tuple[str, ...] = LAWS):
+        super().__init__()
+        self.laws = tuple(laws)
+        fits = sorted(fits, key=lambda f: f.note)
+        if len(fits) < 1:
+            raise ValueError("no recorded notes")
+        n_modes = max(f.freqs.size for f in fits)
+        notes = np.array([f.note for f in fits])
+        tune = np.array([float(cents(f.f0, _midi_hz(f.note))) for f in fits])
+        log_b = np.log(np.array([f.b for f in fits]))
+        rows = {key: [] for key in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase", "log_f", "weight")}
+        for f in fits:
+            freqs, sigma, amps = _pad(f.freqs, n_modes, 1.0), _pad(f.sigma, n_modes, 1.0), _pad(f.amps, n_modes, 0j)
+            k = _pad(f.k, n_modes, 0)
+            mag = np.abs(amps)
+            rows["ratio"].append(freqs / f.f0)
+            rows["k"].append(k)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rows["law_cents"].append(np.where(k > 0, cents(freqs, f.f0 * stiff_ratio(k, f.b)), 0.0))
+            rows["log_sigma"].append(np.log(np.maximum(sigma, 1e-3)))
+            rows["log_amp"].append(np.log(np.maximum(mag, 1e-12)))
+            rows["phase"].append(np.angle(amps))
+            rows["log_f"].append(np.log2(freqs))
+            # strong modes decide the laws (their decays are measured best); padding rows never do
+            rows["weight"].append(np.where(np.arange(n_modes) < f.freqs.size,
+                                           np.sqrt(np.clip(mag / max(mag.max(), 1e-30), 1e-4, 1.0)), 0.0))
+        tab = {key: np.array(value) for key, value in rows.items()}
+        x, w = tab["log_f"].ravel(), tab["weight"].ravel()
+        knots = np.arange(x[w > 0].min() - KNOT_OCTAVES, x[w > 0].max() + 2 * KNOT_OCTAVES, KNOT_OCTAVES)
+        decay_law, _ = fit_smooth_law(x, tab["log_sigma"].ravel(), w, knots)
+        body_law, excitation = fit_smooth_law(x, tab["log_amp"].ravel(), w, knots, groups=tab["k"].ravel())
+        exc = excitation[tab["k"]]  # (T, N)
+        decay_res = tab["log_sigma"] - (_hats(x, knots) @ decay_law).reshape(tab["log_sigma"].shape)
+        body_res = tab["log_amp"] - exc - (_hats(x, knots) @ body_law).reshape(exc.shape)
+        for key, value in (*((k, tab[k]) for k in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase")),
+                           ("log_f", tab["log_f"]), ("knots", knots), ("decay_law", decay_law), ("body_law", body_law),
+                           ("excitation", exc), ("decay_res", decay_res), ("body_res", body_res)):
+            self.register_buffer(key, torch.tensor(value, dtype=torch.float32))
+        self.register_buffer("freq_hz", torch.tensor(np.exp2(tab["log_f"]), dtype=torch.float32))
+        self.register_buffer("below", torch.tensor((tab["k"] == 0) & (tab["ratio"] < BODY_RATIO), dtype=torch.float32))
+        gaps = np.diff(notes)
+        self.register_buffer("notes", torch.tensor(notes, dtype=torch.float32))
+        self.register_buffer("gap_below", torch.tensor(np.r_[1e6, gaps], dtype=torch.float32))
+        self.register_buffer("gap_above", torch.tensor(np.r_[gaps, 1e6], dtype=torch.float32))
+        self.register_buffer("tie_break", torch.arange(len(fits), dtype=torch.float32) * 1e-4)
+        self.register_buffer("tune", torch.tensor(tune, dtype=torch.float32))
+        self.register_buffer("log_b", torch.tensor(log_b, dtype=torch.float32))
+        self.register_buffer("base_velocity", torch.tensor(float(base_velocity)))
+        length = max(f.attack.size for f in fits)
+        self.register_buffer("attack", torch.tensor(np.array([_pad(f.attack, length, 0.0) for f in fits]),
+                                                    dtype=torch.float32))
+        self.sample_rate = float(fits[0].sample_rate)
+        self.n_modes = n_modes
+        self.knot_span = (float(knots[0]), float(knots[-1]), float(knots[1] - knots[0]))
+
+    def weights(self, note: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """note (V, 1) -> (donor one-hot (V, T), linear interpolation weights between recorded notes (V, T))."""
+        distance = torch.abs(note - self.notes[None]) + self.tie_break[None]
+        donor = (distance <= distance.min(dim=1, keepdim=True).values).to(note.dtype)
+        rise = (note - self.notes[None]) / self.gap_below[None] + 1.0
+        fall = (self.notes[None] - note) / self.gap_above[None] + 1.0
+        hat = torch.clamp(torch.minimum(rise, fall), 0.0, 1.0)
+        return donor, hat / hat.sum(dim=1, keepdim=True)
+
+    def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
+        note, velocity, _, _ = split_controls(controls)
+        donor, hat = self.weights(note)  # (V, T)
+        f0 = midi_to_hz(note) * torch.exp((hat @ self.tune[:, None]) * (math.log(2.0) / 1200.0))  # (V, 1) Hz
+        b = torch.exp(hat @ self.log_b[:, None])  # (V, 1)
+        k = donor @ self.k  # (V, N)
+        law = k * torch.sqrt(1.0 + b * k * k) * torch.exp((donor @ self.law_cents) * (math.log(2.0) / 1200.0))
+        ratio = torch.where(k > 0, law, donor @ self.ratio) if "pitch" in self.laws else donor @ self.ratio  # (V, N)
+        freqs = f0 * ratio  # (V, N) Hz
+        if "pitch" in self.laws:  # modes below the fundamental (body, air) stay where the donor had them
+            freqs = torch.where((donor @ self.below) > 0.5, donor @ self.freq_hz, freqs)
+        log_f = torch.log(freqs) * (1.0 / math.log(2.0))  # log2 (the ONNX exporter mishandles torch.log2)
+        transposed = torch.exp(donor @ self.log_sigma) * freqs / (donor @ self.freq_hz)  # rates scale with the pitch
+        if "decay" in self.laws:  # partials follow the damping law; modes that follow no partial law transpose
+            sigma = torch.where(k > 0, torch.exp(_law_at(log_f, self.knots, self.decay_law, *self.knot_span) + donor @ self.decay_res),
+                                transposed)
+        else:
+            sigma = transposed
+        if "body" in self.laws:
+            log_amp = _law_at(log_f, self.knots, self.body_law, *self.knot_span) + donor @ (self.excitation + self.body_res)
+        else:
+            log_amp = donor @ self.log_amp
+        magnitude = torch.exp(log_amp) * (velocity / self.base_velocity)  # (V, N)
+        phase = donor @ self.phase
+        z0 = torch.stack([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=-1)  # (V, N, 2)
+        return {"sigma": sigma, "omega": 2.0 * math.pi * freqs, "z0": z0, "c": unit_readout(z0),
+                "attack": (donor @ self.attack) * (velocity / self.base_velocity)}
+
+
+def _midi_hz(note: float) -> float:
+    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
+def fit_instrument(recordings: list[Recording], modes: int = MODES) -> LawsInstrument:
+    """A LawsInstrument from labelled recordings of one instrument (one note each)."""
+    if not recordings:
+        raise EigentoneError("no recordings to fit")
+    unlabelled = [r.path for r in recordings if not np.isfinite(r.note)]
+    if unlabelled:
+        raise EigentoneError(f"{unlabelled[0]}: no note label (name the file like E2.flac or list it in labels.csv)")
+    rates = {r.sample_rate for r in recordings}
+    if len(rates) > 1:
+        raise EigentoneError(f"{recordings[0].path}: recordings at different sample rates {sorted(rates)}")
+    return LawsInstrument([fit_note(r, modes) for r in recordings],
+                          base_velocity=float(np.median([r.velocity for r in recordings])))
+
+
+def export_laws_bundle(model: LawsInstrument, out: str | Path, *, name: str, description: str = "",
+                       provenance: dict | None = None) -> dict:
+    """Export ``model`` as an .etone bundle (excite graph with its attack output), parity-checked against
+    onnxruntime and validated by the engine's loader; returns the manifest. Nothing is left on failure."""
+    from engine.bundle import load_bundle
+    from export.bundle_writer import write_bundle
+    from export.parity import REL_TOLERANCE, check_parity
+    from export.torch_export import excite_example, export_excite
+    from training.families.diag_ssm import note_range
+
+    out = Path(out)
+    model = model.eval()
+    excite_bytes, adapter = export_excite(model, modulation=False, attack=True)
+    parity = check_parity(adapter, excite_bytes, lambda v, s: excite_example(v, s), "controls", list(adapter.names))
+    if not parity["max_rel_error"] <= REL_TOLERANCE:
+        raise EigentoneError(f"{out}: excite graph parity failed: relative error {parity['max_rel_error']:.3g} > "
+                             f"{REL_TOLERANCE:g} (torch vs onnxruntime); bundle not written")
+    notes = model.notes.tolist()
+    manifest = write_bundle(
+        out, name=name, family="laws", modes=model.n_modes, graphs={"excite": excite_bytes},
+        note_range=tuple(note_range(notes)), trained_sample_rate=model.sample_rate,
+        description=description or f"conditioned instrument (laws across {len(notes)} recorded notes)",
+        training={"recorded_notes": [round(n, 3) for n in notes], **(provenance or {})}, parity={"excite": parity},
+        extra={"attack": {"samples": int(model.attack.shape[1]), "sample_rate": model.sample_rate}},
+    )
+    try:
+        load_bundle(out)
+    except EigentoneError:
+        out.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.conditioned_laws", description=__doc__.split("\n")[0])
+    parser.add_argument("folder", help="labelled notes of one instrument (WAV/FLAC + labels.csv or note names)")
+    parser.add_argument("--out", required=True, help="bundle to write, NAME.etone")
+    parser.add_argument("--name", help="instrument name (default: the bundle's file name)")
+    parser.add_argument("--modes", type=int, default=MODES)
+    args = parser.parse_args(argv)
+    from training.data.audio import load_folder
+
+    try:
+        torch.set_num_threads(1)
+        model = fit_instrument(load_folder(args.folder), args.modes)
+        manifest = export_laws_bundle(model, args.out, name=args.name or Path(args.out).stem,
+                                      provenance={"data": Path(args.folder).name})
+    except EigentoneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({manifest['modes']} modes, notes {manifest['note_range']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
