@@ -126,6 +126,9 @@ def test_the_bundle_plays_the_laws_and_the_attack_in_the_engine(tmp_path):
     with torch.no_grad():
         exc = model(controls_tensor(54.0, 100 / 127))
     ref = render_contract(exc, FS, played.size)[0]
+    # note 54 is as near 48 as 60: the lower recording is the donor, its attack plays at velocity 100 unscaled
+    attack_played = played[:160] - ref[:160]
+    assert np.abs(attack_played - attack).max() < 1e-2 * np.abs(attack).max()
     ref[:160] += exc["attack"][0].double().numpy()
     err = np.sum((played - ref) ** 2) / np.sum(ref**2)
     print(f"engine vs torch relative error {err:.2e}")
