@@ -133,3 +133,43 @@ def test_the_bundle_plays_the_laws_and_the_attack_in_the_engine(tmp_path):
     err = np.sum((played - ref) ** 2) / np.sum(ref**2)
     print(f"engine vs torch relative error {err:.2e}")
     assert err < 1e-6
+
+
+def test_the_shipped_recorded_instrument_plays_its_range_in_tune():
+    """assets/recorded/fluid-nylon-guitar.etone: loads, every key of its range excites finite stable voices, and
+    a recorded key and a key between recordings sound at their pitch."""
+    from pathlib import Path
+
+    from engine.instrument import Instrument
+    from engine.render import render_note
+    from training.modal_analysis import spectral_peaks
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "recorded" / "fluid-nylon-guitar.etone"
+    instrument = Instrument.load(path)
+    lo, hi = instrument.note_range
+    notes = np.arange(lo, hi + 1, dtype=np.float32)
+    controls = np.stack([notes, np.full_like(notes, 0.8), np.full_like(notes, 0.5), np.full_like(notes, 0.5)], 1)
+    voices = instrument.excite(controls)
+    assert voices.is_finite().all() and np.all(voices.sigma > 0)
+    for key in (50, 57):  # D3 is recorded (50.0), A3 lies between the recordings at 54.89 and 59.03
+        audio = render_note(instrument, key, 0.8, 1.0, sample_rate=44100).astype(np.float64)
+        peaks = spectral_peaks(audio, 44100, count=12)
+        f0 = 440 * 2 ** ((key - 69) / 12)
+        assert np.min(np.abs(cents(peaks.freqs_hz, f0))) < 10, f"key {key}: no partial near {f0:.1f} Hz"
+
+
+def test_conditioned_floors_need_the_model_below_both_baselines():
+    from benchmarks.bench_fidelity import floors
+
+    def scores(mr, lsd, f0=1.0):
+        return {"f0_cents": f0, "partial_cents_median": 1.0, "t60_error_median": 0.1, "mr_stft": mr, "lsd_db": lsd}
+
+    def inst(model, transposed, sampler):
+        return {"instrument": "g", "notes": [{"model": scores(*model), "transposed": scores(*transposed),
+                                              "sampler": scores(*sampler)}]}
+
+    assert all(ok for *_, ok in floors({}, [inst((1.0, 3.0), (1.2, 3.5), (1.1, 3.2))]))
+    missed = [what for what, _, _, ok in floors({}, [inst((1.0, 3.0), (1.2, 3.5), (0.9, 3.2))]) if not ok]
+    assert missed == ["conditioned g: mr_stft model < both baselines"]
+    missed = [what for what, _, _, ok in floors({}, [inst((1.0, 3.0, 6.0), (1.2, 3.5), (1.1, 3.2))]) if not ok]
+    assert missed == ["conditioned g: held-out f0 cents median"]

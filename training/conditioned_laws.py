@@ -112,7 +112,7 @@ def partial_numbers(freqs: np.ndarray, f0: float, b: float) -> np.ndarray:
     return np.where(near, k, 0).astype(np.int64)
 
 
-def _pad(values: np.ndarray, size: int, fill: float | complex) -> np.ndarray:
+def _pad(values: np.ndarray, size: int, fill: complex) -> np.ndarray:
     out = np.full(size, fill, dtype=values.dtype)
     out[: values.size] = values
     return out
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="bundle to write, NAME.etone")
     parser.add_argument("--name", help="instrument name (default: the bundle's file name)")
     parser.add_argument("--modes", type=int, default=MODES)
+    parser.add_argument("--description", default="", help="one line shown by `eigentone list`")
     args = parser.parse_args(argv)
     from training.data.audio import load_folder
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         model = fit_instrument(load_folder(args.folder), args.modes)
         manifest = export_laws_bundle(model, args.out, name=args.name or Path(args.out).stem,
-                                      provenance={"data": Path(args.folder).name})
+                                      description=args.description, provenance={"data": Path(args.folder).name})
     except EigentoneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
