@@ -149,6 +149,20 @@ def test_animate_writes_a_gif_with_frames(string_data, string_run, tmp_path):
     assert len(frames) == 5 and frames[0].ndim == 3
 
 
+@pytest.mark.slow
+def test_export_refuses_an_excite_graph_that_breaks_parity(string_run, tmp_path, monkeypatch):
+    """The excite graph's omega 1% off its torch module (a wrong pitch): refused, nothing written."""
+    from parity_helpers import scale_exported_output
+
+    from eigentone.errors import EigentoneError
+    from export.cli import export_run
+
+    scale_exported_output(monkeypatch, "omega")
+    with pytest.raises(EigentoneError, match="excite graph parity failed"):
+        export_run(string_run, tmp_path / "broken.etone", verbose=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_struck_plate_modal_method_and_animation(tmp_path):
     import imageio.v2 as imageio
 
@@ -178,7 +192,7 @@ def test_exported_bundle_plays_in_the_engine(string_run, tmp_path):
     bundle = tmp_path / "fno.etone"
     manifest = export_run(string_run, bundle, verbose=False)
     assert manifest["family"] == "modal_fno" and set(manifest["graphs"]) == {"excite", "field"}
-    assert manifest["parity"]["excite"]["max_rel_error"] < 1e-4
+    assert set(manifest["parity"]) == {"excite", "field"}  # both graphs checked (refusal: the test below)
     y = render_note(bundle, 57.0, 0.8, 0.5, 48000)
     assert np.isfinite(y).all() and np.abs(y).max() > 1e-3
     est = esprit(y[:8192].astype(np.float64), 48000.0).strongest(4)  # fundamental + first overtones
