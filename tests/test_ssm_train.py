@@ -20,14 +20,18 @@ from training.train_ssm import controls_tensor, render_contract, train
 torch.set_num_threads(1)
 
 
-def simulate(path, duration):
-    assert main(["simulate", "string", "--preset", "diaz2024-linear", "--count", "24", "--duration", str(duration),
-                 "--grid", "33", "--seed", "3", "--modes", "12", "--out", str(path)]) == 0
+def simulate(path, duration, seed=3, count=24):
+    assert main(["simulate", "string", "--preset", "diaz2024-linear", "--count", str(count), "--duration", str(duration),
+                 "--grid", "33", "--seed", str(seed), "--modes", "12", "--out", str(path)]) == 0
 
 
-def test_linear_string_field_fit_in_horizon_and_at_10x(tmp_path, capsys):
+def test_linear_string_field_fit_in_horizon_and_at_10x_on_unseen_plucks(tmp_path, capsys):
     simulate(tmp_path / "train.h5", 0.05)
-    simulate(tmp_path / "long.h5", 0.5)  # same examples, 10x longer
+    simulate(tmp_path / "long.h5", 0.5, seed=4, count=8)  # other plucks (position, width, amplitude), 10x longer
+    from training.data.dataset import load_dataset
+
+    seen = load_dataset(tmp_path / "train.h5").excitation["position"]
+    assert not set(np.round(load_dataset(tmp_path / "long.h5").excitation["position"], 9)) & set(np.round(seen, 9))
     run = tmp_path / "run"
     assert main(["train", "ssm", str(tmp_path / "train.h5"), "--out", str(run), "--steps", "5", "--modes", "16",
                  "--quiet"]) == 0
