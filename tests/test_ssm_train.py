@@ -108,6 +108,15 @@ def test_recording_loaded_from_assets_is_a_usable_pluck():
     assert rec.sample_rate == 44100 and 2.0 < rec.audio.size / rec.sample_rate < 2.6
 
 
+def test_fit_shipped_pluck_partials_and_decays(tmp_path):
+    """The shipped 2.5 s, 44.1 kHz plucked-string FLAC: partials within 1 cent and decays within 10 % after a short
+    refinement (10 steps; the default run and its 60 s floor are the slow test below)."""
+    report = train("assets/audio/nylon_b3.flac", tmp_path / "run", steps=10, quiet=True)["nylon_b3.flac"]
+    print({k: round(v, 4) for k, v in report.items()})
+    assert report["partials_matched"] == 1.0
+    assert report["partial_cents_max"] <= 1.0 and report["t60_rel_error_max"] <= 0.1
+
+
 @pytest.mark.slow
 def test_fit_shipped_pluck_within_a_minute(tmp_path):
     """Floor: a 2.5 s, 44.1 kHz plucked-string FLAC fits in <= 60 s; partials within 1 cent, decays within 10 %."""
