@@ -13,7 +13,8 @@ Published figures set beside ours (relative MSE sum(err^2) / sum(y^2), rollout f
   Karman plates only, relative MAE per block over 250 ms; no linear-plate figure exists there to put
   beside ours, so our linear plate is printed with that note.
 
-What runs (all data from ``eigentone simulate``; the modal FNO from ``training/train_fno.py``):
+What runs (all data from ``eigentone simulate``; the modal FNO family ``training/families/modal_fno.py``
+trained by ``training/fit.py``):
 
 1. **Linear string, published setup**: ``--preset diaz2024-linear``. We train on the first 400 steps
    (a tenth) and report in-horizon and over all 4000 steps (10x our training horizon).
@@ -70,38 +71,41 @@ def _simulate(work: Path, name: str, argv: list[str]) -> Path:
 
 
 def _train(data, run_dir: Path, steps: int, horizon: float, modes: int | None, seed: int, **kw) -> tuple[dict, object]:
-    from training.models.modal_fno import load_run
-    from training.train_fno import train
+    """Train the modal FNO family on ``data`` (a dataset path or TrainingData); (metrics, trained model)."""
+    from training.fit import train
+    from training.run_folder import load_run
 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.time()
-    report = train(data, run_dir, steps=steps, modes=modes, seed=seed, horizon=horizon, quiet=True, **kw)
+    report = train("modal_fno", data, run_dir, steps=steps, modes=modes, seed=seed, horizon=horizon, quiet=True, **kw)
     report["train_seconds"] = time.time() - t0
-    model, _ = load_run(run_dir)
-    return report, model
+    return report, load_run(run_dir).model
 
 
 def linear_preset(work: Path, args) -> dict:
-    from training.train_fno import load_field_data
+    from training.data.field_data import load_field_data
 
     path = _simulate(work, "diaz2024-linear", ["string", "--preset", "diaz2024-linear", "--count", str(args.count),
                                                "--seed", str(args.seed)])
     data = load_field_data(path)
-    report, _ = _train(data, work / "run-linear-preset", args.steps, 400 / data.sample_rate, 25, args.seed)
+    report, _ = _train(path, work / "run-linear-preset", args.steps, 400 / data.sample_rate, 25, args.seed)
     return report
 
 
 def linear_range(work: Path, args) -> dict:
     """Trained at 64 points / 16 kHz; evaluated there and at 128 points / 48 kHz on the same strings."""
     from training import metrics
-    from training.train_fno import load_field_data, predict, split_indices
+    from training.data.field_data import load_field_data
+    from training.data.splits import split_indices
+    from training.families.modal_fno_eval import predict
 
     common = ["string", "--count", str(args.count), "--seed", str(args.seed + 1), "--modes", "10", "--duration",
               "0.25"]
-    coarse = load_field_data(_simulate(work, "strings-64-16k", [*common, "--grid", "64", "--sample-rate", "16000"]))
+    coarse_path = _simulate(work, "strings-64-16k", [*common, "--grid", "64", "--sample-rate", "16000"])
+    coarse = load_field_data(coarse_path)
     fine = load_field_data(_simulate(work, "strings-128-48k", [*common, "--grid", "128", "--sample-rate", "48000"]))
-    report, model = _train(coarse, work / "run-linear-range", args.steps, 0.025, 10, args.seed)
+    report, model = _train(coarse_path, work / "run-linear-range", args.steps, 0.025, 10, args.seed)
     test = split_indices(coarse.examples, args.seed)["test"]
     out = {"native": {}, "fine": {}}
     for name, data in (("native", coarse.subset(test)), ("fine", fine.subset(test))):
@@ -124,9 +128,12 @@ def linear_range(work: Path, args) -> dict:
 def stiffness_range(work: Path, args) -> dict:
     """Strings with tension U(40, 80) N and Young's modulus U(3, 8) GPa (the simulate command keeps E fixed,
     so these come from the solver directly): held-out partials of the pole network vs the solver's."""
+    from training.data.dataset import FieldDataset
+    from training.data.sources import from_dataset
+    from training.families.modal_fno import fields_of
+    from training.families.modal_fno_eval import parameter_generalisation
     from training.physics.modal import Excitation
     from training.physics.string_linear import StringParams, simulate_string
-    from training.train_fno import FieldData, excitation_fields, parameter_generalisation, split_indices
 
     rng = np.random.default_rng(args.seed + 3)
     names = ["T", "E", "L", "rho", "A", "I", "d1", "d3"]
@@ -145,13 +152,12 @@ def stiffness_range(work: Path, args) -> dict:
     exc = {k: np.asarray(v) for k, v in exc.items()}
     params = np.asarray(rows)
     lx = params[:, names.index("L")]
-    x_in = np.linspace(0.0, 1.0, 8 * 63 + 1)
-    u0, v0 = excitation_fields(exc, "string", x_in, lx, lx)
-    data = FieldData("string", False, 16000.0, np.asarray(fields), u0, v0, params, names, np.linspace(0, 1, 64),
-                     np.asarray(pickups), (0.12, 0.5), exc, float(lx[0]), float(lx[0]), x_in,
-                     np.full(args.count, 20))
-    report, model = _train(data, work / "run-stiffness", args.steps, 0.025, 20, args.seed)
-    split = split_indices(data.examples, args.seed)
+    labels = {**{k: params[:, j] for j, k in enumerate(names)}, "pickup_x": 0.12 * lx, "modes": np.full(args.count, 20.0)}
+    ds = FieldDataset("string", False, 16000.0, np.asarray(fields), np.asarray(pickups), np.linspace(0, lx[0], 64),
+                      labels, exc)
+    training_data = from_dataset(ds, seed=args.seed)
+    report, model = _train(training_data, work / "run-stiffness", args.steps, 0.025, 20, args.seed)
+    data, split = fields_of(training_data), training_data.split
     t_train, e_train = params[split["train"], 0], params[split["train"], 1]
     inside = [i for i in np.concatenate([split["test"], split["val"]])
               if t_train.min() < params[i, 0] < t_train.max() and e_train.min() < params[i, 1] < e_train.max()]
@@ -164,19 +170,16 @@ def stiffness_range(work: Path, args) -> dict:
 
 
 def linear_plate(work: Path, args) -> dict:
-    from training.train_fno import load_field_data
-
     path = _simulate(work, "plates", ["plate", "--count", str(args.count), "--seed", str(args.seed + 2), "--grid",
                                       "21", "--sample-rate", "16000", "--duration", "0.25"])
-    data = load_field_data(path)
-    report, _ = _train(data, work / "run-plate", args.steps, 0.025, 12, args.seed)
+    report, _ = _train(path, work / "run-plate", args.steps, 0.025, 12, args.seed)
     return report
 
 
 def nonlinear_string(work: Path, args) -> dict:
     from benchmarks.paper_koopman import simulate_cli_set
     from training.data.dataset import FieldDataset, save_dataset
-    from training.train_fno import load_field_data
+    from training.data.simulate_cli import PRESETS
 
     path = work / "diaz2024-nonlinear-16k.h5"
     if not path.exists():
@@ -186,9 +189,9 @@ def nonlinear_string(work: Path, args) -> dict:
                                   {k: np.asarray(v) for k, v in raw["params"].items()},
                                   {k: np.asarray(v) for k, v in raw["excitation"].items()},
                                   {"from": "diaz2024-nonlinear preset at 32 kHz, every second sample"}), path)
-    data = load_field_data(path)
-    report, model = _train(data, work / "run-nonlinear", args.nonlinear_steps, 1000 / data.sample_rate, 25,
-                           args.seed, pole_lr_scale=1.0)
+    rate = PRESETS["diaz2024-nonlinear"].sample_rate  # the decimated data's rate
+    report, model = _train(path, work / "run-nonlinear", args.nonlinear_steps, 1000 / rate, 25, args.seed,
+                           pole_lr_scale=1.0)
     report["pitch_glide"] = pitch_glide(model, args.seed)
     return report
 

@@ -91,8 +91,8 @@ def simulate_string_set(count: int, seed: int, n_steps: int = STEPS, amp_range=(
 
 def pitch_glide_error(model, count: int, seed: int, seconds: float = 1.0) -> dict:
     """Max |cents| between the fundamental tracks of model and solver pickups on hard plucks, first second."""
+    from training.families.koopman import rollout_examples
     from training.metrics import fundamental_trajectory, trajectory_max_cents
-    from training.train_koopman import rollout_examples
 
     n = int(seconds * FS)
     ref = simulate_string_set(count, seed + 1000, n_steps=n, amp_range=(8e-3, 1e-2))
@@ -130,16 +130,23 @@ def simulate_cli_set(kind: str, preset: str, count: int, seed: int, workdir: Pat
 
 
 def _train_and_evaluate(data: dict, kind: str, run_dir: Path, args, latent: int, steps: int, label: str) -> dict:
-    from training.models.koopman import load_run_model
-    from training.train_koopman import evaluate, split_indices, train_arrays
+    from training.data.dataset import FieldDataset
+    from training.data.sources import from_dataset
+    from training.families.koopman import evaluate
+    from training.fit import train
+    from training.run_folder import load_run
 
-    count = data["fields"].shape[0]
+    shape = data["fields"].shape[2:]
+    grid = np.zeros((*shape, 2)) if kind == "plate" else np.linspace(0.0, 1.0, shape[0])  # Koopman reads no grid
+    ds = FieldDataset(kind, True, data["sample_rate"], data["fields"], data["pickups"], grid,
+                      {k: np.asarray(v) for k, v in data["params"].items()},
+                      {k: np.asarray(v) for k, v in data["excitation"].items()})
+    training_data = from_dataset(ds, label, seed=args.seed)
     t1 = time.time()
-    train_arrays(data["fields"], data["pickups"], data["sample_rate"], str(run_dir), kind=kind,
-                 params=data["params"], excitation=data["excitation"], data_name=label, steps=steps, latent=latent,
-                 seed=args.seed, horizon=args.horizon, quiet=True, command=f"eigentone bench koopman-paper ({label})")
-    model = load_run_model(run_dir)
-    split = split_indices(count, args.seed)
+    train("koopman", training_data, run_dir, steps=steps, latent=latent, seed=args.seed, horizon=args.horizon,
+          quiet=True, command=f"eigentone bench koopman-paper ({label})")
+    model = load_run(run_dir).model
+    split = training_data.split
     ev = np.concatenate([split["val"], split["test"]])
     at_rest = bool(np.all(np.asarray(data["excitation"].get("kind", 0.0)) == 0))
     m = evaluate(model, data["fields"][ev], data["pickups"][ev], args.horizon, data["sample_rate"], at_rest=at_rest)

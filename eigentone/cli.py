@@ -34,6 +34,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "render": "engine.render_cli",
     "play": "engine.play_cli",
     "list": "engine.list_cli",
+    "install": "engine.install_cli",
     "animate": "training.animate_cli",
     "assets": {"build": "training.assets_build"},
     "bench": {

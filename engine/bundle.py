@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 
 SUPPORTED_FORMAT_VERSIONS = (1,)
-FAMILIES = ("diag_ssm", "koopman", "modal_fno", "modal")
+ATTACK_OUTPUT = "attack"
+"""Excite output of a bundle with an attack component: (voices, L) float32 table at the manifest's rate."""
+MAX_ATTACK_SECONDS = 1.0
+FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""Family names a manifest may carry (built in: diag_ssm, koopman, modal_fno, modal; any other family too)."""
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -111,14 +116,29 @@ def _check_manifest(path: Path, manifest: Any) -> None:
             f"{path}: bundle format_version {manifest['format_version']} is not supported "
             f"(this engine reads {SUPPORTED_FORMAT_VERSIONS}); update eigentone or re-export the model"
         )
-    if manifest["family"] not in FAMILIES:
-        raise EigentoneError(f"{path}: unknown family {manifest['family']!r} (expected one of {', '.join(FAMILIES)})")
+    if not FAMILY_NAME.fullmatch(str(manifest["family"])):  # any family: the engine needs only the contract
+        raise EigentoneError(f"{path}: manifest 'family' must be a lower-case identifier, got {manifest['family']!r}")
     if manifest["modes"] < 1:
         raise EigentoneError(f"{path}: manifest 'modes' must be >= 1")
     if list(manifest["controls"]) != list(CONTROL_NAMES):
         raise EigentoneError(f"{path}: manifest 'controls' must be {list(CONTROL_NAMES)}")
     if "excite" not in manifest["graphs"]:
         raise EigentoneError(f"{path}: manifest 'graphs' has no 'excite' graph")
+    if "attack" in manifest:
+        _check_attack(path, manifest["attack"])
+
+
+def _check_attack(path: Path, attack: Any) -> None:
+    """The optional attack component: {"samples": L >= 1, "sample_rate": fs_a > 0}, at most 1 s long."""
+    if not isinstance(attack, dict) or set(attack) != {"samples", "sample_rate"}:
+        raise EigentoneError(f"{path}: manifest 'attack' must be {{\"samples\": L, \"sample_rate\": Hz}}")
+    samples, rate = attack["samples"], attack["sample_rate"]
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise EigentoneError(f"{path}: manifest 'attack' 'samples' must be an integer >= 1")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+        raise EigentoneError(f"{path}: manifest 'attack' 'sample_rate' must be a number > 0 (Hz)")
+    if samples / rate > MAX_ATTACK_SECONDS:
+        raise EigentoneError(f"{path}: manifest 'attack' lasts {samples / rate:.3g} s, at most {MAX_ATTACK_SECONDS} s")
 
 
 def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[str, list]]:
@@ -128,6 +148,8 @@ def _expected_signature(manifest: dict[str, Any], role: str) -> dict[str, dict[s
         outputs = {"sigma": ["voices", n], "omega": ["voices", n], "z0": ["voices", n, 2], "c": ["voices", n, 2]}
         if manifest["modulation"]:
             outputs.update({name: ["voices", n] for name in MODULATION_OUTPUTS})
+        if "attack" in manifest:
+            outputs[ATTACK_OUTPUT] = ["voices", manifest["attack"]["samples"]]
         return {"inputs": {"controls": ["voices", len(CONTROL_NAMES)]}, "outputs": outputs}
     if role == "readout":
         return {"inputs": {"z": ["voices", n, 2]}, "outputs": {"c": ["voices", n, 2]}}

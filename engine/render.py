@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
-from engine.contract import CONTROL_NAMES, DEFAULT_CONTROLS
 from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank
@@ -56,7 +56,7 @@ def render_note(
         raise EigentoneError(f"{instrument.name}: excite returned non-finite values for note {note}")
     n_samples = round(duration_s * sample_rate)
     bank = ModalBank(1, instrument.modes, sample_rate, block_size, instrument.modulation)
-    bank.load(0, outputs, 0, 1.0)
+    bank.load(0, outputs, 0, 1.0, note)
     active = np.zeros(1, np.int32)
     audio = np.zeros(n_samples, np.float32)
     for start in range(0, n_samples, block_size):
@@ -66,7 +66,9 @@ def render_note(
                 bank.apply_readout(instrument, active, 1)
             if instrument.modulation:
                 bank.poles(active, 1, new_energy=True)
-        bank.advance(active, 1, audio[start:stop], 0, stop - start)
+            bank.start_block(active, 1)
+        bank.advance(active, 1, audio, start, stop)
+        bank.move_to(active, 1, stop - start)
     return audio
 
 

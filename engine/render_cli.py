@@ -14,6 +14,7 @@ from eigentone.errors import EigentoneError
 from engine.bundle import MODELS_DIR
 from engine.midi_file import read_midi
 from engine.render import WAV_SUBTYPES, instruments_for_channels, render_midi, write_wav
+from engine.synth import check_options
 from plugins.effects import EffectsChain
 
 HELP = "render a MIDI file offline with one or more instrument bundles to a WAV"
@@ -43,13 +44,30 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gain-db", type=float, default=0.0, help="output gain before the limiter, dB")
     parser.add_argument("--bend-range", type=float, default=2.0, help="pitch-bend range in semitones (default 2)")
     parser.add_argument("--mono", action="store_true", help="one voice per MIDI channel")
-    parser.add_argument("--position", type=float, default=0.2, help="excitation point 0..1 sent to the models")
+    parser.add_argument("--position", type=float, default=0.2,
+                        help="excitation point 0..1 sent to the models (MIDI CC1 also sets it; default 0.2)")
+    parser.add_argument("--position-y", type=float, default=0.37, help="second excitation coordinate 0..1 (plates)")
+    parser.add_argument("--release-time", type=float, metavar="SECONDS",
+                        help="T60 after note-off (default: each bundle's own)")
+    parser.add_argument("--decay-scale", type=float, default=1.0,
+                        help="multiply every mode's T60 by this, 0.25..4 (default 1)")
+    parser.add_argument("--brightness", type=float, default=0.0,
+                        help="spectral tilt -1..1: +1 = +6 dB per octave above each note's fundamental (default 0)")
+
+
+SYNTH_FLAGS = {"release_time": "--release-time", "decay_scale": "--decay-scale", "brightness": "--brightness",
+               "position": "--position", "position_y": "--position-y"}
 
 
 def synth_options(args: argparse.Namespace) -> dict:
-    """Synth keyword arguments from the options of ``add_synth_arguments``."""
-    return {"gain": 10 ** (args.gain_db / 20), "bend_range": args.bend_range, "mono": args.mono,
-            "position": args.position}
+    """Synth keyword arguments from the options of ``add_synth_arguments`` (EigentoneError for a value out of range)."""
+    options = {name: getattr(args, name) for name in SYNTH_FLAGS}
+    try:
+        check_options(**options)
+    except ValueError as exc:
+        name = str(exc).split()[0]
+        raise EigentoneError(f"{SYNTH_FLAGS[name]} {str(exc).split(' ', 1)[1]}") from None
+    return {"gain": 10 ** (args.gain_db / 20), "bend_range": args.bend_range, "mono": args.mono, **options}
 
 
 def parse_channel_models(entries: list[str]) -> dict[int, str]:

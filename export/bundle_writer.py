@@ -16,6 +16,7 @@ from typing import Any
 
 import onnx
 
+from eigentone.contract import CONTROL_NAMES
 from eigentone.files import atomic_path
 
 FORMAT = "eigentone-bundle"
@@ -74,7 +75,7 @@ def write_bundle(
         "family": family,
         "description": description,
         "modes": int(modes),
-        "controls": ["note", "velocity", "position", "position_y"],
+        "controls": list(CONTROL_NAMES),
         "note_range": [int(note_range[0]), int(note_range[1])],
         "trained_sample_rate": float(trained_sample_rate),
         "release_time": float(release_time),

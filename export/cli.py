@@ -1,30 +1,17 @@
 """`eigentone export RUN_DIR --out NAME.etone`: any family's trained run -> a validated bundle.
 
-Family hook (how the Koopman, modal FNO and diagonal SSM families plug in)
--------------------------------------------------------------------------
-RUN_DIR/config.json names the family: ``{"family": "koopman", ...}``. The module
-``training.models.<family>`` must define::
-
-    def build_from_run(run_dir: Path) -> tuple[
-        nn.Module,              # excite: forward(controls (V, 4)) -> {"sigma", "omega", "z0", "c"
-                                #         [, "mod_alpha", "mod_beta"]} as in engine/contract.py
-        nn.Module | None,       # readout: forward(z (V, N, 2)) -> c (V, N, 2), or None
-        nn.Module | None,       # field:   forward(z (V, N, 2)) -> u (V, points) or (V, ny, nx), or None
-        dict,                   # manifest fields: modes, note_range, trained_sample_rate, and optionally
-                                #   description, modulation, release_time, training, metrics
-    ]
-
-in eval mode with its weights loaded (``torch.load(..., weights_only=True)``). Every graph is exported
-with a dynamic ``voices`` axis, checked against onnxruntime (``export/parity.py``) and packed by
-``export/bundle_writer.py`` (sha256 per graph). A run dir without RUN_DIR/model.pt (training not
-finished) is refused with one line; nothing is written unless every check passes.
+The run folder (``training/run_folder.py``) names its family; the family (``training/family.py``)
+gives its export graphs through ``Family.graphs``: an excite module (controls (V, 4) -> the contract's
+outputs, ``eigentone.contract``), an optional block-rate readout and field module, and the manifest
+fields it decides. Every graph is exported with a dynamic ``voices`` axis, checked against onnxruntime
+(``export/parity.py``) and packed by ``export/bundle_writer.py`` (sha256 per graph). A run dir without
+RUN_DIR/model.pt (training not finished) is refused with one line; nothing is written unless every
+check passes.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import logging
 import sys
 from pathlib import Path
@@ -42,32 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", help="one line shown by `eigentone list` (default: the family's own)")
 
 
-def load_family(run_dir: Path):
-    """(family name, build_from_run result) of a finished run dir; EigentoneError with one line otherwise."""
-    config_path = run_dir / "config.json"
-    if not run_dir.is_dir():
-        raise EigentoneError(f"{run_dir}: no such run directory")
-    if not config_path.is_file():
-        raise EigentoneError(f"{run_dir}: not a training run (no config.json)")
-    try:
-        family = json.loads(config_path.read_text())["family"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise EigentoneError(f"{config_path}: unreadable or without a \"family\" entry") from None
-    if not (run_dir / "model.pt").is_file():
-        raise EigentoneError(f"{run_dir}: no finished model (model.pt missing); finish training first (rerun the "
-                             "train command to resume)")
-    try:
-        module = importlib.import_module(f"training.models.{family}")
-    except ModuleNotFoundError:
-        raise EigentoneError(f"{config_path}: unknown model family {family!r}") from None
-    if not hasattr(module, "build_from_run"):
-        raise EigentoneError(f"training.models.{family} has no build_from_run(run_dir) export hook")
-    try:
-        return family, module.build_from_run(run_dir)
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        raise EigentoneError(f"{run_dir}: cannot rebuild the model: {str(exc).splitlines()[0]}") from None
-
-
 def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, verbose: bool = True,
                description: str | None = None, provenance: dict | None = None) -> dict:
     """Export, parity-check and write the bundle; returns its manifest.
@@ -83,19 +44,23 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
 
     logging.getLogger("torch").setLevel(logging.ERROR)
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    from training.run_folder import load_run, numeric_metrics
+
     run_dir, out = Path(run_dir), Path(out)
-    family, (excite, readout, field, fields) = load_family(run_dir)
-    modulation = bool(fields.get("modulation", False))
-    modes = int(fields["modes"])
-    graphs, parity = {}, {}
+    run = load_run(run_dir)
+    graphs = run.graphs()
+    info = graphs.info
+    excite, readout, field = graphs.excite, graphs.readout, graphs.field
+    modulation, modes = bool(info.modulation), int(info.modes)
+    onnx_graphs, parity = {}, {}
     excite_bytes, adapter = export_excite(excite, modulation)
-    graphs["excite"] = excite_bytes
+    onnx_graphs["excite"] = excite_bytes
     parity["excite"] = check_parity(adapter, excite_bytes, lambda v, s: excite_example(v, s), "controls", list(adapter.names))
     for role, module, output in (("readout", readout, "c"), ("field", field, "u")):
         if module is None:
             continue
-        graphs[role] = export_graph(module, state_example(modes), "z", [output])
-        parity[role] = check_parity(module, graphs[role], lambda v, s: state_example(modes, v, s), "z", [output])
+        onnx_graphs[role] = export_graph(module, state_example(modes), "z", [output])
+        parity[role] = check_parity(module, onnx_graphs[role], lambda v, s: state_example(modes, v, s), "z", [output])
     for role, result in parity.items():
         if verbose:
             print(f"parity {role:8s} max abs error {result['max_abs_error']:.3g}  max rel error {result['max_rel_error']:.3g}")
@@ -103,12 +68,11 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
             raise EigentoneError(f"{run_dir}: {role} graph parity failed: relative error {result['max_rel_error']:.3g} > "
                                  f"{REL_TOLERANCE:g} (torch vs onnxruntime); bundle not written")
     manifest = write_bundle(
-        out, name=name or out.stem, family=family, modes=modes, graphs=graphs,
-        note_range=tuple(fields["note_range"]), trained_sample_rate=float(fields["trained_sample_rate"]),
-        modulation=modulation, release_time=float(fields.get("release_time", 0.3)),
-        description=description or fields.get("description", ""),
-        training={**(fields.get("training") or {}), **(provenance or {})}, metrics=fields.get("metrics"),
-        parity=parity,
+        out, name=name or out.stem, family=run.family.name, modes=modes, graphs=onnx_graphs,
+        note_range=tuple(info.note_range), trained_sample_rate=float(info.trained_sample_rate),
+        modulation=modulation, release_time=float(info.release_time), description=description or info.description,
+        training={**run.provenance, **(provenance or {})}, metrics=numeric_metrics(run.metrics), parity=parity,
+        extra=info.extra or None,
     )
     from engine.bundle import load_bundle
 
@@ -118,7 +82,7 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
         out.unlink(missing_ok=True)
         raise
     if verbose:
-        print(f"wrote {out} ({family}, {modes} modes, graphs: {', '.join(graphs)})")
+        print(f"wrote {out} ({run.family.name}, {modes} modes, graphs: {', '.join(onnx_graphs)})")
     return manifest
 
 

@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import nn
 
-from engine.contract import EXCITE_OUTPUTS, MODULATION_OUTPUTS
+from eigentone.contract import EXCITE_OUTPUTS, MODULATION_OUTPUTS
 
 OPSET = 18
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.contract import midi_to_hz
+from eigentone.contract.reference import midi_to_hz
 from training.physics.modal import Excitation
 from training.physics.string_linear import params_for_f0, simulate_string
 

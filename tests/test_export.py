@@ -17,9 +17,9 @@ from eigentone.cli import main
 from engine.bundle import load_bundle
 from engine.render import render_note
 from export.cli import export_run
+from training.fit import train
 from training.metrics import cents
 from training.modal_analysis import esprit, significant_partials
-from training.train_ssm import train
 
 torch.set_num_threads(1)
 
@@ -29,7 +29,7 @@ def recording_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     path = root / "B3_v100.wav"
     sf.write(path, pluck(59, fs=16000, seconds=0.6), 16000)
-    train(path, root / "run", steps=5, modes=10, quiet=True)
+    train("ssm", path, root / "run", steps=5, modes=10, quiet=True)
     return root / "run"
 
 

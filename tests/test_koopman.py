@@ -14,7 +14,6 @@ from training.models.koopman import (
     KoopmanConfig,
     KoopmanModel,
     PoleModulation,
-    build_from_run,
     build_model,
     sine_basis,
 )
@@ -42,15 +41,21 @@ def tiny_string():
     return np.stack(fields).astype(np.float32), np.stack(pickups).astype(np.float32)
 
 
+def _train(fields, pickups, run_dir):
+    from training.data.dataset import FieldDataset
+    from training.data.sources import from_dataset
+    from training.fit import train
+
+    ds = FieldDataset("string", True, FS, fields, pickups, np.linspace(0.0, 0.65, fields.shape[2]),
+                      {"L": np.full(len(fields), 0.65)}, {})
+    return train("koopman", from_dataset(ds), run_dir, steps=20, latent=10, horizon=128, batch=4, hidden=16,
+                 block=32, quiet=True)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_string):
-    from training.train_koopman import train_arrays
-
-    fields, pickups = tiny_string
     run_dir = tmp_path_factory.mktemp("koopman-run")
-    metrics = train_arrays(fields, pickups, FS, str(run_dir), kind="string", params={"L": np.full(6, 0.65)},
-                           steps=20, latent=10, horizon=128, batch=4, hidden=16, block=32, quiet=True)
-    return run_dir, metrics
+    return run_dir, _train(*tiny_string, run_dir)
 
 
 def test_poles_stable_for_any_raw_parameters():
@@ -103,7 +108,7 @@ def test_encode_decode_round_trip(tiny_string):
 
 
 def test_initialised_model_tracks_the_nonlinear_string_and_modulation_helps(tiny_string):
-    from training.train_koopman import evaluate
+    from training.families.koopman import evaluate
 
     fields, pickups = tiny_string
     with_mod = evaluate(build_model(fields, FS, 8), fields, pickups, 640, FS)
@@ -113,8 +118,6 @@ def test_initialised_model_tracks_the_nonlinear_string_and_modulation_helps(tiny
 
 
 def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
-    from training.train_koopman import train_arrays
-
     run_dir, metrics = tiny_run
     assert (run_dir / "report.png").stat().st_size > 1000
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -122,15 +125,14 @@ def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
     assert json.loads((run_dir / "config.json").read_text())["family"] == "koopman"
     history = json.loads((run_dir / "history.json").read_text())
     fields, pickups = tiny_string
-    again = train_arrays(fields, pickups, FS, str(run_dir), kind="string", steps=20, latent=10, horizon=128,
-                         batch=4, hidden=16, block=32, quiet=True)  # already complete: no new steps
+    again = _train(fields, pickups, run_dir)  # already complete: no new steps
     assert json.loads((run_dir / "history.json").read_text()) == history
     assert again["field_nmse_in_horizon"] == pytest.approx(metrics["field_nmse_in_horizon"], rel=1e-5)
 
 
 def test_export_writes_three_graphs_and_the_bundle_plays(tiny_run, tmp_path):
     """`eigentone export` path: ONNX graphs, engine validation; then the engine plays it."""
-    from engine.contract import render_modal
+    from eigentone.contract.reference import render_modal
     from engine.instrument import Instrument
     from engine.synth import Synth
     from export.cli import export_run
@@ -167,7 +169,10 @@ def test_export_refuses_a_field_graph_that_breaks_parity(tiny_run, tmp_path, mon
 
 
 def test_excite_graph_transposes_and_scales_with_velocity(tiny_run):
-    excite, _, field, manifest = build_from_run(tiny_run[0])
+    from training.run_folder import load_run
+
+    graphs = load_run(tiny_run[0]).graphs()
+    excite, field = graphs.excite, graphs.field
     note0 = excite.note0
     controls = torch.tensor([[note0, 0.2, 0.4, 0.5], [note0 + 12, 0.2, 0.4, 0.5], [note0, 1.0, 0.4, 0.5]])
     with torch.no_grad():
@@ -176,17 +181,17 @@ def test_excite_graph_transposes_and_scales_with_velocity(tiny_run):
     assert torch.allclose(out["omega"][1], 2 * out["omega"][0], rtol=1e-5)  # an octave up
     peak = u.abs().amax(dim=1)
     assert peak[2] > 2 * peak[0]  # velocity 1.0 plucks harder than 0.2
-    assert manifest["modes"] == out["z0"].shape[1]
+    assert graphs.info.modes == out["z0"].shape[1]
 
 
 def test_physics_prior_matches_the_solvers_modes():
     from dataclasses import asdict
 
+    from training.families.koopman import physics_prior
     from training.physics.plate_linear import PlateParams, plate_mode_indices, plate_modes
     from training.physics.plate_nonlinear import modulation_coefficients as plate_modulation
     from training.physics.string_linear import StringParams, string_modes
     from training.physics.string_nonlinear import modulation_coefficients as string_modulation
-    from training.train_koopman import physics_prior
 
     sp, pp = StringParams(), PlateParams()
     got = physics_prior("string", {k: np.full(3, v) for k, v in asdict(sp).items()})(np.arange(1, 9)[:, None])

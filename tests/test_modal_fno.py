@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eigentone.cli import main as eigentone_main
-from training.models.modal_fno import ModalFNO, ModalFNOConfig, build_from_run, sine_basis
+from training.models.modal_fno import ModalFNO, ModalFNOConfig, sine_basis
 
 torch.set_num_threads(1)
 
@@ -80,7 +80,9 @@ def string_data(tmp_path_factory):
 
 def test_modal_method_matches_the_linear_solver_on_any_grid_and_rate(string_data):
     from training import metrics
-    from training.train_fno import build_model, initialise_poles, load_field_data, make_config, predict
+    from training.data.field_data import load_field_data
+    from training.families.modal_fno_eval import predict
+    from training.families.modal_fno_init import build_model, initialise_poles, make_config
 
     coarse, fine = (load_field_data(p) for p in string_data)
     assert coarse.fields.shape[2] == 16 and fine.fields.shape[2] == 31
@@ -92,7 +94,7 @@ def test_modal_method_matches_the_linear_solver_on_any_grid_and_rate(string_data
     assert native < 1e-4, native
     assert resampled < max(2 * native, 1e-6), (native, resampled)
     # strings the initialisation never saw: partials of the pole network vs the solver's
-    from training.train_fno import parameter_generalisation
+    from training.families.modal_fno_eval import parameter_generalisation
 
     report = parameter_generalisation(model, coarse.subset(held_out))
     print("held-out strings, partial error vs the solver (cents):", report)
@@ -122,13 +124,17 @@ def test_train_writes_report_and_resumes(string_data, string_run, capsys):
 
 
 def test_excite_graph_plays_the_note_and_fills_the_contract(string_run):
-    excite, readout, field, manifest = build_from_run(string_run)
-    assert readout is None and manifest["family"] == "modal_fno"
+    from training.run_folder import load_run
+
+    run = load_run(string_run)
+    graphs = run.graphs()
+    excite, readout, field = graphs.excite, graphs.readout, graphs.field
+    assert readout is None and run.family.name == "modal_fno"
     controls = torch.tensor([[48.0, 0.9, 0.3, 0.5], [64.5, 0.4, 0.7, 0.5]])
     with torch.no_grad():
         out = excite(controls)
         u = field(out["z0"])
-    n = manifest["modes"]
+    n = graphs.info.modes
     assert out["sigma"].shape == (2, n) and out["z0"].shape == (2, n, 2) and out["c"].shape == (2, n, 2)
     assert torch.all(out["sigma"] > 0)
     f1 = out["omega"][:, 0].double() / (2 * math.pi)
@@ -169,7 +175,9 @@ def test_struck_plate_modal_method_and_animation(tmp_path):
     import imageio.v2 as imageio
 
     from training import metrics
-    from training.train_fno import build_model, initialise_poles, load_field_data, make_config, predict
+    from training.data.field_data import load_field_data
+    from training.families.modal_fno_eval import predict
+    from training.families.modal_fno_init import build_model, initialise_poles, make_config
 
     path = _simulate(tmp_path, "plate", "plate", "--count", "6", "--grid", "9", "--sample-rate", "8000",
                      "--duration", "0.05", "--modes", "8", "--seed", "1")
@@ -194,7 +202,7 @@ def test_exported_bundle_plays_in_the_engine(string_run, tmp_path):
     bundle = tmp_path / "fno.etone"
     manifest = export_run(string_run, bundle, verbose=False)
     assert manifest["family"] == "modal_fno" and set(manifest["graphs"]) == {"excite", "field"}
-    assert set(manifest["parity"]) == {"excite", "field"}  # both graphs checked (refusal: the test below)
+    assert set(manifest["parity"]) == {"excite", "field"}  # both graphs checked (its refusal: test_export_refuses_...)
     y = render_note(bundle, 57.0, 0.8, 0.5, 48000)
     assert np.isfinite(y).all() and np.abs(y).max() > 1e-3
     est = esprit(y[:8192].astype(np.float64), 48000.0).strongest(4)  # fundamental + first overtones

@@ -81,8 +81,8 @@ def test_train_with_pinn_weight_reports_the_residual_and_keeps_the_field_error(s
     assert 0 <= pinn["pinn_residual_mse"] < 1e-2  # poles initialised from the data are near-physical
     assert pinn["field_nmse_in_horizon"] <= 2 * plain["field_nmse_in_horizon"] + 1e-9
     config = json.loads((tmp_path / "pinn" / "config.json").read_text())
-    assert config["pinn_weight"] == 1e-3 and "--pinn-weight" in config["command"]
-    assert "pinn_weight" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["options"]["pinn_weight"] == 1e-3 and "--pinn-weight" in config["command"]
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["options"]["pinn_weight"] == 0.0
     history = json.loads((tmp_path / "pinn" / "history.json").read_text())
     assert all(np.isfinite(h["pinn_residual"]) for h in history if "pinn_residual" in h)
 
@@ -105,7 +105,9 @@ def test_pinn_weight_is_refused_on_plates_and_nonlinear_strings(kind, tmp_path, 
 
 
 def test_residual_loss_alone_pulls_detuned_poles_back_to_the_physics(string_file):
-    from training.train_fno import build_model, initialise_poles, load_field_data, make_config, pinn_loss
+    from training.data.field_data import load_field_data
+    from training.families.modal_fno_init import build_model, initialise_poles, make_config
+    from training.families.modal_fno_pinn import pinn_loss
 
     torch.manual_seed(0)
     data = load_field_data(string_file)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.contract import EXCITE_OUTPUTS, ModalVoices, render_modal
+from eigentone.contract import EXCITE_OUTPUTS
+from eigentone.contract.reference import ModalVoices, render_modal
 from training.models.diag_ssm import ConditionedSSM, FieldReadout, FieldSSM, RecordingSSM
 
 torch.set_num_threads(1)

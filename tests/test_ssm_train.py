@@ -9,13 +9,14 @@ import torch
 from ssm_helpers import pluck, write_notes
 
 from eigentone.cli import main
-from engine.contract import midi_to_hz
+from eigentone.contract.reference import midi_to_hz
 from training import metrics as M
 from training.data.audio import load_recording
 from training.eval_cli import evaluate
+from training.fit import train
 from training.modal_analysis import esprit, fundamental_trajectory, significant_partials
-from training.models.diag_ssm import build_from_run
-from training.train_ssm import controls_tensor, render_contract, train
+from training.report import controls_tensor, render_contract
+from training.run_folder import load_run
 
 torch.set_num_threads(1)
 
@@ -49,7 +50,8 @@ def test_linear_string_field_fit_in_horizon_and_at_10x_on_unseen_plucks(tmp_path
     from training.data.dataset import load_dataset
 
     ds = load_dataset(tmp_path / "train.h5")
-    excite, _, field, _ = build_from_run(run)
+    graphs = load_run(run).graphs()
+    excite, field = graphs.excite, graphs.field
     length = float(ds.grid.max() - ds.grid.min())
     velocity = 0.8 * float(ds.excitation["amplitude"][0]) / float(excite.pluck_amplitude)
     with torch.no_grad():
@@ -64,7 +66,7 @@ def test_linear_string_field_fit_in_horizon_and_at_10x_on_unseen_plucks(tmp_path
 def test_single_recording_fit_matches_partials_and_decays(tmp_path):
     path = tmp_path / "B3_v100.wav"
     sf.write(path, pluck(59, fs=16000, seconds=0.8, noise_db=-70), 16000)
-    results = train(path, tmp_path / "run", steps=20, modes=12, quiet=True)
+    results = train("ssm", path, tmp_path / "run", steps=20, modes=12, quiet=True)
     report = results[path.name]
     assert report["partial_cents_max"] < 1.0
     assert report["t60_rel_error_max"] < 0.1
@@ -74,9 +76,10 @@ def test_single_recording_fit_matches_partials_and_decays(tmp_path):
 def test_conditioned_model_plays_a_held_out_note_in_tune(tmp_path):
     folder = write_notes(tmp_path / "notes", [52, 55, 57, 62, 64, 67], seconds=0.5)
     run = tmp_path / "run"
-    train(folder, run, steps=100, modes=10, quiet=True)
-    excite, _, _, manifest = build_from_run(run)
-    assert manifest["note_range"][0] <= 60 <= manifest["note_range"][1]
+    train("ssm", folder, run, steps=100, modes=10, quiet=True)
+    graphs = load_run(run).graphs()
+    excite = graphs.excite
+    assert graphs.info.note_range[0] <= 60 <= graphs.info.note_range[1]
     with torch.no_grad():
         pred = render_contract(excite(controls_tensor(60.0, 100 / 127)), 16000, 8000)[0]
     ref = pluck(60, seconds=0.5)
@@ -94,8 +97,8 @@ def test_conditioned_model_has_no_ringing_modes_above_the_recorded_partials(tmp_
     (they once rang for seconds at their initial decay, as sustained lines above the real partials)."""
     folder = write_notes(tmp_path / "notes", [48, 55, 62], seconds=0.5)
     run = tmp_path / "run"
-    train(folder, run, steps=60, modes=24, quiet=True)
-    excite, _, _, _ = build_from_run(run)
+    train("ssm", folder, run, steps=60, modes=24, quiet=True)
+    excite = load_run(run).graphs().excite
     with torch.no_grad():
         out = excite(controls_tensor(55.0, 100 / 127))
     amp2 = ((out["z0"][0] ** 2).sum(-1) * (out["c"][0] ** 2).sum(-1)).numpy()  # |c z0|^2, (N,)
@@ -111,7 +114,7 @@ def test_recording_loaded_from_assets_is_a_usable_pluck():
 def test_fit_shipped_pluck_partials_and_decays(tmp_path):
     """The shipped 2.5 s, 44.1 kHz plucked-string FLAC: partials within 1 cent and decays within 10 % after a short
     refinement (10 steps; the default run and its 60 s floor are the slow test below)."""
-    report = train("assets/audio/nylon_b3.flac", tmp_path / "run", steps=10, quiet=True)["nylon_b3.flac"]
+    report = train("ssm", "assets/audio/nylon_b3.flac", tmp_path / "run", steps=10, quiet=True)["nylon_b3.flac"]
     print({k: round(v, 4) for k, v in report.items()})
     assert report["partials_matched"] == 1.0
     assert report["partial_cents_max"] <= 1.0 and report["t60_rel_error_max"] <= 0.1
@@ -123,7 +126,7 @@ def test_fit_shipped_pluck_within_a_minute(tmp_path):
     import time
 
     start = time.perf_counter()
-    results = train("assets/audio/nylon_b3.flac", tmp_path / "run", quiet=True)
+    results = train("ssm", "assets/audio/nylon_b3.flac", tmp_path / "run", quiet=True)
     seconds = time.perf_counter() - start
     report = results["nylon_b3.flac"]
     print(f"fit {seconds:.1f} s:", {k: round(v, 4) for k, v in report.items()})
@@ -145,9 +148,9 @@ def test_struck_plate_recording_fit_resolves_dense_partials(tmp_path):
     sigma, omega = plate_modes(p, n_modes)
     freqs = omega / (2 * np.pi)
     assert np.min(np.diff(np.sort(freqs))) < 1.5  # the spectrum really is dense
-    results = train(path, tmp_path / "run", steps=10, modes=n_modes, quiet=True)
+    results = train("ssm", path, tmp_path / "run", steps=10, modes=n_modes, quiet=True)
     assert results[path.name]["rel_mse"] < 1e-3
-    model, _, _, _ = build_from_run(tmp_path / "run")
+    model = load_run(tmp_path / "run").model
     model_sigma, model_omega = (v.detach().double().numpy() for v in model.poles())
     # the 16 strongest true partials at the pickup (energy |a|^2 / 2 sigma from a least-squares fit on the true poles)
     truth = significant_partials(esprit(y, fs, order=2 * n_modes + 4, max_samples=y.size), 0.0)

@@ -1,10 +1,10 @@
 """``eigentone animate RUN_DIR_or_BUNDLE DATA --example K --out anim.gif``: model vs reference field, side by side.
 
 Strings are drawn as displacement curves u(x, t), plates as images u(x, y, t) on a shared colour
-scale. From a run directory the model is the trained modal FNO fed the example's own initial
-condition and physical parameters; from a bundle (``.etone``) it is the playable instrument driven
+scale. From a run directory the model is the trained model (any family trained on fields) fed the
+example's own initial condition and physical parameters; from a bundle (``.etone``) it is the playable instrument driven
 through its ONNX graphs (excite with the example's note / velocity / position, the closed-form modal
-advance of ``engine/contract.py``, then the ``field`` graph), so the animation shows what the engine
+advance of ``eigentone/contract``, then the ``field`` graph), so the animation shows what the engine
 plays. Writes a GIF (imageio) or, where imageio's ffmpeg plugin is installed, an MP4.
 """
 
@@ -25,7 +25,7 @@ EXAMPLE = "eigentone animate runs/fno-string data/string.h5 --example 0 --out st
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a modal FNO run directory, or an .etone bundle with a field graph")
+    parser.add_argument("model", help="a run directory trained on fields, or an .etone bundle with a field graph")
     parser.add_argument("data", help="dataset from `eigentone simulate` (the reference)")
     parser.add_argument("--example", type=int, default=0, help="example index in DATA (default 0)")
     parser.add_argument("--out", required=True, help="output .gif or .mp4")
@@ -36,33 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_fields_from_run(run_dir: Path, ds, example: int, samples: np.ndarray) -> np.ndarray:
-    """Modal FNO prediction of one example at sample indices ``samples``: (frames, P) or (frames, ny, nx)."""
-    import torch
+    """A run's prediction of one example at sample indices ``samples``: (frames, P) or (frames, ny, nx), by its
+    family's field rollout (``Family.predict_fields``)."""
+    from training.run_folder import load_run
 
-    from training.models.modal_fno import load_run
-    from training.train_fno import from_dataset, mode_mask
-
-    model, _ = load_run(run_dir)
-    data = from_dataset(ds).subset(np.array([example]))
-    times = torch.as_tensor(samples / data.sample_rate, dtype=torch.float32)
-    with torch.no_grad():
-        u = model(torch.as_tensor(data.u0, dtype=torch.float32), torch.as_tensor(data.v0, dtype=torch.float32),
-                  torch.as_tensor(data.params, dtype=torch.float32), times, data.grid, sample_rate=data.sample_rate,
-                  in_grid=data.input_grid, mode_mask=mode_mask(model, data))
-    if model.cfg.modulation:  # modulated rollouts are evaluated on consecutive samples, then picked
-        n = int(samples.max()) + 1
-        with torch.no_grad():
-            u = model(torch.as_tensor(data.u0, dtype=torch.float32), torch.as_tensor(data.v0, dtype=torch.float32),
-                      torch.as_tensor(data.params, dtype=torch.float32),
-                      torch.arange(n, dtype=torch.float32) / data.sample_rate, data.grid,
-                      sample_rate=data.sample_rate, in_grid=data.input_grid, mode_mask=mode_mask(model, data))
-        u = u[:, torch.as_tensor(samples)]
-    return u[0].double().numpy()
+    run = load_run(run_dir)
+    try:
+        fields, _ = run.family.predict_fields(run.model, ds, np.array([example]))
+    except NotImplementedError as exc:
+        raise EigentoneError(f"{run_dir}: {exc}; animate a bundle with a field graph instead") from None
+    return fields[0, samples]
 
 
 def _bundle_controls(ds, example: int, manifest: dict) -> np.ndarray:
     """(1, 4) engine controls for a dataset example: note from f0, velocity from the excitation amplitude."""
-    from engine.contract import hz_to_midi
+    from eigentone.contract.reference import hz_to_midi
 
     params = {k: float(np.asarray(v)[example]) for k, v in ds.params.items()}
     exc = {k: float(np.asarray(v)[example]) for k, v in ds.excitation.items()}
@@ -79,7 +67,7 @@ def model_fields_from_bundle(bundle: Path, ds, example: int, samples: np.ndarray
     """The bundle's field at sample indices ``samples`` for an example's note/velocity/position."""
     import onnxruntime as ort
 
-    from engine.contract import ModalVoices, discrete_poles
+    from eigentone.contract.reference import ModalVoices, discrete_poles, modulated_omega
 
     with zipfile.ZipFile(bundle) as archive:
         manifest = json.loads(archive.read("manifest.json"))
@@ -99,8 +87,7 @@ def model_fields_from_bundle(bundle: Path, ds, example: int, samples: np.ndarray
     for start in range(0, n, block):  # the contract's block-rate advance (pole modulation once per block)
         omega = voices.omega[0]
         if voices.mod_alpha is not None:
-            energy = np.sum(voices.mod_beta[0] * np.abs(z) ** 2)
-            omega = np.sqrt(voices.omega[0] ** 2 + voices.mod_alpha[0] * energy)
+            omega = modulated_omega(voices.omega[:1], z[None], voices.mod_alpha[:1], voices.mod_beta[:1])[0]
         pole = discrete_poles(voices.sigma[0], omega, fs)
         k = np.arange(min(block, n - start))
         states[start : start + k.size] = z[None, :] * pole[None, :] ** k[:, None]

@@ -1,10 +1,10 @@
 """`eigentone eval RUN_DIR_or_BUNDLE DATA`: the shared metrics (training/metrics.py) for any model.
 
 * DATA = WAV/FLAC file or a folder of labelled notes: each note is rendered (a bundle through the
-  engine's modal bank, a run dir through its excite module, closed form) at the file's sample rate;
-  prints MR-STFT distance, LSD (dB), partial-frequency error (cents), T60 errors.
-* DATA = .h5 field dataset and a diag_ssm field run dir: field NMSE and pickup relative MSE, in-horizon
-  (the run's training length) and extrapolated (the rest of the dataset's length) separately.
+  engine's modal bank, a run dir through its family's export graphs, as the engine plays them) at the
+  file's sample rate; prints MR-STFT distance, LSD (dB), partial-frequency error (cents), T60 errors.
+* DATA = .h5 field dataset and a run dir whose family predicts fields: field NMSE and pickup relative
+  MSE, in-horizon (the run's training length) and extrapolated (the rest of the dataset) separately.
 """
 
 from __future__ import annotations
@@ -33,16 +33,36 @@ def _is_bundle(path: Path) -> bool:
         path.suffix == ".etone"
 
 
-def _recordings(data: Path):
-    from training.data.audio import load_folder, load_recording
+def _field_metrics(run, data: Path) -> dict:
+    """In-horizon / extrapolated field and pickup errors of a run on a field dataset."""
+    from training import metrics as M
+    from training.data.dataset import load_dataset
 
-    return load_folder(data) if data.is_dir() else [load_recording(data)]
+    ds = load_dataset(data)
+    index = np.arange(ds.examples)
+    try:
+        fields, pickups = run.family.predict_fields(run.model, ds, index)
+    except NotImplementedError as exc:
+        raise EigentoneError(f"{run.path}: {exc}; evaluate it on recordings instead") from None
+    except (RuntimeError, ValueError) as exc:
+        raise EigentoneError(f"{data}: does not fit the model of {run.path}: {str(exc).splitlines()[0]}") from None
+    ref_f, ref_p = np.asarray(ds.fields, np.float64), np.asarray(ds.pickups, np.float64)
+    horizon = min(int(run.config["model"].get("horizon_samples", run.config["train_samples"])), ref_f.shape[1])
+
+    def errors(part: slice) -> dict:
+        return {"field_nmse": M.field_nmse(fields[:, part], ref_f[:, part]),
+                "pickup_rel_mse": M.pickup_rel_mse(pickups[:, part], ref_p[:, part])}
+
+    out = {"in_horizon": errors(slice(0, horizon))}
+    if ref_f.shape[1] > horizon:
+        out[f"extrapolated_{ref_f.shape[1] / horizon:.0f}x"] = errors(slice(horizon, None))
+    return out
 
 
 def evaluate(model: str | Path, data: str | Path) -> dict:
     """Metrics of ``model`` (run dir or bundle) on ``data``, as nested dicts of floats."""
     from training import metrics as M
-    from training.train_ssm import data_kind
+    from training.data.sources import data_kind, load_training_data
 
     model, data = Path(model), Path(data)
     kind = data_kind(data)
@@ -56,37 +76,18 @@ def evaluate(model: str | Path, data: str | Path) -> dict:
         render = lambda rec, note: render_note(bundle.path, note, rec.velocity, rec.audio.size / rec.sample_rate,
                                                sample_rate=rec.sample_rate, position=rec.position)
     else:
-        from export.cli import load_family
+        from training.report import controls_tensor, render_graphs
+        from training.run_folder import load_run
 
-        family, (excite, _, _, _) = load_family(model)
-        config = json.loads((model / "config.json").read_text())
+        run = load_run(model)
         if kind == "field":
-            if family != "diag_ssm" or config.get("kind") != "field":
-                raise EigentoneError(f"{model}: field datasets are evaluated for diag_ssm field runs only")
-            from training.train_ssm import field_metrics, load_field_dataset
-
-            ds = load_field_dataset(data)
-            points = int(np.prod(ds.fields.shape[2:]))
-            if points != int(config["points"]):
-                raise EigentoneError(f"{data}: {points} field points, the model was trained on {config['points']}")
-            horizon = min(int(config["train_samples"]), ds.fields.shape[1])
-            res = field_metrics(excite, ds, np.arange(ds.fields.shape[0]), horizon=horizon)
-            out = {"in_horizon": {k: v for k, v in res.items() if not k.endswith("_extrapolated")}}
-            extra = {k.removesuffix("_extrapolated"): v for k, v in res.items() if k.endswith("_extrapolated")}
-            if extra:
-                out[f"extrapolated_{ds.fields.shape[1] / horizon:.0f}x"] = extra
-            return out
-        from training.train_ssm import controls_tensor, render_contract
-
-        def render(rec, note):
-            import torch
-
-            with torch.no_grad():
-                return render_contract(excite(controls_tensor(note, rec.velocity, rec.position)), rec.sample_rate,
-                                       rec.audio.size)[0]
+            return _field_metrics(run, data)
+        graphs = run.graphs()
+        render = lambda rec, note: render_graphs(graphs, controls_tensor(note, rec.velocity, rec.position),
+                                                 rec.sample_rate, rec.audio.size)[0]
 
     results = {}
-    for rec in _recordings(data):
+    for rec in load_training_data(data).recordings:
         note = rec.note
         if not np.isfinite(note):
             from training.modal_analysis import esprit, significant_partials
@@ -100,7 +101,7 @@ def evaluate(model: str | Path, data: str | Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from eigentone.files import atomic_path
-    from training.train_ssm import print_metrics
+    from training.report import print_metrics
 
     results = evaluate(args.model, args.data)
     print_metrics(f"metrics of {args.model} on {args.data}:", results)

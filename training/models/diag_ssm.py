@@ -9,7 +9,7 @@ omega = exp(log_omega)), so every parameter value is a stable system and rollout
 training length are the closed form, never a blow-up. Unlike S4D's ``dt``-discretised A, the
 poles stay continuous-time: the engine discretises them for its own sample rate.
 
-``forward(controls)`` of each returns the contract dict of ``engine/contract.py``::
+``forward(controls)`` of each returns the contract dict of ``eigentone/contract``::
 
     controls (V, 4) = [note, velocity, position, position_y]
     -> sigma (V, N) 1/s, omega (V, N) rad/s, z0 (V, N, 2), c (V, N, 2)
@@ -23,32 +23,18 @@ poles stay continuous-time: the engine discretises them for its own sample rate.
                       omega_n = 2 pi f0(note) r_n(note), r_n = n sqrt(1 + B(note) n^2) exp(delta_n(note)),
                       sigma_n(note) and amplitudes z0_n(note, velocity, position); any note in range plays.
 
-``build_from_run(run_dir)`` is the export hook (see ``export/cli.py``).
+Fitting, losses, evaluation and export graphs: ``training/families/diag_ssm.py``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from eigentone.contract.torch_twin import midi_to_hz, semitone_ratio, split_controls, unit_readout
 from training.models.modal_core import ContinuousPoles
-
-LN2_12 = math.log(2.0) / 12.0
-
-
-def _split(controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """controls (V, 4) -> note, velocity, position, each (V, 1)."""
-    return controls[:, 0:1], controls[:, 1:2], controls[:, 2:3]
-
-
-def _unit_readout(like: torch.Tensor) -> torch.Tensor:
-    """c = 1 + 0i shaped like z0 (V, N, 2)."""
-    return torch.stack([torch.ones_like(like[..., 0]), torch.zeros_like(like[..., 1])], dim=-1)
 
 
 class FieldSSM(nn.Module):
@@ -88,7 +74,7 @@ class FieldSSM(nn.Module):
         Shape as the solver's (training/physics/modal.py SHAPES): 0 raised cosine, 1 triangle (width = full
         support), 2 gaussian (width = standard deviation); widths as fractions of the length.
         """
-        _, velocity, position = _split(controls)
+        _, velocity, position, _ = split_controls(controls)
         s = self.grid[None, :] - position  # (V, P)
         w = self.pluck_width
         inside = (s.abs() < w / 2).to(s.dtype)
@@ -100,9 +86,9 @@ class FieldSSM(nn.Module):
         return shape * (self.pluck_amplitude * velocity / 0.8)
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note = controls[:, 0:1]  # (V, 1)
+        note = split_controls(controls).note  # (V, 1)
         sigma, omega = self.poles()  # (N,), (N,)
-        ratio = torch.exp((note - self.base_note) * LN2_12)  # (V, 1) transposition
+        ratio = semitone_ratio(note, self.base_note)  # (V, 1) transposition
         z0 = self.encode(self.pluck_field(controls))  # (V, N, 2)
         c = self.pickup.unsqueeze(0).expand_as(z0)  # (V, N, 2)
         return {"sigma": sigma[None, :] * torch.ones_like(ratio), "omega": omega[None, :] * ratio, "z0": z0, "c": c}
@@ -133,11 +119,11 @@ class RecordingSSM(nn.Module):
         self.register_buffer("base_velocity", torch.tensor(float(base_velocity)))
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, velocity, _ = _split(controls)
+        note, velocity, _, _ = split_controls(controls)
         sigma, omega = self.poles()  # (N,)
-        ratio = torch.exp((note - self.base_note) * LN2_12)  # (V, 1)
+        ratio = semitone_ratio(note, self.base_note)  # (V, 1)
         z0 = self.amplitude[None] * (velocity / self.base_velocity)[..., None]  # (V, N, 2)
-        return {"sigma": sigma[None] * ratio, "omega": omega[None] * ratio, "z0": z0, "c": _unit_readout(z0)}
+        return {"sigma": sigma[None] * ratio, "omega": omega[None] * ratio, "z0": z0, "c": unit_readout(z0)}
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -171,55 +157,17 @@ class ConditionedSSM(nn.Module):
         x = (note - self.note_centre) / self.note_scale  # (V, 1)
         out = self.pitch_net(x)  # (V, 2 + N)
         tune, log_b, delta = out[:, 0:1], out[:, 1:2], out[:, 2:]
-        f0 = 440.0 * torch.exp((note - 69.0) * LN2_12 + tune * (math.log(2.0) / 1200.0))  # (V, 1)
+        f0 = midi_to_hz(note) * torch.exp(tune * (math.log(2.0) / 1200.0))  # (V, 1)
         n = self.harmonic[None]  # (1, N)
         ratios = n * torch.sqrt(1.0 + torch.exp(log_b) * n**2) * torch.exp(self.delta_scale * delta)  # (V, N)
         return f0, ratios
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, velocity, position = _split(controls)
+        note, velocity, position, _ = split_controls(controls)
         x = (note - self.note_centre) / self.note_scale  # (V, 1)
         f0, ratios = self.pitch(note)
         omega = 2.0 * math.pi * f0 * ratios  # (V, N)
         sigma = torch.exp(self.decay_net(x))  # (V, N) > 0
         amp = self.amp_net(torch.cat([x, velocity, position], dim=-1)).reshape(-1, self.n_modes, 2)  # (V, N, 2)
         z0 = amp * torch.pow(velocity.clamp_min(1e-4), torch.exp(self.log_gamma))[..., None]  # (V, N, 2)
-        return {"sigma": sigma, "omega": omega, "z0": z0, "c": _unit_readout(z0)}
-
-
-KINDS = {"field": FieldSSM, "recording": RecordingSSM, "conditioned": ConditionedSSM}
-
-
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """A model of the right kind and shapes from RUN_DIR/config.json (weights to be loaded after)."""
-    kind, n = config["kind"], int(config["modes"])
-    if kind == "field":
-        return FieldSSM(n, torch.zeros(int(config["points"])), tuple(config["field_shape"]))
-    if kind == "recording":
-        return RecordingSSM(n)
-    if kind == "conditioned":
-        return ConditionedSSM(n, hidden=int(config.get("hidden", 32)))
-    raise ValueError(f"unknown diag_ssm kind {kind!r}")
-
-
-def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn.Module | None, dict[str, Any]]:
-    """Export hook: (excite module, readout module or None, field module or None, manifest fields)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    model = build_model(config)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
-    field = FieldReadout(model) if isinstance(model, FieldSSM) else None
-    metrics_path = run_dir / "metrics.json"
-    manifest = {
-        "modes": int(config["modes"]),
-        "note_range": tuple(config["note_range"]),
-        "trained_sample_rate": float(config["sample_rate"]),
-        "description": config.get("description", f"diagonal SSM ({config['kind']}) from {Path(config['data']).name}"),
-        "training": {"command": config.get("command", ""), "data": config["data"], "seed": config.get("seed", 0)},
-        "metrics": json.loads(metrics_path.read_text()) if metrics_path.exists() else {},
-    }
-    return model, None, field, manifest
-
-
-__all__ = ["ConditionedSSM", "FieldReadout", "FieldSSM", "RecordingSSM", "build_from_run", "build_model"]
+        return {"sigma": sigma, "omega": omega, "z0": z0, "c": unit_readout(z0)}

@@ -35,16 +35,16 @@ exact for a string whose every frequency scales together).
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from training.models.modal_core import ContinuousPoles, modal_trajectory
+from eigentone.contract.torch_twin import block_rollout, semitone_ratio, split_controls
+from training.fits import prony_poles
+from training.models.modal_core import ContinuousPoles
 
 # --------------------------------------------------------------------------------------------
 # configuration
@@ -96,29 +96,18 @@ def sine_basis(grid_shape: list[int], n_modes: int) -> tuple[np.ndarray, np.ndar
 
 
 def fit_modal_poles(q: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-mode damped-oscillator fit by 2nd-order linear prediction: q[k+1] = a1 q[k] + a2 q[k-1].
+    """Per-mode damped-oscillator fit (second-order Prony, ``training.fits.prony_poles``) pooled over examples.
 
-    q: (examples, samples, N) modal coordinates. Returns (sigma (N,) 1/s, omega (N,) rad/s) from the
-    roots of z^2 - a1 z - a2 (least squares over all examples), falling back to nothing silly when
-    a mode is not excited (sigma = 1, omega from its neighbours).
+    q: (examples, samples, N) modal coordinates. Returns (sigma (N,) 1/s, omega (N,) rad/s); a mode the
+    data does not excite gets sigma = 1 and a place on a harmonic-ish ladder from the first good mode.
     """
-    n_modes = q.shape[-1]
-    sigma, omega = np.ones(n_modes), np.zeros(n_modes)
-    for n in range(n_modes):
-        a = np.stack([q[:, 1:-1, n].ravel(), q[:, :-2, n].ravel()], axis=1)  # (K, 2)
-        b = q[:, 2:, n].ravel()
-        if np.linalg.norm(b) < 1e-12:
-            continue
-        (a1, a2), *_ = np.linalg.lstsq(a, b, rcond=None)
-        root = np.roots([1.0, -a1, -a2]).astype(np.complex128)
-        root = root[np.argmax(root.imag)]
-        if abs(root.imag) < 1e-9:
-            continue
-        sigma[n] = max(-sample_rate * math.log(max(abs(root), 1e-9)), 1e-2)
-        omega[n] = abs(sample_rate * np.angle(root))
-    missing = omega <= 0
+    sigma, omega, ok = prony_poles(q, sample_rate, pooled=True)
+    ok &= np.sqrt((q[:, 2:] ** 2).sum(axis=(0, 1))) >= 1e-12
+    sigma = np.where(ok, np.maximum(sigma, 1e-2), 1.0)
+    omega = np.where(ok, omega, 0.0)
+    missing = ~ok
     if missing.any():  # unexcited modes: place them on a harmonic-ish ladder from the first good mode
-        good = np.flatnonzero(~missing)
+        good = np.flatnonzero(ok)
         base = omega[good[0]] / (good[0] + 1) if len(good) else 2 * math.pi * 100.0
         omega[missing] = base * (np.flatnonzero(missing) + 1)
     return sigma, np.minimum(omega, 0.98 * math.pi * sample_rate)
@@ -268,20 +257,8 @@ class KoopmanModel(nn.Module):
         z0: (V, N, 2). Returns z (V, N, T, 2) and pickup y (V, T). Python loops over blocks only.
         """
         co = self.coefficients()
-        fs, block = self.config.sample_rate, self.config.block_size
-        steps = torch.arange(block + 1, dtype=z0.dtype) / fs  # (B+1,)
-        z, zs, ys = z0, [], []
-        for start in range(0, n_samples, block):
-            n = min(block, n_samples - start)
-            energy = (co["mod_beta"] * (z**2).sum(-1)).sum(-1, keepdim=True)  # (V, 1)
-            omega = torch.sqrt(co["omega"] ** 2 + co["mod_alpha"] * energy)  # (V, N)
-            sigma = co["sigma"].expand_as(omega)
-            traj = modal_trajectory(sigma, omega, z, steps[: n + 1])  # (V, N, n+1, 2)
-            c = self.readout(z)  # (V, N, 2) block-start readout
-            ys.append((c[:, :, None, 0] * traj[:, :, :n, 0] - c[:, :, None, 1] * traj[:, :, :n, 1]).sum(1))
-            zs.append(traj[:, :, :n])
-            z = traj[:, :, n]
-        return torch.cat(zs, dim=2), torch.cat(ys, dim=1)
+        return block_rollout(co["sigma"], co["omega"], z0, co["mod_alpha"], co["mod_beta"], self.config.sample_rate,
+                             n_samples, self.config.block_size, readout=self.readout)
 
     @torch.no_grad()
     def estimate_velocity(self, fields: np.ndarray) -> np.ndarray:
@@ -402,7 +379,7 @@ class ExciteGraph(nn.Module):
             self.register_buffer("y", torch.as_tensor(np.linspace(0.0, 1.0, cfg.grid_shape[0]), dtype=torch.float32))
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, vel, pos, pos_y = controls[:, 0:1], controls[:, 1:2], controls[:, 2:3], controls[:, 3:4]  # (V, 1)
+        note, vel, pos, pos_y = split_controls(controls)  # (V, 1) each
         amp = self.amp_min + (self.amp_max - self.amp_min) * vel.clamp(0.0, 1.0)  # (V, 1) metres
         gx = torch.exp(-((self.x[None, :] - pos) ** 2) / (2 * self.width**2))  # (V, nx)
         if self.plate:
@@ -418,7 +395,7 @@ class ExciteGraph(nn.Module):
         else:  # initial displacement amp * shape (m), at rest
             z0 = self.model.encoder(amp * shape, torch.zeros_like(shape))  # (V, N, 2)
         co = self.model.coefficients()
-        s = torch.pow(2.0, (note - self.note0) / 12.0)  # (V, 1)
+        s = semitone_ratio(note, self.note0)  # (V, 1)
         sigma = s * co["sigma"]  # (V, N)
         omega = s * co["omega"]
         alpha = s**2 * co["mod_alpha"]
@@ -448,53 +425,3 @@ class FieldGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decoder(z).reshape(z.shape[0], *self.shape)
-
-
-
-
-def save_run_model(model: KoopmanModel, run_dir: str | Path) -> None:
-    """Write RUN_DIR/koopman_config.json: what ``load_run_model`` needs besides the weights."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "koopman_config.json").write_text(json.dumps(asdict(model.config), indent=1))
-
-
-def load_run_model(run_dir: str | Path) -> KoopmanModel:
-    """Rebuild a trained model from RUN_DIR/koopman_config.json and RUN_DIR/model.pt (weights_only)."""
-    run_dir = Path(run_dir)
-    cfg = KoopmanConfig(**json.loads((run_dir / "koopman_config.json").read_text()))
-    model = KoopmanModel(cfg)
-    weights = run_dir / "model.pt"
-    if not weights.exists():
-        weights = run_dir / "checkpoint.pt"
-        state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
-    else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    return model
-
-
-def build_from_run(run_dir: str | Path) -> tuple[nn.Module, nn.Module | None, nn.Module | None, dict]:
-    """Export hook for ``eigentone export``: (excite, readout, field, manifest fields).
-
-    excite: controls (V, 4) -> sigma, omega, z0, c, mod_alpha, mod_beta;
-    readout: z (V, N, 2) -> c (V, N, 2); field: z (V, N, 2) -> u (V, P) / (V, ny, nx).
-    """
-    run_dir = Path(run_dir)
-    model = load_run_model(run_dir)
-    cfg = model.config
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    note0 = float(cfg.pluck.get("note0", 59.0))
-    manifest = {
-        "family": "koopman",
-        "modes": cfg.latent,
-        "modulation": bool(cfg.modulation),
-        "trained_sample_rate": cfg.sample_rate,
-        "note_range": [round(note0) - 12, round(note0) + 12],
-        "description": f"deep Koopman {'plate' if len(cfg.grid_shape) == 2 else 'string'}, "
-                       f"{cfg.latent} latent modes, block-rate pole modulation and readout",
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-    }
-    return ExciteGraph(model).eval(), ReadoutGraph(model).eval(), FieldGraph(model).eval(), manifest

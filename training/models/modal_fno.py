@@ -53,16 +53,14 @@ the Kirchhoff-Carrier form (alpha beta = E A k_n^2 k_m^2 / (8 rho A)) with a lea
 
 Nonlinear FNO blocks are offered *before* the modal step (on the initial condition, eq. (2) input)
 but not after it: a nonlinear map of z(t) would make the per-sample readout nonlinear and break the
-engine's modal-bank contract (``engine/contract.py``); amplitude-dependent behaviour enters through
+engine's modal-bank contract (``eigentone/contract``); amplitude-dependent behaviour enters through
 those blocks and the block-rate pole modulation instead.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,7 +68,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.models.modal_core import complex_mul, modal_trajectory, modulated_rollout
+from eigentone.contract.torch_twin import complex_mul, midi_to_hz, modal_trajectory, modulated_rollout, split_controls
 
 SIGMA_MIN = 1e-3  # 1/s: smallest decay rate any parameter value can give
 
@@ -440,9 +438,8 @@ class ExciteGraph(nn.Module):
         return params
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
-        note, velocity = controls[:, 0], controls[:, 1]
-        pos_x, pos_y = controls[:, 2], controls[:, 3]
-        target = torch.log(2 * math.pi * 440.0 * torch.pow(2.0, (note - 69.0) / 12.0))  # (V,) log omega_1
+        note, velocity, pos_x, pos_y = (column[:, 0] for column in split_controls(controls))  # (V,) each
+        target = torch.log(2 * math.pi * midi_to_hz(note))  # (V,) log omega_1
         lo, hi = math.log(self.imap.pitch_range[0]), math.log(self.imap.pitch_range[1])
         log_p = torch.full_like(note, self.log_pitch_ref)
         if self.pitch_index >= 0:  # Newton in log-log space (omega_1 grows with the pitch parameter)
@@ -493,43 +490,3 @@ class FieldGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return (z[..., 0] @ self.inv).reshape(z.shape[0], *self.shape)
-
-
-# ----------------------------------------------------------------------------------------------
-# run directory I/O and the export hook
-# ----------------------------------------------------------------------------------------------
-
-
-def load_run(run_dir: str | Path) -> tuple[ModalFNO, dict[str, Any]]:
-    """Rebuild the trained model of RUN_DIR (config.json + model.pt, weights_only)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    cfg = ModalFNOConfig(**config["model"])
-    model = ModalFNO(cfg)
-    model._trained_rate = float(config.get("sample_rate", 16000.0))
-    weights = run_dir / "model.pt"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} missing: finish training first (eigentone train fno ... --out {run_dir})")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.eval()
-    return model, config
-
-
-def build_from_run(run_dir: str | Path) -> tuple[nn.Module, None, nn.Module, dict[str, Any]]:
-    """Export hook: (excite_module, readout_module_or_None, field_module_or_None, manifest_fields)."""
-    model, config = load_run(run_dir)
-    imap = InstrumentMap(**{**config["instrument"], "pickup": tuple(config["instrument"]["pickup"]),
-                            "pitch_range": tuple(config["instrument"]["pitch_range"])})
-    excite = ExciteGraph(model, imap).eval()
-    field_graph = FieldGraph(model, imap.grid).eval()
-    manifest = {
-        "family": "modal_fno",
-        "modes": model.cfg.n_modes,
-        "modulation": model.cfg.modulation,
-        "trained_sample_rate": float(config.get("sample_rate", 16000.0)),
-        "note_range": config.get("note_range", [36, 84]),
-        "description": f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on {config.get('data', '?')}",
-        "metrics": config.get("metrics", {}),
-        "instrument": asdict(imap),
-    }
-    return excite, None, field_graph, manifest

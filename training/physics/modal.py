@@ -7,7 +7,7 @@ Conventions used by every solver in ``training/physics``:
   for the string. ``q_n`` is a displacement in metres.
 * Every linear mode obeys ``q_n'' + 2 sigma_n q_n' + (sigma_n^2 + omega_n^2) q_n = b_n F(t)``, so its free
   motion is ``q_n(t) = Re(z_n exp(lambda_n t))`` with the continuous-time pole ``lambda_n = -sigma_n + i omega_n``
-  (the engine's contract, ``engine/contract.py``). The complex modal state ``z_n`` has ``Re z_n = q_n(0)`` and
+  (the engine's contract, ``eigentone/contract``). The complex modal state ``z_n`` has ``Re z_n = q_n(0)`` and
   ``|z_n|`` = the mode's displacement amplitude in metres (see :func:`modal_state`).
 """
 

@@ -13,7 +13,7 @@ is (E A / 4) P and each mode obeys::
 i.e. system (1) of ``tension_modulated`` with M = rho A, gamma = E A / 4 and norm weight W = L / 2.
 The energy-conserving stepper there integrates it; pitch glides down as the note decays.
 
-Pole modulation for the engine (``engine/contract.py``): over one period q_m^2 averages to |z_m|^2 / 2
+Pole modulation for the engine (``eigentone/contract``): over one period q_m^2 averages to |z_m|^2 / 2
 (|z_m| = modal displacement amplitude in m, this package's normalisation), so the mean tension change is
 (E A / 8) sum_m k_m^2 |z_m|^2 and omega_n^2 = omega0_n^2 + alpha_n sum_m beta_m |z_m|^2 with::
 

@@ -1,0 +1,177 @@
+"""The modal FNO family (``training/models/modal_fno.py``) on string or plate field datasets.
+
+Two stages:
+
+1. **Modal initialisation from the data** (closed form, ``modal_fno_init.initialise_poles``): Prony
+   fits of the sine-transformed fields, then the pole network's dispersion law by least squares.
+2. **Operator training**: relative field MSE (sum err^2 / sum y^2, the metric of arXiv 2408.16650) of
+   the full rollout u(x, t) over the training horizon. With ``--pinn-weight W`` (linear strings only)
+   the loss adds W x mean(r^2), r the normalised residual of the string PDE (``modal_fno_pinn``).
+
+The better of the initialisation and the trained weights on the validation examples is kept; the
+report gives the test examples' field errors in-horizon and over the whole recording (extrapolation).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training import metrics
+from training.data.field_data import FieldData, field_data
+from training.data.sources import TrainingData
+from training.families.modal_fno_eval import (
+    evaluate,
+    mode_mask,
+    parameter_generalisation,
+    pickup_from_field,
+    predict,
+)
+from training.families.modal_fno_init import (
+    build_model,
+    excitation_map,
+    initialise_poles,
+    make_config,
+    pitch_map,
+)
+from training.families.modal_fno_pinn import check_pinn, pinn_loss, pinn_report
+from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
+from training.losses import relative_mse
+from training.models.modal_fno import ExciteGraph, FieldGraph, InstrumentMap, ModalFNO, ModalFNOConfig
+
+
+def fields_of(data: TrainingData) -> FieldData:
+    """The dataset as the modal FNO sees it (converted once per TrainingData)."""
+    if "modal_fno" not in data.views:
+        data.views["modal_fno"] = field_data(data.dataset)
+    return data.views["modal_fno"]
+
+
+def _part(data: TrainingData, name: str) -> FieldData:
+    """A split part of the FieldData; the training part when ``name`` is empty (tiny datasets)."""
+    index = data.split[name] if len(data.split[name]) else data.split["train"]
+    return fields_of(data).subset(index)
+
+
+def horizon_samples(data: FieldData, horizon_s: float | None) -> int:
+    """Training horizon in samples: ``horizon_s`` seconds, default a tenth of the data, at least 8."""
+    n_total = data.fields.shape[1]
+    h = round((horizon_s if horizon_s else n_total / data.sample_rate / 10) * data.sample_rate)
+    return max(8, min(h, n_total))
+
+
+class ModalFNOFamily(Family):
+    """Modal FNO: e^{Lambda t} spectral multipliers from a pole network of the physical parameters."""
+
+    name = "modal_fno"
+    command = "fno"
+    data_kinds = ("field",)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--modes", type=int, default=None, help="modes (strings) or modes per axis (plates)")
+        parser.add_argument("--horizon", type=float, default=None, help="training horizon in s (default: a tenth of the data)")
+        parser.add_argument("--batch", type=int, default=16)
+        parser.add_argument("--pole-lr-scale", type=float, default=0.03, help="pole-network rate / --lr (default 0.03)")
+        parser.add_argument("--fourier-layers", type=int, default=0, help="nonlinear sine-FNO blocks on the initial condition")
+        parser.add_argument("--modulation", choices=["auto", "on", "off"], default="auto",
+                            help="block-rate pole modulation (pitch glide); auto: on for nonlinear data")
+        parser.add_argument("--pinn-weight", type=float, default=0.0,
+                            help="weight of the string PDE residual loss at random collocation points (linear strings "
+                                 "only; default 0: off)")
+
+    def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        full = fields_of(data)
+        h = horizon_samples(full, options.horizon)
+        modulation = {"auto": full.nonlinear, "on": True, "off": False}[options.modulation]
+        if options.pinn_weight:
+            check_pinn(full, modulation, options.pinn_weight)
+        train_set = full.subset(data.split["train"])
+        cfg = make_config(train_set, options.modes, options.fourier_layers, modulation)
+        model = build_model(cfg, train_set)
+        info = initialise_poles(model, train_set, h, quiet=options.quiet)
+        config = {"architecture": asdict(cfg), "sample_rate": full.sample_rate, "horizon_samples": h,
+                  "excitation": excitation_map(train_set),
+                  "note_range": [36, 84] if full.kind == "string" else [24, 96]}
+        return Initialised(model, config, info, targets=(train_set, h))
+
+    def build(self, config: dict[str, Any]) -> nn.Module:
+        model = ModalFNO(ModalFNOConfig(**config["architecture"]))
+        model._trained_rate = float(config["sample_rate"])
+        return model
+
+    def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
+                  rng: np.random.Generator) -> StepLoss:
+        model, (train_set, h) = fitted.model, fitted.targets
+        fs = train_set.sample_rate
+        u0 = torch.as_tensor(train_set.u0, dtype=torch.float32)
+        v0 = torch.as_tensor(train_set.v0, dtype=torch.float32)
+        params = torch.as_tensor(train_set.params, dtype=torch.float32)
+        target = torch.as_tensor(train_set.fields[:, :h], dtype=torch.float32)
+        mask = mode_mask(model, train_set)
+        times = torch.arange(h, dtype=torch.float32) / fs
+        gen = torch.Generator().manual_seed(options.seed)
+        pinn_gen = torch.Generator().manual_seed(options.seed + 1)  # collocation points; leaves the batch draws unchanged
+        in_grid = train_set.grid if train_set.input_grid is None else train_set.input_grid
+
+        def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+            idx = torch.randperm(train_set.examples, generator=gen)[: options.batch]
+            pred = model(u0[idx], v0[idx], params[idx], times, train_set.grid, sample_rate=fs,
+                         in_grid=train_set.input_grid, mode_mask=None if mask is None else mask[idx])
+            loss = relative_mse(pred, target[idx])
+            if not options.pinn_weight:
+                return loss, {}
+            residual = pinn_loss(model, u0[idx], v0[idx], params[idx], in_grid, h / fs, pinn_gen,
+                                 mode_mask=None if mask is None else mask[idx])
+            return loss + options.pinn_weight * residual, {"pinn_residual": float(residual.detach())}
+
+        return step_loss
+
+    def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
+        poles = [p for n, p in model.named_parameters() if n.startswith("poles.")]
+        other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
+        return [{"params": poles, "lr": options.lr * options.pole_lr_scale}, {"params": other, "lr": options.lr}]
+
+    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float:
+        """Validation field NMSE over the training horizon (never looks past it)."""
+        val = _part(data, "val")
+        h = horizon_samples(fields_of(data), options.horizon)
+        return metrics.field_nmse(predict(model, val, h), val.fields[:, :h])
+
+    def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
+        test = _part(data, "test")
+        h = horizon_samples(fields_of(data), options.horizon)
+        report = {**evaluate(model, test, h), "test_examples": int(test.examples)}
+        if test.kind == "string":
+            report.update(parameter_generalisation(model, test))
+        if options.pinn_weight:
+            report.update(pinn_weight=options.pinn_weight,
+                          pinn_residual_mse=pinn_report(model, test, h / test.sample_rate, options.seed))
+        shown = test.subset(np.arange(min(4, test.examples)))
+        pred = predict(model, shown, test.fields.shape[1])
+        ref = shown.fields
+        err = ((pred - ref) ** 2).reshape(pred.shape[0], pred.shape[1], -1).sum((0, 2)) / np.maximum(
+            (ref**2).reshape(ref.shape[0], ref.shape[1], -1).sum((0, 2)), 1e-30)
+        t = np.arange(pred.shape[1]) / test.sample_rate
+        pick_ref = pickup_from_field(model, ref[:1], test.grid, test.pickup)[0]
+        pick_pred = pickup_from_field(model, pred[:1], test.grid, test.pickup)[0]
+        return Evaluation(report, test.sample_rate, [("test example", pick_ref, pick_pred)], (t, err, h / test.sample_rate))
+
+    def predict_fields(self, model: nn.Module, dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        part = field_data(dataset).subset(index)
+        pred = predict(model, part, part.fields.shape[1])
+        return pred, pickup_from_field(model, pred, part.grid, part.pickup)
+
+    def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
+        cfg = config["model"]
+        imap = {**pitch_map(model), **cfg["excitation"]}
+        imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})
+        info = BundleInfo(modes=model.cfg.n_modes, note_range=tuple(cfg["note_range"]),
+                          trained_sample_rate=float(cfg["sample_rate"]), modulation=model.cfg.modulation,
+                          description=f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on "
+                                      f"{config.get('data', '?')}")
+        return Graphs(ExciteGraph(model, imap).eval(), None, FieldGraph(model, imap.grid).eval(), info)
