@@ -24,7 +24,8 @@ Presets (explicit options override them):
 diaz2024-linear / diaz2024-nonlinear
     Diaz, De La Vega Martin & Sandler, DAFx24 (arXiv 2408.16650): the nylon B string with fixed parameters
     (``StringParams`` defaults), 101 grid points, 16 kHz, 25 modes, 4000 samples (0.25 s), 1000 examples,
-    "Gaussian" pluck (width = standard deviation) centred U(0.3, 0.7) L, width U(2 dx, 0.1 L), peak U(1, 10) mm,
+    "Gaussian" pluck exp(-((x - c) / w)^2) as in their code (physmodjax), c ~ U(0.3, 0.7) L, w ~ U(2 dx, 0.1 L)
+    (stored as the standard deviation w / sqrt 2, the ``gaussian`` shape's width), peak U(1, 10) mm,
     zero initial velocity; the nonlinear set adds Kirchhoff-Carrier tension modulation with the same ranges
     (at 10 mm the glide of the fundamental is tens of cents). Their 4 kHz / 10-mode variant is not
     reproducible as stated: modes 9 and 10 of this string (2.23, 2.51 kHz) lie above the 2 kHz Nyquist limit,
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -169,6 +171,8 @@ def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: boo
     if preset:
         dx = params.L / (grid - 1)
         width = rng.uniform(max(preset.width[0], 2 * dx), preset.width[1])
+        if preset.shape == "gaussian":  # drawn as w of exp(-(s / w)^2) (the published form); stored as the std
+            width /= math.sqrt(2.0)
         kind = "strike" if rng.random() < preset.strike_share else "pluck"
         position, amplitude, shape = rng.uniform(*preset.position) * params.L, rng.uniform(*preset.amplitude), \
             preset.shape
