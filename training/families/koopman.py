@@ -238,7 +238,8 @@ class Koopman(Family):
         parser.add_argument("--batch", type=int, default=8)
         parser.add_argument("--hidden", type=int, default=128)
         parser.add_argument("--block", type=int, default=16, help="pole-modulation block in samples")
-        parser.add_argument("--no-modulation", action="store_true", help="plain linear latent dynamics")
+        parser.add_argument("--no-modulation", action="store_true",
+                            help="plain linear latent dynamics (always so for a linear dataset)")
         parser.add_argument("--stft-weight", type=float, default=0.01)
         parser.add_argument("--init", choices=("physics", "data"), default="physics",
                             help="physics: sine basis, poles and pole law from the dataset's physical parameters "
@@ -256,14 +257,15 @@ class Koopman(Family):
         flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
         p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
         info: dict[str, Any] = {}
+        modulation = bool(ds.nonlinear) and not options.no_modulation  # a linear string's poles do not glide
         if options.init == "data":  # nothing about the solver: the grid's span only sizes the playable pluck
-            model, info = build_data_model(fields[tr], fs, options.latent, modulation=not options.no_modulation,
+            model, info = build_data_model(fields[tr], fs, options.latent, modulation=modulation,
                                            hidden=options.hidden, block_size=options.block, pickup_index=p_idx)
             grid = np.asarray(ds.grid)
             params = {"L": float(grid.max() if grid.ndim == 1 else grid[..., 0].max())}  # x span, m
         else:
             params = dict(ds.params or {})
-            model = build_model(fields[tr], fs, options.latent, modulation=not options.no_modulation,
+            model = build_model(fields[tr], fs, options.latent, modulation=modulation,
                                 hidden=options.hidden, block_size=options.block, pickup_index=p_idx,
                                 prior=physics_prior(ds.kind, params))
         omega0 = float(model.coefficients()["omega"][0].detach())
@@ -290,6 +292,17 @@ class Koopman(Family):
         if model.config.init == "data":
             return data_parameter_groups(model, options.lr)
         return parameter_groups(model, options.lr)
+
+    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float | None:
+        """Validation field relative MSE over the training window, from the initial condition: the trainer
+        keeps the better of the closed-form start and the trained weights (as the modal FNO family does)."""
+        if not len(data.split["val"]):
+            return None
+        fields, _, at_rest = _arrays(data)
+        val = data.split["val"]
+        horizon = min(options.horizon, fields.shape[1])
+        pred, _ = rollout_examples(model, fields[val], horizon, at_rest=bool(np.all(at_rest[val])))
+        return float(relative_mse(torch.as_tensor(pred), torch.as_tensor(fields[val, :horizon])))
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
         fields, pickups, at_rest = _arrays(data)

@@ -155,3 +155,15 @@ def analyse(fields: np.ndarray, fs: float, n_modes: int, *, modulation: bool = T
         info.update(law_rms_cents=float(np.sqrt(np.nanmean(miss**2))), law_segments=int(pieces.shape[0]))
     omega = np.minimum(omega, 0.98 * math.pi * fs)
     return DataModes(shapes, np.maximum(sigma, 1e-3), omega, alpha, beta, energy_scale, info)
+
+
+def initial_velocity(fields: np.ndarray, shapes: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: float
+                     ) -> np.ndarray:
+    """du/dt at the first sample (E, P) from the first two snapshots of fields (E, T >= 2, P), exact for the
+    linear modal system (shapes (P, N), poles sigma, omega (N,)): per mode z_0 = q_0 + i (q_0 Re p - q_1) / Im p
+    with p = exp((-sigma + i omega) / fs), and dq/dt = Re((-sigma + i omega) z_0)."""
+    flat = np.asarray(fields[:, :2], np.float64).reshape(fields.shape[0], 2, -1)
+    q = flat @ np.linalg.pinv(shapes).T  # (E, 2, N)
+    p = np.exp((-sigma + 1j * omega) / fs)
+    quad = (q[:, 0] * p.real - q[:, 1]) / p.imag  # (E, N)
+    return (-sigma * q[:, 0] - omega * quad) @ shapes.T

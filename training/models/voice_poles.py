@@ -44,7 +44,8 @@ class VoicePoles(nn.Module):
         return torch.exp(log_factor * scale)
 
     def per_voice(self, z0: torch.Tensor, coefficients: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-voice {"sigma", "omega", "mod_alpha", "mod_beta"} (V, N) from shared (N,) ones and z0 (V, N, 2)."""
+        """Per-voice "omega", "sigma" (and "mod_alpha", "mod_beta" when present) (V, N) from the shared ones
+        ((N,) or (V, N)) and z0 (V, N, 2)."""
         factor = self.forward(z0)
-        return {"omega": coefficients["omega"] * factor[:, 0], "sigma": coefficients["sigma"] * factor[:, 1],
-                "mod_alpha": coefficients["mod_alpha"] * factor[:, 2], "mod_beta": coefficients["mod_beta"] * factor[:, 3]}
+        keys = ("omega", "sigma", "mod_alpha", "mod_beta")
+        return {key: coefficients[key] * factor[:, i] for i, key in enumerate(keys) if key in coefficients}
