@@ -117,6 +117,40 @@ def test_initialised_model_tracks_the_nonlinear_string_and_modulation_helps(tiny
     assert with_mod["field_nmse_in_horizon"] < 0.05
 
 
+def test_data_only_start_uses_no_solver_parameters_and_tracks_the_string(tiny_string):
+    """--init data: shapes, poles and pole law from the fields alone; per-voice poles start as no correction."""
+    from training.models.koopman import build_data_model
+
+    fields, pickups = tiny_string
+    model, info = build_data_model(fields, FS, 32)
+    assert model.config.init == "data" and model.config.latent == info["modes"] == 8  # the data hold 8 modes
+    from training.families.koopman import evaluate
+
+    closed_form = evaluate(model, fields, pickups, 640, FS)["field_nmse_in_horizon"]
+    assert closed_form < 0.05, closed_form
+    z0 = model.encoder(torch.as_tensor(fields[:, 0]), torch.zeros_like(torch.as_tensor(fields[:, 0])))
+    per_voice, shared = model.coefficients(z0), model.coefficients()
+    assert per_voice["omega"].shape == (6, 8)
+    for key, value in shared.items():
+        assert torch.allclose(per_voice[key], value.expand_as(per_voice[key])), key
+
+
+def test_data_only_training_run_keeps_the_better_weights(tmp_path, tiny_string):
+    from training.data.dataset import FieldDataset
+    from training.data.sources import from_dataset
+    from training.fit import train
+
+    fields, pickups = tiny_string
+    ds = FieldDataset("string", True, FS, fields, pickups, np.linspace(0.0, 0.65, 21), {},
+                      {"kind": np.zeros(6), "width": np.full(6, 0.05)})
+    metrics = train("koopman", from_dataset(ds), tmp_path / "run", init="data", hidden=0, steps=8, batch=4, horizon=128,
+                    quiet=True)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["init"] == "data" and config["model"]["voice_poles"]
+    assert config["fit"]["selection"]["kept"] in ("init", "trained") and config["fit"]["init"]["modes"] == 8
+    assert math.isfinite(metrics["field_nmse_in_horizon"])
+
+
 def test_training_run_writes_report_and_resumes(tiny_run, tiny_string):
     run_dir, metrics = tiny_run
     assert (run_dir / "report.png").stat().st_size > 1000

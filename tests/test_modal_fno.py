@@ -123,6 +123,28 @@ def test_train_writes_report_and_resumes(string_data, string_run, capsys):
     assert len(json.loads((string_run / "history.json").read_text())) >= 2
 
 
+def test_data_only_fno_extrapolates_the_linear_string_and_is_not_exported_yet(string_data, tmp_path, capsys):
+    """--init data: the transform is the data's own mode shapes and the input the observed first snapshot; a linear
+    string comes out exact from a tenth of its recording. Strings of different parameters are refused (one
+    instrument only); export refuses a data-only run with one line (no note control yet)."""
+    capsys.readouterr()
+    assert eigentone_main(["train", "fno", str(string_data[0]), "--out", str(tmp_path / "mixed"), "--init", "data"]) == 2
+    assert "--init data learns one instrument" in capsys.readouterr().err
+    one = _simulate(tmp_path, "one", "string", "--preset", "diaz2024-linear", "--count", "10", "--duration", "0.1",
+                    "--grid", "33", "--modes", "6", "--sample-rate", "8000")
+    run_dir = tmp_path / "data-run"
+    assert eigentone_main(["train", "fno", str(one), "--out", str(run_dir), "--steps", "4", "--init", "data",
+                           "--quiet"]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["architecture"]["transform"] == "data" and config["model"]["architecture"]["points"] == 33
+    assert metrics["field_nmse_extrapolated"] < 1e-6, metrics["field_nmse_extrapolated"]
+    capsys.readouterr()
+    assert eigentone_main(["export", str(run_dir), "--out", str(tmp_path / "x.etone")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init data" in err[0] and not (tmp_path / "x.etone").exists()
+
+
 def test_excite_graph_plays_the_note_and_fills_the_contract(string_run):
     from training.run_folder import load_run
 

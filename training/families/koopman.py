@@ -20,6 +20,7 @@ from eigentone.errors import EigentoneError
 from training.data.sources import TrainingData
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import multi_resolution_stft_loss, relative_mse
+from training.models.data_modes import check_one_instrument
 from training.models.koopman import (
     ExciteGraph,
     FieldGraph,
@@ -259,6 +260,7 @@ class Koopman(Family):
         info: dict[str, Any] = {}
         modulation = bool(ds.nonlinear) and not options.no_modulation  # a linear string's poles do not glide
         if options.init == "data":  # nothing about the solver: the grid's span only sizes the playable pluck
+            check_one_instrument(dict(ds.params or {}), data.path)
             model, info = build_data_model(fields[tr], fs, options.latent, modulation=modulation,
                                            hidden=options.hidden, block_size=options.block, pickup_index=p_idx)
             grid = np.asarray(ds.grid)

@@ -45,6 +45,7 @@ from training.families.modal_fno_init import (
 from training.families.modal_fno_pinn import check_pinn, collocation_params, pinn_loss, pinn_report
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import relative_mse
+from training.models.data_modes import check_one_instrument
 from training.models.modal_fno import ExciteGraph, FieldGraph, InstrumentMap, ModalFNO, ModalFNOConfig
 
 
@@ -104,6 +105,7 @@ class ModalFNOFamily(Family):
             check_pinn(full, modulation, options.pinn_weight)
         train_set = full.subset(data.split["train"])
         if options.init == "data":
+            check_one_instrument(dict(data.dataset.params or {}), data.path)
             model, seen, info = modal_fno_data.initialise(train_set, h, options, modulation)
             config = {"architecture": modal_fno_data.config_of(model), "sample_rate": full.sample_rate,
                       "horizon_samples": h, "note_range": [36, 84] if full.kind == "string" else [24, 96]}

@@ -46,6 +46,20 @@ class DataModes:
     info: dict = field(default_factory=dict)
 
 
+def check_one_instrument(params: dict, source: object) -> None:
+    """Refuse (one line) data whose examples come from different instruments: a data-only model learns the one
+    instrument its fields show (its modes and poles), with no parameter to tell strings apart. ``params``: the
+    dataset's per-example labels; only whether they vary is read."""
+    from eigentone.errors import EigentoneError
+
+    varying = [name for name, values in (params or {}).items()
+               if np.ndim(values) == 1 and np.asarray(values).dtype.kind in "fiu" and np.ptp(values) > 1e-9 * np.abs(values).max()
+               and name not in ("pickup_x", "pickup_y")]
+    if varying:
+        raise EigentoneError(f"{source}: --init data learns one instrument, but {', '.join(sorted(varying))} vary between "
+                             "the examples; use --init physics (its pole network takes them as inputs)")
+
+
 def pod_basis(fields: np.ndarray, max_rank: int, rel_tol: float = 1e-9, stride: int = 4) -> np.ndarray:
     """Orthonormal POD basis (P, r) of fields (E, T, P), r <= max_rank modes with eigenvalue > rel_tol x the
     largest (every ``stride``-th snapshot is used)."""
