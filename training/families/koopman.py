@@ -116,7 +116,7 @@ def data_parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:
 
 
 def make_data_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, horizon: int,
-                        batch: int, steps: int, seed: int, time_weight: float = 3.0) -> StepLoss:
+                        batch: int, steps: int, seed: int, time_weight: float = 3.0, shoot: float = 0.0) -> StepLoss:
     """Closure for a data-started model: every window starts at the initial condition (the evaluation task,
     and what the per-voice poles are computed from), and grows over training (curriculum: H/8, H/4, H/2, H,
     a quarter of the steps each) so a window never starts longer than the pitch estimates can stay in phase.
@@ -130,10 +130,13 @@ def make_data_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y
         stage = min(3, 4 * step // max(steps, 1))
         window = max(16, horizon >> (3 - stage))
         ex = torch.randint(0, u.shape[0], (batch,), generator=gen)
+        k0 = torch.randint(0, horizon - window + 1, (batch,), generator=gen)
+        k0[: batch - round(shoot * batch)] = 0  # a share ``shoot`` of the windows starts later (multiple shooting)
+        idx = k0[:, None] + torch.arange(window)[None, :]  # (B, W)
         weight = 1.0 + time_weight * torch.arange(window, dtype=u.dtype) / horizon  # (W,)
-        out = model.predict(u[ex, 0], v[ex, 0], window)
-        l_field = relative_mse(out["field"] * weight[:, None], u[ex, :window] * weight[:, None])
-        l_pick = relative_mse(out["pickup"] * weight, y[ex, :window] * weight)
+        out = model.predict(u[ex, k0], v[ex, k0], window)
+        l_field = relative_mse(out["field"] * weight[:, None], u[ex[:, None], idx] * weight[:, None])
+        l_pick = relative_mse(out["pickup"] * weight, y[ex[:, None], idx] * weight)
         return l_field + 0.1 * l_pick, {"field": float(l_field.detach()), "pickup": float(l_pick.detach()),
                                         "window": float(window)}
 
@@ -246,6 +249,10 @@ class Koopman(Family):
                             help="physics: sine basis, poles and pole law from the dataset's physical parameters "
                                  "(physics-informed); data: modes, poles and pole law found in the training fields "
                                  "alone (POD + DMD), per-voice poles, windows from the initial condition")
+        parser.add_argument("--time-weight", type=float, default=3.0,
+                            help="--init data: loss weights 1 + W t / horizon over a window (default 3)")
+        parser.add_argument("--shoot", type=float, default=0.0,
+                            help="--init data: share of the windows starting after the initial condition (default 0)")
 
     def default_steps(self, data: TrainingData) -> int:
         return 1500
@@ -286,7 +293,8 @@ class Koopman(Family):
         if fitted.model.config.init == "data":
             steps = options.steps if options.steps is not None else self.default_steps(data)
             return make_data_step_loss(fitted.model, u, v, y, horizon=options.horizon, batch=options.batch,
-                                       steps=steps, seed=options.seed)
+                                       steps=steps, seed=options.seed, time_weight=options.time_weight,
+                                       shoot=options.shoot)
         return make_step_loss(fitted.model, u, v, y, horizon=options.horizon, batch=options.batch,
                               stft_weight=options.stft_weight, seed=options.seed)
 
