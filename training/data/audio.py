@@ -26,6 +26,7 @@ import soundfile as sf
 from scipy import signal as sps
 
 from eigentone.errors import EigentoneError
+from eigentone.limits import check_recording_content, check_recording_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 MIN_SECONDS = 0.1
@@ -111,7 +112,9 @@ def trim_onset(x: np.ndarray, sample_rate: float, threshold: float = 0.05, pre_r
 def load_recording(path: str | Path, *, min_seconds: float = MIN_SECONDS, normalise: bool = True) -> Recording:
     """Load one file: mono mix, onset trim, peak-normalise to ``TARGET_PEAK``; labels from the file name."""
     path = Path(path)
+    check_recording_file(path)  # length limit, before the samples are read
     x, rate = read_audio(path)
+    check_recording_content(path, x, rate)
     peak = float(np.max(np.abs(x)))
     if peak < SILENCE_PEAK:
         raise EigentoneError(f"{path}: audio is silent (peak {peak:.1e} of full scale)")
