@@ -176,6 +176,7 @@ def test_export_writes_three_graphs_and_the_bundle_plays(tiny_run, tmp_path):
     manifest = export_run(run_dir, path, verbose=False)
     assert set(manifest["graphs"]) == {"excite", "readout", "field"} and manifest["modulation"]
     assert set(manifest["parity"]) == {"excite", "readout", "field"}  # every graph was checked
+    assert manifest["plugin_ready"]  # inside the native plugin's op subset (export/op_subset.py)
     instrument = Instrument.load(path)
     assert instrument.has_readout
     voices = instrument.excite(np.array([[59.0, 1.0, 0.3, 0.37]], np.float32))

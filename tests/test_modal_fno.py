@@ -225,6 +225,7 @@ def test_exported_bundle_plays_in_the_engine(string_run, tmp_path):
     manifest = export_run(string_run, bundle, verbose=False)
     assert manifest["family"] == "modal_fno" and set(manifest["graphs"]) == {"excite", "field"}
     assert set(manifest["parity"]) == {"excite", "field"}  # both graphs checked (its refusal: test_export_refuses_...)
+    assert manifest["plugin_ready"]  # inside the native plugin's op subset (export/op_subset.py)
     y = render_note(bundle, 57.0, 0.8, 0.5, 48000)
     assert np.isfinite(y).all() and np.abs(y).max() > 1e-3
     est = esprit(y[:8192].astype(np.float64), 48000.0).strongest(4)  # fundamental + first overtones
