@@ -120,3 +120,13 @@ def test_recording_scores_are_zero_for_the_recording_itself_and_measure_each_err
     assert missing["partials_scored"] >= 3 and missing["partials_present"] == pytest.approx(2 / missing["partials_scored"])
     silent = metrics.recording_scores(np.zeros_like(ref), ref, fs, note=55.0)
     assert np.isnan(silent["partial_cents_median"]) and silent["partials_present"] == 0.0  # reported, not dropped
+
+
+def test_t60_of_a_model_is_measured_over_the_recordings_span():
+    """A two-stage decay (fast then slow) under a -50 dB noise floor: the noiseless model with the same partial must
+    score ~0 T60 error (measured over the stretch where the recording's partial is above its floor)."""
+    fs = 16000.0
+    t = np.arange(int(3 * fs)) / fs
+    partial = (np.exp(-8 * t) + 0.03 * np.exp(-0.5 * t)) * np.cos(2 * np.pi * 330 * t)
+    ref = partial + 10 ** (-50 / 20) * np.random.default_rng(1).standard_normal(t.size)
+    assert metrics.recording_scores(partial, ref, fs)["t60_error_median"] < 0.05

@@ -41,6 +41,7 @@ from training.modal_analysis import (
     esprit,
     esprit_subband,
     fundamental_trajectory,
+    peak_t60,
     significant_partials,
     spectral_peaks,
 )
@@ -312,13 +313,15 @@ def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: flo
     """Pair each scored reference partial with the nearest predicted peak (in cents).
 
     Scored reference partials: those within ``range_db`` of the strongest, at most ``max_partials``.
-    Returns arrays over the scored partials: ``ref_hz``, ``cents`` (pred - ref, nan if unmatched),
+    Returns arrays over the scored partials: ``ref_hz``, ``pred_index`` (matched peak of ``pred``, -1 if none),
+    ``cents`` (pred - ref, nan if unmatched),
     ``level_db`` (pred - ref level, nan if unmatched), ``t60_ratio`` (T60_pred / T60_ref, nan if unmatched or
     either does not decay).
     """
     keep = np.nonzero(ref.level_db >= -range_db)[0][:max_partials]
     out = {k: np.full(keep.size, np.nan) for k in ("cents", "level_db", "t60_ratio")}
     out["ref_hz"] = ref.freqs_hz[keep]
+    out["pred_index"] = np.full(keep.size, -1)
     if pred.freqs_hz.size == 0:
         return out
     for i, k in enumerate(keep):
@@ -327,6 +330,7 @@ def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: flo
         if abs(gaps[j]) > tolerance_cents:
             continue
         out["cents"][i] = gaps[j]
+        out["pred_index"][i] = j
         out["level_db"][i] = pred.level_db[j] - ref.level_db[k]
         if np.isfinite(pred.t60[j]) and np.isfinite(ref.t60[k]):
             out["t60_ratio"][i] = pred.t60[j] / ref.t60[k]
@@ -361,6 +365,18 @@ def recording_scores(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, s
                                                                     decay_seconds=seconds)
     pred_pk = spectral_peaks(pred, sample_rate, count=3 * MAX_SCORED_PARTIALS, decay_seconds=seconds)
     pairs = match_peaks(pred_pk, ref_pk)
+    matched = pairs["pred_index"] >= 0
+    if matched.any() and ref_pk.span_s is not None:
+        # each matched partial's decay over the same time span and with the same envelope window as the
+        # recording's, so a model without the recording's noise floor is not measured over a longer stretch
+        scored = np.nonzero(ref_pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS][matched]
+        t_ref = ref_pk.t60[scored]
+        t_pred = peak_t60(pred, sample_rate, pred_pk.freqs_hz[pairs["pred_index"][matched]], seconds=seconds,
+                          like=ref_pk.subset(scored))
+        ok = np.isfinite(t_ref) & np.isfinite(t_pred)
+        ratio = np.full(t_ref.size, np.nan)
+        ratio[ok] = t_pred[ok] / t_ref[ok]
+        pairs["t60_ratio"][matched] = ratio
     err = np.abs(pairs["cents"][np.isfinite(pairs["cents"])])
     t60 = np.abs(pairs["t60_ratio"][np.isfinite(pairs["t60_ratio"])] - 1.0)
     present = np.isfinite(pairs["cents"]) & (np.abs(np.nan_to_num(pairs["level_db"], nan=1e9)) <= PRESENT_DB)

@@ -399,11 +399,19 @@ class SpectralPeaks:
     freqs_hz : (K,) peak frequencies, Hz (quadratic interpolation of the dB spectrum)
     level_db : (K,) peak level in dB relative to the strongest peak (0 = strongest)
     t60 : (K,) seconds for each partial's envelope to fall 60 dB (inf when it does not decay)
+    window_s, span_s : (K,) envelope smoothing window and (K, 2) time span the T60 was measured over, s
     """
 
     freqs_hz: np.ndarray
     level_db: np.ndarray
     t60: np.ndarray
+    window_s: np.ndarray | None = None
+    span_s: np.ndarray | None = None
+
+    def subset(self, index: np.ndarray) -> SpectralPeaks:
+        """The peaks ``index`` (in that order)."""
+        pick = (None if v is None else v[index] for v in (self.window_s, self.span_s))
+        return SpectralPeaks(self.freqs_hz[index], self.level_db[index], self.t60[index], *pick)
 
     @property
     def sigma(self) -> np.ndarray:
@@ -439,55 +447,74 @@ def spectral_peaks(signal: np.ndarray, sample_rate: float, *, count: int = 40, s
     shift = 0.5 * (a - c) / np.where(np.abs(a - 2 * b + c) > 1e-12, a - 2 * b + c, 1e-12)
     freqs = (found + np.clip(shift, -0.5, 0.5)) * bin_hz
     level = b - 0.25 * (a - c) * shift
-    return SpectralPeaks(freqs, level - level.max() if level.size else level,
-                         peak_t60(x, sample_rate, freqs, seconds=decay_seconds))
+    t60, window_s, span_s = _peak_decays(x, sample_rate, freqs, decay_seconds, 0.3, 0.02, None)
+    return SpectralPeaks(freqs, level - level.max() if level.size else level, t60, window_s, span_s)
 
 
 def peak_t60(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray, *, seconds: float = 3.0,
-             max_window_s: float = 0.3, min_window_s: float = 0.02) -> np.ndarray:
+             max_window_s: float = 0.3, min_window_s: float = 0.02, like: SpectralPeaks | None = None) -> np.ndarray:
     """(K,) T60 in seconds of the partials at ``freqs_hz``, from each one's heterodyned envelope.
 
     Partial k's envelope is |x(t) e^{-2 pi i f_k t}| smoothed by a Blackman-Harris window of 8 / (gap to its
     nearest neighbour) seconds (clamped to [min_window_s, max_window_s]), which rejects the neighbours by
     > 90 dB. A straight line is fitted to the envelope in dB from its maximum down to 40 dB below it or to
     above the lowest level it reaches by 10 dB or 30% of the fall, whichever is less (that lowest level is the
-    noise floor, or the window's end when the partial decays slowly);
-    beating pairs closer than the window resolves are averaged over their beats. inf where the line does
-    not fall.
+    noise floor, or the window's end when the partial decays slowly); beating pairs closer than the window
+    resolves are averaged over their beats. inf where the line does not fall.
+
+    ``like``: measure partial k with the smoothing window and over the time span that ``like``'s partial k was
+    measured with (``like.window_s``, ``like.span_s``), so a model's partial is compared with its recording's
+    over the same stretch of time, whatever either signal's noise floor.
     """
+    t60, _, _ = _peak_decays(signal, sample_rate, freqs_hz, seconds, max_window_s, min_window_s, like)
+    return t60
+
+
+def _peak_decays(signal, sample_rate, freqs_hz, seconds, max_window_s, min_window_s, like):
+    """``peak_t60`` plus the window (K,) s and span (K, 2) s each partial was measured with."""
     x = np.asarray(signal, np.float64).ravel()[: int(seconds * sample_rate)]
     freqs = np.asarray(freqs_hz, np.float64)
     out = np.full(freqs.size, np.inf)
+    widths, spans = np.zeros(freqs.size), np.zeros((freqs.size, 2))
     if freqs.size == 0 or x.size < 64:
-        return out
+        return out, widths, spans
     order = np.sort(freqs)
     t = np.arange(x.size) / sample_rate
     for k, f in enumerate(freqs):
-        others = np.abs(order - f)
-        gap = np.min(others[others > 1e-9]) if np.sum(others > 1e-9) else f
-        gap = min(gap, f)  # the partial's own negative-frequency image sits 2f away
-        width = int(np.clip(8.0 / max(gap, 1e-3), min_window_s, max_window_s) * sample_rate)
+        if like is not None:
+            width = int(np.rint(like.window_s[k] * sample_rate))
+        else:
+            others = np.abs(order - f)
+            gap = np.min(others[others > 1e-9]) if np.sum(others > 1e-9) else f
+            gap = min(gap, f)  # the partial's own negative-frequency image sits 2f away
+            width = int(np.clip(8.0 / max(gap, 1e-3), min_window_s, max_window_s) * sample_rate)
         width = max(16, min(width, x.size // 2))
         hop = max(1, width // 4)
+        widths[k] = width / sample_rate
         window = sps.windows.blackmanharris(width)
         window /= window.sum()
-        base = x * np.exp(-2j * np.pi * f * t)
-        env = np.abs(sps.oaconvolve(base, window, mode="valid"))[::hop]  # (frames,)
+        env = np.abs(sps.oaconvolve(x * np.exp(-2j * np.pi * f * t), window, mode="valid"))[::hop]  # (frames,)
         if env.size < 3 or env.max() <= 0:
             continue
         db = 20.0 * np.log10(np.maximum(env, 1e-300))
-        top = int(np.argmax(db))
-        floor = float(np.min(db[top:]))
-        stop = max(db[top] - 40.0, floor + min(10.0, 0.3 * (db[top] - floor)))
-        below = np.nonzero(db[top:] < stop)[0]
-        end = top + (int(below[0]) if below.size else db.size - top)
-        if end - top < 3:
-            end = min(db.size, top + 3)
+        if like is not None:
+            top, end = (int(np.rint(v * sample_rate / hop)) for v in like.span_s[k])
+            top, end = min(top, db.size - 3), min(max(end, top + 3), db.size)
+        else:
+            top = int(np.argmax(db))
+            floor = float(np.min(db[top:]))
+            stop = max(db[top] - 40.0, floor + min(10.0, 0.3 * (db[top] - floor)))
+            below = np.nonzero(db[top:] < stop)[0]
+            end = top + (int(below[0]) if below.size else db.size - top)
+            end = max(end, min(db.size, top + 3))
+        spans[k] = (top * hop / sample_rate, end * hop / sample_rate)
+        if end - top < 2:
+            continue
         t_fit = np.arange(top, end) * hop / sample_rate
         t_fit = t_fit - t_fit.mean()
         slope = float(np.sum(t_fit * db[top:end]) / np.sum(t_fit**2))  # dB/s, least-squares line
         out[k] = -60.0 / slope if slope < 0 else np.inf
-    return out
+    return out, widths, spans
 
 
 # ---------------------------------------------------------------- one recording: modes + attack residual
