@@ -136,6 +136,8 @@ class Row:
     label: str
     runs: list[dict[str, float]]
     seconds: float = 0.0
+    init: str = "data"
+    """"data" (learned from the fields alone) or "physics" (given the solver's parameters)."""
 
     def column(self, key: str) -> list[float]:
         return [r[key] for r in self.runs]
@@ -144,17 +146,27 @@ class Row:
         return float(np.mean(self.column(key)))
 
 
-def print_table(title: str, rows: list[Row], paper: list[tuple[str, float, float]] | None, note: str) -> None:
-    """Our rows (in-horizon, beyond, full; mean (std) over seeds) and the paper's beside the full column."""
-    print(f"\n{title}")
+def _print_rows(rows: list[Row]) -> None:
     print(f"{'model':78s} {'seeds':>5s} {'in-horizon 0-1000':>20s} {'beyond 1000-4000':>20s} {'full 0-4000':>20s}")
     for row in rows:
         print(f"{row.label:78s} {len(row.runs):5d} {spread(row.column('in_horizon')):>20s} "
               f"{spread(row.column('beyond')):>20s} {spread(row.column('full')):>20s}")
+
+
+def print_table(title: str, rows: list[Row], paper: list[tuple[str, float, float]] | None, note: str) -> None:
+    """Two tables: the data-only rows with the paper's figures beside the full column, then, apart, the
+    physics-informed rows (given the solver's parameters, so not comparable with either)."""
+    print(f"\n{title}")
+    print("learned from data alone (no solver parameter anywhere):")
+    _print_rows([r for r in rows if r.init == "data"])
     for name, mean, std in paper or []:
         print(f"{'arXiv 2408.16650: ' + name:78s} {5:5d} {'':>20s} {'(trained on all)':>20s} "
               f"{f'{mean:.4f} ({std:.4f})':>20s}")
     print(note)
+    physics = [r for r in rows if r.init == "physics"]
+    if physics:
+        print("physics-informed (given the solver's parameters; not comparable with the rows above or the paper's):")
+        _print_rows(physics)
 
 
 def rows_for(family: str, seeds: list[int], steps: dict[str, int],
@@ -163,7 +175,7 @@ def rows_for(family: str, seeds: list[int], steps: dict[str, int],
     closed-form start. ``train_one(seed, init, steps)`` -> (scores of the kept model, scores of the start,
     "trained" or "init": which the trainer kept on the validation examples)."""
     rows = []
-    for init, label in (("data", "learned from data alone (--init data)"), ("physics", "physics prior (--init physics)")):
+    for init, label in (("data", "learned from data alone (--init data)"), ("physics", "physics-informed prior (--init physics)")):
         start, trained, initial, kept = time.time(), [], [], []
         for seed in seeds:
             t, i, k = train_one(seed, init, steps[init])
@@ -171,8 +183,8 @@ def rows_for(family: str, seeds: list[int], steps: dict[str, int],
             initial.append(i)
             kept.append(k)
         rows.append(Row(f"{family}, {label}, {steps[init]} steps (kept: {kept.count('trained')}x trained)", trained,
-                        time.time() - start))
-        rows.append(Row("  closed-form initialisation of that row (before training)", initial[:1]))
+                        time.time() - start, init))
+        rows.append(Row("  closed-form initialisation of that row (before training)", initial[:1], init=init))
     return rows
 
 

@@ -148,7 +148,20 @@ def _settings(args: argparse.Namespace) -> dict:
         raise EigentoneError(f"--grid must be at least 2, got {s['grid']}")
     if s["modes"] is not None and s["modes"] < 1:
         raise EigentoneError(f"--modes must be at least 1, got {s['modes']}")
+    if preset and preset.kind == "string" and preset.fixed_params:
+        _check_pluck_widths(args.preset, preset, s["grid"])
     return s
+
+
+def _check_pluck_widths(name: str, preset: Preset, grid: int) -> None:
+    """The preset's widths run from 2 grid spacings up to its largest width: refuse grids too coarse for that."""
+    from training.physics.string_linear import StringParams
+
+    length, widest = StringParams().L, preset.width[1]
+    finest = math.ceil(1 + 2 * length / widest - 1e-9)  # 2 L / (grid - 1) <= widest
+    if grid < finest:
+        raise EigentoneError(f"--grid {grid} is too coarse for --preset {name}: its pluck widths start at 2 grid "
+                             f"spacings and end at {widest * 1e3:g} mm; use --grid {finest} or more")
 
 
 def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
@@ -170,7 +183,7 @@ def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: boo
         params = params_for_f0(440.0 * 2 ** ((rng.integers(40, 77) - 69) / 12), scaled)
     if preset:
         dx = params.L / (grid - 1)
-        width = rng.uniform(max(preset.width[0], 2 * dx), preset.width[1])
+        width = rng.uniform(min(max(preset.width[0], 2 * dx), preset.width[1]), preset.width[1])
         if preset.shape == "gaussian":  # drawn as w of exp(-(s / w)^2) (the published form); stored as the std
             width /= math.sqrt(2.0)
         kind = "strike" if rng.random() < preset.strike_share else "pluck"
