@@ -523,8 +523,15 @@ ANALYSIS_SECONDS = 3.0
 """Recordings are analysed over their first 3 s (longer ones: the modes' decays extrapolate the tail)."""
 ATTACK_SECONDS = 0.1
 """Length of the attack residual (recording minus modes), faded out over its second half."""
-MIN_T60 = 0.02
-"""Poles decaying faster than this (s) are attack, not modes: the residual carries them."""
+MIN_T60 = ATTACK_SECONDS
+"""Poles decaying faster than this (s) are attack, not modes: the residual carries them (and their amplitudes at
+t = 0, extrapolated back through the subband filters' start-up, are unreliable)."""
+DENSE_RESIDUAL = 0.2
+"""Fraction of a recording's energy after 0.1 s that its modes may leave unexplained before it is analysed as a
+dense spectrum (cymbals, gongs: many more, weaker modes)."""
+DENSE_MODES = 512
+DENSE_NOISE_FACTOR = 3.0
+"""Subband eigenvalue / noise-floor ratio for dense spectra: a noise-like band is modelled by many decaying modes."""
 
 
 @dataclass
@@ -547,31 +554,50 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
     """Modes and attack residual of one recorded note x (samples,), onset at sample 0.
 
     1. ``esprit_subband`` over the first ``seconds`` (amplitudes per band, so cost stays O(samples));
-    2. keep decaying poles below 0.48 fs with T60 >= ``MIN_T60`` (faster ones are the attack) and rank them by
-       their energy after the first 0.1 s (amplitudes at t = 0 are extrapolated through the filters' start-up,
-       so the attack region must not decide the ranking); the ``max_modes`` strongest are the modes;
-    3. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
+    2. keep poles below 0.48 fs with T60 >= ``MIN_T60`` (faster ones are the attack); poles that do not decay
+       within the window (sustained, or slightly growing from beating) are kept with T60 = 20 x the window;
+       rank them by their energy after the first 0.1 s (amplitudes at t = 0 are extrapolated through the
+       filters' start-up, so the attack region must not decide the ranking); the ``max_modes`` strongest are
+       the modes;
+    3. if they leave more than ``DENSE_RESIDUAL`` of the energy after 0.1 s unexplained (cymbals, gongs), the
+       analysis is repeated as a dense spectrum (``DENSE_NOISE_FACTOR``, up to ``DENSE_MODES`` modes) and the
+       better of the two is kept;
+    4. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
 
     ValueError when the recording holds no decaying partial.
     """
     x = np.asarray(signal, np.float64).ravel()
     n = int(min(x.size, round(seconds * sample_rate)))
-    seg = x[:n]
-    est = esprit_subband(seg, sample_rate)
-    t60 = est.t60
-    keep = (est.sigma > 0) & (est.freqs_hz < 0.48 * sample_rate) & (t60 >= MIN_T60) & np.isfinite(est.amplitudes)
-    if not keep.any():
-        raise ValueError("no decaying partials found")
-    est = ModalEstimate(est.freqs_hz[keep], est.sigma[keep], est.amplitudes[keep])
-    length = n / sample_rate
-    t_rank = min(0.1, 0.25 * length)
-    decay = np.exp(-2.0 * est.sigma * t_rank) * -np.expm1(-2.0 * est.sigma * (length - t_rank)) / (2.0 * est.sigma)
-    energy = np.abs(est.amplitudes) ** 2 * decay
-    chosen = np.sort(np.argsort(-energy)[:max_modes])
-    est = ModalEstimate(est.freqs_hz[chosen], est.sigma[chosen], est.amplitudes[chosen])
+    seg = x[:n] - np.mean(x[:n])  # a DC offset would take model order and is no mode
+    est, residual = _ranked_modes(seg, sample_rate, max_modes, noise_factor=30.0)
+    if residual > DENSE_RESIDUAL:
+        dense, dense_residual = _ranked_modes(seg, sample_rate, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
+        if dense_residual < residual:
+            est = dense
     span = int(min(n, round(attack_seconds * sample_rate)))
     residual = seg[:span] - est.synthesise(sample_rate, span)
     half = span // 2
     fade = np.ones(span)
     fade[half:] = 0.5 * (1.0 + np.cos(np.pi * np.arange(span - half) / max(span - half, 1)))
     return RecordingAnalysis(est, residual * fade, float(sample_rate))
+
+
+def _ranked_modes(seg: np.ndarray, sample_rate: float, max_modes: int, noise_factor: float) -> tuple[ModalEstimate, float]:
+    """The ``max_modes`` strongest modes of seg (samples,) by subband ESPRIT, and the fraction of seg's energy after
+    0.1 s they leave unexplained."""
+    est = esprit_subband(seg, sample_rate, noise_factor=noise_factor)
+    length = seg.size / sample_rate
+    sigma = np.maximum(est.sigma, 3.0 * np.log(10.0) / (20.0 * length))
+    keep = (est.freqs_hz < 0.48 * sample_rate) & (est.sigma > -3.0 / length) & (est.t60 >= MIN_T60)
+    keep &= np.isfinite(est.amplitudes)
+    if not keep.any():
+        raise ValueError("no decaying partials found")
+    est = ModalEstimate(est.freqs_hz[keep], sigma[keep], est.amplitudes[keep])
+    t_rank = min(0.1, 0.25 * length)
+    decay = np.exp(-2.0 * est.sigma * t_rank) * -np.expm1(-2.0 * est.sigma * (length - t_rank)) / (2.0 * est.sigma)
+    chosen = np.sort(np.argsort(-np.abs(est.amplitudes) ** 2 * decay)[:max_modes])
+    est = ModalEstimate(est.freqs_hz[chosen], est.sigma[chosen], est.amplitudes[chosen])
+    start = int(t_rank * sample_rate)
+    tail = seg[start:]
+    unexplained = float(np.sum((tail - est.synthesise(sample_rate, seg.size)[start:]) ** 2) / max(np.sum(tail**2), 1e-300))
+    return est, unexplained
