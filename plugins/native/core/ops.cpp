@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu.hpp"
 #include "ort_math.hpp"
 
 namespace eigentone {
@@ -745,15 +746,6 @@ __attribute__((target("avx2,fma"))) void matmul_avx2(const float* a, int64_t a_r
     }
 }
 
-bool has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return avx2;
-#else
-    return false;
-#endif
-}
-
 void matmul_plain(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
                   float* out, int64_t out_row, int64_t m_count, int64_t n_count, int64_t k_count, float alpha,
                   bool accumulate) {
@@ -956,7 +948,7 @@ bool op_einsum(const Step& step, std::vector<Value>& v, bool grow, const char*& 
     }
     int64_t sum_total = 1;
     for (int j = 0; j < n_sum; ++j) sum_total *= size_of[int(sum_letters[j])];
-    bool fma = ortm::has_fma();
+    bool fma = cpu::fma();
     int64_t out_counter[kMaxRank] = {};
     int64_t total = s.numel();
     for (int64_t index = 0; index < total; ++index) {
@@ -999,9 +991,9 @@ bool op_einsum(const Step& step, std::vector<Value>& v, bool grow, const char*& 
 void matmul_block(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
                   float* out, int64_t out_row, int64_t m_count, int64_t n_count, int64_t k_count, float alpha,
                   bool accumulate) {
-    if (b_col == 1 && n_count >= 8 && has_avx2()) {
+    if (b_col == 1 && n_count >= 8 && cpu::avx2()) {
         matmul_avx2(a, a_row, a_col, b, b_row, out, out_row, m_count, n_count, k_count, alpha, accumulate);
-    } else if (ortm::has_fma()) {
+    } else if (cpu::fma()) {
         matmul_fma(a, a_row, a_col, b, b_row, b_col, out, out_row, m_count, n_count, k_count, alpha, accumulate);
     } else {
         matmul_plain(a, a_row, a_col, b, b_row, b_col, out, out_row, m_count, n_count, k_count, alpha, accumulate);
