@@ -57,6 +57,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "fno-paper": "benchmarks.paper_fno",
         "fidelity": "benchmarks.bench_fidelity",
         "probes": "benchmarks.bench_probes",
+        "soak": "benchmarks.bench_soak",
     },
 }
 
