@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal as sps
 from threadpoolctl import threadpool_limits
 
@@ -65,12 +66,17 @@ class ModalEstimate:
         return ModalEstimate(self.freqs_hz[keep], self.sigma[keep], self.amplitudes[keep])
 
     def synthesise(self, sample_rate: float, n_samples: int, chunk: int = 8192) -> np.ndarray:
-        """(n_samples,) float64 signal rebuilt from the partials (in chunks of ``chunk`` samples: O(chunk K) memory)."""
+        """(n_samples,) float64 signal rebuilt from the partials (in chunks of ``chunk`` samples: O(chunk K) memory).
+
+        The (chunk, K) table of e^{p t} is computed once; chunk j reuses it with amplitudes a e^{p t_j}, so the
+        cost is one matrix product per chunk rather than chunk x K complex exponentials.
+        """
         poles = -self.sigma + 2j * np.pi * self.freqs_hz  # (K,)
         out = np.empty(n_samples)
+        table = np.exp(np.outer(np.arange(min(chunk, n_samples)) / float(sample_rate), poles))  # (chunk, K)
         for begin in range(0, n_samples, chunk):
-            t = np.arange(begin, min(begin + chunk, n_samples)) / float(sample_rate)
-            out[begin : begin + t.size] = np.real(np.exp(np.outer(t, poles)) @ self.amplitudes)
+            size = min(chunk, n_samples - begin)
+            out[begin : begin + size] = np.real(table[:size] @ (self.amplitudes * np.exp(poles * (begin / sample_rate))))
         return out
 
 
@@ -275,14 +281,14 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
     skip = -(-taps.size // decim)  # decimated samples still inside the filter's start-up
     cumulative = np.concatenate([[0.0], np.cumsum(power)])
     threshold = 10.0 ** (skip_db / 10.0) * cumulative[-1]
-    k = np.arange(x.size)
+    bands = _BandFilter(x, taps, decim)
     freqs, sigma, amps = [], [], []
     for centre in np.arange(0.0, max_freq_hz + band / 2, band):
         lo, hi = (int(np.clip(round(f / bins_hz), 0, power.size)) for f in (centre - band, centre + band))
         if cumulative[hi] - cumulative[lo] <= threshold:
             continue
-        shifted = x * np.exp(-2j * np.pi * centre / sample_rate * k)  # (samples,) complex
-        y = sps.upfirdn(taps, shifted, down=decim)[skip : x.size // decim]  # (n_d,) y[m] = a H(q) q^((skip+m) D)
+        shift, y = bands.decimated(centre / sample_rate)  # y[m] = a H(q) q^((skip+m) D), q relative to ``shift``
+        y = y[skip : x.size // decim]  # (n_d,)
         if y.size < 32:
             raise ValueError(f"signal of {x.size} samples too short for {band:.0f} Hz subbands; use a wider band_hz")
         eigvals, eigvecs = _hankel_eig(y, min(y.size // 2, max_rows))
@@ -293,16 +299,17 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
         if order == 0:
             continue
         poles = _shift_invariance_poles(eigvecs, order)  # (order,) z_d
-        log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi centre))
+        log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi shift fs))
         f_band = log_poles.imag / (2 * np.pi)
-        mine = (np.abs(f_band) <= band / 2) & (centre + f_band >= min_freq_hz)
+        f_abs = shift * sample_rate + f_band
+        mine = (np.abs(f_abs - centre) <= band / 2) & (f_abs >= min_freq_hz)
         if not mine.any():
             continue
         b = _ridge_amplitudes(poles, y)  # (order,)
         q = np.exp(log_poles[mine] / sample_rate)  # per-sample shifted poles
         response = np.exp(-np.outer(np.log(q), np.arange(taps.size))) @ taps  # H(q) = sum_j h_j q^-j
         a = b[mine] / (response * np.exp(np.log(q) * skip * decim))
-        freqs.append(centre + f_band[mine])
+        freqs.append(f_abs[mine])
         sigma.append(-log_poles.real[mine])
         amps.append(2.0 * a)  # a real partial is Re(2 a e^{pt})
     freqs = np.concatenate(freqs) if freqs else np.zeros(0)
@@ -313,6 +320,34 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
     if joint_amplitudes:
         amps = fit_amplitudes(x, sample_rate, freqs, sigma)
     return ModalEstimate(freqs, sigma, amps)
+
+
+class _BandFilter:
+    """Shift, low-pass and decimate one signal many times over, in the frequency domain.
+
+    ``upfirdn(taps, x e^{-2 pi i nu k}, down=D)`` costs O(samples taps / D) per band, and the shift itself one
+    complex exponential per sample. Here x (samples,) is transformed once, zero-padded to N = D M >= samples +
+    taps - 1 (so the convolution is linear, not circular); a band is then the M bins around nu times the
+    filter's response, folded and inverse-transformed at size M: y[m] = (x_shifted * taps)[m D] exactly, up to
+    the bins beyond +-fs/(2D), which the filter's stopband has already taken 100 dB down. The shift is rounded
+    to the nearest bin (1/N cycles/sample), so callers measure frequencies from the returned shift.
+    """
+
+    def __init__(self, x: np.ndarray, taps: np.ndarray, decim: int) -> None:
+        self.decim = int(decim)
+        self.m = sp_fft.next_fast_len(-(-(x.size + taps.size - 1) // self.decim))
+        self.n = self.m * self.decim
+        self.spectrum = sp_fft.fft(x, self.n)  # (N,)
+        self.offsets = np.arange(-(self.m // 2), self.m - self.m // 2)  # (M,) bins around the shift
+        self.response = sp_fft.fft(taps, self.n)[self.offsets % self.n]  # (M,)
+        self.slots = self.offsets % self.m
+
+    def decimated(self, nu: float) -> tuple[float, np.ndarray]:
+        """(shift in cycles/sample actually used, (M,) complex decimated band signal) for a shift near ``nu``."""
+        s = round(nu * self.n)
+        folded = np.empty(self.m, complex)
+        folded[self.slots] = self.spectrum[(s + self.offsets) % self.n] * self.response
+        return s / self.n, sp_fft.ifft(folded) / self.decim
 
 
 def _ridge_amplitudes(poles: np.ndarray, y: np.ndarray, ridge: float = 1e-7) -> np.ndarray:
