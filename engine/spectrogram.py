@@ -6,12 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
 
 
 def save_spectrogram(audio: np.ndarray, sample_rate: float, path: str | Path, title: str = "") -> None:
     """Log-magnitude STFT (2048-sample Hann, hop 512) of (channels, samples) audio (mixed to mono) as a PNG."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise EigentoneError(f"{path}: spectrograms need matplotlib (pip install 'eigentone[plot]')") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

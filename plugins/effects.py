@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pedalboard
 
+import assets
 from eigentone.errors import EigentoneError
 
 NOT_EFFECTS = {"Plugin", "Pedalboard", "Chain", "Mix", "PluginContainer", "ExternalPlugin", "VST3Plugin"}
@@ -38,7 +39,7 @@ EFFECTS = sorted(
 )
 """Effect names a chain entry may use."""
 
-DEFAULT_CHAIN = Path(__file__).resolve().parent.parent / "assets" / "effects" / "default.json"
+DEFAULT_CHAIN = assets.path("effects/default.json")
 
 
 def _build_entry(entry: Any, where: str) -> pedalboard.Plugin:

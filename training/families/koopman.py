@@ -1,4 +1,5 @@
-"""The deep Koopman family (``training/models/koopman.py``) on simulated string/plate fields.
+"""The deep Koopman family (``training/models/koopman.py``) on simulated string/plate fields, or on recordings
+alone (``koopman_audio.py``: the encoder maps the controls to the initial latent state).
 
 Training windows of ``--horizon`` samples start at random offsets; the loss is the Koopman triple of
 Lusch et al. 2018 / Diaz et al. 2024 (multi-step prediction, reconstruction, latent consistency), each
@@ -18,9 +19,11 @@ from torch import nn
 
 from eigentone.errors import EigentoneError
 from training.data.sources import TrainingData
+from training.families import koopman_audio, recordings
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import multi_resolution_stft_loss, relative_mse
 from training.models.koopman import (
+    ControlKoopman,
     ExciteGraph,
     FieldGraph,
     KoopmanConfig,
@@ -192,7 +195,6 @@ class Koopman(Family):
 
     name = "koopman"
     command = "koopman"
-    data_kinds = ("field",)
     default_threads = 1
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -208,6 +210,12 @@ class Koopman(Family):
         return 1500
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if data.kind != "field":
+            recs = data.subset("train")
+            targets = recordings.analyse_training_notes(data, options.latent)
+            model, info = koopman_audio.initialise(recs, targets, options.latent, options.hidden, options.block,
+                                                   not options.no_modulation)
+            return Initialised(model, koopman_audio.config_of(model, [r.note for r in recs]), info, targets=targets)
         fields, pickups, at_rest = _arrays(data)
         if fields.shape[0] < 2:
             raise EigentoneError(f"{data.path}: needs at least 2 examples, has {fields.shape[0]}")
@@ -224,18 +232,29 @@ class Koopman(Family):
         return Initialised(model, asdict(model.config), targets=targets)
 
     def build(self, config: dict[str, Any]) -> nn.Module:
+        if config.get("source") == "recordings":
+            return koopman_audio.build(config)
         return KoopmanModel(KoopmanConfig(**config))
 
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
+        if data.kind != "field":
+            model = fitted.model
+            return recordings.audio_loss(model, model.readout, data.subset("train"), fitted.targets,
+                                         block_size=model.config.block_size, batch=min(options.batch, 4), rng=rng)
         u, v, y = fitted.targets
         return make_step_loss(fitted.model, u, v, y, horizon=options.horizon, batch=options.batch,
                               stft_weight=options.stft_weight, seed=options.seed)
 
     def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
+        if isinstance(model, ControlKoopman):
+            return koopman_audio.parameter_groups(model, options.lr)
         return parameter_groups(model, options.lr)
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
+        if data.kind != "field":
+            graphs = Graphs(model, ReadoutGraph(model), None, None)
+            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:4], data.sample_rate)
         fields, pickups, at_rest = _arrays(data)
         val = data.split["val"] if len(data.split["val"]) else data.split["train"]
         horizon = min(options.horizon, fields.shape[1])
@@ -257,6 +276,12 @@ class Koopman(Family):
 
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
         cfg = model.config
+        if isinstance(model, ControlKoopman):
+            info = BundleInfo(modes=cfg.latent, note_range=tuple(config["model"]["note_range"]),
+                              trained_sample_rate=cfg.sample_rate, modulation=bool(cfg.modulation),
+                              description=f"deep Koopman from recordings {config.get('data', '?')}, {cfg.latent} "
+                                          "latent modes, block-rate pole modulation and readout")
+            return Graphs(model.eval(), ReadoutGraph(model).eval(), None, info)
         note0 = float(cfg.pluck.get("note0", 59.0))
         info = BundleInfo(modes=cfg.latent, note_range=(round(note0) - 12, round(note0) + 12),
                           trained_sample_rate=cfg.sample_rate, modulation=bool(cfg.modulation),

@@ -1,4 +1,5 @@
-"""The modal FNO family (``training/models/modal_fno.py``) on string or plate field datasets.
+"""The modal FNO family (``training/models/modal_fno.py``) on string or plate field datasets, or on
+recordings alone (``modal_fno_audio.py``: the field stays internal and is read out at a pickup).
 
 Two stages:
 
@@ -22,9 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from eigentone.errors import EigentoneError
 from training import metrics
 from training.data.field_data import FieldData, field_data
 from training.data.sources import TrainingData
+from training.families import modal_fno_audio, recordings
+from training.families.modal_fno_audio import RecordedFNO
 from training.families.modal_fno_eval import (
     evaluate,
     mode_mask,
@@ -43,6 +47,9 @@ from training.families.modal_fno_pinn import check_pinn, pinn_loss, pinn_report
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import relative_mse
 from training.models.modal_fno import ExciteGraph, FieldGraph, InstrumentMap, ModalFNO, ModalFNOConfig
+
+RECORDING_MODES = 32
+"""Modes of a modal FNO trained on recordings when --modes is not given."""
 
 
 def fields_of(data: TrainingData) -> FieldData:
@@ -70,7 +77,6 @@ class ModalFNOFamily(Family):
 
     name = "modal_fno"
     command = "fno"
-    data_kinds = ("field",)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--modes", type=int, default=None, help="modes (strings) or modes per axis (plates)")
@@ -85,6 +91,8 @@ class ModalFNOFamily(Family):
                                  "only; default 0: off)")
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if data.kind != "field":
+            return self._initialise_from_notes(data, options)
         full = fields_of(data)
         h = horizon_samples(full, options.horizon)
         modulation = {"auto": full.nonlinear, "on": True, "off": False}[options.modulation]
@@ -99,13 +107,29 @@ class ModalFNOFamily(Family):
                   "note_range": [36, 84] if full.kind == "string" else [24, 96]}
         return Initialised(model, config, info, targets=(train_set, h))
 
+    def _initialise_from_notes(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if options.pinn_weight:
+            raise EigentoneError(f"{data.path}: --pinn-weight needs a simulated field dataset, not recordings")
+        recs = data.subset("train")
+        modes = options.modes or RECORDING_MODES
+        targets = recordings.analyse_training_notes(data, modes)
+        modulation = {"auto": None, "on": True, "off": False}[options.modulation]
+        model, imap, info = modal_fno_audio.initialise(recs, targets, modes, modulation)
+        config = modal_fno_audio.config_of(model, imap, data.sample_rate, [r.note for r in recs])
+        return Initialised(model, config, info, targets=targets)
+
     def build(self, config: dict[str, Any]) -> nn.Module:
+        if config.get("source") == "recordings":
+            return modal_fno_audio.build(config)
         model = ModalFNO(ModalFNOConfig(**config["architecture"]))
         model._trained_rate = float(config["sample_rate"])
         return model
 
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
+        if data.kind != "field":
+            return recordings.audio_loss(fitted.model, None, data.subset("train"), fitted.targets,
+                                         block_size=fitted.model.fno.cfg.block_size, batch=min(options.batch, 4), rng=rng)
         model, (train_set, h) = fitted.model, fitted.targets
         fs = train_set.sample_rate
         u0 = torch.as_tensor(train_set.u0, dtype=torch.float32)
@@ -136,13 +160,18 @@ class ModalFNOFamily(Family):
         other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
         return [{"params": poles, "lr": options.lr * options.pole_lr_scale}, {"params": other, "lr": options.lr}]
 
-    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float:
-        """Validation field NMSE over the training horizon (never looks past it)."""
+    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float | None:
+        """Validation field NMSE over the training horizon (never looks past it); recordings: none."""
+        if data.kind != "field":
+            return None
         val = _part(data, "val")
         h = horizon_samples(fields_of(data), options.horizon)
         return metrics.field_nmse(predict(model, val, h), val.fields[:, :h])
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
+        if data.kind != "field":
+            graphs = Graphs(model, None, None, None)
+            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:4], data.sample_rate)
         test = _part(data, "test")
         h = horizon_samples(fields_of(data), options.horizon)
         report = {**evaluate(model, test, h), "test_examples": int(test.examples)}
@@ -168,10 +197,15 @@ class ModalFNOFamily(Family):
 
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
         cfg = config["model"]
-        imap = {**pitch_map(model), **cfg["excitation"]}
-        imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})
-        info = BundleInfo(modes=model.cfg.n_modes, note_range=tuple(cfg["note_range"]),
-                          trained_sample_rate=float(cfg["sample_rate"]), modulation=model.cfg.modulation,
-                          description=f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on "
+        if isinstance(model, RecordedFNO):
+            excite, fno, imap = model.excite, model.fno, model.excite.imap
+        else:
+            imap = {**pitch_map(model), **cfg["excitation"]}
+            imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})
+            excite, fno = ExciteGraph(model, imap), model
+        source = "recordings" if isinstance(model, RecordedFNO) else "fields"
+        info = BundleInfo(modes=fno.cfg.n_modes, note_range=tuple(cfg["note_range"]),
+                          trained_sample_rate=float(cfg["sample_rate"]), modulation=fno.cfg.modulation,
+                          description=f"modal FNO {fno.cfg.kind} ({fno.cfg.n_modes} modes) trained on {source} "
                                       f"{config.get('data', '?')}")
-        return Graphs(ExciteGraph(model, imap).eval(), None, FieldGraph(model, imap.grid).eval(), info)
+        return Graphs(excite.eval(), None, FieldGraph(fno, imap.grid).eval(), info)

@@ -1,0 +1,177 @@
+"""Learning from recordings alone, shared by the families whose models are driven by the controls.
+
+A family that learns from a folder of labelled notes (or one note) needs the same three things,
+whatever its model: what each note holds (``analyse``: ESPRIT partials assigned to harmonics, decays,
+amplitudes, and the fundamental's pitch glide), a loss on the audio at the pickup (``audio_loss``:
+the excite module's contract outputs rolled out exactly as the engine plays them, block-rate pole
+modulation and readout included, plus a regression onto the analysed partials), and an evaluation
+of the notes (``evaluate_notes``) as the engine plays them, trimmed to their onset like the recordings.
+
+Pitch glide: a tension-modulated string plucked hard starts sharp and settles at its small-amplitude
+pitch. The early ESPRIT window measures partials raised by the glide; under Kirchhoff-Carrier
+modulation every partial's squared frequency rises by the same factor (omega_n^2 gains alpha_n E with
+alpha_n ~ k_n^2 ~ omega_n^2), so the small-amplitude partials are the early ones scaled by the ratio of
+the settled fundamental to the early one (``NoteTargets.freqs0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eigentone.contract import controls_row
+from eigentone.contract.reference import midi_to_hz
+from eigentone.contract.torch_twin import block_rollout, complex_mul
+from training import metrics as M
+from training.data.audio import Recording, onset_index
+from training.data.sources import TrainingData
+from training.family import Evaluation, Graphs, StepLoss
+from training.fits import estimate_f0, harmonic_targets, strong_partials
+from training.losses import multi_resolution_stft_loss
+from training.report import controls_tensor, render_graphs
+
+HORIZON_S = 0.3
+"""Seconds of each note the audio loss rolls out from the onset."""
+
+
+@dataclass
+class NoteTargets:
+    """What the training notes hold, (R, N) arrays for R recordings and N harmonics (see ``analyse``).
+
+    freqs0: small-amplitude partial frequencies, Hz (glide removed); sigma: decay rates, 1/s (analysis
+    failures: the damping law's extrapolation); amps: complex pickup amplitudes at the onset (x = sum Re(a
+    e^{lambda t})); found: the analysis found that harmonic; inharmonicity: (R,) stiff-string B;
+    f0_early, f0_late: (R,) Hz, the fundamental in the first frame and settled (median of the last quarter);
+    early_s, late_s: (R,) seconds of those frames; controls: (R, 4) float32 contract rows.
+    """
+
+    freqs0: np.ndarray
+    sigma: np.ndarray
+    amps: np.ndarray
+    found: np.ndarray
+    inharmonicity: np.ndarray
+    f0_early: np.ndarray
+    f0_late: np.ndarray
+    early_s: np.ndarray
+    late_s: np.ndarray
+    controls: np.ndarray
+
+    @property
+    def glide_cents(self) -> np.ndarray:
+        """(R,) how far the first frame's fundamental lies above the settled one, cents."""
+        return M.cents(self.f0_early, self.f0_late)
+
+
+def _settled_pitch(rec: Recording, f0_hint: float) -> tuple[float, float, float, float]:
+    """(f0 first frame Hz, its time s, settled f0 Hz, its time s) from the fundamental trajectory (first second)."""
+    x = rec.audio[: int(rec.sample_rate)].astype(np.float64)
+    times, track = M.fundamental_trajectory(x, rec.sample_rate, f0_hint=f0_hint)
+    ok = np.flatnonzero(np.isfinite(track))
+    if ok.size < 4:
+        return f0_hint, 0.0, f0_hint, 0.0
+    tail = ok[-max(1, ok.size // 4):]
+    return float(track[ok[0]]), float(times[ok[0]]), float(np.median(track[tail])), float(np.median(times[tail]))
+
+
+def analyse(recs: list[Recording], n_modes: int) -> NoteTargets:
+    """ESPRIT of each note (``training/fits.py``): harmonics 1..n_modes and the fundamental's glide."""
+    rows = []
+    for rec in recs:
+        x = rec.audio.astype(np.float64)
+        est = strong_partials(x, rec.sample_rate, 2 * n_modes)
+        f0 = estimate_f0(est, rec.note)
+        freqs, sigma, amps, found, b = harmonic_targets(est, f0, n_modes)
+        early, t_early, late, t_late = _settled_pitch(rec, f0)
+        rows.append((freqs * late / f0, np.maximum(sigma, 1e-2), amps, found, b, early, late, t_early, t_late))
+    stack = [np.array([row[i] for row in rows]) for i in range(9)]
+    controls = np.array([controls_row(r.note if np.isfinite(r.note) else 69.0, r.velocity, r.position) for r in recs],
+                        np.float32)
+    return NoteTargets(stack[0], stack[1], stack[2], stack[3], stack[4], stack[5], stack[6], stack[7], stack[8],
+                       controls)
+
+
+def analyse_training_notes(data: TrainingData, n_modes: int) -> NoteTargets:
+    """``analyse`` of the training notes of ``data``, computed once per data set (families share it)."""
+    key = ("notes", n_modes)
+    if key not in data.views:
+        data.views[key] = analyse(data.subset("train"), n_modes)
+    return data.views[key]
+
+
+def tuning_cents(targets: NoteTargets) -> float:
+    """Median offset of the settled fundamentals from the labelled notes, cents (0 for exact labels)."""
+    return float(np.median(M.cents(targets.f0_late, midi_to_hz(targets.controls[:, 0]))))
+
+
+def audio_loss(excite: torch.nn.Module, readout: Callable[[torch.Tensor], torch.Tensor] | None, recs: list[Recording],
+               targets: NoteTargets, *, block_size: int, batch: int, rng: np.random.Generator,
+               partial_weight: float = 1.0) -> StepLoss:
+    """Closure: MR-STFT of the first ``HORIZON_S`` of ``batch`` random notes, rendered from ``excite(controls)`` as
+    the engine plays them (``block_rollout``: modulation and ``readout`` once per block, the first block with the
+    excite graph's c), plus ``partial_weight`` x the regression onto the analysed partials (1e-2 cents^2 on the
+    small-amplitude frequencies, squared log decay, amplitude magnitudes relative to the note's energy).
+
+    Phase-blind on purpose: a recording starts at its trimmed onset, the model at the pluck, and the pluck's
+    width (which sets each note's level and brightness) is not among the labels."""
+    fs = recs[0].sample_rate
+    horizon = min(int(HORIZON_S * fs), min(r.audio.size for r in recs))
+    audio = torch.tensor(np.stack([r.audio[:horizon] for r in recs]), dtype=torch.float32)  # (R, H)
+    controls = torch.tensor(targets.controls)
+    freqs = torch.tensor(targets.freqs0, dtype=torch.float32)
+    log_sigma = torch.tensor(np.log(targets.sigma), dtype=torch.float32)
+    mags = torch.tensor(np.abs(targets.amps), dtype=torch.float32)  # (R, N)
+    found = torch.tensor(targets.found, dtype=torch.float32)
+    energy = (mags**2).sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def step_loss(step: int):
+        pick = torch.as_tensor(rng.choice(len(recs), size=min(batch, len(recs)), replace=False))
+        out = excite(controls[pick])
+        blocks = 0
+
+        def block_readout(z: torch.Tensor) -> torch.Tensor:
+            nonlocal blocks
+            blocks += 1
+            return out["c"] if blocks == 1 or readout is None else readout(z)
+
+        _, y = block_rollout(out["sigma"], out["omega"], out["z0"], out.get("mod_alpha"), out.get("mod_beta"), fs,
+                             horizon, block_size, readout=block_readout)
+        loss = multi_resolution_stft_loss(y, audio[pick])
+        logs = {"mrstft": float(loss.detach())}
+        if partial_weight:
+            every = excite(controls)
+            n = min(every["omega"].shape[1], freqs.shape[1])
+            cents = 1200 * torch.log2(every["omega"][:, :n] / (2 * np.pi * freqs[:, :n]))
+            mask = found[:, :n]
+            pitch = (mask * cents**2).sum() / mask.sum().clamp_min(1)
+            decay = ((every["sigma"][:, :n].log() - log_sigma[:, :n]) ** 2).mean()
+            pickup = complex_mul(every["c"], every["z0"])[:, :n]  # (R, n, 2)
+            amp = (((pickup**2).sum(-1).clamp_min(1e-20).sqrt() - mags[:, :n]) ** 2 / energy).sum(1).mean()
+            loss = loss + partial_weight * (1e-2 * pitch + decay + amp)
+            logs.update(cents_rms=float(pitch.detach().sqrt()), decay=float(decay.detach()), amp=float(amp.detach()))
+        return loss, logs
+
+    return step_loss
+
+
+def render_note(graphs: Graphs, rec: Recording) -> np.ndarray:
+    """The family's note for ``rec`` (its labels) as the engine plays it, trimmed to its onset like the recording,
+    as long as the recording: (samples,) float64."""
+    fs = rec.sample_rate
+    pred = render_graphs(graphs, controls_tensor(rec.note, rec.velocity, rec.position), fs,
+                         rec.audio.size + int(0.05 * fs))[0]
+    start = onset_index(pred[: int(0.25 * fs)], fs)
+    return pred[start : start + rec.audio.size]
+
+
+def evaluate_notes(graphs: Graphs, recs: list[Recording], sample_rate: float) -> Evaluation:
+    """audio_report (with the fundamental's track) of each note, rendered from the family's export graphs."""
+    results, pairs = {}, []
+    for rec in recs:
+        pred, ref = render_note(graphs, rec), rec.audio.astype(np.float64)
+        results[Path(rec.path).name] = M.audio_report(pred, ref, rec.sample_rate, pitch_glide=True)
+        pairs.append((Path(rec.path).name, ref, pred))
+    return Evaluation(results, sample_rate, pairs)
