@@ -9,6 +9,7 @@ ESPRIT partials (``recordings.analyse``), all in the reference note's time scale
 * modulation (Kirchhoff-Carrier shape): alpha_n = a omega0_n^2, beta_m = (omega0_m / omega0_1)^2, so every
   partial's squared frequency rises by the factor 1 + a s^(gamma - 2) E, E = sum_m beta_m |z_m|^2; a and gamma
   by weighted least squares of log((f_early^2 - f_late^2) / (f_late^2 dE)) on log s over the gliding notes;
+* the pole correction MLP: fitted to the partials (``recordings.fit_partials``);
 * encoder: ridge least squares of the partial amplitude magnitudes on the features (x, velocity, position).
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from training.data.audio import Recording
-from training.families.recordings import NoteTargets
+from training.families.recordings import NoteTargets, fit_partials
 from training.models.koopman import ControlKoopman, ControlKoopmanConfig
 
 
@@ -61,35 +62,10 @@ def initialise(recs: list[Recording], targets: NoteTargets, latent: int, hidden:
         model.encoder.linear.bias.zero_()
         model.encoder.linear.weight[0::2] = torch.as_tensor(coef[:3].T, dtype=torch.float32)  # real parts
         model.encoder.linear.bias[0::2] = torch.as_tensor(coef[3], dtype=torch.float32)
-    cents = _fit_pole_correction(model, targets)
+    # inharmonicity changes with the note far more than a transposition follows (a string tuned by tension
+    # stiffens relative to its pitch downwards): the pole correction learns it from the partials
+    cents = fit_partials(model, list(model.pole_correction.parameters()), targets)
     return model, {"glide_scale": a, "glide_exponent": gamma, "note0": note0, "init_cents_rms": cents}
-
-
-def _fit_pole_correction(model: ControlKoopman, targets: NoteTargets, steps: int = 1500) -> float:
-    """Fit the pole correction MLP (d_n, d'_n of the note) to the notes' partials: inharmonicity changes with the
-    note far more than a transposition can follow (a string tuned by tension stiffens relative to its pitch
-    downwards). Adam on 1e-2 cents^2 + squared log decay, the same regression the training loss keeps; a few
-    thousand steps of a small MLP on R points (seconds). Returns the RMS cents error after the fit."""
-    controls = torch.tensor(targets.controls)
-    n = model.config.latent
-    log_f = torch.tensor(np.log(2 * np.pi * targets.freqs0[:, :n]), dtype=torch.float32)
-    log_sigma = torch.tensor(np.log(targets.sigma[:, :n]), dtype=torch.float32)
-    mask = torch.tensor(targets.found[:, :n], dtype=torch.float32)
-    weight = mask + 0.25 * (1 - mask)  # decays of harmonics not found: the damping law's extrapolation, lightly
-    optimiser = torch.optim.Adam(model.pole_correction.parameters(), lr=1e-2)
-
-    def errors() -> tuple[torch.Tensor, torch.Tensor]:
-        out = model(controls)
-        cents = (torch.log(out["omega"]) - log_f) * (1200 / np.log(2))
-        return (mask * cents**2).sum() / mask.sum(), (weight * (torch.log(out["sigma"]) - log_sigma) ** 2).mean()
-
-    for _ in range(steps):
-        optimiser.zero_grad()
-        pitch, decay = errors()
-        (1e-2 * pitch + decay).backward()
-        optimiser.step()
-    with torch.no_grad():
-        return float(errors()[0].sqrt())
 
 
 def _glide_law(targets: NoteTargets, mags: np.ndarray, sigma0: np.ndarray, s: np.ndarray, beta: np.ndarray

@@ -11,7 +11,8 @@ sine transform and the learned per-mode lifting g_n give z0, and the field's dis
 
 Closed-form start (``initialise``), from each note's ESPRIT partials (``recordings.analyse``):
 c1, c2, s0, s2 per note by least squares, their logs affine in the standardised log f0 (one note: the
-scaling law of a string tuned by tension, c ~ f0^2, s ~ f0); g_n by least squares onto the
+scaling law of a string tuned by tension, c ~ f0^2, s ~ f0), then the whole pole network fitted to the
+partials (``recordings.fit_partials``); g_n by least squares onto the
 partial amplitude magnitudes (phase-blind: see ``recordings.audio_loss``); e^q from the fundamentals' glides, (2 pi f_early)^2 - (2 pi f_late)^2 = e^q k_1^2 dE.
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from eigentone.errors import EigentoneError
 from training.data.audio import Recording
-from training.families.recordings import NoteTargets, tuning_cents
+from training.families.recordings import NoteTargets, fit_partials, tuning_cents
 from training.models.modal_fno import ExciteGraph, InstrumentMap, ModalFNO, ModalFNOConfig
 
 PICKUP = 0.12
@@ -93,13 +94,19 @@ def initialise(recs: list[Recording], targets: NoteTargets, n_modes: int, modula
     recorded = RecordedFNO(model, imap)
     excite = recorded.excite
     controls = torch.tensor(targets.controls)
+    cents = fit_partials(excite, list(model.poles.parameters()), targets)  # the per-mode corrections too
     a = np.abs(targets.amps[:, :n_modes]) * targets.found[:, :n_modes]
     with torch.no_grad():  # the per-mode lifting g_n: least squares of the pickup amplitude magnitudes
         m = np.abs(_pickup(excite(controls)))[:, :n_modes]  # (R, N), with g = 1
     g = (m * a).sum(0) / np.maximum((m**2 * targets.found[:, :n_modes]).sum(0), 1e-30)
+    level = float(np.median(g[g > 0])) if np.any(g > 0) else 1.0  # into the pluck amplitude, so g_n ~ 1
+    imap["amplitude"] *= level
+    g = g / level
+    recorded = RecordedFNO(model, imap)
+    excite = recorded.excite
     with torch.no_grad():
         model.gain.copy_(torch.as_tensor(np.stack([g, np.zeros_like(g)], -1), dtype=torch.float32))
-    info = {"init_partial_rms": float(np.sqrt(np.mean((m * g - a) ** 2) / np.mean(a**2)))}
+    info = {"init_cents_rms": cents, "init_partial_rms": float(np.sqrt(np.mean((m * g * level - a) ** 2) / np.mean(a**2)))}
     if modulation:
         scale = _modulation_scale(excite, controls, targets)
         with torch.no_grad():
