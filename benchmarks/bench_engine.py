@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, help="block size (default 64; with --model 128)")
     parser.add_argument("--blocks", type=int, default=2000, help="timed blocks per voice count (default 2000)")
     parser.add_argument("--song-seconds", type=float, default=60.0, help="length of the offline song (0 skips it)")
+    parser.add_argument("--native", action="store_true",
+                        help="bench the native plugin core instead: graph and demo parity, speed beside the engine "
+                             "(benchmarks/bench_native.py)")
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -120,6 +123,10 @@ def _normal_priority() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.native:
+        from benchmarks.bench_native import run_native
+
+        return run_native(args)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     sample_rate = args.sample_rate

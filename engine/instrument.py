@@ -15,7 +15,7 @@ import numpy as np
 
 from eigentone.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
 from eigentone.contract.reference import ModalVoices, render_modal
-from engine.bundle import Bundle, load_bundle
+from engine.bundle import ATTACK_OUTPUT, Bundle, load_bundle
 
 LEVEL = 0.25
 """Peak of an instrument's probe note after levelling (-12 dBFS)."""
@@ -25,7 +25,8 @@ class Instrument:
     """A loaded bundle ready to play.
 
     Attributes: ``name``, ``modes`` (N), ``modulation`` (bool), ``release_time`` (s, T60 after
-    note-off), ``has_readout`` (bool), ``note_range`` ((lo, hi) MIDI notes), ``manifest``.
+    note-off), ``has_readout`` (bool), ``note_range`` ((lo, hi) MIDI notes), ``manifest``; the attack
+    component: ``attack_samples`` (table length L, 0 without one) at ``attack_rate`` (Hz).
     """
 
     def __init__(self, bundle: Bundle):
@@ -40,7 +41,12 @@ class Instrument:
         self._excite = bundle.sessions["excite"]
         self._readout = bundle.sessions.get("readout")
         self.has_readout = self._readout is not None
+        attack = manifest.get("attack") or {}
+        self.attack_samples: int = int(attack.get("samples", 0))
+        self.attack_rate: float = float(attack.get("sample_rate", 0.0))
         self._excite_names = list(EXCITE_OUTPUTS) + (list(MODULATION_OUTPUTS) if self.modulation else [])
+        if self.attack_samples:
+            self._excite_names.append(ATTACK_OUTPUT)
         self.output_gain: float = float(manifest.get("output_gain") or self._level_gain())
 
     def _level_gain(self) -> float:

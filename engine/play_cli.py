@@ -8,12 +8,12 @@ import signal
 import sys
 import threading
 
-from eigentone.errors import EigentoneError
+from eigentone.errors import EigentoneError, printable
 from engine.midi_file import read_midi
 from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
 from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
-from engine.signal_chain import SignalChain
+from engine.signal_chain import SignalChain, describe_guard
 from engine.synth import Synth
 from plugins.effects import EffectsChain
 
@@ -87,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
         if interactive:
             print(file=sys.stderr)
     if args.record:
-        write_wav(args.record, engine.recording[:, : engine.frame], args.sample_rate, args.record_format)
+        write_wav(args.record, engine.recording[:, : max(engine.frame - engine.latency, 0)], args.sample_rate,
+                  args.record_format)
+    guarded = describe_guard(engine.chain.guard, args.sample_rate, "the played output")
+    if guarded:
+        print(f"eigentone: warning: {guarded}", file=sys.stderr)
     for problem, instrument, channel, note in synth.faults:
-        print(f"eigentone: warning: muted a voice of {instrument} (channel {channel + 1}, note {note}): {problem}",
+        print(f"eigentone: warning: muted a voice of {printable(instrument, 80)} (channel {channel + 1}, note {note}): "
+              f"{problem}",
               file=sys.stderr)
     p50, p99, p999 = engine.percentiles(50, 99, 99.9)
     budget_ms = 1000 * args.block / args.sample_rate

@@ -74,6 +74,10 @@ class RealtimeEngine:
         self.frame = 0
         self.max_voices_seen = 0
         self.recording = np.zeros((chain.channels, int(record_s * sample_rate)), np.float32)
+        self.latency = getattr(chain, "latency", 0)
+        """Samples the chain's output trails the synth (the output guard's look-ahead). The recording leaves them
+        out, so it lines up sample for sample with ``eigentone render``: its first ``frame - latency`` samples
+        are filled."""
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
 
@@ -117,10 +121,12 @@ class RealtimeEngine:
                 events.sort(key=_offset)  # stable: live before scheduled at the same offset
             block = self.chain.process(events, n)
             outdata[done : done + n] = block.T
-            room = self.recording.shape[1] - self.frame
-            if room > 0:
-                kept = min(room, n)
-                self.recording[:, self.frame : self.frame + kept] = block[:, :kept]
+            start = self.frame - self.latency  # the recording is on the song's timeline (see ``latency``)
+            skip = min(max(-start, 0), n)
+            room = self.recording.shape[1] - (start + skip)
+            if room > 0 and skip < n:
+                kept = min(room, n - skip)
+                self.recording[:, start + skip : start + skip + kept] = block[:, skip : skip + kept]
             self.frame += n
             done += n
         voices = self.chain.synth.voices

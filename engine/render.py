@@ -6,21 +6,24 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import soundfile as sf
 
+from eigentone import limits
 from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS
-from eigentone.errors import EigentoneError
+from eigentone.errors import EigentoneError, first_line, printable
 from eigentone.files import atomic_path
 from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank
-from engine.signal_chain import SignalChain
+from engine.signal_chain import OutputGuard, SignalChain, describe_guard
 from engine.synth import Synth
 from plugins.effects import EffectsChain
 
@@ -56,7 +59,7 @@ def render_note(
         raise EigentoneError(f"{instrument.name}: excite returned non-finite values for note {note}")
     n_samples = round(duration_s * sample_rate)
     bank = ModalBank(1, instrument.modes, sample_rate, block_size, instrument.modulation)
-    bank.load(0, outputs, 0, 1.0)
+    bank.load(0, outputs, 0, 1.0, note)
     active = np.zeros(1, np.int32)
     audio = np.zeros(n_samples, np.float32)
     for start in range(0, n_samples, block_size):
@@ -66,14 +69,17 @@ def render_note(
                 bank.apply_readout(instrument, active, 1)
             if instrument.modulation:
                 bank.poles(active, 1, new_energy=True)
-        bank.advance(active, 1, audio[start:stop], 0, stop - start)
+            bank.start_block(active, 1)
+        bank.advance(active, 1, audio, start, stop)
+        bank.move_to(active, 1, stop - start)
     return audio
 
 
 @dataclass
 class RenderResult:
-    """audio: (channels, samples) float32; seconds / cpu_seconds: wall and process CPU time of the rendering
-    (they differ when other processes share the CPU); stats: voices and faults."""
+    """audio: (channels, samples) float32 (empty when the blocks went to a ``sink``); frames: samples rendered;
+    seconds / cpu_seconds: wall and process CPU time of the rendering (they differ when other processes share
+    the CPU); stats: voices, faults (muted voices), the output guard's counts and effect block-length faults."""
 
     audio: np.ndarray
     sample_rate: float
@@ -81,16 +87,30 @@ class RenderResult:
     cpu_seconds: float
     max_voices_used: int
     faults: list[tuple[str, str, int, int]] = field(default_factory=list)
+    frames: int = 0
+    guard: OutputGuard | None = None
+    length_faults: int = 0
 
     @property
     def realtime_factor(self) -> float:
         """Audio duration / wall time."""
-        return self.audio.shape[1] / self.sample_rate / max(self.seconds, 1e-9)
+        return self.frames / self.sample_rate / max(self.seconds, 1e-9)
 
     @property
     def cpu_realtime_factor(self) -> float:
         """Audio duration / CPU time of this process."""
-        return self.audio.shape[1] / self.sample_rate / max(self.cpu_seconds, 1e-9)
+        return self.frames / self.sample_rate / max(self.cpu_seconds, 1e-9)
+
+    def warnings(self) -> list[str]:
+        """One line per problem met while rendering: muted voices, the output guard acting, effects that
+        changed the block length. Names from bundles are made safe to print."""
+        lines = [f"muted a voice of {printable(instrument, 80)} (channel {channel + 1}, note {note}): {problem}"
+                 for problem, instrument, channel, note in self.faults]
+        if self.guard is not None and (guarded := describe_guard(self.guard, self.sample_rate)):
+            lines.append(guarded)
+        if self.length_faults:
+            lines.append(f"an effect returned {self.length_faults} blocks of another length (zero-padded or cut)")
+        return lines
 
 
 def instruments_for_channels(
@@ -117,6 +137,12 @@ def instruments_for_channels(
     return mapping
 
 
+def render_frames(schedule: MidiSchedule, sample_rate: float, tail_s: float, effects_tail_s: float,
+                  effects: bool) -> int:
+    """Upper bound of the samples ``render_midi`` writes for a schedule (song, voice tails, effect tails)."""
+    return schedule.length + int(tail_s * sample_rate) + (int(effects_tail_s * sample_rate) if effects else 0)
+
+
 def render_midi(
     song: str | Path | MidiSchedule,
     models: str | Path | Instrument | Sequence[str | Path | Instrument] | Mapping[int, Instrument],
@@ -128,13 +154,19 @@ def render_midi(
     tail_s: float = 10.0,
     effects_tail_s: float = 2.0,
     progress: Callable[[int], None] | None = None,
+    sink: Callable[[np.ndarray], None] | None = None,
+    limit: bool = True,
     **synth_options,
 ) -> RenderResult:
     """Render a MIDI file (or schedule) offline through the same block loop as real time.
 
     Renders until the song's end and every voice has decayed (at most ``tail_s`` after the end),
-    plus ``effects_tail_s`` of effect tails when ``effects`` is given. ``progress(frames)`` is called
-    per block. Deterministic: the same inputs give the same samples.
+    plus ``effects_tail_s`` of effect tails when ``effects`` is given; at least one block past the
+    last event. ``progress(frames)`` is called per block. ``sink(block)``: each (channels, n) block
+    goes there instead of into ``result.audio`` (memory stays bounded whatever the song's length).
+    Every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its limiter);
+    its look-ahead delay is removed, so sample k of the result is sample k of the song.
+    Deterministic: the same inputs give the same samples.
     """
     schedule = song if isinstance(song, MidiSchedule) else read_midi(song, sample_rate)
     if isinstance(models, Mapping):
@@ -143,30 +175,116 @@ def render_midi(
         channel_map = instruments_for_channels([models])
     else:
         channel_map = instruments_for_channels(list(models))
-    chain = SignalChain(Synth(channel_map, **synth_options), effects)
-    chain.prepare(sample_rate, block_size, max_voices)
+    chain = SignalChain(Synth(channel_map, **synth_options), effects, limit=limit)
     limit_frames = schedule.length + int(tail_s * sample_rate)
     extra = int(effects_tail_s * sample_rate) if effects is not None else 0
-    audio = np.zeros((chain.channels, limit_frames + extra + block_size), np.float32)
-    frame, most, end = 0, 0, None
+    if sink is None:
+        limits.check_memory(f"rendering {schedule.length / sample_rate:.0f} s into memory",
+                            chain.channels * 4 * (limit_frames + extra + block_size))
+    chain.prepare(sample_rate, block_size, max_voices)
+    audio = np.zeros((chain.channels, 0 if sink else limit_frames + extra + block_size), np.float32)
+    last_event = int(schedule.frames[-1]) if len(schedule.frames) else -1
+    frame, most, end, written = 0, 0, None, 0
+    skip = chain.latency  # the guard's look-ahead: its first output samples precede the song
+
+    def emit(block: np.ndarray) -> None:
+        nonlocal skip, written
+        if skip:
+            dropped = min(skip, block.shape[1])
+            block, skip = block[:, dropped:], skip - dropped
+        if sink is None:
+            audio[:, written : written + block.shape[1]] = block
+        elif block.shape[1]:
+            sink(block)
+        written += block.shape[1]
+
     started, cpu_started = time.perf_counter(), time.process_time()
     while True:
-        if end is None and (frame >= limit_frames or (frame >= schedule.length and chain.synth.voices == 0)):
+        if end is None and (frame >= limit_frames
+                            or (frame >= schedule.length and frame > last_event and chain.synth.voices == 0)):
             end = frame + extra
         if end is not None and frame >= end:
             break
         n = block_size if end is None else min(block_size, end - frame)
-        block = chain.process(schedule.block_events(frame, n), n)
-        audio[:, frame : frame + n] = block
+        emit(chain.process(schedule.block_events(frame, n), n))
         frame += n
         most = max(most, chain.synth.voices)
         if progress is not None:
             progress(n)
+    for flush in range(0, chain.latency, block_size):  # what the look-ahead still holds
+        emit(chain.process((), min(block_size, chain.latency - flush)))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return RenderResult(audio[:, :frame], float(sample_rate), seconds, cpu_seconds, most, list(chain.synth.faults))
+    return RenderResult(audio[:, :written], float(sample_rate), seconds, cpu_seconds, most,
+                        list(chain.synth.faults), written, chain.guard, chain.length_faults)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: float, fmt: str = "pcm24") -> None:
     """Write (channels, samples) audio to a WAV atomically (no partial file on error)."""
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.ascontiguousarray(audio.T), int(sample_rate), subtype=WAV_SUBTYPES[fmt], format="WAV")
+    with WavWriter(path, sample_rate, audio.shape[0], fmt) as wav:
+        wav.write(audio)
+
+
+class WavWriter:
+    """A WAV written block by block to a temporary file renamed onto ``path`` when the ``with`` block succeeds.
+
+    RF64 is used past 4 GB (``expected_frames``). Write errors (full disk, file-size limit) become one
+    EigentoneError line naming the file; the temporary file is removed on any error or signal.
+    Tracks the peak |sample| written (``peak``).
+    """
+
+    def __init__(self, path: str | Path, sample_rate: float, channels: int, fmt: str = "pcm24",
+                 expected_frames: int = 0):
+        self.path = Path(path)
+        self.sample_rate = int(sample_rate)
+        self.channels = channels
+        self.fmt = fmt
+        self.container = "RF64" if expected_frames * channels * 4 >= 4_000_000_000 else "WAV"
+        self.peak = 0.0
+        self.frames = 0
+
+    def __enter__(self) -> Self:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", self.sample_rate, self.channels, WAV_SUBTYPES[self.fmt],
+                                      format=self.container)
+        except Exception as exc:  # noqa: BLE001 - libsndfile reports OS errors as its own type
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise EigentoneError(f"{self.path}: cannot write the WAV ({first_line(exc)})") from None
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append a (channels, n) float32 block."""
+        if block.shape[1]:
+            self.peak = max(self.peak, float(np.max(np.abs(block))))
+        try:
+            self._file.write(np.ascontiguousarray(block.T))
+        except Exception as exc:  # noqa: BLE001 - libsndfile reports ENOSPC/EFBIG as its own error type
+            raise EigentoneError(f"{self.path}: could not write the WAV ({_write_problem(exc)})") from None
+        self.frames += block.shape[1]
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        original = exc
+        try:
+            self._file.close()
+        except Exception as close_exc:  # noqa: BLE001 - the final header write can fail on a full disk
+            if exc is None:
+                exc = EigentoneError(f"{self.path}: could not finish the WAV ({_write_problem(close_exc)})")
+                kind, tb = EigentoneError, None
+        if exc is None:
+            self._atomic.__exit__(None, None, None)  # rename into place (an error here is already one line)
+            return False
+        self._atomic.__exit__(kind, exc, tb)  # removes the temporary file
+        if exc is not original:
+            raise exc
+        return False
+
+
+def _write_problem(exc: BaseException) -> str:
+    """A write error in words: libsndfile hides errno, so ask the OS what a full disk/limit looks like."""
+    text = first_line(exc)
+    if "System error" in text or "Error" in text:
+        import errno
+
+        return f"{text}; is the disk full ({os.strerror(errno.ENOSPC)}) or the file too large?"
+    return text

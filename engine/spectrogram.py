@@ -9,9 +9,14 @@ import numpy as np
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
 
+N_FFT = 2048
+MAX_FRAMES = 4096
+"""STFT frames at most: the hop grows past 512 samples for long audio, so memory stays bounded."""
+
 
 def save_spectrogram(audio: np.ndarray, sample_rate: float, path: str | Path, title: str = "") -> None:
-    """Log-magnitude STFT (2048-sample Hann, hop 512) of (channels, samples) audio (mixed to mono) as a PNG."""
+    """Log-magnitude STFT (2048-sample Hann, hop 512, or longer so at most MAX_FRAMES frames) of
+    (channels, samples) or (samples,) audio (mixed to mono) as a PNG."""
     try:
         import matplotlib
     except ModuleNotFoundError:
@@ -21,7 +26,8 @@ def save_spectrogram(audio: np.ndarray, sample_rate: float, path: str | Path, ti
     import matplotlib.pyplot as plt
 
     mono = np.asarray(audio, np.float64).mean(axis=0) if audio.ndim == 2 else np.asarray(audio, np.float64)
-    n_fft, hop = 2048, 512
+    n_fft = N_FFT
+    hop = max(512, -(-(len(mono) - n_fft) // (MAX_FRAMES - 1)))
     if len(mono) < n_fft:
         mono = np.pad(mono, (0, n_fft - len(mono)))
     frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop] * np.hanning(n_fft)  # (frames, n_fft)

@@ -67,12 +67,15 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
         if not result["max_rel_error"] <= REL_TOLERANCE:
             raise EigentoneError(f"{run_dir}: {role} graph parity failed: relative error {result['max_rel_error']:.3g} > "
                                  f"{REL_TOLERANCE:g} (torch vs onnxruntime); bundle not written")
+    from export.op_subset import bundle_problems  # plugin-core: whether the DAW plugin can play it
+
+    unplayable = bundle_problems(onnx_graphs)
     manifest = write_bundle(
         out, name=name or out.stem, family=run.family.name, modes=modes, graphs=onnx_graphs,
         note_range=tuple(info.note_range), trained_sample_rate=float(info.trained_sample_rate),
         modulation=modulation, release_time=float(info.release_time), description=description or info.description,
         training={**run.provenance, **(provenance or {})}, metrics=numeric_metrics(run.metrics), parity=parity,
-        extra=info.extra or None,
+        extra={**(info.extra or {}), "plugin_ready": not unplayable},
     )
     from engine.bundle import load_bundle
 
@@ -83,6 +86,9 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
         raise
     if verbose:
         print(f"wrote {out} ({run.family.name}, {modes} modes, graphs: {', '.join(onnx_graphs)})")
+    if unplayable:
+        role, problems = next(iter(unplayable.items()))
+        print(f"note: the DAW plugin cannot play {out} (graph '{role}': {problems[0]}); the Python engine plays it")
     return manifest
 
 

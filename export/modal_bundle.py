@@ -10,8 +10,10 @@ the contract's modal description (see ``eigentone/contract``), for mode numbers 
 
 Options: pole modulation outputs (``mod_alpha = gamma omega^2``, ``mod_beta`` ~ n^2, a
 tension-modulated pitch glide), a block-rate ``readout`` graph (level-dependent pickup
-brightness), and ``nan_notes`` that make the excite graph return NaN for those MIDI notes
-(used to test the engine's NaN guard). These bundles drive the engine's tests and benchmarks.
+brightness), an attack component (``attack_samples`` > 0: ``attack = velocity * table``, a
+seeded noise burst, see :func:`attack_table`), and ``nan_notes`` / ``nan_attack_notes`` that
+make the excite graph return NaN in z0 / in the attack for those MIDI notes (used to test the
+engine's NaN guard). These bundles drive the engine's tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -58,12 +60,15 @@ def excite_graph(
     modulation: bool = False,
     glide: float = 0.05,
     nan_notes: tuple[int, ...] = (),
+    attack: np.ndarray | None = None,
+    nan_attack_notes: tuple[int, ...] = (),
 ) -> bytes:
     """Serialised ONNX excite graph: controls (voices, 4) -> sigma, omega (voices, N), z0, c (voices, N, 2).
 
     ``glide`` sets the pole modulation depth: ``omega_n = omega0_n sqrt(1 + glide sum_m m^2 |z_m|^2)``
     (about +1.5 % in frequency for a full-velocity pluck with the default 0.05); ``nan_notes``
-    lists MIDI notes whose z0 is NaN.
+    lists MIDI notes whose z0 is NaN. ``attack``: (L,) table; adds the output ``attack`` (voices, L)
+    = velocity * table (NaN for ``nan_attack_notes``).
     """
     n = np.arange(1, modes + 1, dtype=np.float64)
     stretch = (2.0 * math.pi * n * np.sqrt(1.0 + inharmonicity * n**2))[None, :]  # (1, N) rad/s per Hz of f0
@@ -111,19 +116,7 @@ def excite_graph(
         helper.make_node("Shape", ["omega"], ["vm_shape"]),
         helper.make_node("Expand", ["pickup_w", "vm_shape"], ["c_re"]),
     ]
-    z0_re = "z0_clean"
-    if nan_notes:
-        nodes.append(_const("nan", float("nan")))
-        masks = []
-        for k, note in enumerate(nan_notes):
-            nodes += [_const(f"bad{k}", float(note)), helper.make_node("Equal", ["note", f"bad{k}"], [f"is_bad{k}"])]
-            masks.append(f"is_bad{k}")
-        while len(masks) > 1:
-            a, b = masks.pop(), masks.pop()
-            nodes.append(helper.make_node("Or", [a, b], [a + "_or"]))
-            masks.append(a + "_or")
-        nodes.append(helper.make_node("Where", [masks[0], "nan", "z0_clean"], ["z0_re"]))
-        z0_re = "z0_re"
+    z0_re = _nan_where(nodes, "z0_clean", nan_notes, "z0")
     _pairs(nodes, z0_re, "z0")
     _pairs(nodes, "c_re", "c")
     outputs = [
@@ -132,6 +125,12 @@ def excite_graph(
         helper.make_tensor_value_info("z0", TensorProto.FLOAT, ["voices", modes, 2]),
         helper.make_tensor_value_info("c", TensorProto.FLOAT, ["voices", modes, 2]),
     ]
+    if attack is not None:
+        nodes += [_const("attack_table", np.asarray(attack)[None, :]),
+                  helper.make_node("Mul", ["velocity", "attack_table"], ["attack_clean"])]
+        attack_out = _nan_where(nodes, "attack_clean", nan_attack_notes, "attack_")
+        nodes.append(helper.make_node("Identity", [attack_out], ["attack"]))
+        outputs.append(helper.make_tensor_value_info("attack", TensorProto.FLOAT, ["voices", len(attack)]))
     if modulation:
         nodes += [
             _const("glide", glide),
@@ -149,6 +148,35 @@ def excite_graph(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="eigentone")
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
+
+
+def _nan_where(nodes: list, value: str, notes: tuple[int, ...], prefix: str) -> str:
+    """Append nodes making ``value`` NaN for the given MIDI notes (rows whose note control equals one); return
+    the name of the result (``value`` itself when ``notes`` is empty). Needs the "note" node."""
+    if not notes:
+        return value
+    if not any(node.output[0] == "nan" for node in nodes):
+        nodes.append(_const("nan", float("nan")))
+    masks = []
+    for k, note in enumerate(notes):
+        nodes += [_const(f"{prefix}bad{k}", float(note)),
+                  helper.make_node("Equal", ["note", f"{prefix}bad{k}"], [f"{prefix}is_bad{k}"])]
+        masks.append(f"{prefix}is_bad{k}")
+    while len(masks) > 1:
+        a, b = masks.pop(), masks.pop()
+        nodes.append(helper.make_node("Or", [a, b], [a + "_or"]))
+        masks.append(a + "_or")
+    nodes.append(helper.make_node("Where", [masks[0], "nan", value], [f"{prefix}_masked"]))
+    return f"{prefix}_masked"
+
+
+def attack_table(samples: int, sample_rate: float, *, level: float = 0.3, decay_s: float = 0.003,
+                 seed: int = 0) -> np.ndarray:
+    """A pick-noise burst: (samples,) float32, seeded white noise of peak ~``level`` decaying by e every
+    ``decay_s`` seconds (an analytic stand-in for a learned attack component)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / float(sample_rate)
+    return (level * rng.uniform(-1.0, 1.0, samples) * np.exp(-t / decay_s)).astype(np.float32)
 
 
 def readout_graph(modes: int, *, pickup: float = 0.13, brightness: float = 0.5) -> bytes:
@@ -192,13 +220,19 @@ def write_modal_bundle(
     nan_notes: tuple[int, ...] = (),
     release_time: float = 0.3,
     note_range: tuple[int, int] = (21, 108),
+    attack_samples: int = 0,
+    attack_rate: float = 24000.0,
     **excite_options: Any,
 ) -> dict[str, Any]:
     """Write an analytic modal string bundle (family "modal") to ``out_path``; return its manifest.
 
-    ``excite_options`` go to :func:`excite_graph` (inharmonicity, b1, b3, height, pickup, glide).
+    ``attack_samples`` > 0 adds an attack component: :func:`attack_table` of that many samples at
+    ``attack_rate`` Hz, scaled by velocity. ``excite_options`` go to :func:`excite_graph` (inharmonicity,
+    b1, b3, height, pickup, glide, nan_attack_notes).
     """
-    graphs = {"excite": excite_graph(modes, modulation=modulation, nan_notes=nan_notes, **excite_options)}
+    attack = attack_table(attack_samples, attack_rate) if attack_samples else None
+    graphs = {"excite": excite_graph(modes, modulation=modulation, nan_notes=nan_notes, attack=attack,
+                                     **excite_options)}
     if readout:
         graphs["readout"] = readout_graph(modes, pickup=excite_options.get("pickup", 0.13))
     return write_bundle(
@@ -213,4 +247,5 @@ def write_modal_bundle(
         release_time=release_time,
         description=f"analytic stiff string, {modes} modes" + (", pole modulation" if modulation else ""),
         training={"command": "export.modal_bundle.write_modal_bundle (analytic, no training)", "seed": 0},
+        extra={"attack": {"samples": int(attack_samples), "sample_rate": float(attack_rate)}} if attack_samples else None,
     )

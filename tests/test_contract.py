@@ -56,7 +56,10 @@ def _bank(outputs: dict[str, np.ndarray], modulated: bool) -> np.ndarray:
             stop = min(start + BLOCK, SAMPLES)
             if start and modulated:
                 bank.poles(active, 1, new_energy=True)
-            bank.advance(active, 1, audio[start:stop], 0, stop - start)
+            if start:
+                bank.start_block(active, 1)
+            bank.advance(active, 1, audio, start, stop)
+            bank.move_to(active, 1, stop - start)
         rows.append(audio)
     return np.stack(rows)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eigentone.errors import EigentoneError, first_line
 from eigentone.files import atomic_path
 
 
@@ -51,11 +53,24 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list]:
-    """Restore a checkpoint written by ``save_checkpoint``; returns (step, history)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"]), json.loads(state["history"])
+    """Restore a checkpoint written by ``save_checkpoint``; returns (step, history).
+
+    A checkpoint that is not one (corrupted, truncated, another program's file) or that belongs to a
+    different model configuration is refused with one EigentoneError line that says to delete it.
+    """
+    hint = f"delete {path} to start this run from step 0, or use another --out"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load reports bad files with many exception types
+        # torch's UnpicklingError text suggests weights_only=False, which would run the file's code: not shown
+        reason = "corrupted or not written by eigentone" if isinstance(exc, pickle.UnpicklingError) else first_line(exc)
+        raise EigentoneError(f"{path}: not a readable checkpoint ({reason}); {hint}") from None
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return int(state["step"]), json.loads(state["history"])
+    except Exception as exc:  # noqa: BLE001 - KeyError, TypeError, RuntimeError (shape mismatch), JSON errors
+        raise EigentoneError(f"{path}: the checkpoint does not fit this model ({first_line(exc)}); {hint}") from None
 
 
 class _StopRequested(Exception):

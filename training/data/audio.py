@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from eigentone.errors import EigentoneError
+from eigentone.limits import check_recording_content, check_recording_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 MIN_SECONDS = 0.1
@@ -134,7 +135,9 @@ def load_recording(path: str | Path, *, min_seconds: float = MIN_SECONDS, normal
     """Load one file: mono mix, onset trim, peak-normalise to ``TARGET_PEAK``; labels from the file name (the note
     by pYIN when the name has none and ``estimate``)."""
     path = Path(path)
+    check_recording_file(path)  # length limit, before the samples are read
     x, rate = read_audio(path)
+    check_recording_content(path, x, rate)
     peak = float(np.max(np.abs(x)))
     if peak < SILENCE_PEAK:
         raise EigentoneError(f"{path}: audio is silent (peak {peak:.1e} of full scale)")

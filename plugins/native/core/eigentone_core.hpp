@@ -64,20 +64,16 @@ public:
     Synth& operator=(const Synth&) = delete;
     void set_options(const SynthOptions& options);   // real-time safe; applies from the next internal block
     const SynthOptions& options() const;
-    // Real-time safe: no allocation, locks, logging or file access. Any n_frames >= 0; results do not depend
-    // on how the stream is cut into process() calls (internal blocks stay aligned to the stream start).
-    //
-    // Latency: the output is the Python engine's render delayed by latency_frames() (= block_size) frames.
-    // The engine decides per internal block whether it can take the whole-block fast path (no event inside
-    // the block) and batches the block's note-ons; to reproduce that exactly for any host buffer size, a
-    // block is rendered once all of its events are known, i.e. one internal block later. 64 frames is 1.3 ms
-    // at 48 kHz; report it to the host as the plugin's latency.
+    // Real-time safe: no allocation, locks, logging or file access. Any n_frames >= 0; the output does not
+    // depend on how the stream is cut into process() calls, bit for bit (internal blocks of block_size samples
+    // stay aligned to the stream start; see docs/engine-semantics.md). No latency: each event applies at its
+    // own sample. Events are applied in order; a frame past n_frames applies at the last frame.
     void process(const MidiEvent* events, int n_events, float* out, int n_frames);
     void reset();                                    // silence every voice, stream position 0 (host activate)
-    int latency_frames() const;
+    int latency_frames() const;                      // 0
     int sounding_voices() const;
     uint64_t muted_voices() const;                   // voices muted by the NaN/Inf guard since reset
-    uint64_t dropped_events() const;                 // events beyond the per-block queue capacity, since reset
+    uint64_t dropped_events() const;                 // always 0 (events are applied as they come, no queue)
     double sample_rate() const;
     const Instrument& instrument() const;
 

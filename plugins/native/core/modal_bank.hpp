@@ -1,0 +1,80 @@
+// The modal bank of one instrument: every voice slot's complex one-pole modes, mirroring engine/modal_bank.py
+// operation for operation (docs/engine-semantics.md, "numerical scheme"), with the fused multiply-adds numba
+// emits on a CPU with FMA, so the native core renders what the Python engine renders.
+//
+//   state z (at the voice's anchor sample), output phasor w, per-sample pole p, readout c (float32):
+//   block start:   w = c z, anchor = 0
+//   every sample:  y += sum_m Re(w_m), then w <- p w
+//   anchor moves:  z <- z p^(k - anchor) by the binary powers p^(2^i) (formed in double, stored float32),
+//                  before a voice's poles change inside a block (release, bend) and at the block end
+//   p = exp((-max(sigma / decay_scale, sigma_floor, 0) + i omega) / fs), omega = scale omega0 or, with pole
+//   modulation, sqrt((scale omega0)^2 + alpha E), E = sum_m beta_m |z_m|^2 at the block start.
+// So the samples do not depend on where a block is cut into calls. All arrays (slots x modes) are allocated once.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace eigentone {
+
+constexpr double kSilentMode = 1e-12;   // |z| below which a mode is flushed to 0 at a block end
+
+class ModalBank {
+public:
+    ModalBank(int slots, int modes, double sample_rate, int block_size, bool modulated, float output_gain,
+              int attack_samples, double attack_rate);
+
+    int slots, modes, levels;
+    double sample_rate;
+    int block_size;
+    bool modulated;
+    float output_gain;
+    double decay_scale = 1.0;
+
+    // (slots x modes) float32, row-major per slot; pow: (levels x slots x modes).
+    std::vector<float> zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi;
+    std::vector<int32_t> anchor, live, ended;
+    std::vector<double> scale, sigma_floor, energy, level;   // per slot
+    std::vector<uint8_t> bad;
+    std::vector<float> scratch;
+    // attack component: tables (slots x (attack_len + 1), last entry 0), samples played, release envelope
+    int attack_len;
+    double attack_step;
+    std::vector<float> attack;
+    std::vector<int64_t> attack_pos;
+    std::vector<double> attack_gain;
+
+    float* row(std::vector<float>& a, int slot) { return a.data() + size_t(slot) * size_t(modes); }
+    float* power(std::vector<float>& a, int level, int slot) {
+        return a.data() + (size_t(level) * size_t(slots) + size_t(slot)) * size_t(modes);
+    }
+
+    // Start `slot` at sample `at` of the current block from one excite row; tilt (modes,) or null.
+    void load(int slot, const float* sigma_row, const float* omega_row, const float* z0_row, const float* c_row,
+              const float* alpha_row, const float* beta_row, const float* attack_row, const float* tilt_row,
+              double bend_scale, int at);
+    // Pole powers of slots voices[0..count); new_energy: re-evaluate E from the current state first.
+    void poles(const int32_t* voices, int count, bool new_energy);
+    void start_block(const int32_t* active, int count);
+    // Add the next n samples of voices active[0..count) to out[0..n).
+    void advance(const int32_t* active, int count, float* out, int n);
+    void move_to(const int32_t* voices, int count, int at);
+    void release(int slot, double sigma, int at);
+    void bend(const int32_t* voices, int count, double bend_scale, int at);
+    // Block end: state to the block end, levels, flush near-zero modes, list bad/ended slots; returns how many.
+    int settle(const int32_t* active, int count, double threshold);
+    // Readout weights from a readout graph's output rows (count, modes, 2): output_gain * c * tilt.
+    void set_readout(const int32_t* active, int count, const float* c_rows);
+
+private:
+    int settle_one(int v, double threshold, int& n_ended);
+    bool fma_;
+};
+
+// Peak limiter in place on x[0..n): instant attack to keep |y| <= ceiling, exponential release per sample.
+void limit(float* x, int n, double& gain_state, double ceiling, double release_coef);
+
+// Brightness factors clamp((omega0 / omega_note)^b, 1/16, 16), omega_note = 2 pi midi_to_hz(note), as float32.
+void brightness_tilt(const float* omega0, int modes, double note, double brightness, float* out);
+
+}  // namespace eigentone
