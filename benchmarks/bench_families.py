@@ -44,26 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=300, help="gradient steps per family (default 300)")
     parser.add_argument("--recording-steps", type=int, default=100,
                         help="gradient steps per family on nylon_b3.flac (default 100)")
-    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    parser.add_argument("--seed", type=int, default=4,
+                        help="simulation seed (default 4: two of the held-out notes glide, by 8 and 25 cents)")
     parser.add_argument("--out", default=None, help="keep the WAVs and run folders here (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-
-
-def _tracks(pred: np.ndarray, ref: np.ndarray, fs: float) -> tuple[float, float]:
-    """(fundamental error, glide error) in cents of a note against its recording."""
-    from training.metrics import cents, fundamental_trajectory, trajectory_max_cents
-
-    _, f_ref = fundamental_trajectory(ref, fs)
-    _, f_pred = fundamental_trajectory(pred, fs, f0_hint=float(np.nanmedian(f_ref[:3])))
-    return abs(float(cents(np.nanmedian(f_pred), np.nanmedian(f_ref)))), trajectory_max_cents(f_pred, f_ref)
-
-
-def _score(pred: np.ndarray, ref: np.ndarray, fs: float) -> dict[str, float]:
-    from training.metrics import log_spectral_distance, mr_stft_distance
-
-    fundamental, glide = _tracks(pred, ref, fs)
-    return {"fundamental_cents": fundamental, "glide_cents": glide, "lsd_db": log_spectral_distance(pred, ref),
-            "mr_stft": mr_stft_distance(pred, ref)}
 
 
 def _nearest_resampled(train, rec) -> np.ndarray:
@@ -84,7 +68,7 @@ def held_out(work: Path, args: argparse.Namespace) -> dict:
     from eigentone.cli import main as eigentone_main
     from eigentone.contract.reference import midi_to_hz
     from training.data.sources import load_training_data
-    from training.families.recordings import render_note, settled_pitch
+    from training.families.recordings import note_report, render_note, settled_pitch
     from training.fit import train
     from training.metrics import cents
     from training.run_folder import load_run
@@ -100,7 +84,7 @@ def held_out(work: Path, args: argparse.Namespace) -> dict:
     glides = [settled_pitch(rec, float(midi_to_hz(rec.note))) for rec in test]
     results: dict = {"notes": [r.note for r in test], "families": {},
                      "glide_ref_cents": [float(cents(early, late)) for early, _, late, _ in glides]}
-    base = [_score(_nearest_resampled(trained, rec), rec.audio.astype(np.float64), rec.sample_rate) for rec in test]
+    base = [note_report(_nearest_resampled(trained, rec), rec.audio.astype(np.float64), rec.sample_rate) for rec in test]
     results["baseline"] = {k: float(np.mean([b[k] for b in base])) for k in base[0]}
     for family in FAMILIES:
         run_dir = work / f"run-{family}"
@@ -108,7 +92,7 @@ def held_out(work: Path, args: argparse.Namespace) -> dict:
         train(family, data, run_dir, steps=args.steps, seed=0, hold_out=4, quiet=True)
         seconds = time.perf_counter() - started
         graphs = load_run(run_dir).graphs()
-        scores = [_score(render_note(graphs, rec), rec.audio.astype(np.float64), rec.sample_rate) for rec in test]
+        scores = [note_report(render_note(graphs, rec), rec.audio.astype(np.float64), rec.sample_rate) for rec in test]
         results["families"][family] = {**{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
                                        "per_note": scores, "train_seconds": seconds}
     return results

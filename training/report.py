@@ -60,7 +60,7 @@ def print_metrics(title: str, values: dict[str, Any], indent: int = 0) -> None:
             print(" " * (indent + 2) + f"{key:28s} {text}")
 
 
-def write_report_png(path: Path, history: list[dict[str, float]], evaluation: Evaluation, max_pairs: int = 3) -> None:
+def write_report_png(path: Path, history: list[dict[str, float]], evaluation: Evaluation, max_pairs: int = 2) -> None:
     """report.png: the loss curve (and the field error over time when the family has one), then reference vs
     model spectrograms of up to ``max_pairs`` examples."""
     import librosa

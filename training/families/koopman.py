@@ -254,7 +254,7 @@ class Koopman(Family):
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
         if data.kind != "field":
             graphs = Graphs(model, ReadoutGraph(model), None, None)
-            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:4], data.sample_rate)
+            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:2], data.sample_rate)
         fields, pickups, at_rest = _arrays(data)
         val = data.split["val"] if len(data.split["val"]) else data.split["train"]
         horizon = min(options.horizon, fields.shape[1])
@@ -269,6 +269,8 @@ class Koopman(Family):
         return Evaluation(metrics, data.sample_rate, pairs, (t, err, horizon / data.sample_rate))
 
     def predict_fields(self, model: nn.Module, dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(model, ControlKoopman):
+            raise NotImplementedError("a Koopman model trained on recordings has no field to predict")
         at_rest = np.asarray((dataset.excitation or {}).get("kind", np.zeros(dataset.examples)), np.float64)[index] == 0
         fields = np.asarray(dataset.fields, np.float32)[index]
         pred_f, pred_y = rollout_examples(model, fields, fields.shape[1], at_rest=bool(np.all(at_rest)))

@@ -94,7 +94,8 @@ def initialise(recs: list[Recording], targets: NoteTargets, n_modes: int, modula
     recorded = RecordedFNO(model, imap)
     excite = recorded.excite
     controls = torch.tensor(targets.controls)
-    cents = fit_partials(excite, list(model.poles.parameters()), targets)  # the per-mode corrections too
+    f0_params = torch.tensor(f0[:, None], dtype=torch.float32)  # the pole network at each note's own f0 (what the
+    cents = fit_partials(lambda _: model.poles(f0_params), list(model.poles.parameters()), targets)  # Newton finds)
     a = np.abs(targets.amps[:, :n_modes]) * targets.found[:, :n_modes]
     with torch.no_grad():  # the per-mode lifting g_n: least squares of the pickup amplitude magnitudes
         m = np.abs(_pickup(excite(controls)))[:, :n_modes]  # (R, N), with g = 1

@@ -26,12 +26,14 @@ import torch
 from eigentone.contract import controls_row
 from eigentone.contract.reference import midi_to_hz
 from eigentone.contract.torch_twin import block_rollout, complex_mul
+from eigentone.errors import EigentoneError
 from training import metrics as M
 from training.data.audio import Recording, onset_index
 from training.data.sources import TrainingData
 from training.family import Evaluation, Graphs, StepLoss
-from training.fits import estimate_f0, harmonic_targets, strong_partials
+from training.fits import estimate_f0, harmonic_targets
 from training.losses import multi_resolution_stft_loss
+from training.modal_analysis import ModalEstimate, esprit, significant_partials
 from training.report import controls_tensor, render_graphs
 
 HORIZON_S = 0.3
@@ -77,12 +79,23 @@ def settled_pitch(rec: Recording, f0_hint: float) -> tuple[float, float, float, 
     return float(track[ok[0]]), float(times[ok[0]]), float(np.median(track[tail])), float(np.median(times[tail]))
 
 
+def harmonic_partials(x: np.ndarray, fs: float, count: int) -> ModalEstimate:
+    """The ``count`` strongest decaying partials of a string note (full-band ESPRIT on its first 8192 samples;
+    the dense-spectrum fallback of ``training.fits.strong_partials`` buys nothing for harmonic notes, and a
+    gliding note never fits one set of fixed partials anyway)."""
+    est = significant_partials(esprit(x, fs, max_order=min(2 * count, 300)), rel_amplitude=1e-4)
+    keep = (est.sigma > 0) & (est.freqs_hz < 0.48 * fs)
+    if not keep.any():
+        raise EigentoneError("no decaying partials found in the recording; is it a plucked/struck note?")
+    return ModalEstimate(est.freqs_hz[keep], est.sigma[keep], est.amplitudes[keep]).strongest(count)
+
+
 def analyse(recs: list[Recording], n_modes: int) -> NoteTargets:
     """ESPRIT of each note (``training/fits.py``): harmonics 1..n_modes and the fundamental's glide."""
     rows = []
     for rec in recs:
         x = rec.audio.astype(np.float64)
-        est = strong_partials(x, rec.sample_rate, 2 * n_modes)
+        est = harmonic_partials(x, rec.sample_rate, 2 * n_modes)
         f0 = estimate_f0(est, rec.note)
         freqs, sigma, amps, found, b = harmonic_targets(est, f0, n_modes)
         early, t_early, late, t_late = settled_pitch(rec, f0)
@@ -102,12 +115,13 @@ def analyse_training_notes(data: TrainingData, n_modes: int) -> NoteTargets:
     return data.views[key]
 
 
-def fit_partials(excite: torch.nn.Module, parameters: list[torch.nn.Parameter], targets: NoteTargets,
-                 steps: int = 1500, lr: float = 1e-2) -> float:
-    """Fit ``parameters`` of an excite module to the notes' partials: Adam on 1e-2 cents^2 of the found harmonics'
+def fit_partials(poles: Callable[[torch.Tensor], dict[str, torch.Tensor]], parameters: list[torch.nn.Parameter],
+                 targets: NoteTargets, steps: int = 1500, lr: float = 1e-2) -> float:
+    """Fit ``parameters`` to the notes' partials, ``poles(controls (R, 4))`` giving "omega" and "sigma" (R, N) (an
+    excite module, or the part of it that makes the poles): Adam on 1e-2 cents^2 of the found harmonics'
     small-amplitude frequencies + the squared log decay (harmonics the analysis did not find: the damping law's
-    extrapolation, at a quarter weight). Part of a family's closed-form start: R notes, a few thousand cheap steps
-    (seconds), no audio. Returns the RMS cents error after the fit."""
+    extrapolation, at a quarter weight). Part of a family's closed-form start: R notes, a thousand or so cheap
+    steps, no audio. Returns the RMS cents error after the fit."""
     controls = torch.tensor(targets.controls)
     log_f = torch.tensor(np.log(2 * np.pi * targets.freqs0), dtype=torch.float32)
     log_sigma = torch.tensor(np.log(targets.sigma), dtype=torch.float32)
@@ -116,7 +130,7 @@ def fit_partials(excite: torch.nn.Module, parameters: list[torch.nn.Parameter], 
     optimiser = torch.optim.Adam(parameters, lr=lr)
 
     def errors() -> tuple[torch.Tensor, torch.Tensor]:
-        out = excite(controls)
+        out = poles(controls)
         n = min(out["omega"].shape[1], log_f.shape[1])
         cents = (torch.log(out["omega"][:, :n]) - log_f[:, :n]) * (1200 / np.log(2))
         pitch = (mask[:, :n] * cents**2).sum() / mask[:, :n].sum().clamp_min(1)
@@ -196,11 +210,26 @@ def render_note(graphs: Graphs, rec: Recording) -> np.ndarray:
     return pred[start : start + rec.audio.size]
 
 
+def pitch_errors(pred: np.ndarray, ref: np.ndarray, fs: float) -> tuple[float, float]:
+    """(fundamental error, glide error) in cents of a note against its recording: |median f0 difference| and the
+    max |cents| between the f0 tracks frame by frame (short-window ESPRIT, ``fundamental_trajectory``)."""
+    _, f_ref = M.fundamental_trajectory(ref, fs)
+    _, f_pred = M.fundamental_trajectory(pred, fs, f0_hint=float(np.nanmedian(f_ref[:3])))
+    return abs(float(M.cents(np.nanmedian(f_pred), np.nanmedian(f_ref)))), M.trajectory_max_cents(f_pred, f_ref)
+
+
+def note_report(pred: np.ndarray, ref: np.ndarray, fs: float) -> dict[str, float]:
+    """Fundamental and glide error (cents), log-spectral distance (dB) and MR-STFT distance of a note."""
+    fundamental, glide = pitch_errors(pred, ref, fs)
+    return {"fundamental_cents": fundamental, "glide_cents": glide, "lsd_db": M.log_spectral_distance(pred, ref),
+            "mr_stft": M.mr_stft_distance(pred, ref)}
+
+
 def evaluate_notes(graphs: Graphs, recs: list[Recording], sample_rate: float) -> Evaluation:
-    """audio_report (with the fundamental's track) of each note, rendered from the family's export graphs."""
+    """``note_report`` of each note, rendered from the family's export graphs as the engine plays them."""
     results, pairs = {}, []
     for rec in recs:
         pred, ref = render_note(graphs, rec), rec.audio.astype(np.float64)
-        results[Path(rec.path).name] = M.audio_report(pred, ref, rec.sample_rate, pitch_glide=True)
+        results[Path(rec.path).name] = note_report(pred, ref, rec.sample_rate)
         pairs.append((Path(rec.path).name, ref, pred))
     return Evaluation(results, sample_rate, pairs)
