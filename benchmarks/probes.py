@@ -304,6 +304,9 @@ def catalogue() -> list[Probe]:
     add(Probe("--voices 1024 x 4096-mode bundle with --limit memory-mb=64", lambda f: render(
         f, "--voices", "1024", "--limit", "memory-mb=64", model=modal(f, modes=4096)),
         says="memory-mb", timeout=90))
+    add(Probe("--voices 4096 (limit raised) x 256 modes with --limit memory-mb=70: the voices' estimate", lambda f: render(
+        f, "--voices", "4096", "--limit", "voices=4096", "--limit", "memory-mb=70", model=modal(f, modes=256)),
+        says="4096 voices", names="memory-mb"))
     add(Probe("10-minute WAV for train ssm", lambda f: ["train", "ssm", _wav(f, "long.wav", 600, rate=8000), "--out",
                                                        "run", "--quiet"],
               says="recording-seconds", names="long.wav", out=None, torch=True))

@@ -48,6 +48,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "list": "engine.list_cli",
     "install": "engine.install_cli",
     "animate": "training.animate_cli",
+    "devset": "training.data.devset",
     "assets": {"build": "training.assets_build"},
     "bench": {
         "engine": "benchmarks.bench_engine",
@@ -55,7 +56,9 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "koopman-paper": "benchmarks.paper_koopman",
         "fno-paper": "benchmarks.paper_fno",
         "families": "benchmarks.bench_families",
+        "fidelity": "benchmarks.bench_fidelity",
         "probes": "benchmarks.bench_probes",
+        "soak": "benchmarks.bench_soak",
     },
 }
 

@@ -8,13 +8,16 @@ per call in onnxruntime 1.32, see RECIPES).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from eigentone.contract import DEFAULT_CONTROLS, EXCITE_OUTPUTS, MODULATION_OUTPUTS
 from eigentone.contract.reference import ModalVoices, render_modal
+from engine.buffers import prefaulted
 from engine.bundle import ATTACK_OUTPUT, Bundle, load_bundle
 
 LEVEL = 0.25
@@ -86,3 +89,76 @@ class Instrument:
     def readout(self, z: np.ndarray) -> np.ndarray:
         """State at a block start, z (V, N, 2) float32 -> readout weights c (V, N, 2) float32."""
         return self._readout.run(["c"], {"z": z})[0]
+
+    @functools.cached_property
+    def excite_batch_invariant(self) -> bool:
+        """Does the excite graph give a row the same bits in a batch as alone? Checked once on 64 probe rows across
+        the note range (onnxruntime's matrix kernels sum in another order for one row than for several: the
+        modal FNO bundles differ in the last bit, enough to drift a long note's phase by -70 dB). When not, the
+        synth excites one row per call, so a note sounds the same whatever else starts in its block."""
+        lo, hi = self.note_range
+        rng = np.random.default_rng(0)
+        rows = np.stack([rng.integers(lo, hi + 1, 64), rng.integers(1, 128, 64) / 127.0, rng.uniform(0.0, 1.0, 64),
+                         rng.uniform(0.0, 1.0, 64)], axis=1).astype(np.float32)
+        batch = self.excite_raw(rows)
+        for i in range(len(rows)):
+            alone = self.excite_raw(rows[i : i + 1])
+            if not all(np.array_equal(batch[name][i], alone[name][0], equal_nan=True) for name in batch):
+                return False
+        return True
+
+    @property
+    def excite_session(self) -> ort.InferenceSession:
+        return self._excite
+
+    @property
+    def readout_session(self) -> ort.InferenceSession | None:
+        return self._readout
+
+    def excite_buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Zeroed float32 arrays for every output of the excite graph, ``rows`` rows each (name -> (rows, ...))."""
+        return {o.name: prefaulted((rows, *self.manifest["graphs"]["excite"]["outputs"][o.name][1:]))
+                for o in self._excite.get_outputs()}
+
+
+class BoundGraph:
+    """An ONNX graph whose inputs and outputs are bound once to preallocated arrays: running it allocates no
+    arrays. ``run(rows)`` computes rows [first, first + rows) of every array (each (capacity, ...), C-contiguous).
+
+    Batched (``per_row=False``): one binding per batch size in ``sizes`` (powers of two); a call runs the smallest
+    size >= rows. One row at a time (``per_row=True``): one binding of a single row per row, a call per row -- for
+    graphs whose results depend on the batch size (see ``Instrument.excite_batch_invariant``)."""
+
+    def __init__(self, session: ort.InferenceSession, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                 sizes: list[int], first: int = 0, per_row: bool = False):
+        self.session = session
+        self.per_row = per_row
+        self.sizes = [1] if per_row else sorted(sizes)
+        self.arrays = {**inputs, **outputs}  # keep the bound memory alive
+        if per_row:
+            rows = min(len(array) for array in self.arrays.values()) - first
+            self.row_bindings = [self._bind(inputs, outputs, first + row, 1) for row in range(rows)]
+            self.bindings = {1: self.row_bindings[0]}
+        else:
+            self.bindings = {size: self._bind(inputs, outputs, first, size) for size in self.sizes}
+
+    def _bind(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], first: int, size: int):
+        binding = self.session.io_binding()
+        for name, array in inputs.items():
+            view = array[first : first + size]
+            binding.bind_input(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+        for name, array in outputs.items():
+            view = array[first : first + size]
+            binding.bind_output(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+        return binding
+
+    def run(self, rows: int) -> None:
+        """Run the graph on (at least) the first ``rows`` rows; results land in the bound output arrays."""
+        if self.per_row:
+            for row in range(rows):
+                self.session.run_with_iobinding(self.row_bindings[row])
+            return
+        size = self.sizes[0]
+        while size < rows:
+            size *= 2
+        self.session.run_with_iobinding(self.bindings[size])

@@ -25,91 +25,206 @@ table's own rate ``fs_a``) from the voice's first sample on: sample k of the voi
 ``output_gain * env_k * a(k * fs_a / fs)`` (linear interpolation, silent past the table's end);
 ``env`` is 1 until the voice is released, then shrinks by ``exp(-sigma_floor / fs)`` per sample.
 
+Storage (all preallocated, changed in place by the compiled kernels below; the synth's per-block
+kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``):
+
+* ``modes32`` (PLANES, voices, modes) float32, one plane per quantity: Z_RE, Z_IM (state at the voice's
+  anchor), W_RE, W_IM (output phasors), C_RE, C_IM (readout), SIGMA (1/s), OMEGA0 (rad/s), ALPHA, BETA
+  (pole modulation), TILT (brightness);
+* ``modes64`` (1, voices, modes) float64: RADIUS, the pole radius exp(-rate / fs);
+* ``powers`` (levels, 2, voices, modes) float32: p^(2^i) as (re, im); level 0 is the per-sample pole;
+* ``voice64`` (5, voices) float64: SCALE (pitch-bend factor), FLOOR (release decay floor, 1/s), ENERGY
+  (modulation), LEVEL (amplitude bound), ATTACK_GAIN (release envelope of the attack);
+* ``voice_i`` (4, voices) int64: LIVE (modes [LIVE, width) are exactly zero; a multiple of LANES), ANCHOR (sample of the block where
+  z is valid), BAD (non-finite samples), ATTACK_POS (attack samples played);
+* ``attack`` (voices, L + 1) float32 tables (L = 0: no attack component);
+* ``params`` float64: FS (Hz), GAIN (level gain), DECAY_SCALE, BRIGHTNESS, ATTACK_STEP (fs_a / fs), MODULATED;
+* ``scratch`` (block_size,) float32, ``work`` (voices + 1,) int64, ``work64`` (2, modes) float64: scratch.
+
 Kernels are numba-compiled (``cache=True``; fastmath without the no-NaN/no-Inf flags so
-the per-voice NaN guard keeps working), write into arrays given to them and loop over the
-active voice slots only: no Python loop per sample or per voice inside a block.
+the per-voice NaN guard keeps working) and loop over the active voice slots only: no Python
+loop per sample or per voice inside a block.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
 
 from eigentone.contract.reference import midi_to_hz
+from engine.buffers import prefaulted
 
-# fastmath minus 'nnan'/'ninf': the NaN/Inf guard must not be optimised away.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# fastmath minus 'nnan'/'ninf' (the NaN/Inf guard must not be optimised away) and minus 'contract': whether a
+# multiply-add is fused is decided by the code generator, and numba's cached object code and its in-process JIT
+# code were measured to decide differently, so renders differed in the last bit between a fresh and a cached
+# compile. Without it every process computes the same samples (and the speed is unchanged).
+FASTMATH = {"nsz", "arcp", "afn", "reassoc"}
+
+LANES = 16
+"""Mode loops run over whole multiples of this many modes (one AVX-512 register of float32): the mode axis of
+every array is padded to a multiple of it with modes that stay exactly zero, and LIVE is rounded up to it, so
+no loop ends in a slow one-mode-at-a-time remainder. Zero modes add exact zeros: the output does not change."""
 
 SILENT_MODE = 1e-12
 """|z| below which a mode is set to exactly 0 at a block end (keeps float32 state out of denormals)."""
 
+Z_RE, Z_IM, W_RE, W_IM, C_RE, C_IM, SIGMA, OMEGA0, ALPHA, BETA, TILT = range(11)
+PLANES = 11
+SCALE, FLOOR, ENERGY, LEVEL, ATTACK_GAIN = range(5)
+LIVE, ANCHOR, BAD, ATTACK_POS = range(4)
+FS, GAIN, DECAY_SCALE, BRIGHTNESS, ATTACK_STEP, MODULATED = range(6)
+RADIUS = 0
+MODES32, MODES64, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK, WORK64 = range(10)
+"""Items of the ``bank`` tuple (``ModalBank.arrays``) the kernels take."""
+
+
+@numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code
+def update_decay(bank, voices, count):  # pragma: no cover - compiled
+    """The pole radii r = exp(-rate / fs) of slots ``voices[:count]`` (float64 plane RADIUS), with the decay rate
+    max(sigma / decay_scale, floor, 0): ``decay_scale`` multiplies every mode's T60, the release floor is not
+    scaled. Needed after a note-on and a release; then :func:`update_poles`."""
+    modes32, modes64, voice64, params = bank[MODES32], bank[MODES64], bank[VOICE64], bank[PARAMS]
+    sigma, radius = modes32[SIGMA], modes64[RADIUS]
+    fs, decay_scale = params[FS], params[DECAY_SCALE]
+    for j in range(count):
+        v = voices[j]
+        floor = voice64[FLOOR, v]
+        for m in range(sigma.shape[1]):
+            radius[v, m] = np.exp(-max(sigma[v, m] / decay_scale, floor, 0.0) / fs)
+
+
+@numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code
+def update_poles(bank, voices, count, new_energy):  # pragma: no cover - compiled
+    """Recompute the pole powers p^(2^i) of slots ``voices[:count]`` from their radius (:func:`update_decay`),
+    omega0 and pitch-bend scale (after a note-on, release, bend, and every block with pole modulation).
+
+    With pole modulation, ``new_energy`` re-evaluates E from the state (block start, note-on) first.
+    p = r (cos theta + i sin theta), theta = omega / fs, is formed in float64 (:func:`cos_sin`) and squared in
+    float64 for the higher powers; each power is rounded to float32 and shrunk to |p| <= 1 if rounding made it
+    larger. Modes at or above Nyquist (or with omega < 0) get p = 0.
+    """
+    modes32, modes64, powers, voice64, params = bank[MODES32], bank[MODES64], bank[POWERS], bank[VOICE64], bank[PARAMS]
+    omega0, alpha, beta, zr, zi = modes32[OMEGA0], modes32[ALPHA], modes32[BETA], modes32[Z_RE], modes32[Z_IM]
+    radius, a, b = modes64[RADIUS], bank[WORK64][0], bank[WORK64][1]
+    fs, modulated = params[FS], params[MODULATED] != 0.0
+    n_modes = omega0.shape[1]
+    for j in range(count):
+        v = voices[j]
+        e = voice64[ENERGY, v]
+        if modulated and new_energy:
+            e = 0.0
+            for m in range(n_modes):
+                e += beta[v, m] * (zr[v, m] * zr[v, m] + zi[v, m] * zi[v, m])
+            voice64[ENERGY, v] = e
+        _phases(omega0[v], alpha[v], radius[v], voice64[SCALE, v], modulated, e, fs, a, b)
+        _rotations(a, b)
+        for level in range(powers.shape[0]):
+            _round_and_square(a, b, powers[level, 0, v], powers[level, 1, v])
+
+
+# The three loops of update_poles, each simple enough for the compiler to vectorise (one float64 pole per mode).
+@numba.njit(cache=True)
+def _phases(omega0, alpha, radius, scale, modulated, energy, fs, theta, r):  # pragma: no cover - compiled
+    """theta = omega / fs and r = radius per mode; both 0 for modes at or above Nyquist (or omega < 0)."""
+    nyquist = np.pi * fs
+    for m in range(omega0.shape[0]):
+        w = scale * omega0[m]
+        if modulated:
+            w = np.sqrt(w * w + alpha[m] * energy)
+        inside = w < nyquist and w >= 0.0
+        theta[m] = w / fs if inside else 0.0
+        r[m] = radius[m] if inside else 0.0
+
+
+@numba.njit(cache=True)
+def _rotations(theta, r):  # pragma: no cover - compiled
+    """In place: (theta, r) -> the pole (r cos theta, r sin theta)."""
+    for m in range(theta.shape[0]):
+        c, s = cos_sin(theta[m])
+        theta[m] = r[m] * c
+        r[m] = r[m] * s
+
+
+@numba.njit(cache=True)
+def _round_and_square(a, b, pr, pi):  # pragma: no cover - compiled
+    """(pr, pi) = the float32 pole (a, b), shrunk to |p| <= 1 if rounding made it larger; then (a, b) squared."""
+    for m in range(a.shape[0]):
+        a32 = np.float32(a[m])
+        b32 = np.float32(b[m])
+        mag2 = float(a32) * float(a32) + float(b32) * float(b32)
+        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2)) if mag2 > 1.0 else np.float32(1.0)
+        pr[m] = a32 * shrink
+        pi[m] = b32 * shrink
+        x, y = a[m], b[m]
+        a[m] = x * x - y * y
+        b[m] = 2.0 * x * y
+
+
+HALF_PI = math.pi / 2
+S3, S5, S7, S9, S11, S13, S15, S17, S19, S21 = ((-1) ** k / math.factorial(2 * k + 1) for k in range(1, 11))
+C2, C4, C6, C8, C10, C12, C14, C16, C18, C20, C22 = ((-1) ** k / math.factorial(2 * k) for k in range(1, 12))
+
+
+@numba.njit(cache=True)
+def cos_sin(theta):  # pragma: no cover - compiled
+    """(cos theta, sin theta) for theta in [0, pi], float64 to a few ulp: Taylor polynomials of sin and cos around
+    pi/2 (terms to x^21, x^22; |x| <= pi/2, so the first term left out is below 1e-17). Unlike libm's calls the
+    compiler vectorises them; they round to the same float32 poles (but for rare ties)."""
+    x = theta - HALF_PI
+    x2 = x * x
+    ps = S21
+    ps = S19 + x2 * ps
+    ps = S17 + x2 * ps
+    ps = S15 + x2 * ps
+    ps = S13 + x2 * ps
+    ps = S11 + x2 * ps
+    ps = S9 + x2 * ps
+    ps = S7 + x2 * ps
+    ps = S5 + x2 * ps
+    ps = S3 + x2 * ps
+    pc = C22
+    pc = C20 + x2 * pc
+    pc = C18 + x2 * pc
+    pc = C16 + x2 * pc
+    pc = C14 + x2 * pc
+    pc = C12 + x2 * pc
+    pc = C10 + x2 * pc
+    pc = C8 + x2 * pc
+    pc = C6 + x2 * pc
+    pc = C4 + x2 * pc
+    pc = C2 + x2 * pc
+    sin_x = x + x * x2 * ps
+    cos_x = 1.0 + x2 * pc
+    return -sin_x, cos_x
+
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _play_attack(table, length, step, position, gain, decay, output_gain, scratch, start, stop):  # pragma: no cover
-    """Add samples [start, stop) of one voice's attack to ``scratch``; return its new (position, gain).
-
-    table: (length + 1,) float32, table[length] = 0; position: samples played so far (int); gain: the release
-    envelope, multiplied by ``decay`` after each sample; step = fs_a / fs (double)."""
-    for k in range(start, stop):
-        t = position * step
-        if t >= length:
-            break
-        i = int(t)
-        f = t - i
-        a = table[i] * (1.0 - f) + table[i + 1] * f
-        scratch[k] += np.float32(output_gain * gain * a)
-        gain *= decay
-        position += 1
-    return position, gain
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def _finish_voice(v, scratch, n, out, out_start, bad, attack, attack_len, attack_step, attack_pos, attack_gain,
-                  sigma_floor, fs, output_gain):  # pragma: no cover - compiled
-    """Add the voice's attack (if still playing) to its samples scratch[:n], then add those to
-    out[out_start : out_start + n] unless they are not finite (then ``bad[v] = True``)."""
-    if attack_len > 0 and attack_pos[v] * attack_step < attack_len:
-        attack_pos[v], attack_gain[v] = _play_attack(attack[v], attack_len, attack_step, attack_pos[v],
-                                                     attack_gain[v], np.exp(-sigma_floor[v] / fs), output_gain,
-                                                     scratch, 0, n)
-    finite = True
-    for k in range(n):
-        if not np.isfinite(scratch[k]):
-            finite = False
-    if finite:
-        for k in range(n):
-            out[out_start + k] += scratch[k]
-    else:
-        bad[v] = True
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def start_block(active, n_active, live, zr, zi, cr, ci, wr, wi, anchor):  # pragma: no cover - compiled
-    """Block start: the output phasors w = c z of voices ``active[:n_active]`` (all (voices, modes) float32),
-    anchored at sample 0 of the block."""
-    for j in range(n_active):
+def start_block(bank, active, count):  # pragma: no cover - compiled
+    """Block start for voices ``active[:count]``: output phasors w = c z, anchors at sample 0."""
+    modes32, voice_i = bank[MODES32], bank[VOICE_I]
+    zr, zi, wr, wi, cr, ci = modes32[Z_RE], modes32[Z_IM], modes32[W_RE], modes32[W_IM], modes32[C_RE], modes32[C_IM]
+    for j in range(count):
         v = active[j]
-        anchor[v] = 0
-        for m in range(live[v]):
+        voice_i[ANCHOR, v] = 0
+        for m in range(voice_i[LIVE, v]):
             wr[v, m] = cr[v, m] * zr[v, m] - ci[v, m] * zi[v, m]
             wi[v, m] = cr[v, m] * zi[v, m] + ci[v, m] * zr[v, m]
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def advance(active, n_active, live, wr, wi, pr, pi, out, out_start, n, scratch, bad,
-            attack, attack_len, attack_step, attack_pos, attack_gain, sigma_floor, fs, output_gain):  # pragma: no cover
-    """Render the next n samples of every active voice and add them to out[out_start : out_start + n]:
-    y = sum_m Re(w_m), then w <- p w, four samples per pass over the modes.
+def advance(bank, active, count, out, out_start, n):  # pragma: no cover - compiled
+    """Render the next n samples of voices ``active[:count]`` and add them to out[out_start : out_start + n]:
+    y = sum_m Re(w_m), then w <- p w, four samples per pass over the modes; plus the attack (if any).
 
-    active: (voices,) int32 slot indices, first ``n_active`` used; live: (voices,) int32, modes
-    [live[v], N) of voice v are exactly zero and skipped; wr, wi, pr, pi: (voices, modes) float32;
-    out: float32 buffer; scratch: (>= n,) float32. A voice whose samples are not finite is not added and
-    gets ``bad[v] = True``. Attack: attack (voices, attack_len + 1) float32 tables (attack_len 0: none),
-    attack_pos (voices,) int64 samples played, attack_gain (voices,) float64 release envelope.
+    out: float32 buffer; n <= block_size. A voice whose samples are not finite adds nothing and gets BAD = 1.
     """
-    for j in range(n_active):
+    modes32, powers, voice_i, scratch = bank[MODES32], bank[POWERS], bank[VOICE_I], bank[SCRATCH]
+    wr, wi, pr, pi = modes32[W_RE], modes32[W_IM], powers[0, 0], powers[0, 1]
+    for j in range(count):
         v = active[j]
-        n_modes = live[v]
+        n_modes = voice_i[LIVE, v]
         wrv = wr[v]
         wiv = wi[v]
         prv = pr[v]
@@ -149,137 +264,205 @@ def advance(active, n_active, live, wr, wi, pr, pi, out, out_start, n, scratch, 
                 wiv[m] = a * piv[m] + b * prv[m]
             scratch[k] = acc
             k += 1
-        _finish_voice(v, scratch, n, out, out_start, bad, attack, attack_len, attack_step, attack_pos, attack_gain,
-                      sigma_floor, fs, output_gain)
+        _finish_voice(bank, v, n, out, out_start)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def move_anchor(voices, n_voices, at, anchor, live, zr, zi, powr, powi):  # pragma: no cover - compiled
-    """Move the state of voices ``voices[:n_voices]`` from their anchor sample (``anchor``, (voices,) int32,
-    inside the block) to sample ``at``: z <- z p^(at - anchor) by the binary powers powr, powi
-    (levels, voices, modes) float32; then anchor = at."""
-    for j in range(n_voices):
+def _finish_voice(bank, v, n, out, out_start):  # pragma: no cover - compiled
+    """Add voice v's attack (if still playing) to its samples (bank scratch[:n]), then add those to
+    out[out_start : out_start + n] unless they are not finite (then BAD = 1)."""
+    voice64, voice_i, attack, params, scratch = bank[VOICE64], bank[VOICE_I], bank[ATTACK], bank[PARAMS], bank[SCRATCH]
+    length = attack.shape[1] - 1
+    step = params[ATTACK_STEP]
+    if length > 0 and voice_i[ATTACK_POS, v] * step < length:
+        table = attack[v]
+        position = voice_i[ATTACK_POS, v]
+        gain = voice64[ATTACK_GAIN, v]
+        decay = np.exp(-voice64[FLOOR, v] / params[FS])
+        output_gain = params[GAIN]
+        for k in range(n):
+            t = position * step
+            if t >= length:
+                break
+            i = int(t)
+            f = t - i
+            a = table[i] * (1.0 - f) + table[i + 1] * f
+            scratch[k] += np.float32(output_gain * gain * a)
+            gain *= decay
+            position += 1
+        voice_i[ATTACK_POS, v] = position
+        voice64[ATTACK_GAIN, v] = gain
+    finite = True
+    for k in range(n):
+        if not np.isfinite(scratch[k]):
+            finite = False
+    if finite:
+        for k in range(n):
+            out[out_start + k] += scratch[k]
+    else:
+        voice_i[BAD, v] = 1
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def move_to(bank, voices, count, at):  # pragma: no cover - compiled
+    """Move the state of slots ``voices[:count]`` from their anchor sample to sample ``at`` of the block:
+    z <- z p^(at - anchor) by the binary pole powers (lowest bit first); then anchor = at."""
+    modes32, powers, voice_i = bank[MODES32], bank[POWERS], bank[VOICE_I]
+    zr, zi = modes32[Z_RE], modes32[Z_IM]
+    for j in range(count):
         v = voices[j]
-        steps = at - anchor[v]
+        steps = at - voice_i[ANCHOR, v]
         level = 0
         while steps > 0:
             if steps & 1:
-                for m in range(live[v]):
+                qr = powers[level, 0, v]
+                qi = powers[level, 1, v]
+                for m in range(voice_i[LIVE, v]):
                     a = zr[v, m]
                     b = zi[v, m]
-                    zr[v, m] = a * powr[level, v, m] - b * powi[level, v, m]
-                    zi[v, m] = a * powi[level, v, m] + b * powr[level, v, m]
+                    zr[v, m] = a * qr[m] - b * qi[m]
+                    zi[v, m] = a * qi[m] + b * qr[m]
             steps >>= 1
             level += 1
-        anchor[v] = at
+        voice_i[ANCHOR, v] = at
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _rounded_pole(a, b):  # pragma: no cover - compiled
-    """float32 (re, im) of the float64 pole a + ib, shrunk if rounding made its magnitude exceed 1."""
-    a32 = np.float32(a)
-    b32 = np.float32(b)
-    mag2 = float(a32) * float(a32) + float(b32) * float(b32)
-    if mag2 > 1.0:
-        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2))
-        a32 *= shrink
-        b32 *= shrink
-    return a32, b32
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def update_poles(
-    voices, n_voices, sigma, omega0, alpha, beta, zr, zi, scale, sigma_floor, energy, modulated, new_energy, fs,
-    powr, powi, decay_scale,
-):  # pragma: no cover - compiled
-    """Recompute the pole powers p^(2^i) (powr, powi (levels, voices, modes) float32) of the given voice slots.
-
-    voices: (k,) int32 slots, first ``n_voices`` used; sigma, omega0, alpha, beta: (voices, modes) float32
-    (1/s, rad/s); scale, sigma_floor, energy: (voices,) float64 (bend factor, release decay 1/s, modal
-    energy); ``new_energy``: re-evaluate E from the current state (block start) before using it.
-    The decay rate used is max(sigma / decay_scale, sigma_floor): ``decay_scale`` multiplies every mode's T60,
-    the release floor is not scaled. p = exp((-rate + i omega) / fs) is formed in float64 and squared in
-    float64 for the higher powers; each is rounded to float32 with |p| kept <= 1. Modes at or above Nyquist
-    get p = 0.
-    """
-    n_modes = sigma.shape[1]
-    levels = powr.shape[0]
-    nyquist = np.pi * fs
-    for j in range(n_voices):
-        v = voices[j]
-        e = energy[v]
-        if modulated and new_energy:
-            e = 0.0
-            for m in range(n_modes):
-                e += beta[v, m] * (zr[v, m] * zr[v, m] + zi[v, m] * zi[v, m])
-            energy[v] = e
-        for m in range(n_modes):
-            w = scale[v] * omega0[v, m]
-            if modulated:
-                w = np.sqrt(w * w + alpha[v, m] * e)
-            if w >= nyquist or w < 0.0:
-                for level in range(levels):
-                    powr[level, v, m] = 0.0
-                    powi[level, v, m] = 0.0
-                continue
-            s = max(sigma[v, m] / decay_scale, sigma_floor[v], 0.0)
-            r = np.exp(-s / fs)
-            a = r * np.cos(w / fs)
-            b = r * np.sin(w / fs)
-            for level in range(levels):
-                powr[level, v, m], powi[level, v, m] = _rounded_pole(a, b)
-                a, b = a * a - b * b, 2.0 * a * b
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def settle(active, n_active, live, zr, zi, cr, ci, level, threshold, bad, ended, attack_len, attack_step,
-           attack_pos):  # pragma: no cover - compiled
-    """Block end: level[v] = sum_m |c_m| |z_m| (an upper bound of the voice's modal |y| from now on while
-    |p| <= 1), flush modes with |z| < SILENT_MODE to exact zeros, set live[v] to 1 + the last
-    nonzero mode, and list in ``ended`` the slots that are bad (NaN/Inf), or whose level fell below
-    ``threshold`` and whose attack (if any) has played to its end. Returns how many were listed."""
+def settle(bank, active, count, threshold, ended):  # pragma: no cover - compiled
+    """Level bounds of voices ``active[:count]`` (state at the block end or note-on): LEVEL = sum_m |c_m| |z_m|
+    (a bound of the voice's modal |y| from now on while |p| <= 1); modes with |z| < SILENT_MODE become exact
+    zeros and LIVE = the last nonzero mode + 1, rounded up to LANES. Writes into ``ended`` the slots that are bad, or whose level
+    is below ``threshold`` and whose attack (if any) has played to its end; returns how many."""
+    modes32, voice64, voice_i, attack, params = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK], bank[PARAMS]
+    zr, zi, cr, ci = modes32[Z_RE], modes32[Z_IM], modes32[C_RE], modes32[C_IM]
+    length = attack.shape[1] - 1
     floor2 = SILENT_MODE * SILENT_MODE
     n_ended = 0
-    for j in range(n_active):
+    for j in range(count):
         v = active[j]
+        zrv, ziv, crv, civ = zr[v], zi[v], cr[v], ci[v]
         total = 0.0
         last = 0
-        for m in range(live[v]):
-            z2 = zr[v, m] * zr[v, m] + zi[v, m] * zi[v, m]
-            if z2 < floor2:  # NaN compares false: such a mode is kept (and its voice reported via bad)
-                zr[v, m] = 0.0
-                zi[v, m] = 0.0
-            else:
-                total += np.sqrt(z2 * (cr[v, m] * cr[v, m] + ci[v, m] * ci[v, m]))
-                last = m + 1
-        live[v] = last
-        level[v] = total
-        attack_done = attack_len == 0 or attack_pos[v] * attack_step >= attack_len
-        if bad[v] or (not total >= threshold and attack_done):
+        for m in range(voice_i[LIVE, v]):  # branch-free, so the compiler vectorises it
+            a = zrv[m]
+            b = ziv[m]
+            z2 = a * a + b * b
+            keep = not z2 < floor2  # NaN compares false: such a mode is kept (and its voice reported via BAD)
+            zrv[m] = a if keep else np.float32(0.0)
+            ziv[m] = b if keep else np.float32(0.0)
+            total += np.sqrt(z2 * (crv[m] * crv[m] + civ[m] * civ[m])) if keep else np.float32(0.0)
+            last = max(last, (m + 1) * keep)
+        voice_i[LIVE, v] = min(-(-last // LANES) * LANES, zr.shape[1])
+        voice64[LEVEL, v] = total
+        attack_done = length == 0 or voice_i[ATTACK_POS, v] * params[ATTACK_STEP] >= length
+        if voice_i[BAD, v] or (not total >= threshold and attack_done):
             ended[n_ended] = v
             n_ended += 1
     return n_ended
 
 
-@numba.njit(cache=True)
-def gather_state(active, n_active, zr, zi, z):  # pragma: no cover - compiled
-    """z[j] = (zr, zi)[active[j]] for j < n_active: the readout graph's input (voices, modes, 2)."""
-    for j in range(n_active):
-        v = active[j]
-        for m in range(zr.shape[1]):
-            z[j, m, 0] = zr[v, m]
-            z[j, m, 1] = zi[v, m]
+@numba.njit(cache=True, fastmath=FASTMATH)
+def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compiled
+    """Start voice ``slot`` at sample ``at`` of the block from row ``row`` of excite outputs.
+
+    outputs: (sigma, omega, z0, c, mod_alpha, mod_beta, attack) float32 arrays with a leading row axis
+    ((rows, N), (rows, N), (rows, N, 2), (rows, N, 2), (rows, N) or empty, ..., (rows, L) or empty);
+    scale: pitch-bend factor; note: the note control (MIDI), reference of the brightness tilt."""
+    modes32, voice64, voice_i, attack = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK]
+    params, work = bank[PARAMS], bank[WORK]
+    sigma, omega, z0, c, mod_alpha, mod_beta, table = outputs
+    n_modes = sigma.shape[1]
+    brightness = params[BRIGHTNESS]
+    gain = np.float32(params[GAIN])
+    omega_note = 2.0 * np.pi * 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+    for m in range(n_modes):
+        modes32[SIGMA, slot, m] = sigma[row, m]
+        modes32[OMEGA0, slot, m] = omega[row, m]
+        modes32[Z_RE, slot, m] = z0[row, m, 0]
+        modes32[Z_IM, slot, m] = z0[row, m, 1]
+        tilt = np.float32(1.0)
+        if brightness != 0.0:
+            tilt = np.float32(brightness_factor(float(omega[row, m]), omega_note, brightness))
+        modes32[TILT, slot, m] = tilt
+        modes32[C_RE, slot, m] = gain * c[row, m, 0] * tilt
+        modes32[C_IM, slot, m] = gain * c[row, m, 1] * tilt
+        if params[MODULATED] != 0.0:
+            modes32[ALPHA, slot, m] = mod_alpha[row, m]
+            modes32[BETA, slot, m] = mod_beta[row, m]
+    length = attack.shape[1] - 1
+    if length > 0:
+        for k in range(length):
+            attack[slot, k] = table[row, k]
+        attack[slot, length] = 0.0
+    voice_i[ATTACK_POS, slot] = 0
+    voice64[ATTACK_GAIN, slot] = 1.0
+    voice64[SCALE, slot] = scale
+    voice64[FLOOR, slot] = 0.0
+    voice_i[BAD, slot] = 0
+    voice_i[LIVE, slot] = modes32.shape[2]
+    one = work[-1:]
+    one[0] = slot
+    update_decay(bank, one, 1)
+    update_poles(bank, one, 1, True)
+    settle(bank, one, 1, 0.0, work)
+    one[0] = slot
+    start_block(bank, one, 1)
+    voice_i[ANCHOR, slot] = at
 
 
 @numba.njit(cache=True)
-def scatter_readout(active, n_active, c, cr, ci, gain, tilt):  # pragma: no cover - compiled
-    """(cr, ci)[active[j]] = gain * c[j] * tilt[active[j]] for j < n_active: the readout graph's output back into
-    the bank, with each voice's brightness tilt."""
-    for j in range(n_active):
+def brightness_factor(omega0, omega_note, brightness):  # pragma: no cover - compiled
+    """The brightness tilt of one mode: clamp((omega0 / omega_note) ** brightness, 1/16, 16), float64
+    (omega0 = 0 gives 1/16 for brightness > 0, 16 for brightness < 0)."""
+    if omega0 <= 0.0:
+        return 1.0 / 16.0 if brightness > 0.0 else 16.0
+    return min(max((omega0 / omega_note) ** brightness, 1.0 / 16.0), 16.0)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def release(bank, slot, sigma, at):  # pragma: no cover - compiled
+    """From sample ``at`` of the block on, voice ``slot`` decays at least at ``sigma`` (1/s): the release floor
+    (it only grows). The state moves to ``at`` under the old poles first."""
+    voice64, work = bank[VOICE64], bank[WORK]
+    one = work[-1:]
+    one[0] = slot
+    move_to(bank, one, 1, at)
+    voice64[FLOOR, slot] = max(voice64[FLOOR, slot], sigma)
+    update_decay(bank, one, 1)
+    update_poles(bank, one, 1, False)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def bend(bank, voices, count, scale, at):  # pragma: no cover - compiled
+    """From sample ``at`` of the block on, slots ``voices[:count]`` play at ``scale`` x their frequencies."""
+    voice64 = bank[VOICE64]
+    move_to(bank, voices, count, at)
+    for j in range(count):
+        voice64[SCALE, voices[j]] = scale
+    update_poles(bank, voices, count, False)
+
+
+@numba.njit(cache=True)
+def gather_state(bank, active, count, z):  # pragma: no cover - compiled
+    """z[j] = (z_re, z_im)[active[j]] for j < count: the readout graph's input (voices, modes, 2)."""
+    modes32 = bank[MODES32]
+    for j in range(count):
         v = active[j]
-        for m in range(cr.shape[1]):
-            cr[v, m] = gain * c[j, m, 0] * tilt[v, m]
-            ci[v, m] = gain * c[j, m, 1] * tilt[v, m]
+        for m in range(z.shape[1]):
+            z[j, m, 0] = modes32[Z_RE, v, m]
+            z[j, m, 1] = modes32[Z_IM, v, m]
+
+
+@numba.njit(cache=True)
+def scatter_readout(bank, active, count, c):  # pragma: no cover - compiled
+    """c of voice active[j] = gain * c[j] * tilt for j < count: the readout graph's output back into the bank."""
+    modes32, params = bank[MODES32], bank[PARAMS]
+    gain = np.float32(params[GAIN])
+    for j in range(count):
+        v = active[j]
+        for m in range(c.shape[1]):
+            modes32[C_RE, v, m] = gain * c[j, m, 0] * modes32[TILT, v, m]
+            modes32[C_IM, v, m] = gain * c[j, m, 1] * modes32[TILT, v, m]
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -305,147 +488,107 @@ def limit(x, n, gain_state, ceiling, release_coef):  # pragma: no cover - compil
 class ModalBank:
     """Preallocated modal state of ``max_voices`` voice slots with ``modes`` modes each, at ``sample_rate`` Hz.
 
-    Arrays (voices, modes) float32: zr, zi (state at the voice's anchor), wr, wi (output phasors), cr, ci
-    (readout), sigma (1/s), omega0 (rad/s), alpha, beta (pole modulation), tilt (brightness); powr, powi
-    (levels, voices, modes) float32: the pole powers p^(2^i) (pr, pi: the per-sample poles, views of level 0).
-    Per voice: anchor (int32, sample of the block where z is valid); float64 scale (pitch-bend frequency
-    factor), sigma_floor (1/s; release/damper), energy, level (amplitude bound).
     ``block_size``: the synth's internal block. The caller runs ``start_block`` at each block start,
     ``advance`` for the samples of the block (any cuts), ``move_to`` before changing a voice's poles inside
-    the block, and ``settle`` at the block end (see the module doc).
-    Player options: ``decay_scale`` (x every mode's T60), ``brightness`` (-1..1 spectral tilt).
-    Attack component: ``attack_samples`` (table length L, 0 for none) at ``attack_rate`` Hz; per voice a
-    (L + 1,) table, the samples played (``attack_pos``) and the release envelope (``attack_gain``).
+    the block, and ``settle`` at the block end (see the module doc). Options: ``decay_scale`` (x every mode's
+    T60), ``brightness`` (-1..1 spectral tilt). Attack component: ``attack_samples`` (table length L, 0 for
+    none) at ``attack_rate`` Hz. Named views of the storage for inspection: ``zr``, ``zi``, ``cr``, ``ci``,
+    ``pr``, ``pi``, ``scale``, ``sigma_floor``, ``level``, ``live``, ``bad``, ``anchor``.
     """
 
     def __init__(self, max_voices: int, modes: int, sample_rate: float, block_size: int, modulated: bool = False,
                  output_gain: float = 1.0, *, attack_samples: int = 0, attack_rate: float = 0.0,
                  decay_scale: float = 1.0, brightness: float = 0.0):
-        shape = (max_voices, modes)
         self.modes = modes
-        self.output_gain = np.float32(output_gain)  # applied to the readout weights c (level of the instrument)
         self.sample_rate = float(sample_rate)
-        self.modulated = modulated
         self.block_size = block_size
-        self.decay_scale = float(decay_scale)
-        self.brightness = float(brightness)
-        self.zr, self.zi, self.wr, self.wi, self.cr, self.ci = (np.zeros(shape, np.float32) for _ in range(6))
         levels = max(int(block_size).bit_length(), 1)  # p^(2^i): moves of up to 2 * block_size - 1 samples
-        self.powr, self.powi = np.zeros((levels, *shape), np.float32), np.zeros((levels, *shape), np.float32)
-        self.pr, self.pi = self.powr[0], self.powi[0]  # per-sample poles (views)
-        self.sigma, self.omega0, self.alpha, self.beta = (np.zeros(shape, np.float32) for _ in range(4))
-        self.tilt = np.ones(shape, np.float32)
-        self.anchor = np.zeros(max_voices, np.int32)
-        self.scale = np.ones(max_voices)
-        self.sigma_floor = np.zeros(max_voices)
-        self.energy = np.zeros(max_voices)
-        self.level = np.zeros(max_voices)
-        self.live = np.zeros(max_voices, np.int32)
-        self.bad = np.zeros(max_voices, np.bool_)
-        self.ended = np.zeros(max_voices, np.int32)
-        self.zbuf = np.zeros((max_voices, modes, 2), np.float32)
+        width = -(-modes // LANES) * LANES  # padded mode axis (see LANES)
+        self.modes32 = prefaulted((PLANES, max_voices, width))
+        self.modes32[TILT] = 1.0
+        self.modes64 = prefaulted((1, max_voices, width), np.float64)
+        self.powers = prefaulted((levels, 2, max_voices, width))
+        self.voice64 = prefaulted((5, max_voices), np.float64)
+        self.voice64[SCALE] = 1.0
+        self.voice_i = prefaulted((4, max_voices), np.int64)
+        self.attack = prefaulted((max_voices if attack_samples else 0, int(attack_samples) + 1))
+        self.params = np.zeros(6)
+        self.params[[FS, GAIN, DECAY_SCALE, BRIGHTNESS, MODULATED]] = (
+            sample_rate, np.float32(output_gain), decay_scale, brightness, float(modulated))
+        self.params[ATTACK_STEP] = float(attack_rate) / self.sample_rate if attack_samples else 0.0
         self.scratch = np.zeros(block_size, np.float32)
-        self.attack_len = int(attack_samples)
-        self.attack_step = float(attack_rate) / self.sample_rate if attack_samples else 0.0
-        self.attack = np.zeros((max_voices if attack_samples else 0, self.attack_len + 1), np.float32)
-        self.attack_pos = np.zeros(max_voices, np.int64)
-        self.attack_gain = np.ones(max_voices)
-        self._one = np.zeros(1, np.int32)
+        self.work = prefaulted(max_voices + 1, np.int64)
+        self.work64 = prefaulted((2, width), np.float64)
+        self.arrays = (self.modes32, self.modes64, self.powers, self.voice64, self.voice_i, self.attack, self.params,
+                       self.scratch, self.work, self.work64)
+
+    zr = property(lambda self: self.modes32[Z_RE][:, : self.modes])
+    zi = property(lambda self: self.modes32[Z_IM][:, : self.modes])
+    cr = property(lambda self: self.modes32[C_RE][:, : self.modes])
+    ci = property(lambda self: self.modes32[C_IM][:, : self.modes])
+    pr = property(lambda self: self.powers[0, 0][:, : self.modes])
+    pi = property(lambda self: self.powers[0, 1][:, : self.modes])
+    scale = property(lambda self: self.voice64[SCALE])
+    sigma_floor = property(lambda self: self.voice64[FLOOR])
+    level = property(lambda self: self.voice64[LEVEL])
+    live = property(lambda self: self.voice_i[LIVE])
+    bad = property(lambda self: self.voice_i[BAD].astype(bool))
+    anchor = property(lambda self: self.voice_i[ANCHOR])
 
     def warm_up(self) -> None:
-        """Run every kernel once on no voices, so compilation/cache loading never happens on the audio thread."""
-        none = np.zeros(0, np.int32)
+        """Run the kernels once on no voices (compiled, or loaded from numba's cache, here and not later)."""
+        none = np.zeros(0, np.int64)
         self.poles(none, 0, new_energy=True)
         self.start_block(none, 0)
         self.advance(none, 0, self.scratch, 0, self.block_size)
-        self.move_to(none, 0, 0)
         self.settle(none, 0, 0.0)
-        gather_state(none, 0, self.zr, self.zi, self.zbuf)
-        scatter_readout(none, 0, self.zbuf, self.cr, self.ci, self.output_gain, self.tilt)
-        limit(self.scratch, 0, np.ones(1), 1.0, 0.5)
 
     def load(self, slot: int, outputs: dict[str, np.ndarray], row: int, scale: float, note: float = 60.0,
              at: int = 0) -> None:
         """Start voice ``slot`` at sample ``at`` of the current block from row ``row`` of excite outputs (float32,
         names as in the contract). ``scale``: pitch-bend frequency factor; ``note``: the note control (MIDI) the
         row was excited with, the reference of the brightness tilt."""
-        self.sigma[slot] = outputs["sigma"][row]
-        self.omega0[slot] = outputs["omega"][row]
-        self.zr[slot] = outputs["z0"][row, :, 0]
-        self.zi[slot] = outputs["z0"][row, :, 1]
-        if self.brightness != 0.0:
-            self.tilt[slot] = brightness_tilt(outputs["omega"][row], note, self.brightness)
-        else:
-            self.tilt[slot] = 1.0
-        self.cr[slot] = self.output_gain * outputs["c"][row, :, 0] * self.tilt[slot]
-        self.ci[slot] = self.output_gain * outputs["c"][row, :, 1] * self.tilt[slot]
-        if self.modulated:
-            self.alpha[slot] = outputs["mod_alpha"][row]
-            self.beta[slot] = outputs["mod_beta"][row]
-        if self.attack_len:
-            self.attack[slot, : self.attack_len] = outputs["attack"][row]
-            self.attack_pos[slot] = 0
-            self.attack_gain[slot] = 1.0
-        self.scale[slot] = scale
-        self.sigma_floor[slot] = 0.0
-        self.bad[slot] = False
-        self._one[0] = slot
-        self.live[slot] = self.modes
-        self.poles(self._one, 1, new_energy=True)
-        settle(self._one, 1, self.live, self.zr, self.zi, self.cr, self.ci, self.level, 0.0, self.bad, self.ended,
-               0, 0.0, self.attack_pos)
-        self.start_block(self._one, 1)
-        self.anchor[slot] = at
+        load(self.arrays, slot, excite_tuple(outputs), row, scale, float(note), at)
 
     def poles(self, voices: np.ndarray, count: int, new_energy: bool = False) -> None:
-        """Recompute the poles of slots ``voices[:count]`` (after a bend, a release, or per block when modulated;
-        inside a block, ``move_to`` the voices first)."""
-        update_poles(voices, count, self.sigma, self.omega0, self.alpha, self.beta, self.zr, self.zi, self.scale,
-                     self.sigma_floor, self.energy, self.modulated, new_energy, self.sample_rate, self.powr, self.powi,
-                     self.decay_scale)
-
-    def release(self, slot: int, sigma: float, at: int) -> None:
-        """From sample ``at`` of the block on, voice ``slot`` decays at least at ``sigma`` (1/s): the release
-        floor (it only grows). The state moves to ``at`` under the old poles first."""
-        self._one[0] = slot
-        self.move_to(self._one, 1, at)
-        self.sigma_floor[slot] = max(self.sigma_floor[slot], sigma)
-        self.poles(self._one, 1)
-
-    def bend(self, voices: np.ndarray, count: int, scale: float, at: int) -> None:
-        """From sample ``at`` of the block on, slots ``voices[:count]`` play at ``scale`` x their frequencies."""
-        self.move_to(voices, count, at)
-        for j in range(count):
-            self.scale[voices[j]] = scale
-        self.poles(voices, count)
+        """Recompute the poles (radii too) of slots ``voices[:count]`` (inside a block, ``move_to`` them first)."""
+        update_decay(self.arrays, voices, count)
+        update_poles(self.arrays, voices, count, new_energy)
 
     def start_block(self, active: np.ndarray, count: int) -> None:
         """Block start for voices ``active[:count]``: output phasors w = c z, anchors at sample 0."""
-        start_block(active, count, self.live, self.zr, self.zi, self.cr, self.ci, self.wr, self.wi, self.anchor)
+        start_block(self.arrays, active, count)
 
     def advance(self, active: np.ndarray, count: int, out: np.ndarray, start: int, stop: int) -> None:
         """Add the next stop - start (<= block_size) samples of voices ``active[:count]`` to out[start:stop]."""
-        advance(active, count, self.live, self.wr, self.wi, self.pr, self.pi, out, start, stop - start, self.scratch,
-                self.bad, self.attack, self.attack_len, self.attack_step, self.attack_pos, self.attack_gain,
-                self.sigma_floor, self.sample_rate, self.output_gain)
+        advance(self.arrays, active, count, out, start, stop - start)
 
     def move_to(self, voices: np.ndarray, count: int, at: int) -> None:
         """Move the state z of slots ``voices[:count]`` from their anchors to sample ``at`` of the block."""
-        move_anchor(voices, count, at, self.anchor, self.live, self.zr, self.zi, self.powr, self.powi)
+        move_to(self.arrays, voices, count, at)
 
     def settle(self, active: np.ndarray, count: int, threshold: float) -> int:
-        """Block end for voices ``active[:count]``: move the state to the block end, update ``level``, flush
-        near-zero modes, and write into ``self.ended`` the slots that are bad or below ``threshold`` (attack
-        over); returns how many."""
-        self.move_to(active, count, self.block_size)
-        return settle(active, count, self.live, self.zr, self.zi, self.cr, self.ci, self.level, threshold, self.bad,
-                      self.ended, self.attack_len, self.attack_step, self.attack_pos)
+        """Block end for voices ``active[:count]``: move the state to the block end, update the level bounds,
+        flush near-zero modes, and write into ``self.work`` the slots that are bad or below ``threshold``
+        (attack over); returns how many."""
+        move_to(self.arrays, active, count, self.block_size)
+        return settle(self.arrays, active, count, threshold, self.work)
 
     def apply_readout(self, instrument, active: np.ndarray, count: int) -> None:
-        """Run the instrument's readout graph on the state of voices ``active[:count]`` (one batched call)."""
-        gather_state(active, count, self.zr, self.zi, self.zbuf)
-        scatter_readout(active, count, instrument.readout(self.zbuf[:count]), self.cr, self.ci, self.output_gain,
-                        self.tilt)
+        """Run the instrument's readout graph on the state of voices ``active[:count]`` (one call, not real-time:
+        allocates; the synth uses preallocated buffers)."""
+        z = np.zeros((count, self.modes, 2), np.float32)
+        gather_state(self.arrays, active, count, z)
+        scatter_readout(self.arrays, active, count, instrument.readout(z))
+
+
+NO_OUTPUT = np.zeros((0, 0), np.float32)
+
+
+def excite_tuple(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Excite outputs by name -> the tuple the ``load`` kernel takes (absent optional outputs as empty arrays)."""
+    return (outputs["sigma"], outputs["omega"], outputs["z0"], outputs["c"], outputs.get("mod_alpha", NO_OUTPUT),
+            outputs.get("mod_beta", NO_OUTPUT), outputs.get("attack", NO_OUTPUT))
 
 
 def brightness_tilt(omega0: np.ndarray, note: float, brightness: float) -> np.ndarray:
@@ -454,6 +597,4 @@ def brightness_tilt(omega0: np.ndarray, note: float, brightness: float) -> np.nd
     omega0: (modes,) rad/s; note: MIDI note (omega_note = 2 pi midi_to_hz(note)); brightness -1..1 (+1 = +6 dB per
     octave above the note's fundamental). Computed in float64, returned float32 (modes,)."""
     omega_note = 2.0 * np.pi * float(midi_to_hz(float(note)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = (np.asarray(omega0, np.float64) / omega_note) ** float(brightness)
-    return np.clip(np.nan_to_num(factor, nan=1.0, posinf=16.0), 1.0 / 16.0, 16.0).astype(np.float32)
+    return np.array([brightness_factor(float(w), omega_note, brightness) for w in omega0], np.float32)

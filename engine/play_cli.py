@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import signal
 import sys
 import threading
 
+from eigentone import limits
 from eigentone.errors import EigentoneError, printable
 from engine.midi_file import read_midi
 from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
@@ -48,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     effects = EffectsChain.from_json(args.effects) if args.effects else None
     schedule = read_midi(args.midi_file, args.sample_rate) if args.midi_file else None
     duration = args.duration
+    if duration is not None:
+        if not math.isfinite(duration) or duration <= 0:
+            raise EigentoneError(f"--duration {duration}: expected seconds > 0")
+        limits.check("song-seconds", duration, "--duration")
     if duration is None and schedule is not None:
         duration = schedule.length / args.sample_rate + 2.0
     if args.record and duration is None:
@@ -96,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"eigentone: warning: muted a voice of {printable(instrument, 80)} (channel {channel + 1}, note {note}): "
               f"{problem}",
               file=sys.stderr)
+    if engine.live_events:
+        latency = engine.live_latencies()
+        print(f"live MIDI: {engine.live_events} events, each sounded {latency.min()}..{latency.max()} frames after it "
+              f"arrived on the stream clock (target {engine.midi_latency})", file=sys.stderr)
     p50, p99, p999 = engine.percentiles(50, 99, 99.9)
     budget_ms = 1000 * args.block / args.sample_rate
     print(f"played {engine.frame / args.sample_rate:.1f} s at {args.sample_rate} Hz, {args.block}-sample blocks on "

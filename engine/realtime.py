@@ -5,26 +5,30 @@ Thread hand-off, MIDI thread -> audio thread: a ``collections.deque``. In CPytho
 audio callback) are each atomic with respect to each other (single bytecode-level C calls,
 documented thread-safe), so the audio side never takes a lock; the deque is bounded
 (``maxlen``), so a flood of MIDI drops the oldest events instead of growing memory.
-Live events land sample-accurately with a constant latency of one block period (the usual
-plugin-host scheme): the MIDI thread stamps each message with ``time.perf_counter_ns`` on
-arrival, and the callback, entered at time ``t_entry`` for ``frames`` samples, places an event
-stamped ``t`` at offset ``round((t - (t_entry - frames / fs)) * fs)`` of the block it renders
-(:func:`live_offset`): every event sounds exactly one block period after it arrived. Events
-that arrive too late for that (a late callback) land at offset 0, events stamped after the
-callback's entry at the last sample.
+
+Live events are placed by the audio stream's own clock, with a constant latency of one block
+(the usual plugin-host scheme). The MIDI thread stamps each message with the stream time
+(``Stream.time``, PortAudio's clock; under JACK the server's frame clock) on arrival. Each callback
+gets that clock's time at its start (``time_info.currentTime``) and knows how many frames it has
+rendered, which gives the stream time of frame 0; a callback that starts late only makes that
+estimate larger, so the smallest value seen is kept (when every callback of a half second was more
+than half a block late, frames were lost in an xrun: the estimate moves to that window's smallest).
+An event stamped ``t`` then sounds at frame ``round((t - origin) * fs) + block``:
+one block after its arrival on the audio clock, whatever the jitter of the callbacks' start
+(:func:`live_frame`). An event that arrives too late for that sounds at the start of the next block.
 
 A MIDI file can also be played "live": its schedule is walked inside the callback by frame
 count, exactly as the offline renderer does, so a recording taken from the callback is
 sample-identical to ``eigentone render`` of the same file.
 
-The callback allocates only what cannot be avoided in Python (the event tuples, the
-onnxruntime/pedalboard outputs), writes into preallocated arrays, and measures its own
-duration into a preallocated ring of timings (ns) for percentiles.
+The callback writes into preallocated arrays and measures its own duration into a
+preallocated ring of timings (ns) for percentiles.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import os
 import threading
 import time
@@ -64,11 +68,21 @@ class RealtimeEngine:
         self.block_size = block_size
         self.device = device
         self.schedule = schedule
-        self.queue: collections.deque[tuple[int, int, int, int]] = collections.deque(maxlen=4096)  # (ns, status, d1, d2)
-        self.clock: Callable[[], int] = time.perf_counter_ns
-        """Monotonic clock in ns stamping MIDI arrivals and callback entries (replaceable in tests)."""
+        self.queue: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=4096)  # (s, st, d1, d2)
+        self.clock: Callable[[], float] = self._stream_time
+        """Stream clock in seconds stamping MIDI arrivals (replaceable in tests, like ``time_info``)."""
+        self.midi_latency = block_size
+        """Live MIDI latency in frames: an event sounds this many frames after it arrived (on the audio clock)."""
+        self.origin = math.inf
+        """Stream time (s) of frame 0, estimated from the callbacks (see the module doc)."""
+        self._window = max(1, round(0.5 * sample_rate / block_size))  # callbacks in 0.5 s
+        self._window_origin, self._window_callbacks = math.inf, 0
         chain.prepare(sample_rate, block_size, max_voices)
         self.durations_ns = np.zeros(timing_slots, np.int64)
+        self.live_log = np.zeros((timing_slots, 3))
+        """Per live event: (arrival stamp on the stream clock in s, frame it sounded at, the clock's origin then);
+        ``live_events`` rows."""
+        self.live_events = 0
         self.callbacks = 0
         self.xruns = 0
         self.frame = 0
@@ -81,38 +95,53 @@ class RealtimeEngine:
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
 
-    def push(self, status: int, data1: int, data2: int, stamp_ns: int | None = None) -> None:
+    def push(self, status: int, data1: int, data2: int, stamp: float | None = None) -> None:
         """Queue a MIDI channel message (any thread), stamped with its arrival time.
 
-        ``stamp_ns``: arrival time on the ``time.perf_counter_ns`` clock (ns); None stamps it now.
+        ``stamp``: arrival time on the stream clock (s, ``self.clock()``); None stamps it now.
         """
-        self.queue.append((self.clock() if stamp_ns is None else stamp_ns, status, data1, data2))
+        self.queue.append((self.clock() if stamp is None else stamp, status, data1, data2))
+
+    def _stream_time(self) -> float:
+        """The output stream's clock (PortAudio ``Pa_GetStreamTime``), s; -inf before the stream exists."""
+        stream = self._stream
+        return stream.time if stream is not None else -math.inf
 
     def _callback(self, outdata, frames, time_info, status) -> None:
-        started = self.clock()
+        started = time.perf_counter_ns()
         if status.output_underflow or status.output_overflow:
             self.xruns += 1
+        rate = self.sample_rate
+        origin = time_info.currentTime - self.frame / rate  # >= the true value: this callback may have started late
+        self.origin = min(self.origin, origin)
+        self._window_origin = min(self._window_origin, origin)
+        self._window_callbacks += 1
+        if self._window_callbacks == self._window:
+            if self._window_origin > self.origin + 0.5 * self.block_size / rate:
+                self.origin = self._window_origin  # every callback of the window was late: frames were lost (xrun)
+            self._window_origin, self._window_callbacks = math.inf, 0
         events = self._events
         queue = self.queue
-        rate = self.sample_rate
-        previous_start = started - frames * 1_000_000_000 // rate  # the callback time one block earlier (ns)
         done = 0
         while done < frames:  # one pass unless the host asks for more than the prepared block size
             n = min(self.block_size, frames - done)
-            last = done + n == frames
             events.clear()
             ordered = True
             latest = 0
+            first = self.frame
             while queue:
                 message = queue[0]
-                offset = live_offset(message[0], previous_start, rate, frames) - done
-                if offset >= n and not last:
-                    break  # belongs to a later sub-block of this callback
+                frame = live_frame(message[0], self.origin, rate, self.midi_latency)
+                if frame >= first + n:
+                    break  # sounds in a later block
                 queue.popleft()
-                offset = min(max(offset, 0), n - 1)
+                offset = max(frame - first, 0)  # too late: as soon as possible
                 ordered = ordered and offset >= latest
                 latest = offset
                 events.append((offset, message[1], message[2], message[3]))
+                if self.live_events < len(self.live_log):
+                    self.live_log[self.live_events] = (message[0], first + offset, self.origin)
+                    self.live_events += 1
             if self.schedule is not None:
                 live = len(events)
                 events.extend(self.schedule.block_events(self.frame, n))
@@ -131,7 +160,7 @@ class RealtimeEngine:
             done += n
         voices = self.chain.synth.voices
         self.max_voices_seen = max(self.max_voices_seen, voices)
-        self.durations_ns[self.callbacks % len(self.durations_ns)] = self.clock() - started
+        self.durations_ns[self.callbacks % len(self.durations_ns)] = time.perf_counter_ns() - started
         self.callbacks += 1
 
     def start(self) -> None:
@@ -171,6 +200,12 @@ class RealtimeEngine:
         n = min(self.callbacks, len(self.durations_ns))
         return self.durations_ns[:n] / 1e9
 
+    def live_latencies(self) -> np.ndarray:
+        """(live_events,) int: frames from each live event's arrival on the stream clock to the frame it sounded at
+        (``midi_latency`` unless it arrived too late for that)."""
+        stamps, frames, origins = self.live_log[: self.live_events].T
+        return frames.astype(np.int64) - np.round((stamps - origins) * self.sample_rate).astype(np.int64)
+
     def percentiles(self, *qs: float) -> list[float]:
         """Callback-duration percentiles as a fraction of the block budget (block_size / sample_rate)."""
         times = self.timings()
@@ -180,19 +215,17 @@ class RealtimeEngine:
         return [float(np.percentile(times, q)) / budget for q in qs]
 
 
-def live_offset(stamp_ns: int, previous_start_ns: int, sample_rate: int, n_frames: int) -> int:
-    """Sample offset, in [0, n_frames), at which a live MIDI event lands in the current block.
+def live_frame(stamp: float, origin: float, sample_rate: float, latency: int) -> int:
+    """Stream frame at which a live MIDI event stamped ``stamp`` (s, stream clock) sounds: ``latency`` frames
+    after its arrival, ``round((stamp - origin) * sample_rate) + latency``, with ``origin`` the stream time of
+    frame 0 (s). A stamp from before the stream existed (-inf) gives -1: played at once.
 
-    ``stamp_ns``: the event's arrival time (ns, ``time.perf_counter_ns`` clock); ``previous_start_ns``:
-    the callback entry time minus one block period (ns), so the event sounds exactly one block period
-    after arriving. Too late (arrived before ``previous_start_ns``): 0; stamped after the callback's
-    entry: ``n_frames - 1``.
-
-    >>> live_offset(1_000_000, 0, 48000, 64)   # 1 ms after the previous block start -> sample 48
-    48
+    >>> live_frame(10.001, 10.0, 48000, 64)   # 1 ms after frame 0's time, one 64-frame block of latency
+    112
     """
-    offset = ((stamp_ns - previous_start_ns) * sample_rate + 500_000_000) // 1_000_000_000
-    return min(max(offset, 0), n_frames - 1)
+    if not math.isfinite(stamp) or not math.isfinite(origin):
+        return -1
+    return round((stamp - origin) * sample_rate) + latency
 
 
 def _offset(event: tuple[int, int, int, int]) -> int:
@@ -216,10 +249,9 @@ def output_device(name: str | None) -> str | int | None:
     return target
 
 
-def open_midi_input(port: str | None, on_message: Callable[[int, int, int, int], None]):
-    """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2, stamp_ns)``.
-
-    ``stamp_ns``: the message's arrival time, ``time.perf_counter_ns()`` taken first thing in the MIDI thread.
+def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None]):
+    """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2)`` on the MIDI
+    thread as each channel message arrives (``RealtimeEngine.push`` stamps it with the stream clock).
 
     ``port``: name or substring of an existing port; None opens a virtual input named "eigentone".
     Returns the open mido port (close it when done). EigentoneError if nothing can be opened.
@@ -229,12 +261,11 @@ def open_midi_input(port: str | None, on_message: Callable[[int, int, int, int],
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
 
     def callback(message) -> None:
-        stamp = time.perf_counter_ns()
         data = message.bytes()
         if len(data) == 3 and 0x80 <= data[0] < 0xF0:
-            on_message(data[0], data[1], data[2], stamp)
+            on_message(data[0], data[1], data[2])
         elif len(data) == 2 and 0xC0 <= data[0] < 0xE0:
-            on_message(data[0], data[1], 0, stamp)
+            on_message(data[0], data[1], 0)
 
     seen: list[str] = []
     problems: list[str] = []

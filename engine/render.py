@@ -160,9 +160,12 @@ def render_midi(
 ) -> RenderResult:
     """Render a MIDI file (or schedule) offline through the same block loop as real time.
 
-    Renders until the song's end and every voice has decayed (at most ``tail_s`` after the end),
-    plus ``effects_tail_s`` of effect tails when ``effects`` is given; at least one block past the
-    last event. ``progress(frames)`` is called per block. ``sink(block)``: each (channels, n) block
+    Renders until the song's end and every voice has decayed (at most ``tail_s`` after the end, checked
+    every call), plus ``effects_tail_s`` of effect tails when ``effects`` is given; at least one block past
+    the last event. Calls are the largest multiple of ``block_size`` up to 4096 samples: the synth's output
+    does not depend on how the stream is cut into calls (internal 64-sample blocks), so this gives the samples
+    a real-time stream in ``block_size`` blocks plays, with less overhead per sample.
+    ``progress(frames)`` is called per call. ``sink(block)``: each (channels, n) block
     goes there instead of into ``result.audio`` (memory stays bounded whatever the song's length).
     Every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its limiter);
     its look-ahead delay is removed, so sample k of the result is sample k of the song.
@@ -176,15 +179,16 @@ def render_midi(
     else:
         channel_map = instruments_for_channels(list(models))
     chain = SignalChain(Synth(channel_map, **synth_options), effects, limit=limit)
+    call = block_size * max(1, 4096 // block_size)
     limit_frames = schedule.length + int(tail_s * sample_rate)
     extra = int(effects_tail_s * sample_rate) if effects is not None else 0
     if sink is None:
         limits.check_memory(f"rendering {schedule.length / sample_rate:.0f} s into memory",
-                            chain.channels * 4 * (limit_frames + extra + block_size))
-    chain.prepare(sample_rate, block_size, max_voices)
-    audio = np.zeros((chain.channels, 0 if sink else limit_frames + extra + block_size), np.float32)
+                            chain.channels * 4 * (limit_frames + extra + call))
+    chain.prepare(sample_rate, call, max_voices)
+    audio = np.zeros((chain.channels, 0 if sink else limit_frames + extra + call), np.float32)
     last_event = int(schedule.frames[-1]) if len(schedule.frames) else -1
-    frame, most, end, written = 0, 0, None, 0
+    frame, end, written = 0, None, 0
     skip = chain.latency  # the guard's look-ahead: its first output samples precede the song
 
     def emit(block: np.ndarray) -> None:
@@ -205,16 +209,15 @@ def render_midi(
             end = frame + extra
         if end is not None and frame >= end:
             break
-        n = block_size if end is None else min(block_size, end - frame)
+        n = call if end is None else min(call, end - frame)
         emit(chain.process(schedule.block_events(frame, n), n))
         frame += n
-        most = max(most, chain.synth.voices)
         if progress is not None:
             progress(n)
-    for flush in range(0, chain.latency, block_size):  # what the look-ahead still holds
-        emit(chain.process((), min(block_size, chain.latency - flush)))
+    for flush in range(0, chain.latency, call):  # what the look-ahead still holds
+        emit(chain.process((), min(call, chain.latency - flush)))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return RenderResult(audio[:, :written], float(sample_rate), seconds, cpu_seconds, most,
+    return RenderResult(audio[:, :written], float(sample_rate), seconds, cpu_seconds, chain.synth.peak_voices,
                         list(chain.synth.faults), written, chain.guard, chain.length_faults)
 
 

@@ -269,8 +269,8 @@ class SignalChain:
 def check_job(synth: Synth, max_voices: int, block_size: int, channels: int) -> None:
     """Refuse, before anything is allocated, a synth whose voices, memory or warm-up time exceed the limits.
 
-    Memory: every instrument's modal bank for ``max_voices`` plus its stolen-voice fade slots (see
-    eigentone/limits.py ``synth_bytes``). Time: the warm-up's graph calls times the slowest probe call
+    Memory: every instrument's voices for ``max_voices`` plus its stolen-voice fade slots (``Synth.part_bytes``
+    when the synth offers it, else eigentone/limits.py ``synth_bytes``). Time: the warm-up's graph calls times the slowest probe call
     measured when the bundle loaded.
     """
     from engine.bundle import check_load_time
@@ -280,7 +280,11 @@ def check_job(synth: Synth, max_voices: int, block_size: int, channels: int) -> 
     slots = max_voices + fade_slots(max_voices)
     instruments = {id(inst): inst for inst in synth.channel_map.values()}.values()
     total = channels * block_size * 4 * 4
+    measured = getattr(synth, "part_bytes", None)  # the synth's own account of what prepare allocates, if it has one
     for instrument in instruments:
+        if callable(measured):
+            total += int(measured(instrument, slots))
+            continue
         attack = instrument.manifest.get("attack") or {}
         total += limits.synth_bytes(slots, instrument.modes, instrument.has_readout, int(attack.get("samples", 0)))
     names = ", ".join(sorted({inst.name for inst in instruments}))

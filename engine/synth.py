@@ -6,16 +6,23 @@ with a sample offset inside the call::
 
     events: sequence of (offset, status, data1, data2), sorted by offset, 0 <= offset < n_frames
 
-and are applied sample-accurately (an offset past the call's end is applied at its last sample, an
-offset below the previous event's at the previous event's). docs/engine-semantics.md is the full
-specification; the native plugin core follows it sample for sample.
+(or an (n, 4) integer array of the same) and are applied sample-accurately (an offset past the call's
+end is applied at its last sample, an offset below the previous event's at the previous event's).
+docs/engine-semantics.md is the full specification; the native plugin core follows it sample for sample.
 
 Internal blocks: block-rate work happens every ``BLOCK`` (64) samples of the stream, counted from
 the first ``process`` call, whatever ``n_frames`` the caller uses: at a block start the readout
 graph (if any) and the pole modulation (if declared) are evaluated for the sounding voices; at a
 block end the level bounds are updated and silent voices freed. So the output does not depend on
-how the stream is cut into calls. Note-ons of a call share one batched excite call (a pure function
-of the controls in effect at each note-on's own offset).
+how the stream is cut into calls. Note-ons of a call share one batched excite call per instrument
+(a pure function of the controls in effect at each note-on's own offset).
+
+How a call runs: the compiled :func:`engine.synth_kernel.note_controls` lists the excite rows of
+the call's note-ons; onnxruntime runs the excite graph on them (arrays bound once, batch sizes
+rounded up to powers of two); then for each piece of an internal block inside the call and each
+instrument, the compiled :func:`engine.synth_kernel.play` applies the events and renders the voices
+(at a block start after the readout graph ran on the state gathered at the previous block end).
+Python does no per-event or per-voice work, and a call allocates nothing.
 
 Handled messages: note on/off (velocity -> control 0..1), CC1 (mod wheel: ``position`` = value / 127),
 CC64 sustain pedal, CC120 all sound off, CC121 reset controllers (bend, pedal), CC123 all notes off,
@@ -28,10 +35,6 @@ Voice stealing (all ``max_voices`` busy; order in engine/voices.py): the stolen 
 like a mono cut (60 dB in 5 ms) in a spare slot (``fade_slots(max_voices)`` of them) while the new
 note starts at once in another slot, so a steal does not click. ``steal_fade=False`` cuts the
 stolen voice instead (no spare slots: at most ``max_voices`` voices are ever rendered).
-
-Player options (keyword arguments; the defaults reproduce the bundle as exported): ``gain``,
-``bend_range``, ``release_time`` (T60 after note-off, default the bundle's), ``decay_scale`` (x every
-mode's T60), ``brightness`` (spectral tilt of the readout), ``position``/``position_y``.
 
 Safety: a voice whose excite outputs or samples are NaN/Inf is muted and reported once in
 ``faults``; voices whose level bound falls below -100 dBFS (and whose attack has ended) are freed;
@@ -46,29 +49,35 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from engine.instrument import Instrument
-from engine.modal_bank import ModalBank, limit
+from engine import synth_kernel as sk
+from engine.buffers import prefaulted
+from engine.instrument import BoundGraph, Instrument
+from engine.modal_bank import LANES, PLANES, ModalBank, limit
+from engine.voices import FIELDS as VOICE_FIELDS
 from engine.voices import VoicePool
 
 Event = tuple[int, int, int, int]
-"""(offset in samples inside the block, MIDI status byte, data1, data2)."""
+"""(offset in samples inside the call, MIDI status byte, data1, data2)."""
 
 SILENCE = 1e-5
 """-100 dBFS: voices whose level bound (times the output gain) is below this are freed."""
 
-CUT_SIGMA = math.log(1000.0) / 0.005
+CUT_SIGMA = sk.CUT_SIGMA
 """Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
 
 BLOCK = 64
 """Internal block (samples): block-rate work every BLOCK samples from the stream start, at every sample rate."""
 
+ROWS = 256
+"""Note-ons per instrument and call that get an excite row (more in one call are dropped and counted)."""
+
+MAX_EVENTS = 4096
+"""Events per call (more are dropped and counted)."""
+
 DECAY_SCALE_RANGE = (0.25, 4.0)
 BRIGHTNESS_RANGE = (-1.0, 1.0)
 
-
-def release_sigma(release_time: float) -> float:
-    """Decay rate in 1/s of a release lasting ``release_time`` seconds to -60 dB (T60)."""
-    return math.log(1000.0) / max(release_time, 1e-3)
+PROBLEMS = {sk.NON_FINITE_EXCITE: "non-finite excite output", sk.NON_FINITE_SAMPLES: "non-finite samples"}
 
 
 def fade_slots(max_voices: int) -> int:
@@ -76,154 +85,94 @@ def fade_slots(max_voices: int) -> int:
     return max(4, max_voices // 4)
 
 
+def release_sigma(release_time: float) -> float:
+    """Decay rate in 1/s of a release lasting ``release_time`` seconds to -60 dB (T60)."""
+    return math.log(1000.0) / max(release_time, 1e-3)
+
+
+def batch_sizes(capacity: int) -> list[int]:
+    """The batch sizes graphs run with, up to ``capacity`` rows (see ``synth_kernel.batch_rows``)."""
+    sizes = [8]
+    while sizes[-1] < capacity:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
 class _Part:
-    """One instrument with its voice slots and modal bank."""
+    """One instrument: its voice slots, modal bank, graph buffers and kernel state."""
 
-    def __init__(self, synth: Synth, instrument: Instrument, sample_rate: float, max_voices: int):
-        self.synth = synth
+    def __init__(self, synth: Synth, index: int, instrument: Instrument, sample_rate: float, max_voices: int):
         self.instrument = instrument
+        self.index = index
         self.pool = VoicePool(max_voices, fade_slots(max_voices) if synth.steal_fade else 0)
-        self.bank = ModalBank(self.pool.slots, instrument.modes, sample_rate, BLOCK, instrument.modulation,
-                              instrument.output_gain, attack_samples=instrument.attack_samples,
-                              attack_rate=instrument.attack_rate, decay_scale=synth.decay_scale,
-                              brightness=synth.brightness)
+        slots, modes = self.pool.slots, instrument.modes
+        self.bank = ModalBank(slots, modes, sample_rate, BLOCK, instrument.modulation, instrument.output_gain,
+                              attack_samples=instrument.attack_samples, attack_rate=instrument.attack_rate,
+                              decay_scale=synth.decay_scale, brightness=synth.brightness)
+        # excite: rows [0, ROWS) for the call's note-ons, the last 8 rows for a mono return (strike)
+        outputs = instrument.excite_buffers(ROWS + 8)
+        self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in
+                            ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack"))
+        controls = synth._controls[index]
+        per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
+        self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, batch_sizes(ROWS),
+                                       per_row=per_row)
+        self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [8],
+                                       first=ROWS + 7 if per_row else ROWS, per_row=per_row)
+        if instrument.has_readout:
+            rows = batch_sizes(slots)[-1]
+            z, c = prefaulted((rows, modes, 2)), prefaulted((rows, modes, 2))
+            self.readout_graph = BoundGraph(instrument.readout_session, {"z": z}, {"c": c}, batch_sizes(slots))
+        else:
+            z = c = np.zeros((0, modes, 2), np.float32)
+        self.readout = (z, c)
+        self.part_i = np.zeros(sk.PART_I, np.int64)
+        self.part_f = np.zeros(sk.PART_F)
+        self.part_i[sk.MONO] = synth.mono
+        self.part_i[sk.MAX_VOICES] = max_voices
+        self.part_i[sk.HAS_READOUT] = instrument.has_readout
         release_time = instrument.release_time if synth.release_time is None else synth.release_time
-        self.release_sigma = release_sigma(release_time)
-        self.controls = np.zeros((16, 4), np.float32)
-        self.pending = 0
-        self.cursor = 0
-        self.excited: dict[str, np.ndarray] = {}
-        self.finite = np.ones(0, np.bool_)
-        self.selection = np.zeros(self.pool.slots, np.int32)
+        self.part_f[sk.RELEASE_SIGMA] = release_sigma(release_time)
+        self.part_f[sk.BEND_RANGE] = synth.bend_range
+        self.part_f[sk.BEND : sk.BEND + 16] = 1.0
+        self.faults = np.zeros((64, 3), np.int64)
+        self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
+                      self.readout, self.part_i, self.part_f, self.faults)
 
-    def warm_up(self) -> None:
-        """Pay first-call costs here, not on the audio thread: kernel loading, and onnxruntime's first run
-        for each batch size (up to ~4 ms for a new shape) of excite (1..32 note-ons) and readout (1..max_voices)."""
-        self.bank.warm_up()
-        rows = np.tile(np.array([[60.0, 0.5, self.synth.position, self.synth.position_y]], np.float32), (32, 1))
-        for n in range(1, 33):
-            self.instrument.excite_raw(rows[:n])
+    def warm_up(self, synth: Synth) -> None:
+        """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
+        onnxruntime's first run of each batch size: log2(capacity) calls per graph, not one per size."""
+        for size in self.excite_graph.sizes:
+            self.excite_graph.run(size)  # one call of each shape (a single row's when the graph runs per row)
+        self.strike_graph.run(1)
         if self.instrument.has_readout:
-            for n in range(1, self.pool.slots + 1):
-                self.instrument.readout(self.bank.zbuf[:n])
+            for size in self.readout_graph.sizes:
+                self.readout_graph.run(size)
+        sk.play(synth._events, 0, 0, 0, BLOCK, 0, True, synth._mix, *self.state)
+        self.part_i[sk.READOUT_ROWS] = 0
 
-    def queue_note(self, note: int, velocity: int, position: float, position_y: float) -> None:
-        """Add a note-on of this call with the controls in effect at its offset (excited in ``excite_queued``)."""
-        if self.pending == len(self.controls):
-            self.controls = np.concatenate([self.controls, np.zeros_like(self.controls)])
-        row = self.controls[self.pending]
-        row[0] = note
-        row[1] = velocity / 127.0
-        row[2] = position
-        row[3] = position_y
-        self.pending += 1
-
-    def excite_queued(self) -> None:
-        """One batched excite call for the note-ons queued in this call."""
-        self.cursor = 0
-        if self.pending:
-            self.excited = self.instrument.excite_raw(self.controls[: self.pending])
-            rows = self.pending
-            self.finite = np.ones(rows, np.bool_)
-            for value in self.excited.values():
-                self.finite &= np.isfinite(value.reshape(rows, -1)).all(axis=1)
-            self.pending = 0
-
-    def begin_block(self) -> None:
-        """Block-rate work at an internal block start: readout graph and pole modulation of the sounding voices."""
-        pool, bank = self.pool, self.bank
-        if pool.count:
-            if self.instrument.has_readout:
-                bank.apply_readout(self.instrument, pool.active, pool.count)
-            if self.instrument.modulation:
-                bank.poles(pool.active, pool.count, new_energy=True)
-            bank.start_block(pool.active, pool.count)
-
-    def note_on(self, channel: int, note: int) -> None:
-        """Start the next queued note of this call (its excite row was computed in ``excite_queued``)."""
-        row = self.cursor
-        self.cursor += 1
-        self._start(channel, note, self.excited, row, bool(self.finite[row]))
-
-    def strike_now(self, channel: int, note: int, velocity: int) -> None:
-        """Start a note that was not queued (mono mode returning to a held key): one extra excite call."""
-        controls = np.array([[note, velocity / 127.0, self.synth.position, self.synth.position_y]], np.float32)
-        outputs = self.instrument.excite_raw(controls)
-        finite = all(bool(np.isfinite(value).all()) for value in outputs.values())
-        self._start(channel, note, outputs, 0, finite)
-
-    def _start(self, channel: int, note: int, outputs: dict[str, np.ndarray], row: int, finite: bool) -> None:
-        if not finite:
-            self.synth.report("non-finite excite output", self.instrument.name, channel, note)
-            return
-        pool = self.pool
-        if self.synth.mono:
-            n = pool.on_channel(channel, self.selection)
-            for j in range(n):
-                self._release(int(self.selection[j]), CUT_SIGMA)
-        slot, stolen = pool.allocate(self.bank.level)
-        if stolen >= 0:
-            self._release(stolen, CUT_SIGMA)
-        pool.start(slot, note, channel)
-        self.bank.load(slot, outputs, row, self.synth.bend_factor[channel], note, self.synth.block_offset)
-
-    def note_off(self, channel: int, note: int) -> None:
-        pool = self.pool
-        for j in range(pool.count - 1, -1, -1):
-            slot = int(pool.active[j])
-            if pool.channel[slot] == channel and pool.note[slot] == note and pool.key_down[slot]:
-                pool.key_down[slot] = False
-                if self.synth.sustain[channel]:
-                    pool.sustained[slot] = True
-                else:
-                    self._release(slot, self.release_sigma)
-
-    def _release(self, slot: int, sigma: float) -> None:
-        pool = self.pool
-        pool.key_down[slot] = False
-        pool.sustained[slot] = False
-        pool.releasing[slot] = True
-        self.bank.release(slot, sigma, self.synth.block_offset)
-
-    def pedal_up(self, channel: int) -> None:
-        n = self.pool.on_channel(channel, self.selection)
-        for j in range(n):
-            slot = int(self.selection[j])
-            if self.pool.sustained[slot]:
-                self._release(slot, self.release_sigma)
-
-    def all_notes_off(self, channel: int) -> None:
-        n = self.pool.on_channel(channel, self.selection)
-        for j in range(n):
-            slot = int(self.selection[j])
-            if not self.pool.releasing[slot]:
-                self._release(slot, self.release_sigma)
-
-    def all_sound_off(self, channel: int) -> None:
-        n = self.pool.on_channel(channel, self.selection)
-        for j in range(n):
-            self.pool.free(int(self.selection[j]))
-
-    def bend(self, channel: int, factor: float) -> None:
-        n = self.pool.on_channel(channel, self.selection)
-        if n:
-            self.bank.bend(self.selection, n, factor, self.synth.block_offset)
-
-    def render(self, out: np.ndarray, start: int, stop: int) -> None:
-        if self.pool.count:
-            self.bank.advance(self.pool.active, self.pool.count, out, start, stop)
-
-    def end_block(self, threshold: float) -> None:
-        """Internal block end: level bounds, flush silent modes, free ended voices (reporting bad ones)."""
-        pool, bank = self.pool, self.bank
-        if not pool.count:
-            return
-        n_ended = bank.settle(pool.active, pool.count, threshold)
-        for j in range(n_ended):
-            slot = int(bank.ended[j])
-            if bank.bad[slot]:
-                self.synth.report("non-finite samples", self.instrument.name, int(pool.channel[slot]), int(pool.note[slot]))
-            pool.free(slot)
+    def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
+        """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""
+        part_i = self.part_i
+        status = sk.play(synth._events, 0, n_events, 0, n_frames, synth.frames, begin, synth._mix, *self.state)
+        while status != sk.DONE:
+            if status == sk.READOUT:  # a block start: c from the readout graph on the state gathered at its end
+                self.readout_graph.run(int(part_i[sk.READOUT_ROWS]))
+                part_i[sk.READOUT_READY] = 1
+                event, begin = int(part_i[sk.RESUME_EVENT]), True
+            else:  # mono mode returns to a held key: excite its row, then go on from that event
+                event, begin = int(part_i[sk.STRIKE_EVENT]), False
+                controls = synth._controls[self.index, ROWS:]
+                controls[:] = (part_i[sk.STRIKE_NOTE], part_i[sk.STRIKE_VELOCITY] / 127.0,
+                               synth._event_position[event], synth.position_y)
+                self.strike_graph.run(1)
+                part_i[sk.STRIKE_READY] = 1
+            status = sk.play(synth._events, event, n_events, int(part_i[sk.RESUME_AT]), n_frames, synth.frames,
+                             begin, synth._mix, *self.state)
+        if part_i.item(sk.FAULTS):
+            for problem, channel, note in self.faults[: part_i[sk.FAULTS]]:
+                synth.report(PROBLEMS[int(problem)], self.instrument.name, int(channel), int(note))
+            part_i[sk.FAULTS] = 0
 
 
 class Synth:
@@ -269,7 +218,7 @@ class Synth:
             instruments = list(instruments)
             channel_map = {ch: instruments[ch] if ch < len(instruments) else instruments[0] for ch in range(16)}
         check_options(release_time=release_time, decay_scale=decay_scale, brightness=brightness, position=position,
-                      position_y=position_y)
+                      position_y=position_y, gain=gain, bend_range=bend_range)
         self.channel_map = channel_map
         self.bend_range = bend_range
         self.mono = mono
@@ -291,23 +240,30 @@ class Synth:
         self.sample_rate = float(sample_rate)
         self.block_size = int(block_size)
         self.max_voices = int(max_voices)
-        parts: dict[int, _Part] = {}
-        self._part_of: list[_Part | None] = [None] * 16
+        instruments: list[Instrument] = []
+        self._part_of = np.full(16, -1, np.int64)
         for channel, instrument in self.channel_map.items():
-            if id(instrument) not in parts:
-                parts[id(instrument)] = _Part(self, instrument, sample_rate, max_voices)
-            self._part_of[channel] = parts[id(instrument)]
-        self.parts = list(parts.values())
-        for part in self.parts:
-            part.warm_up()
-        self.sustain = [False] * 16
-        self.held: list[list[tuple[int, int]]] = [[] for _ in range(16)]  # mono mode: (note, velocity) stack
-        self.bend_factor = [1.0] * 16
-        self._mix = np.zeros(block_size, np.float32)
+            if all(instrument is not known for known in instruments):
+                instruments.append(instrument)
+            self._part_of[channel] = next(i for i, known in enumerate(instruments) if known is instrument)
+        self._controls = prefaulted((len(instruments), ROWS + 8, 4))
+        self._rows = np.zeros(len(instruments), np.int64)
+        self._events = prefaulted((MAX_EVENTS, 4), np.int64)
+        self._event_position = prefaulted(MAX_EVENTS, np.float64)
+        self._mix = prefaulted(max(block_size, BLOCK))
+        self._views: dict[int, np.ndarray] = {}
         self._limiter_gain = np.ones(1)
         self._release_coef = 1.0 - math.exp(-1.0 / (0.05 * sample_rate))  # 50 ms limiter release
+        self.parts = [_Part(self, i, instrument, sample_rate, max_voices) for i, instrument in enumerate(instruments)]
+        for index, part in enumerate(self.parts):
+            part.part_i[sk.MAPPED : sk.MAPPED + 16] = self._part_of == index
+            part.warm_up(self)
+        limit(self._mix, 0, self._limiter_gain, 0.977, self._release_coef)
+        sk.note_controls(self._events, 0, self._part_of, self._controls, self._rows, ROWS, 0, self.position,
+                         self.position_y, self._event_position)
+        self._mix[:] = 0.0
         self.frames = 0
-        self.block_offset = 0  # sample of the internal block at which the event being applied happens
+        self.dropped_events = 0
         self._begun = -1  # index of the last internal block whose start work was done
         self.prepared = True
 
@@ -317,10 +273,33 @@ class Synth:
         self._mix = np.zeros(0, np.float32)
         self.prepared = False
 
+    @staticmethod
+    def warm_up_calls(instrument: Instrument, slots: int) -> int:
+        """Graph calls ``prepare`` makes for one instrument with ``slots`` voice slots: one per excite batch size,
+        one for the mono strike, one per readout batch size (powers of two up to ``slots``)."""
+        excite = len(batch_sizes(ROWS)) if instrument.excite_batch_invariant else 1
+        return excite + 1 + (len(batch_sizes(slots)) if instrument.has_readout else 0)
+
+    @staticmethod
+    def part_bytes(instrument: Instrument, slots: int) -> int:
+        """Bytes ``prepare`` allocates for one instrument with ``slots`` voice slots (all written at once)."""
+        width = -(-instrument.modes // LANES) * LANES
+        levels = BLOCK.bit_length()
+        bank = slots * width * (PLANES * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
+        attack = slots * (instrument.attack_samples + 1) * 4
+        excite_row = 4 * instrument.modes * (6 + (2 if instrument.modulation else 0)) + 4 * instrument.attack_samples
+        readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0
+        return bank + attack + (ROWS + 8) * excite_row + readout
+
     @property
     def voices(self) -> int:
         """Sounding voices across all instruments (stolen voices still fading out included)."""
         return sum(part.pool.count for part in self.parts)
+
+    @property
+    def peak_voices(self) -> int:
+        """Most voices that sounded at once since ``prepare`` (per instrument, summed over instruments)."""
+        return sum(int(part.part_i[sk.PEAK]) for part in self.parts)
 
     def report(self, problem: str, instrument: str, channel: int, note: int) -> None:
         """Record a muted voice once per (problem, instrument, channel, note) in ``faults``."""
@@ -329,7 +308,7 @@ class Synth:
             self._reported.add(key)
             self.faults.append(key)
 
-    def process(self, events: Sequence[Event], n_frames: int) -> np.ndarray:
+    def process(self, events: Sequence[Event] | np.ndarray, n_frames: int) -> np.ndarray:
         """Render the next ``n_frames`` samples of the stream: (n_frames,) float32 mono, a view valid until the
         next call.
 
@@ -337,31 +316,30 @@ class Synth:
         """
         if n_frames > self.block_size:
             raise ValueError(f"process: n_frames {n_frames} exceeds the prepared block size {self.block_size}")
-        mix = self._mix[:n_frames]
+        n_events = self._take_events(events)
+        mix = self._views.get(n_frames)
+        if mix is None:  # one view object per call size, made once (a new view per call is an allocation)
+            mix = self._views[n_frames] = self._mix[:n_frames]
         mix[:] = 0.0
-        self._threshold = SILENCE / max(abs(self.gain), 1e-12)
-        part_of = self._part_of
-        position = self.position
-        for event in events:  # note-on controls as in effect at each note-on's offset
-            kind = event[1] & 0xF0
-            if kind == 0x90 and event[3] > 0:
-                part = part_of[event[1] & 0x0F]
-                if part is not None:
-                    part.queue_note(event[2], event[3], position, self.position_y)
-            elif kind == 0xB0 and event[2] == 1:
-                position = event[3] / 127.0
+        threshold = SILENCE / max(abs(self.gain), 1e-12)
+        self.position = sk.note_controls(self._events, n_events, self._part_of, self._controls, self._rows, ROWS,
+                                         max(n_frames - 1, 0), self.position, self.position_y, self._event_position)
+        for index, part in enumerate(self.parts):
+            rows = self._rows.item(index)
+            part.part_i[sk.ROWS] = rows
+            part.part_i[sk.CURSOR] = 0
+            part.part_f[sk.THRESHOLD] = threshold
+            if rows:
+                part.excite_graph.run(rows)
+        begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
         for part in self.parts:
-            part.excite_queued()
-        now = 0
-        last = max(n_frames - 1, 0)
-        for event in events:
-            offset = min(max(int(event[0]), now), last)
-            self._render(mix, now, offset)
-            now = offset
-            self._begin_block_if_due(now)
-            self.block_offset = (self.frames + now) % BLOCK
-            self._apply(event[1], event[2], event[3])
-        self._render(mix, now, n_frames)
+            part.play(self, n_events, n_frames, begin)
+        if n_frames or begin:  # the block holding the call's last sample has begun
+            self._begun = (self.frames + max(n_frames - 1, 0)) // BLOCK
+        for part in self.parts:
+            if part.part_i.item(sk.DROPPED):
+                self.dropped_events += part.part_i.item(sk.DROPPED)
+                part.part_i[sk.DROPPED] = 0
         if self.gain != 1.0:
             mix *= self.gain
         if self.limiter:
@@ -369,96 +347,34 @@ class Synth:
         self.frames += n_frames
         return mix
 
-    def _begin_block_if_due(self, now: int) -> None:
-        """Do the block-start work if stream frame ``self.frames + now`` starts an internal block not yet begun."""
-        frame = self.frames + now
-        if frame % BLOCK == 0 and frame // BLOCK != self._begun:
-            self._begun = frame // BLOCK
-            for part in self.parts:
-                part.begin_block()
-
-    def _render(self, mix: np.ndarray, start: int, stop: int) -> None:
-        """Render mix[start:stop] in pieces that do not cross internal block boundaries; block ends settle."""
-        while start < stop:
-            self._begin_block_if_due(start)
-            piece = min(stop, start + BLOCK - (self.frames + start) % BLOCK)
-            for part in self.parts:
-                part.render(mix, start, piece)
-            start = piece
-            if (self.frames + start) % BLOCK == 0:
-                for part in self.parts:
-                    part.end_block(self._threshold)
-
-    def _apply(self, status: int, data1: int, data2: int) -> None:
-        kind, channel = status & 0xF0, status & 0x0F
-        part = self._part_of[channel]
-        if kind == 0x90 and data2 > 0:
-            if part is not None:
-                if self.mono:
-                    self._hold(channel, data1, data2)
-                part.note_on(channel, data1)
-        elif kind == 0x80 or kind == 0x90:
-            if part is not None:
-                if self.mono and self._return_to_held(part, channel, data1):
-                    return
-                part.note_off(channel, data1)
-        elif kind == 0xE0:
-            semitones = ((data2 << 7 | data1) - 8192) / 8192.0 * self.bend_range
-            self.bend_factor[channel] = 2.0 ** (semitones / 12.0)
-            for each in self.parts:
-                each.bend(channel, self.bend_factor[channel])
-        elif kind == 0xB0:
-            self._control(channel, data1, data2)
-
-    def _hold(self, channel: int, note: int, velocity: int) -> None:
-        stack = self.held[channel]
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] == note:
-                del stack[i]
-        stack.append((note, velocity))
-
-    def _return_to_held(self, part: _Part, channel: int, note: int) -> bool:
-        """Mono mode note-off: True if it made the channel return to a still-held key."""
-        stack = self.held[channel]
-        was_sounding = bool(stack) and stack[-1][0] == note
-        self.held[channel] = stack = [entry for entry in stack if entry[0] != note]
-        if not (was_sounding and stack) or self.sustain[channel]:
-            return False
-        part.strike_now(channel, *stack[-1])
-        return True
-
-    def _control(self, channel: int, number: int, value: int) -> None:
-        if number == 1:
-            self.position = value / 127.0
-        elif number == 64:
-            down = value >= 64
-            was_down, self.sustain[channel] = self.sustain[channel], down
-            if was_down and not down:
-                for part in self.parts:
-                    part.pedal_up(channel)
-        elif number == 120:
-            self.held[channel] = []
-            for part in self.parts:
-                part.all_sound_off(channel)
-        elif number == 121:
-            self._apply(0xE0 | channel, 0, 64)
-            self._control(channel, 64, 0)
-        elif number == 123:
-            self.held[channel] = []
-            for part in self.parts:
-                part.all_notes_off(channel)
+    def _take_events(self, events: Sequence[Event] | np.ndarray) -> int:
+        """Copy the call's events into the preallocated (MAX_EVENTS, 4) array; returns how many were taken."""
+        n = len(events)
+        if n > MAX_EVENTS:
+            self.dropped_events += n - MAX_EVENTS
+            n = MAX_EVENTS
+        buffer = self._events
+        if isinstance(events, np.ndarray):
+            buffer[:n] = events[:n]
+            return n
+        for i in range(n):
+            buffer[i] = events[i]
+        return n
 
 
 def check_options(*, release_time: float | None = None, decay_scale: float = 1.0, brightness: float = 0.0,
-                  position: float = 0.2, position_y: float = 0.37) -> None:
+                  position: float = 0.2, position_y: float = 0.37, gain: float = 1.0, bend_range: float = 2.0) -> None:
     """ValueError naming the first player option out of its range (see :class:`Synth`)."""
+    for name, value in (("gain", gain), ("bend_range", bend_range)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} {value}: expected a finite number")
     lo, hi = DECAY_SCALE_RANGE
     if not lo <= decay_scale <= hi:
         raise ValueError(f"decay_scale {decay_scale}: expected {lo}..{hi}")
     lo, hi = BRIGHTNESS_RANGE
     if not lo <= brightness <= hi:
         raise ValueError(f"brightness {brightness}: expected {lo}..{hi}")
-    if release_time is not None and not release_time > 0:
+    if release_time is not None and not (release_time > 0 and math.isfinite(release_time)):
         raise ValueError(f"release_time {release_time}: expected seconds > 0")
     for name, value in (("position", position), ("position_y", position_y)):
         if not 0.0 <= value <= 1.0:

@@ -10,103 +10,143 @@ and keeps its slot until it is silent, while the new note starts in a free slot;
 ``max_voices`` and are never stolen again; only when more than ``fade_slots`` voices fade at
 once is the quietest (then oldest) fading voice cut to make room.
 
-The list of sounding slots (``active[:count]``) is what the modal bank's kernels iterate over;
-it is kept in preallocated arrays (a freed slot is swapped with the last entry).
+The list of sounding slots (``active[:count]``) is what the modal bank's kernels iterate over.
+Everything lives in preallocated arrays that the compiled functions below change in place (the
+synth's per-block kernel calls them; see engine/synth_kernel.py): ``flags`` (FIELDS, slots) int64
+holds one row per field (NOTE, CHANNEL, ...), ``active`` (slots,) int64 the sounding slots, and
+``counts`` [COUNT, BIRTHS] int64.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+
+from engine.buffers import prefaulted
+
+NOTE, CHANNEL, KEY_DOWN, SUSTAINED, RELEASING, FADING, SOUNDING, BORN, INDEX = range(9)
+"""Rows of ``VoicePool.flags``: MIDI note, channel (0-15), key held down, note-off arrived while the pedal was
+down, releasing, fading (stolen, dying away), sounding, start order (oldest-first ties), index in ``active``."""
+FIELDS = 9
+
+COUNT, BIRTHS = range(2)
+"""Entries of ``VoicePool.counts``: sounding slots, voices started so far."""
 
 
 class VoicePool:
-    """``max_voices`` playing voices in ``max_voices + fade_slots`` slots. Per slot: note (MIDI), channel
-    (0-15), key_down, sustained (note-off arrived while the pedal was down), releasing, fading (stolen,
-    dying away), born (start order, for oldest-first ties)."""
+    """``max_voices`` playing voices in ``max_voices + fade_slots`` slots (see the module doc).
+
+    Read-only views for inspection: ``note``, ``channel``, ``key_down``, ``sustained``, ``releasing``,
+    ``fading``, ``sounding`` (slots,), ``active`` and ``count``.
+    """
 
     def __init__(self, max_voices: int, fade_slots: int = 0):
         self.max_voices = max_voices
-        self.slots = slots = max_voices + fade_slots
-        self.sounding = np.zeros(slots, np.bool_)
-        self.note = np.zeros(slots, np.int16)
-        self.channel = np.zeros(slots, np.int8)
-        self.key_down = np.zeros(slots, np.bool_)
-        self.sustained = np.zeros(slots, np.bool_)
-        self.releasing = np.zeros(slots, np.bool_)
-        self.fading = np.zeros(slots, np.bool_)
-        self.born = np.zeros(slots, np.int64)
-        self.active = np.zeros(slots, np.int32)
-        self.count = 0
-        self._position = np.zeros(slots, np.int32)  # index of each sounding slot in ``active``
-        self._births = 0
+        self.slots = max_voices + fade_slots
+        self.flags = prefaulted((FIELDS, self.slots), np.int64)
+        self.active = prefaulted(self.slots, np.int64)
+        self.counts = np.zeros(2, np.int64)
 
-    def allocate(self, level: np.ndarray) -> tuple[int, int]:
-        """A free slot for a new voice, and the slot of the voice stolen for it (now ``fading``; -1 if none
-        was stolen or it had to be cut). ``level``: (slots,) amplitude bounds. See the module doc."""
-        playing = 0
-        best, best_key = -1, None
-        for j in range(self.count):
-            slot = int(self.active[j])
-            if self.fading[slot]:
-                continue
-            playing += 1
-            key = (not self.releasing[slot], float(level[slot]), int(self.born[slot]))
-            if best_key is None or key < best_key:
-                best, best_key = slot, key
-        stolen = -1
-        if playing >= self.max_voices:
-            stolen = best
-            self.key_down[stolen] = False
-            self.sustained[stolen] = False
-            self.releasing[stolen] = True
-            self.fading[stolen] = True
-        if self.count == self.slots:  # no room left: cut the quietest (then oldest) fading voice
-            cut, cut_key = -1, None
-            for j in range(self.count):
-                slot = int(self.active[j])
-                key = (float(level[slot]), int(self.born[slot]))
-                if self.fading[slot] and (cut_key is None or key < cut_key):
-                    cut, cut_key = slot, key
-            self.free(cut)
-            return cut, -1 if cut == stolen else stolen
-        return int(np.argmin(self.sounding)), stolen  # the first free slot (count < slots here)
+    @property
+    def count(self) -> int:
+        return int(self.counts[COUNT])
 
-    def start(self, slot: int, note: int, channel: int) -> None:
-        """Mark ``slot`` sounding with a key held down."""
-        self.sounding[slot] = True
-        self.note[slot] = note
-        self.channel[slot] = channel
-        self.key_down[slot] = True
-        self.sustained[slot] = False
-        self.releasing[slot] = False
-        self.fading[slot] = False
-        self.born[slot] = self._births
-        self._births += 1
-        self._position[slot] = self.count
-        self.active[self.count] = slot
-        self.count += 1
+    note = property(lambda self: self.flags[NOTE])
+    channel = property(lambda self: self.flags[CHANNEL])
+    key_down = property(lambda self: self.flags[KEY_DOWN].astype(bool))
+    sustained = property(lambda self: self.flags[SUSTAINED].astype(bool))
+    releasing = property(lambda self: self.flags[RELEASING].astype(bool))
+    fading = property(lambda self: self.flags[FADING].astype(bool))
+    sounding = property(lambda self: self.flags[SOUNDING].astype(bool))
 
-    def free(self, slot: int) -> None:
-        """Stop ``slot`` (it no longer sounds or takes part in any kernel)."""
-        if not self.sounding[slot]:
-            return
-        self.sounding[slot] = False
-        self.key_down[slot] = False
-        self.sustained[slot] = False
-        self.releasing[slot] = False
-        self.fading[slot] = False
-        j = self._position[slot]
-        last = self.active[self.count - 1]
-        self.active[j] = last
-        self._position[last] = j
-        self.count -= 1
 
-    def on_channel(self, channel: int, out: np.ndarray) -> int:
-        """Write the sounding slots of ``channel`` into ``out``; return how many."""
-        n = 0
-        for j in range(self.count):
-            slot = self.active[j]
-            if self.channel[slot] == channel:
-                out[n] = slot
-                n += 1
-        return n
+@numba.njit(cache=True)
+def allocate(flags, active, counts, max_voices, level):  # pragma: no cover - compiled
+    """A free slot for a new voice, and the slot of the voice stolen for it (now ``fading``; -1 if none
+    was stolen or it had to be cut). ``level``: (slots,) amplitude bounds. See the module doc."""
+    count = counts[COUNT]
+    playing = 0
+    best = -1
+    for j in range(count):
+        slot = active[j]
+        if flags[FADING, slot]:
+            continue
+        playing += 1
+        if best < 0 or _quieter(flags, level, slot, best):
+            best = slot
+    stolen = -1
+    if playing >= max_voices:
+        stolen = best
+        flags[KEY_DOWN, stolen] = 0
+        flags[SUSTAINED, stolen] = 0
+        flags[RELEASING, stolen] = 1
+        flags[FADING, stolen] = 1
+    if count == active.shape[0]:  # no room left: cut the quietest (then oldest) fading voice
+        cut = -1
+        for j in range(count):
+            slot = active[j]
+            if flags[FADING, slot] and (cut < 0 or level[slot] < level[cut]
+                                        or (level[slot] == level[cut] and flags[BORN, slot] < flags[BORN, cut])):
+                cut = slot
+        free(flags, active, counts, cut)
+        return cut, -1 if cut == stolen else stolen
+    for slot in range(active.shape[0]):  # the first free slot (count < slots here)
+        if not flags[SOUNDING, slot]:
+            return slot, stolen
+    return -1, stolen
+
+
+@numba.njit(cache=True)
+def _quieter(flags, level, a, b):  # pragma: no cover - compiled
+    """Stealing order: is slot ``a`` a better victim than ``b``? Releasing first, then quieter, then older."""
+    if flags[RELEASING, a] != flags[RELEASING, b]:
+        return flags[RELEASING, a] > flags[RELEASING, b]
+    if level[a] != level[b]:
+        return level[a] < level[b]
+    return flags[BORN, a] < flags[BORN, b]
+
+
+@numba.njit(cache=True)
+def start(flags, active, counts, slot, note, channel):  # pragma: no cover - compiled
+    """Mark ``slot`` sounding with a key held down."""
+    flags[SOUNDING, slot] = 1
+    flags[NOTE, slot] = note
+    flags[CHANNEL, slot] = channel
+    flags[KEY_DOWN, slot] = 1
+    flags[SUSTAINED, slot] = 0
+    flags[RELEASING, slot] = 0
+    flags[FADING, slot] = 0
+    flags[BORN, slot] = counts[BIRTHS]
+    counts[BIRTHS] += 1
+    flags[INDEX, slot] = counts[COUNT]
+    active[counts[COUNT]] = slot
+    counts[COUNT] += 1
+
+
+@numba.njit(cache=True)
+def free(flags, active, counts, slot):  # pragma: no cover - compiled
+    """Stop ``slot`` (it no longer sounds or takes part in any kernel)."""
+    if not flags[SOUNDING, slot]:
+        return
+    flags[SOUNDING, slot] = 0
+    flags[KEY_DOWN, slot] = 0
+    flags[SUSTAINED, slot] = 0
+    flags[RELEASING, slot] = 0
+    flags[FADING, slot] = 0
+    j = flags[INDEX, slot]
+    last = active[counts[COUNT] - 1]
+    active[j] = last
+    flags[INDEX, last] = j
+    counts[COUNT] -= 1
+
+
+@numba.njit(cache=True)
+def on_channel(flags, active, counts, channel, out):  # pragma: no cover - compiled
+    """Write the sounding slots of ``channel`` into ``out``; return how many."""
+    n = 0
+    for j in range(counts[COUNT]):
+        slot = active[j]
+        if flags[CHANNEL, slot] == channel:
+            out[n] = slot
+            n += 1
+    return n

@@ -53,7 +53,7 @@ def export_run(run_dir: str | Path, out: str | Path, name: str | None = None, ve
     excite, readout, field = graphs.excite, graphs.readout, graphs.field
     modulation, modes = bool(info.modulation), int(info.modes)
     onnx_graphs, parity = {}, {}
-    excite_bytes, adapter = export_excite(excite, modulation)
+    excite_bytes, adapter = export_excite(excite, modulation, attack="attack" in (info.extra or {}))
     onnx_graphs["excite"] = excite_bytes
     parity["excite"] = check_parity(adapter, excite_bytes, lambda v, s: excite_example(v, s), "controls", list(adapter.names))
     for role, module, output in (("readout", readout, "c"), ("field", field, "u")):

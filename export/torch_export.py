@@ -19,12 +19,12 @@ OPSET = 18
 
 
 class ExciteAdapter(nn.Module):
-    """Wrap an excite module: controls (V, 4) -> tuple(sigma, omega, z0, c[, mod_alpha, mod_beta])."""
+    """Wrap an excite module: controls (V, 4) -> tuple(sigma, omega, z0, c[, mod_alpha, mod_beta][, attack])."""
 
-    def __init__(self, excite: nn.Module, modulation: bool):
+    def __init__(self, excite: nn.Module, modulation: bool, attack: bool = False):
         super().__init__()
         self.excite = excite
-        self.names = EXCITE_OUTPUTS + (MODULATION_OUTPUTS if modulation else ())
+        self.names = EXCITE_OUTPUTS + (MODULATION_OUTPUTS if modulation else ()) + (("attack",) if attack else ())
 
     def forward(self, controls: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.excite(controls)
@@ -53,9 +53,9 @@ def excite_example(voices: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.stack([36 + 60 * u[:, 0], 0.05 + 0.95 * u[:, 1], 0.05 + 0.9 * u[:, 2], 0.05 + 0.9 * u[:, 3]], dim=1)
 
 
-def export_excite(excite: nn.Module, modulation: bool = False) -> tuple[bytes, nn.Module]:
-    """(ONNX bytes, adapter module) of an excite module."""
-    adapter = ExciteAdapter(excite, modulation)
+def export_excite(excite: nn.Module, modulation: bool = False, attack: bool = False) -> tuple[bytes, nn.Module]:
+    """(ONNX bytes, adapter module) of an excite module (``attack``: it also returns the attack table (V, L))."""
+    adapter = ExciteAdapter(excite, modulation, attack)
     return export_graph(adapter, excite_example(), "controls", list(adapter.names)), adapter
 
 

@@ -1,7 +1,8 @@
-"""Live MIDI timing in the real-time callback: arrival stamps -> sample offsets, one block period of latency.
+"""Live MIDI timing in the real-time callback: events placed by the stream's clock, one block of latency.
 
-No audio device and no real clock: the engine's clock is replaced by a list of given times (ns), and
-the callback is called directly with a chain that records the events it receives.
+No audio device here: the callback is called directly with the stream times a PortAudio stream would pass
+(``time_info.currentTime``, including late starts), with MIDI stamps on the same clock, and a chain that
+records the events it receives. The same scheme against a real JACK server: tests/test_realtime_jack.py.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from types import SimpleNamespace
 import numpy as np
 
 from engine.midi_file import MidiSchedule
-from engine.realtime import RealtimeEngine, live_offset
+from engine.realtime import RealtimeEngine, live_frame
 
 FS = 48000
 BLOCK = 64
-SECOND = 1_000_000_000
+ORIGIN = 5.0  # stream time (s) of frame 0
 
 
-def ns(samples: float) -> int:
-    """A time in ns from a time in samples at FS."""
-    return round(samples * SECOND / FS)
+def at(frames: float) -> float:
+    """Stream time (s) of a frame number."""
+    return ORIGIN + frames / FS
 
 
 class RecordingChain:
@@ -42,71 +43,94 @@ class RecordingChain:
         return np.zeros((1, n_frames), np.float32)
 
 
-def engine_with_clock(times: list[int], schedule: MidiSchedule | None = None) -> tuple[RealtimeEngine, RecordingChain]:
+def engine_for(schedule: MidiSchedule | None = None) -> tuple[RealtimeEngine, RecordingChain]:
     chain = RecordingChain()
-    engine = RealtimeEngine(chain, sample_rate=FS, block_size=BLOCK, max_voices=1, schedule=schedule)
-    clock = iter(times)
-    engine.clock = lambda: next(clock)
-    return engine, chain
+    return RealtimeEngine(chain, sample_rate=FS, block_size=BLOCK, max_voices=1, schedule=schedule), chain
 
 
-def run_callback(engine: RealtimeEngine, frames: int) -> None:
+def run_callback(engine: RealtimeEngine, frames: int, late: float = 0.0) -> None:
+    """One callback for the next ``frames`` frames, entered ``late`` frames after its nominal stream time."""
     status = SimpleNamespace(output_underflow=False, output_overflow=False)
-    engine._callback(np.zeros((frames, 1), np.float32), frames, None, status)
+    engine._callback(np.zeros((frames, 1), np.float32), frames, SimpleNamespace(currentTime=at(engine.frame + late)),
+                     status)
 
 
-def test_live_offset_maps_arrival_times_to_samples():
-    start = 7 * SECOND  # the callback time one block earlier
-    assert live_offset(start, start, FS, BLOCK) == 0
-    assert live_offset(start + ns(10), start, FS, BLOCK) == 10
-    assert live_offset(start + ns(10.4), start, FS, BLOCK) == 10  # rounded to the nearest sample
-    assert live_offset(start + ns(10.6), start, FS, BLOCK) == 11
-    assert live_offset(start + ns(63), start, FS, BLOCK) == 63
-    assert live_offset(start - ns(5), start, FS, BLOCK) == 0  # too late: at the block start
-    assert live_offset(start + ns(64), start, FS, BLOCK) == 63  # after the callback entry: last sample
-    assert live_offset(start + 10 * SECOND, start, FS, BLOCK) == 63
+def played(chain: RecordingChain) -> dict[int, int]:
+    """Frame at which each event sounded, keyed by its data2 (a tag)."""
+    return {event[3]: start + event[0] for start, events in chain.blocks for event in events}
 
 
-def test_live_events_have_a_constant_latency_of_one_block():
+def test_live_frame_is_one_latency_after_the_arrival():
+    assert live_frame(at(0), ORIGIN, FS, BLOCK) == BLOCK
+    assert live_frame(at(10.4), ORIGIN, FS, BLOCK) == 10 + BLOCK  # rounded to the nearest frame
+    assert live_frame(at(10.6), ORIGIN, FS, BLOCK) == 11 + BLOCK
+    assert live_frame(-np.inf, ORIGIN, FS, BLOCK) == -1  # stamped before the stream existed: at once
+
+
+def test_events_sound_one_block_after_arrival_whatever_the_callback_jitter():
+    """Callbacks start up to 40 frames late (at random); every event still sounds exactly BLOCK frames after it
+    arrived on the stream clock. Placing events relative to the callback's start would move them by the jitter."""
     rng = np.random.default_rng(0)
-    arrivals = np.sort(rng.choice(np.arange(BLOCK, 20 * BLOCK), size=60, replace=False))  # samples
-    # Callback k renders frames [k * BLOCK, (k + 1) * BLOCK) and is entered exactly at (k + 1) * BLOCK samples
-    # on the clock (the frame starting it then plays), so it gets the events that arrived in [k * BLOCK,
-    # (k + 1) * BLOCK). The clock yields the entry time, then the end time (for the duration ring).
-    engine, chain = engine_with_clock([t for k in range(20) for t in (ns((k + 1) * BLOCK), ns((k + 1) * BLOCK))])
-    for k in range(20):
-        for i in np.flatnonzero(arrivals // BLOCK == k):
-            engine.push(0x90, 60, 1 + int(i), ns(arrivals[i]))
-        run_callback(engine, BLOCK)
-    played = {event[3] - 1: start + event[0] for start, events in chain.blocks for event in events}
-    assert sorted(played) == list(range(len(arrivals)))
-    frames = np.array([played[i] for i in range(len(arrivals))])
-    # Frame f plays at clock time f + BLOCK (samples): every event sounds exactly one block after it arrived.
-    np.testing.assert_array_equal(frames + BLOCK - arrivals, np.full(len(arrivals), BLOCK))
+    engine, chain = engine_for()
+    lateness = np.concatenate([[0.0], rng.uniform(0, 40, 199)])
+    arrivals, tag = {}, 1
+    for k in range(200):
+        # events arrive between the previous callback's start and this one's (the MIDI thread runs meanwhile)
+        previous = (k - 1) * BLOCK + lateness[k - 1] if k else 0.0
+        for arrival in np.sort(rng.uniform(previous, k * BLOCK + lateness[k], rng.integers(0, 3))):
+            engine.push(0x90, 60, tag % 128, at(arrival))
+            arrivals[tag % 128] = arrival
+            tag += 1
+        run_callback(engine, BLOCK, late=lateness[k])
+        start, events = chain.blocks[-1]
+        for offset, _, _, key in events:
+            assert start + offset == round(arrivals.pop(key)) + BLOCK, (k, key)
+    assert tag > 150 and not arrivals and engine.origin == ORIGIN
 
 
-def test_late_events_land_at_zero_and_events_come_out_sorted():
-    engine, chain = engine_with_clock([ns(2 * BLOCK), ns(2 * BLOCK)])
-    engine.push(0x90, 62, 100, ns(BLOCK + 30))
-    engine.push(0x90, 61, 100, ns(BLOCK - 20))  # arrived before the previous block start: too late
-    engine.push(0x90, 63, 100, ns(BLOCK + 5))  # stamped out of order (two producers)
+def test_late_events_sound_at_once_in_order():
+    engine, chain = engine_for()
+    run_callback(engine, BLOCK)  # frames [0, 64): establishes the clock
+    engine.push(0x90, 62, 3, at(BLOCK + 30 - BLOCK))  # sounds at frame 94
+    engine.push(0x90, 61, 1, at(-100))  # far too late (a stalled MIDI thread): at the block start
+    engine.push(0x90, 63, 2, at(BLOCK + 5 - BLOCK))  # stamped before the previous one (two producers)
     run_callback(engine, BLOCK)
-    assert chain.blocks == [(0, [(0, 0x90, 61, 100), (5, 0x90, 63, 100), (30, 0x90, 62, 100)])]
+    assert chain.blocks[1] == (BLOCK, [(0, 0x90, 61, 1), (5, 0x90, 63, 2), (30, 0x90, 62, 3)])
+
+
+def test_an_event_for_a_later_block_waits_in_the_queue():
+    engine, chain = engine_for()
+    run_callback(engine, BLOCK)
+    engine.push(0x90, 60, 1, at(BLOCK + 10))  # arrived during a late start of the next callback: frame 138
+    run_callback(engine, BLOCK, late=20)
+    run_callback(engine, BLOCK)
+    assert chain.blocks[1][1] == [] and chain.blocks[2] == (2 * BLOCK, [(10, 0x90, 60, 1)])
+
+
+def test_the_clock_origin_follows_frames_lost_in_an_xrun():
+    engine, _ = engine_for()
+    for _ in range(10):
+        run_callback(engine, BLOCK)
+    for _ in range(1000):  # from now on the stream runs 5 blocks ahead of the frames rendered (an xrun)
+        run_callback(engine, BLOCK, late=5 * BLOCK + 7)
+    assert engine.origin == at(5 * BLOCK + 7)
 
 
 def test_live_and_scheduled_events_merge_by_offset():
-    schedule = MidiSchedule(np.array([0, 20, 40]), np.array([[0x90, 50, 90], [0x90, 51, 90], [0x90, 52, 90]]), 40, FS)
-    engine, chain = engine_with_clock([ns(BLOCK), ns(BLOCK)], schedule=schedule)
-    engine.push(0x90, 70, 100, ns(20))
-    engine.push(0x90, 71, 100, ns(33))
+    schedule = MidiSchedule(np.array([0, 20, 40]), np.array([[0x90, 50, 90], [0x90, 51, 91], [0x90, 52, 92]]), 40, FS)
+    engine, chain = engine_for(schedule)
+    engine.push(0x90, 70, 1, at(20 - BLOCK))
+    engine.push(0x90, 71, 2, at(33 - BLOCK))
     run_callback(engine, BLOCK)
     offsets = [(event[0], event[2]) for event in chain.blocks[0][1]]
     assert offsets == [(0, 50), (20, 70), (20, 51), (33, 71), (40, 52)]  # live first at equal offsets
 
 
 def test_a_long_callback_splits_live_events_across_its_blocks():
-    engine, chain = engine_with_clock([ns(3 * BLOCK), ns(3 * BLOCK)])
-    for note, sample in enumerate((BLOCK + 3, BLOCK + 70, BLOCK + 127)):
-        engine.push(0x90, note, 100, ns(sample))
+    engine, chain = engine_for()
+    for tag, frame in enumerate((3, 70, 127)):
+        engine.push(0x90, 60, tag, at(frame - BLOCK))
     run_callback(engine, 2 * BLOCK)  # the host asks for two prepared blocks at once
-    assert chain.blocks == [(0, [(3, 0x90, 0, 100)]), (BLOCK, [(6, 0x90, 1, 100), (63, 0x90, 2, 100)])]
+    assert chain.blocks == [(0, [(3, 0x90, 60, 0)]), (BLOCK, [(6, 0x90, 60, 1), (63, 0x90, 60, 2)])]
+    assert engine.live_events == 3 and engine.live_log[1].tolist() == [at(70 - BLOCK), 70, ORIGIN]
+    assert engine.live_latencies().tolist() == [BLOCK] * 3

@@ -48,7 +48,9 @@ def test_bundle_manifest_graph_and_parity(bundle):
     assert manifest["parity"]["excite"]["max_rel_error"] <= 1e-4
     outputs = manifest["graphs"]["excite"]["outputs"]
     n = manifest["modes"]
-    assert outputs == {"sigma": ["voices", n], "omega": ["voices", n], "z0": ["voices", n, 2], "c": ["voices", n, 2]}
+    attack = manifest["attack"]["samples"]  # a recording's fit carries its attack residual
+    assert outputs == {"sigma": ["voices", n], "omega": ["voices", n], "z0": ["voices", n, 2], "c": ["voices", n, 2],
+                       "attack": ["voices", attack]}
     graph = onnx.load_from_string(excite)
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic voices axis
     assert manifest["metrics"]  # training metrics travel with the bundle

@@ -64,3 +64,53 @@ def test_trajectory_max_cents_and_split_report():
     split = metrics.split_report(x * 1.01, x, fs, horizon=4000)
     assert set(split) == {"in_horizon", "extrapolated"}
     assert split["in_horizon"]["rel_mse"] == pytest.approx(1e-4)
+
+
+def decaying(fs, seconds, partials, noise_db=None, seed=0):
+    """Sum of (freq Hz, T60 s, amplitude) partials, plus white noise ``noise_db`` below full scale."""
+    t = np.arange(int(seconds * fs)) / fs
+    x = sum(a * np.exp(-3 * np.log(10) / t60 * t) * np.cos(2 * np.pi * f * t + k) for k, (f, t60, a) in enumerate(partials))
+    if noise_db is not None:
+        x = x + 10 ** (noise_db / 20) * np.random.default_rng(seed).standard_normal(x.size)
+    return x
+
+
+PARTIALS = [(196.0, 2.5, 1.0), (392.4, 1.6, 0.5), (589.3, 1.1, 0.3), (787.0, 0.8, 0.05), (1500.0, 0.4, 0.01)]
+
+
+def test_spectral_peaks_find_frequency_level_and_t60_of_each_partial():
+    fs = 16000.0
+    peaks = metrics.spectral_peaks(decaying(fs, 3.0, PARTIALS, noise_db=-90), fs, count=5)
+    order = np.argsort(peaks.freqs_hz)
+    for (f, t60, a), got_f, got_t60, level in zip(PARTIALS, peaks.freqs_hz[order], peaks.t60[order], peaks.level_db[order]):
+        assert abs(metrics.cents(got_f, f)) < 0.05
+        assert got_t60 == pytest.approx(t60, rel=0.05)
+    assert peaks.level_db.max() == 0.0 and peaks.level_db.min() < -30
+
+
+def test_recording_scores_are_zero_for_the_recording_itself_and_measure_each_error():
+    fs = 16000.0
+    ref = decaying(fs, 3.0, PARTIALS, noise_db=-90)
+    same = metrics.recording_scores(ref, ref, fs, note=55.0)
+    assert same["mr_stft"] == pytest.approx(0, abs=1e-9) and same["lsd_db"] == pytest.approx(0, abs=1e-9)
+    assert same["partial_cents_median"] < 1e-6 and same["t60_error_median"] < 1e-6 and same["partials_present"] == 1.0
+    sharp = decaying(fs, 3.0, [(f * 2 ** (4 / 1200), t60 * 1.3, 2 * a) for f, t60, a in PARTIALS], noise_db=-90)
+    off = metrics.recording_scores(sharp, ref, fs, note=55.0)  # 4 cents sharp, 30 % longer, 6 dB louder (level-matched)
+    assert off["partial_cents_median"] == pytest.approx(4.0, abs=0.05)
+    assert off["f0_cents"] == pytest.approx(4.0, abs=0.05)
+    assert off["t60_error_median"] == pytest.approx(0.3, abs=0.03)
+    assert off["partials_present"] == 1.0 and off["lsd_db"] > 0.5
+    missing = metrics.recording_scores(decaying(fs, 3.0, PARTIALS[:2], noise_db=-90), ref, fs)
+    assert missing["partials_scored"] >= 3 and missing["partials_present"] == pytest.approx(2 / missing["partials_scored"])
+    silent = metrics.recording_scores(np.zeros_like(ref), ref, fs, note=55.0)
+    assert np.isnan(silent["partial_cents_median"]) and silent["partials_present"] == 0.0  # reported, not dropped
+
+
+def test_t60_of_a_model_is_measured_over_the_recordings_span():
+    """A two-stage decay (fast then slow) under a -50 dB noise floor: the noiseless model with the same partial must
+    score ~0 T60 error (measured over the stretch where the recording's partial is above its floor)."""
+    fs = 16000.0
+    t = np.arange(int(3 * fs)) / fs
+    partial = (np.exp(-8 * t) + 0.03 * np.exp(-0.5 * t)) * np.cos(2 * np.pi * 330 * t)
+    ref = partial + 10 ** (-50 / 20) * np.random.default_rng(1).standard_normal(t.size)
+    assert metrics.recording_scores(partial, ref, fs)["t60_error_median"] < 0.05

@@ -61,8 +61,9 @@ def _play(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           text=True, check=False, timeout=120)
 
 
-def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> str:
-    """`eigentone play` listening on a JACK MIDI port that this test feeds 8 note-ons; returns its summary."""
+def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> tuple[str, str]:
+    """`eigentone play` listening on a JACK MIDI port that this test feeds 8 note-ons; returns its summary and its
+    live-MIDI timing line."""
     import mido
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", env["JACK_DEFAULT_SERVER"])
@@ -75,14 +76,16 @@ def _midi_input_run(env: dict[str, str], bundle: Path, monkeypatch) -> str:
         for line in player.stderr:
             if line.startswith(("listening on MIDI input", "eigentone: error")):
                 break
+        time.sleep(1.0)  # let the player see a second of callbacks (its clock estimate settles)
         for note in range(60, 68):
             keys.send(mido.Message("note_on", note=note, velocity=100))
-            time.sleep(0.02)
+            time.sleep(0.0173)
         out, err = player.communicate(timeout=60)
     finally:
         keys.close()
     assert player.returncode == 0, err
-    return out.strip().splitlines()[-1]
+    live = next((line for line in err.splitlines() if line.startswith("live MIDI:")), "")
+    return out.strip().splitlines()[-1], live
 
 
 def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
@@ -96,7 +99,7 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     try:
         refused = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                         "--sample-rate", "44100", "--duration", "1")
-        midi_summary = _midi_input_run(env, bundle, monkeypatch)
+        midi_summary, live_timing = _midi_input_run(env, bundle, monkeypatch)
         played = _play(env, "--model", str(bundle), "--midi-file", str(song), "--device", "system",
                        "--block", str(BLOCK), "--sample-rate", str(RATE), "--duration", str(SECONDS),
                        "--effects", str(DEFAULT_CHAIN), "--record", str(recording), "--record-format", "float")
@@ -112,8 +115,11 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     assert refused.returncode == 2 and refused.stderr.startswith("eigentone: error: "), refused.stderr
     assert "44100" in refused.stderr and "Traceback" not in refused.stderr
 
-    print(f"\nJACK MIDI input: {midi_summary}")
+    print(f"\nJACK MIDI input: {midi_summary}\n{live_timing}")
     assert "8 voices max" in midi_summary  # the 8 note-ons sent through JACK MIDI were played
+    # placed by the stream's clock: each note sounded exactly one block after its arrival on JACK's frame clock
+    # (stamps from Stream.time, blocks from time_info: were they on different clocks, the notes would be late)
+    assert live_timing.startswith(f"live MIDI: 8 events, each sounded {BLOCK}..{BLOCK} frames after"), live_timing
 
     assert played.returncode == 0, played.stderr
     summary = played.stdout.strip().splitlines()[-1]
@@ -132,3 +138,19 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     n = live.shape[0]
     assert rate == RATE and n >= 10 * RATE
     np.testing.assert_array_equal(live.T, offline.audio[:, :n])
+
+
+def test_soak_engine_adds_no_xruns_beyond_the_do_nothing_baseline():
+    """`eigentone bench soak`, short: a do-nothing client and the engine under the same JACK MIDI flood on one
+    JACK server. Passes only if no engine callback needed more CPU time than the period, the engine had no more
+    xruns than the baseline beyond the host stalls measured in its own phase (none when the baseline had none and
+    no stall was seen), no output sample was non-finite or at full scale, and every allocation inside process
+    has a named source."""
+    result = subprocess.run([sys.executable, "-m", "eigentone", "bench", "soak", "--seconds", "6"], cwd=ROOT,
+                            capture_output=True, text=True, check=False, timeout=300)
+    print(f"\n{result.stdout}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"baseline\s+\d+s\s+(\d+)\s+(\d+)", result.stdout)
+    engine = re.search(r"engine\s+(\d+)s\s+(\d+)\s+(\d+)", result.stdout)
+    assert found and engine and int(engine[1]) >= 5 and int(engine[2]) > 0.9 * 6 * RATE / BLOCK
+    assert "0 non-finite samples" in result.stdout and "NOT EXPLAINED" not in result.stdout

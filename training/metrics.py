@@ -9,6 +9,8 @@ Spectral (audio, 1-D signals at one sample rate):
 Modal (via ESPRIT, ``training/modal_analysis.py``):
     ``partial_errors``        matched partials: frequency error in cents, T60 relative error
     ``broadband_t60``         Schroeder energy-decay T60 of a whole signal, seconds
+Recordings (independent of the models' own ESPRIT analysis: spectral peak matching):
+    ``recording_scores``      level-matched first seconds: MR-STFT, LSD, partial cents, T60 error, partials present
 Nonlinear strings:
     ``fundamental_trajectory`` f0 over time (short-window ESPRIT)
     ``trajectory_max_cents``  max |cents| between two f0 tracks
@@ -31,7 +33,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from training.modal_analysis import ModalEstimate, esprit, esprit_subband, fundamental_trajectory, significant_partials
+from training.modal_analysis import (
+    ModalEstimate,
+    SpectralPeaks,
+    esprit,
+    esprit_subband,
+    fundamental_trajectory,
+    peak_t60,
+    significant_partials,
+    spectral_peaks,
+)
 
 __all__ = [
     "audio_report",
@@ -44,6 +55,7 @@ __all__ = [
     "mr_stft_distance",
     "partial_errors",
     "pickup_rel_mse",
+    "recording_scores",
     "split_report",
     "trajectory_max_cents",
 ]
@@ -249,3 +261,125 @@ def split_report(pred: np.ndarray, ref: np.ndarray, sample_rate: float, horizon:
     if ref.size - horizon >= 2048:
         out["extrapolated"] = audio_report(pred[horizon:], ref[horizon:], sample_rate, **kwargs)
     return out
+
+
+# ---------------------------------------------------------------- recordings: independent peak-matching scores
+
+SCORE_SECONDS = 3.0
+"""Recordings are scored over their first 3 s (or their whole length when shorter)."""
+PARTIAL_RANGE_DB = 40.0
+"""Reference partials within this many dB of the strongest one are scored."""
+MAX_SCORED_PARTIALS = 24
+TOLERANCE_CENTS = 50.0
+"""A predicted peak further than this from a reference partial does not match it."""
+PRESENT_DB = 20.0
+"""A matched partial counts as present when its level is within this many dB of the reference's."""
+
+
+def level_match(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``pred`` scaled to the RMS of ``ref`` (same length); zeros stay zeros."""
+    pred, ref = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    rms = float(np.sqrt(np.mean(pred**2)))
+    return pred * (float(np.sqrt(np.mean(ref**2))) / rms) if rms > 0 else pred
+
+
+def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: float = TOLERANCE_CENTS,
+                range_db: float = PARTIAL_RANGE_DB, max_partials: int = MAX_SCORED_PARTIALS) -> dict[str, np.ndarray]:
+    """Pair each scored reference partial with the nearest predicted peak (in cents).
+
+    Scored reference partials: those within ``range_db`` of the strongest, at most ``max_partials``.
+    Returns arrays over the scored partials: ``ref_hz``, ``pred_index`` (matched peak of ``pred``, -1 if none),
+    ``cents`` (pred - ref, nan if unmatched),
+    ``level_db`` (pred - ref level, nan if unmatched), ``t60_ratio`` (T60_pred / T60_ref, nan if unmatched or
+    either does not decay).
+    """
+    keep = np.nonzero(ref.level_db >= -range_db)[0][:max_partials]
+    out = {k: np.full(keep.size, np.nan) for k in ("cents", "level_db", "t60_ratio")}
+    out["ref_hz"] = ref.freqs_hz[keep]
+    out["pred_index"] = np.full(keep.size, -1)
+    if pred.freqs_hz.size == 0:
+        return out
+    for i, k in enumerate(keep):
+        gaps = cents(pred.freqs_hz, ref.freqs_hz[k])
+        j = int(np.argmin(np.abs(gaps)))
+        if abs(gaps[j]) > tolerance_cents:
+            continue
+        out["cents"][i] = gaps[j]
+        out["pred_index"][i] = j
+        out["level_db"][i] = pred.level_db[j] - ref.level_db[k]
+        if np.isfinite(pred.t60[j]) and np.isfinite(ref.t60[k]):
+            out["t60_ratio"][i] = pred.t60[j] / ref.t60[k]
+    return out
+
+
+def recording_scores(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, seconds: float = SCORE_SECONDS,
+                     note: float | None = None, ref_peaks: SpectralPeaks | None = None) -> dict[str, float]:
+    """How close a rendered note is to its recording: the fidelity bench's and the trainer's scores.
+
+    Both signals (1-D, same rate) are cut to the first ``seconds`` and ``pred`` is level-matched (RMS) to
+    ``ref``. Partials come from ``spectral_peaks`` of each signal separately (peak picking, nothing shared
+    with the model's fit), then ``match_peaks``:
+
+    * ``mr_stft``, ``lsd_db``: multi-resolution STFT distance, log-spectral distance (dB)
+    * ``partial_cents_median`` / ``partial_cents_mean``: |frequency error| over matched partials
+    * ``t60_error_median``: median |T60_pred / T60_ref - 1| over matched decaying partials
+    * ``partials_present``: fraction of the reference's partials within 40 dB of its strongest (at most 24)
+      that the prediction has within 50 cents and within 20 dB of the reference's level
+    * ``f0_cents`` (only with ``note``): cents from the recording's partial nearest the note to the prediction's
+      peak nearest it (nan if the recording has no partial within a semitone of the note)
+
+    Missing values (no matched partial) are nan, never dropped.
+    """
+    n = int(min(np.size(ref), round(seconds * sample_rate)))
+    ref = np.asarray(ref, np.float64).ravel()[:n]
+    pred = np.asarray(pred, np.float64).ravel()[:n]
+    if pred.size < n:
+        pred = np.pad(pred, (0, n - pred.size))
+    pred = level_match(pred, ref)
+    ref_pk = ref_peaks if ref_peaks is not None else spectral_peaks(ref, sample_rate, count=MAX_SCORED_PARTIALS,
+                                                                    decay_seconds=seconds)
+    pred_pk = spectral_peaks(pred, sample_rate, count=3 * MAX_SCORED_PARTIALS, decay_seconds=seconds)
+    pairs = match_peaks(pred_pk, ref_pk)
+    matched = pairs["pred_index"] >= 0
+    if matched.any() and ref_pk.span_s is not None:
+        # each matched partial's decay over the same time span and with the same envelope window as the
+        # recording's, so a model without the recording's noise floor is not measured over a longer stretch
+        scored = np.nonzero(ref_pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS][matched]
+        t_ref = ref_pk.t60[scored]
+        t_pred = peak_t60(pred, sample_rate, pred_pk.freqs_hz[pairs["pred_index"][matched]], seconds=seconds,
+                          like=ref_pk.subset(scored))
+        ok = np.isfinite(t_ref) & np.isfinite(t_pred)
+        ratio = np.full(t_ref.size, np.nan)
+        ratio[ok] = t_pred[ok] / t_ref[ok]
+        pairs["t60_ratio"][matched] = ratio
+    err = np.abs(pairs["cents"][np.isfinite(pairs["cents"])])
+    t60 = np.abs(pairs["t60_ratio"][np.isfinite(pairs["t60_ratio"])] - 1.0)
+    present = np.isfinite(pairs["cents"]) & (np.abs(np.nan_to_num(pairs["level_db"], nan=1e9)) <= PRESENT_DB)
+    scores = {
+        "mr_stft": mr_stft_distance(pred, ref),
+        "lsd_db": log_spectral_distance(pred, ref),
+        "partial_cents_median": float(np.median(err)) if err.size else float("nan"),
+        "partial_cents_mean": float(np.mean(err)) if err.size else float("nan"),
+        "t60_error_median": float(np.median(t60)) if t60.size else float("nan"),
+        "partials_present": float(np.mean(present)) if present.size else float("nan"),
+        "partials_scored": float(present.size),
+    }
+    if note is not None:
+        scores["f0_cents"] = fundamental_cents(pred_pk, ref_pk, note)
+    return scores
+
+
+def fundamental_cents(pred: SpectralPeaks, ref: SpectralPeaks, note: float) -> float:
+    """Cents from the reference's partial nearest MIDI ``note`` (within 100 cents, within 40 dB of its strongest)
+    to the predicted peak nearest that partial; nan when either is missing."""
+    target = 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+    ok = ref.level_db >= -PARTIAL_RANGE_DB
+    if not ok.any() or pred.freqs_hz.size == 0:
+        return float("nan")
+    gaps = np.abs(cents(ref.freqs_hz[ok], target))
+    if gaps.min() > 100.0:
+        return float("nan")
+    f_ref = ref.freqs_hz[ok][int(np.argmin(gaps))]
+    to_pred = cents(pred.freqs_hz, f_ref)
+    j = int(np.argmin(np.abs(to_pred)))
+    return float(to_pred[j]) if abs(to_pred[j]) <= TOLERANCE_CENTS else float("nan")

@@ -22,15 +22,20 @@ from torch import nn
 
 from eigentone.contract.reference import hz_to_midi
 from eigentone.contract.torch_twin import modal_readout, modal_trajectory
+from eigentone.errors import EigentoneError
 from training import metrics as M
 from training.data.audio import Recording
 from training.data.sources import TrainingData
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.fits import estimate_f0, harmonic_targets, strong_partials
 from training.losses import multi_resolution_stft_loss, relative_mse
-from training.modal_analysis import ModalEstimate, esprit, significant_partials
+from training.modal_analysis import ModalEstimate, analyse_recording, esprit, significant_partials
 from training.models.diag_ssm import ConditionedSSM, FieldReadout, FieldSSM, RecordingSSM
 from training.report import controls_tensor, render_contract
+
+DEFAULT_MODES = 48
+RECORDING_MODES = 128
+"""Modes of a single-recording fit: every partial within 40 dB of the strongest, pairs and noise skirts included."""
 
 MODEL_KINDS = {"field": "field", "recording": "recording", "recordings": "conditioned"}
 """TrainingData kind -> model kind (stored in the run config)."""
@@ -49,23 +54,34 @@ def note_range(notes: list[float]) -> list[int]:
 
 
 def fit_recording(rec: Recording, n_modes: int) -> tuple[RecordingSSM, dict[str, Any]]:
-    """A RecordingSSM initialised from ESPRIT of the recording."""
+    """A RecordingSSM from ``analyse_recording``: subband-ESPRIT modes and the attack residual."""
     x = rec.audio.astype(np.float64)
-    est = strong_partials(x, rec.sample_rate, n_modes)
+    try:
+        analysis = analyse_recording(x, rec.sample_rate, n_modes)
+    except ValueError as exc:
+        raise EigentoneError(f"{rec.path}: {exc}; is it a plucked or struck note?") from None
+    est = analysis.partials
     f0 = estimate_f0(est, rec.note)
     base_note = rec.note if np.isfinite(rec.note) else float(hz_to_midi(f0))
-    model = RecordingSSM(est.freqs_hz.size, base_note=base_note, base_velocity=rec.velocity)
+    model = RecordingSSM(est.freqs_hz.size, base_note=base_note, base_velocity=rec.velocity,
+                         attack_samples=analysis.attack.size)
     model.poles.set_(est.sigma, 2 * np.pi * est.freqs_hz)
     with torch.no_grad():
         model.amplitude.copy_(torch.tensor(np.stack([est.amplitudes.real, est.amplitudes.imag], -1), dtype=torch.float32))
-    return model, {"f0_hz": f0, "base_note": base_note}
+        model.attack.copy_(torch.tensor(analysis.attack, dtype=torch.float32))
+    return model, {"f0_hz": f0, "base_note": base_note, "attack_samples": int(analysis.attack.size)}
 
 
-def render_recording(model: nn.Module, rec: Recording, base_note: float) -> np.ndarray:
-    """The model's note for ``rec`` (its labels), as long as the recording, float64 (samples,)."""
+def render_recording(model: nn.Module, rec: Recording, base_note: float, attack: bool = True) -> np.ndarray:
+    """The model's note for ``rec`` (its labels), as long as the recording, float64 (samples,); its attack
+    component added at the recording's rate when it has one and ``attack``."""
     with torch.no_grad():
         out = model(controls_tensor(_note_of(rec, base_note), rec.velocity, rec.position))
-    return render_contract(out, rec.sample_rate, rec.audio.size)[0]
+    y = render_contract(out, rec.sample_rate, rec.audio.size)[0]
+    if attack and "attack" in out:
+        table = out["attack"][0].double().numpy()[: y.size]
+        y[: table.size] += table
+    return y
 
 
 def audio_step_loss(model: nn.Module, recs: list[Recording], crop: int, rng: np.random.Generator) -> StepLoss:
@@ -262,13 +278,18 @@ class DiagSSM(Family):
     command = "ssm"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--modes", type=int, default=48, help="number of modes N (default 48)")
+        parser.add_argument("--modes", type=int, default=None,
+                            help=f"number of modes N (default {RECORDING_MODES} for one recording, {DEFAULT_MODES} otherwise)")
 
     def default_steps(self, data: TrainingData) -> int:
-        return {"field": 300, "recording": 60, "recordings": 1500}[data.kind]
+        # one recording: the closed-form fit (modes + attack residual) is the model; gradient steps would
+        # move the modes away from the residual that was computed against them
+        return {"field": 300, "recording": 0, "recordings": 1500}[data.kind]
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
         kind = MODEL_KINDS[data.kind]
+        if options.modes is None:
+            options.modes = RECORDING_MODES if data.kind == "recording" else DEFAULT_MODES
         if data.kind == "field":
             ds = data.dataset
             model, info = fit_field(ds, options.modes, np.sort(data.split["train"]))
@@ -278,7 +299,7 @@ class DiagSSM(Family):
             notes = [float(hz_to_midi(f0))]
         elif data.kind == "recording":
             model, info = fit_recording(data.recordings[0], options.modes)
-            config = {"train_samples": int(data.recordings[0].audio.size)}
+            config = {"train_samples": int(data.recordings[0].audio.size), "attack_samples": info["attack_samples"]}
             notes = [float(hz_to_midi(info["f0_hz"]))]
         else:
             recs = data.subset("train")
@@ -295,7 +316,7 @@ class DiagSSM(Family):
         if kind == "field":
             return FieldSSM(n, torch.zeros(int(config["points"])), tuple(config["field_shape"]))
         if kind == "recording":
-            return RecordingSSM(n)
+            return RecordingSSM(n, attack_samples=int(config.get("attack_samples", 0)))
         if kind == "conditioned":
             return ConditionedSSM(n, hidden=int(config.get("hidden", 32)))
         raise ValueError(f"unknown diag_ssm kind {kind!r}")
@@ -351,7 +372,9 @@ class DiagSSM(Family):
         for rec in recs:
             pred = render_recording(model, rec, base)
             ref = rec.audio.astype(np.float64)
-            results[Path(rec.path).name] = M.audio_report(pred, ref, data.sample_rate)
+            # the fidelity bench's independent scores (peak matching, first 3 s, level-matched)
+            results[Path(rec.path).name] = M.recording_scores(pred, ref, data.sample_rate,
+                                                              note=rec.note if np.isfinite(rec.note) else None)
             pairs.append((Path(rec.path).name, ref, pred))
         return Evaluation(results, data.sample_rate, pairs)
 
@@ -370,8 +393,10 @@ class DiagSSM(Family):
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
         cfg = config["model"]
         field = FieldReadout(model).eval() if isinstance(model, FieldSSM) else None
+        attack = int(cfg.get("attack_samples", 0))
         info = BundleInfo(modes=int(cfg["modes"]), note_range=tuple(cfg["note_range"]),
                           trained_sample_rate=float(cfg["sample_rate"]),
-                          description=f"diagonal SSM ({cfg['kind']}) from {Path(config['data']).name}")
+                          description=f"diagonal SSM ({cfg['kind']}) from {Path(config['data']).name}",
+                          extra={"attack": {"samples": attack, "sample_rate": float(cfg["sample_rate"])}} if attack else {})
         return Graphs(model.eval(), None, field, info)
 

@@ -109,21 +109,29 @@ class RecordingSSM(nn.Module):
     """N damped modes fitted to one recording; transposes with the note, scales with velocity.
 
     sigma_n, omega_n from ``ContinuousPoles``; z0_n = amplitude_n * velocity / base_velocity; c = 1.
+    With ``attack_samples`` L > 0 it also returns the attack component (the recording's residual after the
+    modes, ``training.modal_analysis.analyse_recording``): attack (V, L) = table * velocity / base_velocity,
+    played at the recording's rate (manifest "attack"), not transposed.
     """
 
-    def __init__(self, n_modes: int, base_note: float = 60.0, base_velocity: float = 100 / 127):
+    def __init__(self, n_modes: int, base_note: float = 60.0, base_velocity: float = 100 / 127, attack_samples: int = 0):
         super().__init__()
         self.poles = ContinuousPoles(torch.full((n_modes,), 1.0), torch.linspace(100.0, 1000.0, n_modes))
         self.amplitude = nn.Parameter(torch.zeros(n_modes, 2))  # (N, 2) complex amplitude at t = 0
         self.register_buffer("base_note", torch.tensor(float(base_note)))
         self.register_buffer("base_velocity", torch.tensor(float(base_velocity)))
+        self.register_buffer("attack", torch.zeros(int(attack_samples)))  # (L,) residual table
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
         note, velocity, _, _ = split_controls(controls)
         sigma, omega = self.poles()  # (N,)
         ratio = semitone_ratio(note, self.base_note)  # (V, 1)
-        z0 = self.amplitude[None] * (velocity / self.base_velocity)[..., None]  # (V, N, 2)
-        return {"sigma": sigma[None] * ratio, "omega": omega[None] * ratio, "z0": z0, "c": unit_readout(z0)}
+        gain = velocity / self.base_velocity  # (V, 1)
+        z0 = self.amplitude[None] * gain[..., None]  # (V, N, 2)
+        out = {"sigma": sigma[None] * ratio, "omega": omega[None] * ratio, "z0": z0, "c": unit_readout(z0)}
+        if self.attack.numel():
+            out["attack"] = self.attack[None] * gain  # (V, L)
+        return out
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:

@@ -1,139 +1,102 @@
 #include "modal_bank.hpp"
 
+#include "cpu.hpp"
+
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "ort_math.hpp"
-
 namespace eigentone {
 namespace {
 
-// The two complex-multiply halves as numba fuses them on an FMA CPU: a*b - c*d with c*d rounded first, and
-// a*b + c*d with a*b rounded first (the engine's kernels were matched element for element).
-template <bool F>
-__attribute__((always_inline)) inline float fms(float a, float b, float c, float d) {
-    if constexpr (F) return __builtin_fmaf(a, b, -(c * d));
-    return a * b - c * d;
-}
+// ---- the per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), then w <- p w ----------------------
+// Every mode's arithmetic is the same in each version (a*c - b*d, a*d + b*c in float32); the vector versions add
+// the sum over modes in another order than the engine (whose vectorised sum is not reproducible anyway), always
+// the same order for a given sample, so the output does not depend on how a block is cut into calls.
 
-template <bool F>
-__attribute__((always_inline)) inline float fps(float a, float b, float c, float d) {
-    if constexpr (F) return __builtin_fmaf(c, d, a * b);
-    return a * b + c * d;
-}
-
-template <bool F>
-__attribute__((always_inline)) inline float norm2(float re, float im) {
-    if constexpr (F) return __builtin_fmaf(im, im, re * re);
-    return re * re + im * im;
-}
-
-// The per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), w <- p w (the engine's 4-sample
-// loop fuses the imaginary part as a*d + (b*c rounded); used for every sample here, whatever the cut).
-template <bool F>
-__attribute__((always_inline)) inline void run_voice(float* wr, float* wi, const float* pr, const float* pi,
-                                                     int n_modes, float* scratch, int n) {
+void run_voice_scalar(float* wr, float* wi, const float* pr, const float* pi, int n_modes, float* scratch, int n) {
     for (int k = 0; k < n; ++k) {
         float acc = 0.0f;
         for (int m = 0; m < n_modes; ++m) {
             float a = wr[m], b = wi[m];
             acc += a;
-            wr[m] = fms<F>(a, pr[m], b, pi[m]);
-            wi[m] = fps<F>(b, pr[m], a, pi[m]);
+            wr[m] = a * pr[m] - b * pi[m];
+            wi[m] = a * pi[m] + b * pr[m];
         }
         scratch[k] = acc;
     }
 }
 
-// The same recurrence eight modes at a time (AVX2), four samples per pass over the modes (as the engine's
-// kernel does): each mode's arithmetic is the scalar one, only the output sum over modes is added in another
-// order (the engine's vectorised sum differs from both anyway).
-__attribute__((target("avx2,fma"))) inline __m256 rotate8(__m256& a, __m256& b, __m256 c, __m256 d) {
-    __m256 re = _mm256_fmadd_ps(a, c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(b, d)));
-    b = _mm256_fmadd_ps(a, d, _mm256_mul_ps(b, c));
+__attribute__((target("avx2"))) inline void rotate8(__m256& a, __m256& b, __m256 c, __m256 d) {
+    __m256 re = _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, d));
+    b = _mm256_add_ps(_mm256_mul_ps(a, d), _mm256_mul_ps(b, c));
     a = re;
-    return a;
 }
 
-__attribute__((target("avx2,fma"))) inline float sum8(__m256 v) {
+__attribute__((target("avx2"))) inline float sum8(__m256 v) {
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     half = _mm_add_ps(half, _mm_movehl_ps(half, half));
     half = _mm_add_ss(half, _mm_movehdup_ps(half));
     return _mm_cvtss_f32(half);
 }
 
-__attribute__((target("avx2,fma"))) void run_voice_fma(float* wr, float* wi, const float* pr, const float* pi,
-                                                       int n_modes, float* scratch, int n) {
+// U samples per pass over the modes (as the engine's kernel does), eight modes per vector.
+template <int U>
+__attribute__((target("avx2"), always_inline)) inline void avx2_pass(float* wr, float* wi, const float* pr,
+                                                                     const float* pi, int n_modes, float* scratch) {
     int wide = n_modes - n_modes % 8;
-    int k = 0;
-    for (; k + 4 <= n; k += 4) {
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        for (int m = 0; m < wide; m += 8) {
-            __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
-            __m256 c = _mm256_loadu_ps(pr + m), d = _mm256_loadu_ps(pi + m);
-            acc0 = _mm256_add_ps(acc0, a);
-            acc1 = _mm256_add_ps(acc1, rotate8(a, b, c, d));
-            acc2 = _mm256_add_ps(acc2, rotate8(a, b, c, d));
-            acc3 = _mm256_add_ps(acc3, rotate8(a, b, c, d));
+    __m256 acc[U];
+    for (int j = 0; j < U; ++j) acc[j] = _mm256_setzero_ps();
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
+        __m256 c = _mm256_loadu_ps(pr + m), d = _mm256_loadu_ps(pi + m);
+        for (int j = 0; j < U; ++j) {
+            acc[j] = _mm256_add_ps(acc[j], a);
             rotate8(a, b, c, d);
-            _mm256_storeu_ps(wr + m, a);
-            _mm256_storeu_ps(wi + m, b);
         }
-        float total[4] = {sum8(acc0), sum8(acc1), sum8(acc2), sum8(acc3)};
-        for (int m = wide; m < n_modes; ++m) {
-            float a = wr[m], b = wi[m];
-            for (int j = 0; j < 4; ++j) {
-                total[j] += a;
-                float re = __builtin_fmaf(a, pr[m], -(b * pi[m]));
-                b = __builtin_fmaf(a, pi[m], b * pr[m]);
-                a = re;
-            }
-            wr[m] = a;
-            wi[m] = b;
-        }
-        for (int j = 0; j < 4; ++j) scratch[k + j] = total[j];
+        _mm256_storeu_ps(wr + m, a);
+        _mm256_storeu_ps(wi + m, b);
     }
-    for (; k < n; ++k) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int m = 0; m < wide; m += 8) {
-            __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
-            acc = _mm256_add_ps(acc, a);
-            rotate8(a, b, _mm256_loadu_ps(pr + m), _mm256_loadu_ps(pi + m));
-            _mm256_storeu_ps(wr + m, a);
-            _mm256_storeu_ps(wi + m, b);
+    float total[U];
+    for (int j = 0; j < U; ++j) total[j] = sum8(acc[j]);
+    for (int m = wide; m < n_modes; ++m) {
+        float a = wr[m], b = wi[m];
+        for (int j = 0; j < U; ++j) {
+            total[j] += a;
+            float re = a * pr[m] - b * pi[m];
+            b = a * pi[m] + b * pr[m];
+            a = re;
         }
-        float total = sum8(acc);
-        for (int m = wide; m < n_modes; ++m) {
-            float a = wr[m], b = wi[m];
-            total += a;
-            wr[m] = __builtin_fmaf(a, pr[m], -(b * pi[m]));
-            wi[m] = __builtin_fmaf(a, pi[m], b * pr[m]);
-        }
-        scratch[k] = total;
+        wr[m] = a;
+        wi[m] = b;
     }
+    for (int j = 0; j < U; ++j) scratch[j] = total[j];
 }
 
-// Sixteen modes at a time where the CPU has AVX-512 (same per-mode arithmetic).
-__attribute__((target("avx512f,fma"))) inline void rotate16(__m512& a, __m512& b, __m512 c, __m512 d) {
-    __m512 re = _mm512_fmadd_ps(a, c, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(b, d)));
-    b = _mm512_fmadd_ps(a, d, _mm512_mul_ps(b, c));
+__attribute__((target("avx2"))) void run_voice_avx2(float* wr, float* wi, const float* pr, const float* pi,
+                                                    int n_modes, float* scratch, int n) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) avx2_pass<4>(wr, wi, pr, pi, n_modes, scratch + k);
+    for (; k < n; ++k) avx2_pass<1>(wr, wi, pr, pi, n_modes, scratch + k);
+}
+
+__attribute__((target("avx512f"))) inline void rotate16(__m512& a, __m512& b, __m512 c, __m512 d) {
+    __m512 re = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, d));
+    b = _mm512_add_ps(_mm512_mul_ps(a, d), _mm512_mul_ps(b, c));
     a = re;
 }
 
-// A sample's sum over modes: the 16-lane partial sums reduced in a fixed order, then the leftover modes. The
-// same order for every sample, however the block is cut, so the output is identical for any host buffer size.
-__attribute__((target("avx512f,avx2,fma"))) inline float sum16(__m512 v) {
+__attribute__((target("avx512f,avx2"))) inline float sum16(__m512 v) {
     alignas(64) float lanes[16];
     _mm512_store_ps(lanes, v);
     return sum8(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
 }
 
 template <int U>
-__attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pass(float* wr, float* wi, const float* pr,
-                                                                                   const float* pi, int n_modes,
-                                                                                   float* scratch) {
+__attribute__((target("avx512f,avx2"), always_inline)) inline void avx512_pass(float* wr, float* wi, const float* pr,
+                                                                               const float* pi, int n_modes,
+                                                                               float* scratch) {
     int wide = n_modes - n_modes % 16;
     __m512 acc[U];
     for (int j = 0; j < U; ++j) acc[j] = _mm512_setzero_ps();
@@ -153,8 +116,8 @@ __attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pa
         float a = wr[m], b = wi[m];
         for (int j = 0; j < U; ++j) {
             total[j] += a;
-            float re = __builtin_fmaf(a, pr[m], -(b * pi[m]));
-            b = __builtin_fmaf(a, pi[m], b * pr[m]);
+            float re = a * pr[m] - b * pi[m];
+            b = a * pi[m] + b * pr[m];
             a = re;
         }
         wr[m] = a;
@@ -163,110 +126,128 @@ __attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pa
     for (int j = 0; j < U; ++j) scratch[j] = total[j];
 }
 
-__attribute__((target("avx512f,avx2,fma"))) void run_voice_avx512(float* wr, float* wi, const float* pr,
-                                                                 const float* pi, int n_modes, float* scratch, int n) {
+__attribute__((target("avx512f,avx2"))) void run_voice_avx512(float* wr, float* wi, const float* pr,
+                                                              const float* pi, int n_modes, float* scratch, int n) {
     int k = 0;
     for (; k + 4 <= n; k += 4) avx512_pass<4>(wr, wi, pr, pi, n_modes, scratch + k);
     for (; k < n; ++k) avx512_pass<1>(wr, wi, pr, pi, n_modes, scratch + k);
 }
 
-bool has_avx512() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-    return avx512;
-#else
-    return false;
-#endif
+using VoiceKernel = void (*)(float*, float*, const float*, const float*, int, float*, int);
+
+VoiceKernel voice_kernel() {
+    return cpu::avx512() ? run_voice_avx512 : cpu::avx2() ? run_voice_avx2 : run_voice_scalar;
 }
 
-bool has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return avx2;
-#else
-    return false;
-#endif
-}
+// ---- element-wise state work: z <- z q (anchor moves), w = c z (block start) --------------------------------
 
-__attribute__((target("fma"))) void run_voice_fma_scalar(float* wr, float* wi, const float* pr, const float* pi,
-                                                         int m, float* s, int n) {
-    run_voice<true>(wr, wi, pr, pi, m, s, n);
-}
-void run_voice_plain(float* wr, float* wi, const float* pr, const float* pi, int m, float* s, int n) {
-    run_voice<false>(wr, wi, pr, pi, m, s, n);
-}
-
-template <bool F>
-__attribute__((always_inline)) inline void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
-    for (int m = 0; m < n; ++m) {
-        float a = zr[m], b = zi[m];
-        zr[m] = fms<F>(a, qr[m], b, qi[m]);
-        zi[m] = fps<F>(a, qi[m], b, qr[m]);
-    }
-}
-__attribute__((target("avx2,fma"))) void rotate_fma(float* zr, float* zi, const float* qr, const float* qi, int n) {
+__attribute__((target("avx2"))) void rotate_avx2(float* zr, float* zi, const float* qr, const float* qi, int n) {
     int wide = n - n % 8;
     for (int m = 0; m < wide; m += 8) {
         __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
-        __m256 c = _mm256_loadu_ps(qr + m), d = _mm256_loadu_ps(qi + m);
-        _mm256_storeu_ps(zr + m, _mm256_fmadd_ps(a, c, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(b, d))));
-        _mm256_storeu_ps(zi + m, _mm256_fmadd_ps(b, c, _mm256_mul_ps(a, d)));
+        rotate8(a, b, _mm256_loadu_ps(qr + m), _mm256_loadu_ps(qi + m));
+        _mm256_storeu_ps(zr + m, a);
+        _mm256_storeu_ps(zi + m, b);
     }
-    rotate<true>(zr + wide, zi + wide, qr + wide, qi + wide, n - wide);
+    for (int m = wide; m < n; ++m) {
+        float a = zr[m], b = zi[m];
+        zr[m] = a * qr[m] - b * qi[m];
+        zi[m] = a * qi[m] + b * qr[m];
+    }
 }
-void rotate_plain(float* zr, float* zi, const float* qr, const float* qi, int n) { rotate<false>(zr, zi, qr, qi, n); }
 
-template <bool F>
-__attribute__((always_inline)) inline void phasor(float* wr, float* wi, const float* zr, const float* zi,
-                                                  const float* cr, const float* ci, int n) {
+void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
+    if (cpu::avx2()) return rotate_avx2(zr, zi, qr, qi, n);
     for (int m = 0; m < n; ++m) {
-        wr[m] = fms<F>(cr[m], zr[m], ci[m], zi[m]);
-        wi[m] = fps<F>(cr[m], zi[m], ci[m], zr[m]);
+        float a = zr[m], b = zi[m];
+        zr[m] = a * qr[m] - b * qi[m];
+        zi[m] = a * qi[m] + b * qr[m];
     }
-}
-__attribute__((target("avx2,fma"))) void phasor_fma(float* wr, float* wi, const float* zr, const float* zi,
-                                                    const float* cr, const float* ci, int n) {
-    int wide = n - n % 8;
-    for (int m = 0; m < wide; m += 8) {
-        __m256 a = _mm256_loadu_ps(cr + m), b = _mm256_loadu_ps(zr + m);
-        __m256 c = _mm256_loadu_ps(ci + m), d = _mm256_loadu_ps(zi + m);
-        _mm256_storeu_ps(wr + m, _mm256_fmadd_ps(a, b, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(c, d))));
-        _mm256_storeu_ps(wi + m, _mm256_fmadd_ps(c, b, _mm256_mul_ps(a, d)));
-    }
-    phasor<true>(wr + wide, wi + wide, zr + wide, zi + wide, cr + wide, ci + wide, n - wide);
-}
-void phasor_plain(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
-    phasor<false>(wr, wi, zr, zi, cr, ci, n);
 }
 
-__attribute__((target("fma"))) float norm2_fma(float re, float im) { return norm2<true>(re, im); }
-float norm2_plain(float re, float im) { return norm2<false>(re, im); }
-__attribute__((target("fma"))) double dfma(double a, double b, double c) { return __builtin_fma(a, b, c); }
+void phasor(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
+    for (int m = 0; m < n; ++m) {   // the compiler vectorises this one (no reduction, no fusion)
+        wr[m] = cr[m] * zr[m] - ci[m] * zi[m];
+        wi[m] = cr[m] * zi[m] + ci[m] * zr[m];
+    }
+}
+
+// The smallest float f with double(f) >= kSilentMode^2: double(z2) < floor2 exactly when z2 < this.
+float flush_below() {
+    const double floor2 = kSilentMode * kSilentMode;
+    float f = float(floor2);
+    return double(f) < floor2 ? std::nextafter(f, 1.0f) : f;
+}
+
+// Block-end level of modes [0, wide) eight at a time: flush |z|^2 below the floor, sum sqrt(|z|^2 |c|^2) in double.
+__attribute__((target("avx2"))) int settle_wide(float* zr, float* zi, const float* cr, const float* ci, int wide,
+                                               double& total) {
+    const __m256 below = _mm256_set1_ps(flush_below());
+    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+    int last = 0;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
+        __m256 z2 = _mm256_add_ps(_mm256_mul_ps(a, a), _mm256_mul_ps(b, b));
+        __m256 flush = _mm256_cmp_ps(z2, below, _CMP_LT_OQ);   // NaN: not flushed
+        _mm256_storeu_ps(zr + m, _mm256_andnot_ps(flush, a));
+        _mm256_storeu_ps(zi + m, _mm256_andnot_ps(flush, b));
+        __m256 c = _mm256_loadu_ps(cr + m), d = _mm256_loadu_ps(ci + m);
+        __m256 c2 = _mm256_add_ps(_mm256_mul_ps(c, c), _mm256_mul_ps(d, d));
+        __m256 term = _mm256_andnot_ps(flush, _mm256_sqrt_ps(_mm256_mul_ps(z2, c2)));
+        sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(term)));
+        sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(term, 1)));
+        int kept = ~_mm256_movemask_ps(flush) & 0xFF;
+        if (kept) last = m + 32 - __builtin_clz(unsigned(kept));
+    }
+    double parts[4];
+    _mm256_storeu_pd(parts, _mm256_add_pd(sum_lo, sum_hi));
+    total = (parts[0] + parts[1]) + (parts[2] + parts[3]);
+    return last;
+}
 
 // float32 (re, im) of the double pole a + ib, shrunk if rounding made its magnitude exceed 1.
 inline void rounded_pole(double a, double b, float& re, float& im) {
     float a32 = float(a), b32 = float(b);
     double mag2 = double(a32) * double(a32) + double(b32) * double(b32);
-    if (mag2 > 1.0) {
-        float shrink = float((1.0 - 1e-7) / std::sqrt(mag2));
-        a32 *= shrink;
-        b32 *= shrink;
-    }
-    re = a32;
-    im = b32;
+    float shrink = mag2 > 1.0 ? float((1.0 - 1e-7) / std::sqrt(mag2)) : 1.0f;
+    re = a32 * shrink;
+    im = b32 * shrink;
 }
 
 }  // namespace
 
+void cos_sin(double theta, double& cosine, double& sine) {
+    // Taylor polynomials of sin and cos around pi/2 (terms to x^21, x^22), the engine's constants bit for bit.
+    static const double S[10] = {-0x1.5555555555555p-3,  0x1.1111111111111p-7,  -0x1.a01a01a01a01ap-13,
+                                 0x1.71de3a556c734p-19,  -0x1.ae64567f544e4p-26, 0x1.6124613a86d09p-33,
+                                 -0x1.ae7f3e733b81fp-41, 0x1.952c77030ad4ap-49,  -0x1.2f49b46814157p-57,
+                                 0x1.71b8ef6dcf572p-66};
+    static const double C[11] = {-0x1.0000000000000p-1,  0x1.5555555555555p-5,  -0x1.6c16c16c16c17p-10,
+                                 0x1.a01a01a01a01ap-16,  -0x1.27e4fb7789f5cp-22, 0x1.1eed8eff8d898p-29,
+                                 -0x1.93974a8c07c9dp-37, 0x1.ae7f3e733b81fp-45,  -0x1.6827863b97d97p-53,
+                                 0x1.e542ba4020225p-62,  -0x1.0ce396db7f853p-70};
+    double x = theta - 0x1.921fb54442d18p+0;
+    double x2 = x * x;
+    double ps = S[9];
+    for (int k = 8; k >= 0; --k) ps = S[k] + x2 * ps;
+    double pc = C[10];
+    for (int k = 9; k >= 0; --k) pc = C[k] + x2 * pc;
+    double sin_x = x + x * x2 * ps;   // sin and cos of x = theta - pi/2
+    double cos_x = 1.0 + x2 * pc;
+    cosine = -sin_x;                   // cos(theta) = -sin(x), sin(theta) = cos(x)
+    sine = cos_x;
+}
+
 ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size_, bool modulated_, float output_gain_,
                      int attack_samples, double attack_rate)
     : slots(slots_), modes(modes_), sample_rate(sample_rate_), block_size(block_size_), modulated(modulated_),
-      output_gain(output_gain_), attack_len(attack_samples), fma_(ortm::has_fma()) {
+      output_gain(output_gain_), attack_len(attack_samples) {
     levels = 1;
     while ((1 << levels) <= block_size) ++levels;   // bit_length(block_size): moves up to 2 * block_size - 1
     size_t n = size_t(slots) * size_t(modes);
     for (auto* a : {&zr, &zi, &wr, &wi, &cr, &ci, &sigma, &omega0, &alpha, &beta}) a->assign(n, 0.0f);
     tilt.assign(n, 1.0f);
+    radius.assign(n, 0.0);
     powr.assign(n * size_t(levels), 0.0f);
     powi.assign(n * size_t(levels), 0.0f);
     anchor.assign(size_t(slots), 0);
@@ -278,6 +259,8 @@ ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size
     level.assign(size_t(slots), 0.0);
     bad.assign(size_t(slots), 0);
     scratch.assign(size_t(block_size), 0.0f);
+    theta_.assign(size_t(modes), 0.0);
+    radius_work_.assign(size_t(modes), 0.0);
     attack_step = attack_samples ? attack_rate / sample_rate : 0.0;
     attack.assign(attack_samples ? size_t(slots) * size_t(attack_samples + 1) : 0, 0.0f);
     attack_pos.assign(size_t(slots), 0);
@@ -319,6 +302,7 @@ void ModalBank::load(int slot, const float* sigma_row, const float* omega_row, c
     bad[slot] = 0;
     live[slot] = modes;
     int32_t one = slot;
+    decay(&one, 1);
     poles(&one, 1, true);
     int n_ended = 0;
     settle_one(slot, 0.0, n_ended);
@@ -326,40 +310,46 @@ void ModalBank::load(int slot, const float* sigma_row, const float* omega_row, c
     anchor[slot] = at;
 }
 
+void ModalBank::decay(const int32_t* voices, int count) {
+    for (int j = 0; j < count; ++j) {
+        int v = voices[j];
+        const float* s_row = row(sigma, v);
+        double* r = radius.data() + size_t(v) * size_t(modes);
+        for (int m = 0; m < modes; ++m)
+            r[m] = std::exp(-std::max(std::max(double(s_row[m]) / decay_scale, sigma_floor[v]), 0.0) / sample_rate);
+    }
+}
+
 void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
     const double nyquist = M_PI * sample_rate;
     const double fs = sample_rate;
     for (int j = 0; j < count; ++j) {
         int v = voices[j];
-        const float* s_row = row(sigma, v);
         const float* w_row = row(omega0, v);
         const float* a_row = row(alpha, v);
         const float* b_row = row(beta, v);
         const float* zrr = row(zr, v);
         const float* zir = row(zi, v);
+        const double* r_row = radius.data() + size_t(v) * size_t(modes);
         double e = energy[v];
         if (modulated && new_energy) {
             e = 0.0;
-            for (int m = 0; m < modes; ++m)
-                e += double(b_row[m] * (fma_ ? norm2_fma(zrr[m], zir[m]) : norm2_plain(zrr[m], zir[m])));
+            for (int m = 0; m < modes; ++m) e += double(b_row[m] * (zrr[m] * zrr[m] + zir[m] * zir[m]));
             energy[v] = e;
         }
         for (int m = 0; m < modes; ++m) {
             double w = scale[v] * double(w_row[m]);
             if (modulated) w = std::sqrt(w * w + double(a_row[m]) * e);
-            if (w >= nyquist || w < 0.0) {
-                for (int level_ = 0; level_ < levels; ++level_) power(powr, level_, v)[m] = power(powi, level_, v)[m] = 0.0f;
-                continue;
-            }
-            double s = std::max(std::max(double(s_row[m]) / decay_scale, sigma_floor[v]), 0.0);
-            double r = std::exp(-s / fs);
-            double a = r * std::cos(w / fs);
-            double b = r * std::sin(w / fs);
+            bool inside = w < nyquist && w >= 0.0;   // modes at or above Nyquist (or omega < 0) get p = 0
+            double c, s;
+            cos_sin(inside ? w / fs : 0.0, c, s);
+            double r = inside ? r_row[m] : 0.0;
+            double a = r * c, b = r * s;
             for (int level_ = 0; level_ < levels; ++level_) {
                 rounded_pole(a, b, power(powr, level_, v)[m], power(powi, level_, v)[m]);
-                double a2 = fma_ ? dfma(a, a, -(b * b)) : a * a - b * b;
-                b = 2.0 * a * b;
-                a = a2;
+                double x = a, y = b;
+                a = x * x - y * y;
+                b = 2.0 * x * y;
             }
         }
     }
@@ -369,19 +359,19 @@ void ModalBank::start_block(const int32_t* active, int count) {
     for (int j = 0; j < count; ++j) {
         int v = active[j];
         anchor[v] = 0;
-        (fma_ ? phasor_fma : phasor_plain)(row(wr, v), row(wi, v), row(zr, v), row(zi, v), row(cr, v), row(ci, v), live[v]);
+        phasor(row(wr, v), row(wi, v), row(zr, v), row(zi, v), row(cr, v), row(ci, v), live[v]);
     }
 }
 
 void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
+    static const VoiceKernel kernel = voice_kernel();
     float* s = scratch.data();
     for (int j = 0; j < count; ++j) {
         int v = active[j];
-        (!fma_ ? run_voice_plain : has_avx512() ? run_voice_avx512 : has_avx2() ? run_voice_fma : run_voice_fma_scalar)(
-            row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v], s, n);
+        kernel(row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v], s, n);
         if (attack_len > 0 && double(attack_pos[v]) * attack_step < attack_len) {
             const float* table = attack.data() + size_t(v) * size_t(attack_len + 1);
-            double decay = std::exp(-sigma_floor[v] / sample_rate);
+            double step_decay = std::exp(-sigma_floor[v] / sample_rate);
             int64_t position = attack_pos[v];
             double gain = attack_gain[v];
             for (int k = 0; k < n; ++k) {
@@ -391,7 +381,7 @@ void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
                 double f = t - double(i);
                 double a = double(table[i]) * (1.0 - f) + double(table[i + 1]) * f;
                 s[k] += float(double(output_gain) * gain * a);
-                gain *= decay;
+                gain *= step_decay;
                 ++position;
             }
             attack_pos[v] = position;
@@ -412,11 +402,8 @@ void ModalBank::move_to(const int32_t* voices, int count, int at) {
     for (int j = 0; j < count; ++j) {
         int v = voices[j];
         int steps = at - anchor[v];
-        for (int level_ = 0; steps > 0; ++level_, steps >>= 1) {
-            if (steps & 1)
-                (fma_ ? rotate_fma : rotate_plain)(row(zr, v), row(zi, v), power(powr, level_, v), power(powi, level_, v),
-                                                   live[v]);
-        }
+        for (int level_ = 0; steps > 0; ++level_, steps >>= 1)
+            if (steps & 1) rotate(row(zr, v), row(zi, v), power(powr, level_, v), power(powi, level_, v), live[v]);
         anchor[v] = at;
     }
 }
@@ -425,6 +412,7 @@ void ModalBank::release(int slot, double sigma_, int at) {
     int32_t one = slot;
     move_to(&one, 1, at);
     sigma_floor[slot] = std::max(sigma_floor[slot], sigma_);
+    decay(&one, 1);
     poles(&one, 1, false);
 }
 
@@ -433,43 +421,6 @@ void ModalBank::bend(const int32_t* voices, int count, double bend_scale, int at
     for (int j = 0; j < count; ++j) scale[voices[j]] = bend_scale;
     poles(voices, count, false);
 }
-
-namespace {
-
-// The smallest float f with double(f) >= kSilentMode^2: double(z2) < floor2 exactly when z2 < this.
-float flush_below() {
-    const double floor2 = kSilentMode * kSilentMode;
-    float f = float(floor2);
-    return double(f) < floor2 ? std::nextafter(f, 1.0f) : f;
-}
-
-// Eight modes at a time: |z|^2 and |c|^2 as the scalar code fuses them, flush, sqrt(|z|^2 |c|^2) summed in double.
-__attribute__((target("avx2,fma"))) int settle_wide(float* zr, float* zi, const float* cr, const float* ci, int wide,
-                                                    double& total) {
-    const __m256 below = _mm256_set1_ps(flush_below());
-    __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
-    int last = 0;
-    for (int m = 0; m < wide; m += 8) {
-        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
-        __m256 z2 = _mm256_fmadd_ps(b, b, _mm256_mul_ps(a, a));
-        __m256 flush = _mm256_cmp_ps(z2, below, _CMP_LT_OQ);   // NaN: not flushed
-        _mm256_storeu_ps(zr + m, _mm256_andnot_ps(flush, a));
-        _mm256_storeu_ps(zi + m, _mm256_andnot_ps(flush, b));
-        __m256 c = _mm256_loadu_ps(cr + m), d = _mm256_loadu_ps(ci + m);
-        __m256 c2 = _mm256_fmadd_ps(d, d, _mm256_mul_ps(c, c));
-        __m256 term = _mm256_andnot_ps(flush, _mm256_sqrt_ps(_mm256_mul_ps(z2, c2)));
-        sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(term)));
-        sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(term, 1)));
-        int kept = ~_mm256_movemask_ps(flush) & 0xFF;
-        if (kept) last = m + 32 - __builtin_clz(unsigned(kept));
-    }
-    double parts[4];
-    _mm256_storeu_pd(parts, _mm256_add_pd(sum_lo, sum_hi));
-    total = (parts[0] + parts[1]) + (parts[2] + parts[3]);
-    return last;
-}
-
-}  // namespace
 
 int ModalBank::settle_one(int v, double threshold, int& n_ended) {
     const double floor2 = kSilentMode * kSilentMode;
@@ -480,17 +431,17 @@ int ModalBank::settle_one(int v, double threshold, int& n_ended) {
     double total = 0.0;
     int last = 0;
     int start = 0;
-    if (fma_ && has_avx2()) {
+    if (cpu::avx2()) {
         start = live[v] - live[v] % 8;
         last = settle_wide(zrr, zir, crr, cir, start, total);
     }
     for (int m = start; m < live[v]; ++m) {
-        float z2 = fma_ ? norm2_fma(zrr[m], zir[m]) : norm2_plain(zrr[m], zir[m]);
+        float z2 = zrr[m] * zrr[m] + zir[m] * zir[m];
         if (double(z2) < floor2) {   // NaN compares false: such a mode is kept (its voice is reported via bad)
             zrr[m] = 0.0f;
             zir[m] = 0.0f;
         } else {
-            float c2 = fma_ ? norm2_fma(crr[m], cir[m]) : norm2_plain(crr[m], cir[m]);
+            float c2 = crr[m] * crr[m] + cir[m] * cir[m];
             total += double(std::sqrt(z2 * c2));
             last = m + 1;
         }

@@ -1,14 +1,15 @@
 // The modal bank of one instrument: every voice slot's complex one-pole modes, mirroring engine/modal_bank.py
-// operation for operation (docs/engine-semantics.md, "numerical scheme"), with the fused multiply-adds numba
-// emits on a CPU with FMA, so the native core renders what the Python engine renders.
+// operation for operation (docs/engine-semantics.md, "numerical scheme") in plain IEEE arithmetic (no fused
+// multiply-adds: the engine's kernels do not fuse either), so the native core renders what the engine renders.
 //
 //   state z (at the voice's anchor sample), output phasor w, per-sample pole p, readout c (float32):
 //   block start:   w = c z, anchor = 0
 //   every sample:  y += sum_m Re(w_m), then w <- p w
 //   anchor moves:  z <- z p^(k - anchor) by the binary powers p^(2^i) (formed in double, stored float32),
 //                  before a voice's poles change inside a block (release, bend) and at the block end
-//   p = exp((-max(sigma / decay_scale, sigma_floor, 0) + i omega) / fs), omega = scale omega0 or, with pole
-//   modulation, sqrt((scale omega0)^2 + alpha E), E = sum_m beta_m |z_m|^2 at the block start.
+//   p = r (cos theta + i sin theta), r = exp(-max(sigma / decay_scale, sigma_floor, 0) / fs) (after note-on and
+//   release), theta = omega / fs with omega = scale omega0 or, with pole modulation, sqrt((scale omega0)^2 +
+//   alpha E), E = sum_m beta_m |z_m|^2 at the block start; cos/sin are the engine's float64 polynomials.
 // So the samples do not depend on where a block is cut into calls. All arrays (slots x modes) are allocated once.
 #pragma once
 #include <cstddef>
@@ -35,6 +36,7 @@ public:
     std::vector<float> zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi;
     std::vector<int32_t> anchor, live, ended;
     std::vector<double> scale, sigma_floor, energy, level;   // per slot
+    std::vector<double> radius;                               // (slots x modes) pole radius r
     std::vector<uint8_t> bad;
     std::vector<float> scratch;
     // attack component: tables (slots x (attack_len + 1), last entry 0), samples played, release envelope
@@ -53,6 +55,8 @@ public:
     void load(int slot, const float* sigma_row, const float* omega_row, const float* z0_row, const float* c_row,
               const float* alpha_row, const float* beta_row, const float* attack_row, const float* tilt_row,
               double bend_scale, int at);
+    // Pole radii of slots voices[0..count) (after a note-on or a release; then poles()).
+    void decay(const int32_t* voices, int count);
     // Pole powers of slots voices[0..count); new_energy: re-evaluate E from the current state first.
     void poles(const int32_t* voices, int count, bool new_energy);
     void start_block(const int32_t* active, int count);
@@ -68,11 +72,14 @@ public:
 
 private:
     int settle_one(int v, double threshold, int& n_ended);
-    bool fma_;
+    std::vector<double> theta_, radius_work_;   // (modes,) scratch of poles()
 };
 
 // Peak limiter in place on x[0..n): instant attack to keep |y| <= ceiling, exponential release per sample.
 void limit(float* x, int n, double& gain_state, double ceiling, double release_coef);
+
+// (cos x, sin x) for x in [0, pi] as engine/modal_bank.py cos_sin computes them (float64 polynomials).
+void cos_sin(double x, double& cosine, double& sine);
 
 // Brightness factors clamp((omega0 / omega_note)^b, 1/16, 16), omega_note = 2 pi midi_to_hz(note), as float32.
 void brightness_tilt(const float* omega0, int modes, double note, double brightness, float* out);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu.hpp"
 #include "ort_math.hpp"
 
 namespace eigentone {
@@ -703,36 +704,46 @@ __attribute__((target("fma"))) void matmul_fma(const float* a, int64_t a_row, in
 
 // Eight output columns at a time (AVX2) when B's columns are contiguous: every output is still its own
 // sequential fused multiply-add chain over k, so the values are those of matmul_fma.
+__attribute__((target("avx2,fma"), always_inline)) inline void finish8(float* y, __m256 acc, __m256 scale,
+                                                                        bool accumulate) {
+    _mm256_storeu_ps(y, accumulate ? _mm256_fmadd_ps(acc, scale, _mm256_loadu_ps(y)) : _mm256_mul_ps(acc, scale));
+}
+
 __attribute__((target("avx2,fma"))) void matmul_avx2(const float* a, int64_t a_row, int64_t a_col, const float* b,
                                                      int64_t b_row, float* out, int64_t out_row, int64_t m_count,
                                                      int64_t n_count, int64_t k_count, float alpha, bool accumulate) {
-    int64_t wide = n_count - n_count % 8;
-    __m256 scale = _mm256_set1_ps(alpha);
+    const __m256 scale = _mm256_set1_ps(alpha);
     for (int64_t m = 0; m < m_count; ++m) {
         const float* pa = a + m * a_row;
         float* y = out + m * out_row;
-        for (int64_t n = 0; n < wide; n += 8) {
+        int64_t n = 0;
+        for (; n + 32 <= n_count; n += 32) {   // four independent chains hide the FMA latency
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            for (int64_t k = 0; k < k_count; ++k) {
+                __m256 x = _mm256_set1_ps(pa[k * a_col]);
+                const float* pb = b + k * b_row + n;
+                acc0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pb), acc0);
+                acc1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pb + 8), acc1);
+                acc2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pb + 16), acc2);
+                acc3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pb + 24), acc3);
+            }
+            finish8(y + n, acc0, scale, accumulate);
+            finish8(y + n + 8, acc1, scale, accumulate);
+            finish8(y + n + 16, acc2, scale, accumulate);
+            finish8(y + n + 24, acc3, scale, accumulate);
+        }
+        for (; n + 8 <= n_count; n += 8) {
             __m256 acc = _mm256_setzero_ps();
             for (int64_t k = 0; k < k_count; ++k)
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(pa[k * a_col]), _mm256_loadu_ps(b + k * b_row + n), acc);
-            __m256 result = accumulate ? _mm256_fmadd_ps(acc, scale, _mm256_loadu_ps(y + n)) : _mm256_mul_ps(acc, scale);
-            _mm256_storeu_ps(y + n, result);
+            finish8(y + n, acc, scale, accumulate);
         }
-        for (int64_t n = wide; n < n_count; ++n) {
+        for (; n < n_count; ++n) {
             float acc = 0.0f;
             for (int64_t k = 0; k < k_count; ++k) acc = __builtin_fmaf(pa[k * a_col], b[k * b_row + n], acc);
             y[n] = accumulate ? __builtin_fmaf(acc, alpha, y[n]) : acc * alpha;
         }
     }
-}
-
-bool has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return avx2;
-#else
-    return false;
-#endif
 }
 
 void matmul_plain(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
@@ -937,7 +948,7 @@ bool op_einsum(const Step& step, std::vector<Value>& v, bool grow, const char*& 
     }
     int64_t sum_total = 1;
     for (int j = 0; j < n_sum; ++j) sum_total *= size_of[int(sum_letters[j])];
-    bool fma = ortm::has_fma();
+    bool fma = cpu::fma();
     int64_t out_counter[kMaxRank] = {};
     int64_t total = s.numel();
     for (int64_t index = 0; index < total; ++index) {
@@ -980,9 +991,9 @@ bool op_einsum(const Step& step, std::vector<Value>& v, bool grow, const char*& 
 void matmul_block(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
                   float* out, int64_t out_row, int64_t m_count, int64_t n_count, int64_t k_count, float alpha,
                   bool accumulate) {
-    if (b_col == 1 && n_count >= 8 && has_avx2()) {
+    if (b_col == 1 && n_count >= 8 && cpu::avx2()) {
         matmul_avx2(a, a_row, a_col, b, b_row, out, out_row, m_count, n_count, k_count, alpha, accumulate);
-    } else if (ortm::has_fma()) {
+    } else if (cpu::fma()) {
         matmul_fma(a, a_row, a_col, b, b_row, b_col, out, out_row, m_count, n_count, k_count, alpha, accumulate);
     } else {
         matmul_plain(a, a_row, a_col, b, b_row, b_col, out, out_row, m_count, n_count, k_count, alpha, accumulate);

@@ -1,5 +1,7 @@
 #include "ort_math.hpp"
 
+#include "cpu.hpp"
+
 #include <cmath>
 #include <cstring>
 
@@ -193,18 +195,9 @@ void erf_plain(const float* x, float* y, int64_t n) {
 
 }  // namespace
 
-bool has_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-    static const bool fma = __builtin_cpu_supports("fma");
-    return fma;
-#else
-    return true;
-#endif
-}
-
-void exp(const float* x, float* y, int64_t n) { has_fma() ? exp_fma(x, y, n) : exp_plain(x, y, n); }
-void tanh(const float* x, float* y, int64_t n) { has_fma() ? tanh_fma(x, y, n) : tanh_plain(x, y, n); }
-void erf(const float* x, float* y, int64_t n) { has_fma() ? erf_fma(x, y, n) : erf_plain(x, y, n); }
+void exp(const float* x, float* y, int64_t n) { cpu::fma() ? exp_fma(x, y, n) : exp_plain(x, y, n); }
+void tanh(const float* x, float* y, int64_t n) { cpu::fma() ? tanh_fma(x, y, n) : tanh_plain(x, y, n); }
+void erf(const float* x, float* y, int64_t n) { cpu::fma() ? erf_fma(x, y, n) : erf_plain(x, y, n); }
 // Eigen evaluates packets of 4 floats and the last n % 4 elements of a tensor with the scalar std:: function.
 void log(const float* x, float* y, int64_t n) {
     int64_t packed = n - n % 4;

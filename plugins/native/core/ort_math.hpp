@@ -24,8 +24,5 @@ void erf(const float* x, float* y, int64_t n);
 void cos(const float* x, float* y, int64_t n);
 void sin(const float* x, float* y, int64_t n);
 
-// Does this CPU have fused multiply-add (what MLAS dispatches on)?
-bool has_fma();
-
 }  // namespace ortm
 }  // namespace eigentone

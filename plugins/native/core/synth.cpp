@@ -20,6 +20,13 @@ namespace {
 constexpr double kSilence = 1e-5;                          // -100 dBFS: quieter voices are freed
 const double kCutSigma = std::log(1000.0) / 0.005;         // stolen voices: 60 dB in 5 ms
 
+// Rows a batched graph call runs with (engine/synth_kernel.py batch_rows): the next power of two, at least 8.
+int batch_rows(int rows) {
+    int size = 8;
+    while (size < rows) size *= 2;
+    return size;
+}
+
 }  // namespace
 
 struct Synth::State {
@@ -67,11 +74,11 @@ struct Synth::State {
           modes(instrument->info.modes) {
         int slots = pool.slots;
         std::string error;
-        // The readout graph runs once per block on all sounding voices in one batch, as in the engine (the
-        // batch decides which elements onnxruntime computes on its scalar tail path, so it is kept the same).
-        if (has_readout) readout.plan(slots, error);
+        // The readout graph runs once per block on all sounding voices in one batch padded to the engine's batch
+        // sizes (powers of two, at least 8: then no element lands on onnxruntime's scalar tail path).
+        if (has_readout) readout.plan(batch_rows(slots), error);
         selection.assign(size_t(slots), 0);
-        z_rows.assign(size_t(slots) * size_t(modes) * 2, 0.0f);
+        z_rows.assign(size_t(batch_rows(slots)) * size_t(modes) * 2, 0.0f);
         tilt_row.assign(size_t(modes), 1.0f);
         release_coef = 1.0 - std::exp(-1.0 / (0.05 * fs));
         apply_options(options, true);
@@ -183,7 +190,7 @@ struct Synth::State {
                 z[(size_t(j) * modes + m) * 2 + 1] = zi[m];
             }
         }
-        if (readout.run(z, count)) bank.set_readout(active, count, readout.output(0).fp());   // else: keep weights
+        if (readout.run(z, batch_rows(count))) bank.set_readout(active, count, readout.output(0).fp());   // else: keep
     }
 
     void end_block() {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 
@@ -55,6 +56,11 @@ std::vector<BundleEntry> scan_instruments(size_t limit) {
     }
     if (entries.size() > limit) entries.resize(limit);
     return entries;
+}
+
+void log_line(const std::string& message) {
+    std::fprintf(stderr, "eigentone: %s\n", message.c_str());
+    std::fflush(stderr);
 }
 
 }  // namespace eigentone_plugin

@@ -1,5 +1,6 @@
-// The instrument folders the plugin lists: the shipped bundles that `bash run.sh plugin` installs and the
-// user's own (`eigentone install X.etone`), both under $XDG_DATA_HOME/eigentone (default ~/.local/share).
+// The instrument folders the plugin lists, and its one-line messages to the host log. The folders: the shipped
+// bundles that `bash run.sh plugin` installs and the user's own (`eigentone install X.etone`), both under
+// $XDG_DATA_HOME/eigentone (default ~/.local/share/eigentone).
 #pragma once
 #include <string>
 #include <vector>
@@ -19,5 +20,8 @@ std::string user_dir();      // data_dir() + "/instruments": `eigentone install`
 // Every *.etone in shipped_dir() then user_dir(), each folder sorted by name; at most `limit` entries
 // (hosts show the list as an enumeration). Missing folders are skipped. Reads directory entries only.
 std::vector<BundleEntry> scan_instruments(size_t limit = 255);
+
+// One line "eigentone: <message>" in the host's log (stderr, for every host we know). Not for the audio thread.
+void log_line(const std::string& message);
 
 }  // namespace eigentone_plugin

@@ -1,17 +1,10 @@
 #include "loader.hpp"
 
 #include <cerrno>
-#include <cstdio>
 
 namespace eigentone_plugin {
 
 namespace {
-
-void log_line(const std::string& line) {
-    // The host's log is the process's stderr for every host we know; one line per event.
-    std::fprintf(stderr, "eigentone: %s\n", line.c_str());
-    std::fflush(stderr);
-}
 
 std::string short_sha(const std::string& sha256) { return sha256.substr(0, 12) + "..."; }
 

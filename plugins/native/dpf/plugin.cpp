@@ -6,7 +6,6 @@
 // wait for it.
 #include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -19,6 +18,7 @@
 START_NAMESPACE_DISTRHO
 
 using eigentone_plugin::kMaxEvents;
+using eigentone_plugin::log_line;
 
 namespace {
 
@@ -56,11 +56,6 @@ const Spec kSpecs[kParameterCount] = {
 constexpr int kCapacity = 128;                        // voices per Synth (the Max voices range)
 const char* const kDefaultInstrument = "nylon-string";  // first choice of a new plugin instance
 const char* const kStateKey = "instrument";
-
-void log_line(const std::string& line) {
-    std::fprintf(stderr, "eigentone: %s\n", line.c_str());
-    std::fflush(stderr);
-}
 
 }  // namespace
 

@@ -7,7 +7,8 @@
 //   activate RATE                 (re)activate at RATE Hz, max block 4096, stream frame 0; prints "latency N"
 //   deactivate
 //   blocks N | blocks random SEED LO HI        host block sizes from now on
-//   midi FRAME STATUS DATA1 DATA2              queue a MIDI message (decimal or 0x..)
+//   midi FRAME STATUS DATA1 DATA2              queue a MIDI message (decimal or 0x..); FRAME "+N": N frames
+//                                              after the current stream position
 //   param NAME VALUE              send a parameter value with the next process call (frame offset 0)
 //   render FRAMES                 process FRAMES frames
 //   render_until NAME VALUE MAX   process blocks, 1 ms apart, until parameter NAME reads VALUE after a block (at
@@ -178,7 +179,8 @@ public:
         } else if (command == "midi") {
             std::string frame, a, b, c;
             in >> frame >> a >> b >> c;
-            queued_.push_back({std::stoull(frame, nullptr, 0),
+            const uint64_t at = frame[0] == '+' ? position_ + std::stoull(frame.substr(1)) : std::stoull(frame, nullptr, 0);
+            queued_.push_back({at,
                                {static_cast<uint8_t>(std::stoi(a, nullptr, 0)), static_cast<uint8_t>(std::stoi(b, nullptr, 0)),
                                 static_cast<uint8_t>(std::stoi(c, nullptr, 0))}});
         } else if (command == "param") {

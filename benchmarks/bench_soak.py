@@ -1,0 +1,411 @@
+"""`eigentone bench soak`: minutes of real-time play under a MIDI flood on a JACK server, beside a do-nothing client.
+
+The command starts its own JACK server (dummy backend: a sound-card-free clock that drives real callbacks),
+then plays two phases of ``--seconds`` each through PortAudio on that server, with the same MIDI flood
+arriving over JACK MIDI from this process (chords, sustain pedal, pitch-bend sweeps, sweeps over all 128
+notes):
+
+1. baseline: a callback that does nothing but write silence (and drains the same MIDI input);
+2. engine: ``eigentone play``'s real-time engine (RealtimeEngine + SignalChain with the default effects
+   chain and the output guard) at ``--block`` samples per callback.
+
+It prints, for both: xruns (PortAudio's underflow flags), the JACK server's own late cycles (host stalls: its
+timer ran late, every client suffers them) and, for the engine, callback p50 / p99.9 / max (wall time) and
+the callbacks whose *CPU* time exceeded the period (too slow even on an idle machine). Then it checks what
+left the signal chain: no NaN/Inf sample, no sample at or above full scale, the guard's counts; and replays
+the same flood offline through ``SignalChain.process`` with tracemalloc (no audio or MIDI thread running) to
+count the allocations inside ``process`` by source.
+
+Exit 1 when: the engine had a callback whose CPU time exceeded the period; the engine had more xruns than
+the baseline beyond the host stalls seen during its phase (zero when the baseline had none and no stall
+was seen); any non-finite or full-scale output sample; an allocation inside ``process`` from a source not
+named in ``KNOWN_ALLOCATIONS``; the engine stopped early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from eigentone.errors import EigentoneError
+
+HELP = "soak test: real-time play on a JACK dummy server under a MIDI flood, beside a do-nothing baseline"
+EXAMPLE = "eigentone bench soak --seconds 600 --block 128"
+
+SAMPLE_RATE = 48000
+KNOWN_ALLOCATIONS = {
+    "pedalboard": "the effects chain returns a new (channels, frames) float32 array per call (pedalboard has "
+                  "no output-buffer argument)",
+    "onnxruntime": "onnxruntime's Python binding (run_with_iobinding) creates a few small objects per run; the "
+                   "graph's inputs and outputs themselves are preallocated and bound",
+    "output guard": "numba's dispatcher boxes the guard kernel's arguments and result (Python objects, pymalloc)",
+    "engine (Python and numba)": "numba's dispatcher boxes the arguments of every call into a compiled kernel "
+                                 "(measured: ~50 bytes per argument; the synth makes 3 such calls per block), plus "
+                                 "the Python objects of the per-call glue (the stream position); small blocks from "
+                                 "CPython's pymalloc pools, no system allocator call",
+}
+"""Sources of allocations inside ``process`` that are known, with the reason they cannot be avoided here."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=600.0, help="length of each phase (default 600 = 10 min)")
+    parser.add_argument("--block", type=int, default=128, help="JACK period and callback size (default 128)")
+    parser.add_argument("--voices", type=int, default=64, help="voice slots (default 64)")
+    parser.add_argument("--model", help="bundle to play (default: an analytic 256-mode string)")
+
+
+def flood(seconds: float, seed: int = 0) -> list[tuple[float, int, int, int]]:
+    """The MIDI flood: (time s, status, data1, data2), sorted. Every 100 ms a chord of 12 notes (released 80 ms
+    later), the sustain pedal down 2 s / up 2 s, a pitch-bend message every 5 ms sweeping +-2 semitones, a mod-wheel
+    sweep, and every 10 s a run over all 128 notes (one every 5 ms)."""
+    rng = np.random.default_rng(seed)
+    events: list[tuple[float, int, int, int]] = []
+    t = 0.0
+    while t < seconds:
+        notes = rng.choice(128, 12, replace=False)
+        for k, note in enumerate(notes):
+            events.append((t + 0.0005 * k, 0x90, int(note), int(rng.integers(1, 128))))
+            events.append((t + 0.08, 0x80, int(note), 0))
+        t += 0.1
+    for k in range(int(seconds / 2)):
+        events.append((2.0 * k, 0xB0, 64, 127 if k % 2 == 0 else 0))
+    for k in range(int(seconds / 0.005)):
+        value = int(8192 + 8191 * math.sin(2 * math.pi * k * 0.005 / 1.5))
+        events.append((0.005 * k, 0xE0, value & 0x7F, value >> 7))
+        if k % 20 == 0:
+            events.append((0.005 * k, 0xB0, 1, int(64 + 60 * math.sin(2 * math.pi * k * 0.005 / 7))))
+    for start in np.arange(5.0, seconds, 10.0):
+        for note in range(128):
+            events.append((start + 0.005 * note, 0x90, note, 100))
+            events.append((start + 0.005 * note + 0.2, 0x80, note, 0))
+    return sorted(e for e in events if e[0] < seconds)
+
+
+@numba.njit(cache=True)
+def scan(block, stats):  # pragma: no cover - compiled
+    """stats[0] = max(stats[0], max |x| of the finite samples), stats[1] += non-finite samples; block (n, ch)."""
+    for k in range(block.shape[0]):
+        for c in range(block.shape[1]):
+            x = block[k, c]
+            if not np.isfinite(x):
+                stats[1] += 1
+            elif abs(x) > stats[0]:
+                stats[0] = abs(x)
+
+
+class JackServer:
+    """A private jackd (dummy backend) for the soak, stopped by its process id."""
+
+    def __init__(self, block: int, log: Path):
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            raise EigentoneError("bench soak needs jackd (apt-get install jackd2)")
+        self.name = f"eigentone-soak-{os.getpid()}"
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1",
+                    "JACK_NO_START_SERVER": "1"}
+        realtime = ["-R", "-P", "70"] if os.geteuid() == 0 else ["-r"]
+        self.log = log
+        with open(log, "w") as handle:
+            self.process = subprocess.Popen([jackd, "-n", self.name, *realtime, "-d", "dummy", "-r", str(SAMPLE_RATE),
+                                             "-p", str(block)], env=self.env, stdout=handle, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if subprocess.run(["jack_lsp"], env=self.env, capture_output=True, check=False).returncode == 0:
+                os.environ.update({k: self.env[k] for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")})
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise EigentoneError(f"jackd did not start: {log.read_text()[-300:]}")
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def stalls(self, since: int, until: int) -> tuple[int, int]:
+        """(late cycles of the server's own timer, clients reported unfinished) logged between two log sizes."""
+        text = self.log.read_bytes()[since:until].decode(errors="replace")
+        return text.count("JackTimedDriver::Process XRun"), text.count("was not finished")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Feeder(threading.Thread):
+    """Sends the flood through a JACK MIDI output port of this process, in real time."""
+
+    def __init__(self, port, events: list[tuple[float, int, int, int]]):
+        super().__init__(daemon=True)
+        self.port = port
+        self.events = events
+        self.stop_flag = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        import mido
+
+        started = time.monotonic()
+        for t, status, d1, d2 in self.events:
+            delay = started + t - time.monotonic()
+            if delay > 0 and self.stop_flag.wait(delay):
+                return
+            self.port.send(mido.Message.from_bytes([status, d1, d2] if status & 0xF0 != 0xC0 else [status, d1]))
+            self.sent += 1
+
+
+def _percent(values: np.ndarray, budget: float, q: float) -> float:
+    return float(np.percentile(values, q)) / budget if len(values) else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 16 <= args.block <= 8192 or not args.seconds > 0 or not 1 <= args.voices <= 4096:
+        raise EigentoneError("bench soak: --block 16..8192, --seconds > 0, --voices 1..4096")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = JackServer(args.block, Path(tmp) / "jackd.log")
+        try:
+            return _soak(args, server, Path(tmp))
+        finally:
+            import sounddevice as sd
+
+            with contextlib.suppress(Exception):  # PortAudio's JACK client must close before jackd goes
+                sd._terminate()
+            server.stop()
+
+
+def _instrument(args: argparse.Namespace, tmp: Path):
+    from engine.instrument import Instrument
+    from export.modal_bundle import write_modal_bundle
+
+    if args.model:
+        return Instrument.load(args.model)
+    write_modal_bundle(tmp / "soak.etone", modes=256, name="soak-string-256", inharmonicity=1e-6)
+    return Instrument.load(tmp / "soak.etone")
+
+
+def _chain(instrument):
+    """The signal chain `eigentone play --effects assets/effects/default.json` runs."""
+    from engine.signal_chain import SignalChain
+    from engine.synth import Synth
+    from plugins.effects import DEFAULT_CHAIN, EffectsChain
+
+    return SignalChain(Synth(instrument), EffectsChain.from_json(DEFAULT_CHAIN))
+
+
+def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
+    import gc
+
+    import mido
+    import sounddevice as sd
+
+    from engine.realtime import RealtimeEngine, open_midi_input
+
+    sd._terminate()  # PortAudio lists devices when it starts: start it again now that the server runs
+    sd._initialize()
+    instrument = _instrument(args, tmp)
+    chain = _chain(instrument)
+    events = flood(args.seconds)
+    budget = args.block / SAMPLE_RATE
+    keys = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True).open_output("eigentone-soak-keys", virtual=True)
+    print(f"eigentone bench soak: JACK dummy server, {SAMPLE_RATE} Hz, {args.block}-sample periods (budget "
+          f"{budget * 1e3:.2f} ms), {args.seconds:.0f} s per phase, MIDI flood over JACK MIDI: {len(events)} "
+          f"messages per phase ({len(events) / args.seconds:.0f}/s)")
+
+    # phase 1: the do-nothing baseline, same MIDI traffic
+    drained = collections.deque(maxlen=4096)
+    midi_in = open_midi_input("eigentone-soak-keys", lambda *message: drained.append(message))
+    baseline = {"xruns": 0, "callbacks": 0}
+
+    def nothing(outdata, frames, time_info, status) -> None:
+        if status.output_underflow or status.output_overflow:
+            baseline["xruns"] += 1
+        while drained:
+            drained.popleft()
+        outdata.fill(0.0)
+        baseline["callbacks"] += 1
+
+    mark = server.log_size()
+    stream = sd.OutputStream(samplerate=SAMPLE_RATE, blocksize=args.block, device="system", channels=2,
+                             dtype="float32", callback=nothing)
+    feeder = Feeder(keys, events)
+    stream.start()
+    feeder.start()
+    feeder.join(args.seconds + 5)
+    feeder.stop_flag.set()
+    stream.stop()
+    stream.close()
+    midi_in.close()
+    base_timer, base_clients = server.stalls(mark, server.log_size())
+
+    # phase 2: the engine
+    engine = RealtimeEngine(chain, sample_rate=SAMPLE_RATE, block_size=args.block, max_voices=args.voices,
+                            device="system")
+    stats = np.zeros(2)
+    cpu_ns = np.zeros(len(engine.durations_ns), np.int64)
+    callback = engine._callback
+
+    def measured(outdata, frames, time_info, status) -> None:  # the engine's callback, plus output checks
+        started = time.thread_time_ns()
+        callback(outdata, frames, time_info, status)
+        scan(outdata, stats)
+        cpu_ns[(engine.callbacks - 1) % len(cpu_ns)] = time.thread_time_ns() - started
+
+    engine._callback = measured
+    scan(np.zeros((1, 2), np.float32), stats)  # compiled here, for the callback's (frames, 2) arrays
+    midi_in = open_midi_input("eigentone-soak-keys", engine.push)
+    feeder = Feeder(keys, events)
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # as `eigentone play` does: no collection inside the audio callback
+    mark = server.log_size()
+    try:
+        engine.start()
+        feeder.start()
+        feeder.join(args.seconds + 5)
+        feeder.stop_flag.set()
+        time.sleep(0.2)
+    finally:
+        engine.stop()
+        gc.enable()
+        midi_in.close()
+        keys.close()
+    timer, clients = server.stalls(mark, server.log_size())
+    walls = engine.timings()
+    cpus = cpu_ns[: min(engine.callbacks, len(cpu_ns))] / 1e9
+    slow = int(np.sum(cpus > budget))
+    preempted = int(np.sum((walls > budget) & (cpus[: len(walls)] <= budget)))  # late by waiting, not by working
+    played = engine.frame / SAMPLE_RATE
+    print(f"{'phase':<10} {'played':>8} {'callbacks':>10} {'xruns':>6} {'server late':>12} {'clients late':>13}")
+    print(f"{'baseline':<10} {args.seconds:>7.0f}s {baseline['callbacks']:>10} {baseline['xruns']:>6} {base_timer:>12} "
+          f"{base_clients:>13}")
+    print(f"{'engine':<10} {played:>7.0f}s {engine.callbacks:>10} {engine.xruns:>6} {timer:>12} {clients:>13}")
+    print(f"engine ({instrument.name}, {args.voices} voices, {engine.max_voices_seen} sounding at most, effects + "
+          f"guard): callback p50 {_percent(walls, budget, 50):.1%} p99.9 {_percent(walls, budget, 99.9):.1%} "
+          f"max {walls.max(initial=0) / budget:.1%} of the budget (wall time); CPU time p99.9 "
+          f"{_percent(cpus, budget, 99.9):.1%}, max {cpus.max(initial=0) / budget:.1%}; {slow} callbacks over the "
+          f"period in CPU time, {preempted} over it in wall time only (preempted); live MIDI {engine.live_events}, "
+          f"dropped events {chain.synth.dropped_events}")
+    guard = chain.guard
+    print(f"output after the guard: peak {stats[0]:.4f} (full scale 1.0), {int(stats[1])} non-finite samples; guard "
+          f"replaced {guard.nonfinite} non-finite samples, limited {guard.limited} samples; muted voices "
+          f"{len(chain.synth.faults)}")
+    failures = []
+    if played < 0.95 * args.seconds:
+        failures.append(f"the engine played {played:.1f} s of {args.seconds:.0f} s")
+    if slow:
+        failures.append(f"{slow} callbacks took longer than the period in CPU time")
+    stalls = timer + preempted
+    excess = engine.xruns - baseline["xruns"] - stalls
+    if excess > 0 or (baseline["xruns"] == 0 and stalls == 0 and engine.xruns):
+        failures.append(f"the engine had {engine.xruns} xruns, the baseline {baseline['xruns']}, host stalls seen "
+                        f"{stalls}")
+    if stats[1] or stats[0] >= 1.0:
+        failures.append("non-finite or full-scale output samples")
+    failures += allocations(args, instrument, events)
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    return 1 if failures else 0
+
+
+def allocations(args: argparse.Namespace, instrument, events: list[tuple[float, int, int, int]]) -> list[str]:
+    """Replay the flood through SignalChain.process block by block (no audio or MIDI thread: every traced
+    allocation is process's) under tracemalloc; print the allocating calls by source; failures for sources
+    not in KNOWN_ALLOCATIONS."""
+    from engine import instrument as instrument_module
+    from engine import signal_chain as chain_module
+    from plugins import effects as effects_module
+
+    chain = _chain(instrument)
+    chain.prepare(SAMPLE_RATE, args.block, args.voices)
+    tracker = AllocationTracker()
+    wrapped = [(instrument_module.BoundGraph, "run", "onnxruntime"),
+               (effects_module.EffectsChain, "process", "pedalboard"),
+               (chain_module.OutputGuard, "process", "output guard")]
+    originals = [getattr(owner, name) for owner, name, _ in wrapped]
+    for (owner, name, source), original in zip(wrapped, originals):
+        setattr(owner, name, tracker.wrap(source, original))
+    frames = [round(t * SAMPLE_RATE) for t, *_ in events]
+    blocks = int(args.seconds * SAMPLE_RATE) // args.block
+    calls, i = 0, 0
+    tracemalloc.start(1)
+    try:
+        for b in range(blocks):
+            block_events = []
+            while i < len(events) and frames[i] < (b + 1) * args.block:
+                block_events.append((frames[i] - b * args.block, *events[i][1:]))  # as the real-time callback does
+                i += 1
+            tracker.enter("engine (Python and numba)")
+            chain.process(block_events, args.block)
+            tracker.exit()
+            calls += 1
+    finally:
+        tracemalloc.stop()
+        for (owner, name, _), original in zip(wrapped, originals):
+            setattr(owner, name, original)
+    failures = []
+    allocating = sum(tracker.calls.values())
+    print(f"allocations inside SignalChain.process: the flood replayed for {calls} calls under tracemalloc (no other "
+          f"thread running); calls that allocated, by source: {allocating or 'none'}")
+    for source, count in tracker.calls.most_common():
+        reason = KNOWN_ALLOCATIONS.get(source)
+        print(f"  {source}: {count} of {tracker.entries[source]} calls, up to {tracker.largest[source]} bytes at once"
+              + (f" -- {reason}" if reason else " -- NOT EXPLAINED"))
+        if reason is None:
+            failures.append(f"{count} allocating calls inside process from {source}")
+    return failures
+
+
+class AllocationTracker:
+    """Charges each traced allocation to the innermost tracked source running (tracemalloc's peak, reset at every
+    switch): per source, how many of its calls allocated and the most bytes one call had allocated at once."""
+
+    def __init__(self):
+        self.stack: list[list] = []  # [source, traced bytes when the current stretch began, most above it]
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.entries: collections.Counter[str] = collections.Counter()
+        self.largest: collections.Counter[str] = collections.Counter()
+
+    def enter(self, source: str) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        if self.stack:
+            self.stack[-1][2] = max(self.stack[-1][2], peak - self.stack[-1][1])
+        tracemalloc.reset_peak()
+        self.stack.append([source, current, 0])
+        self.entries[source] += 1
+
+    def exit(self) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        source, start, most = self.stack.pop()
+        most = max(most, peak - start)
+        if most > 0:
+            self.calls[source] += 1
+            self.largest[source] = max(self.largest[source], most)
+        tracemalloc.reset_peak()
+        if self.stack:
+            self.stack[-1][1] = current  # the caller's next stretch starts from here
+
+    def wrap(self, source: str, function):
+        def tracked(*args, **kwargs):
+            self.enter(source)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.exit()
+        return tracked

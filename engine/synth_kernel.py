@@ -1,0 +1,411 @@
+"""The synth's compiled block loop: MIDI events of one instrument applied sample-accurately, voices rendered.
+
+``play`` renders one piece of an internal block (never crossing a block boundary) for one instrument
+(a *part*): it applies that part's events in order, rendering the modal bank up to each event's
+offset, and does the block-start and block-end work when told to. It is the executable form of
+docs/engine-semantics.md sections 3-5 and 10: allocation and stealing (engine/voices.py), note
+on/off, sustain pedal, CC120/121/123, pitch bend, mono mode, the NaN guard and freeing.
+
+Python (engine/synth.py) does only what cannot be compiled: the onnxruntime calls. Before ``play``
+it has run the excite graph for this call's note-ons (rows in event order, controls from
+:func:`note_controls`) and, at a block start, the readout graph on the state gathered at the previous
+block end. A note-off in mono mode that returns to a held key needs one more excite row: ``play``
+then stops before that event and returns STRIKE; Python computes the row and calls again.
+
+Per-part state (preallocated, in place): ``part_i`` int64 and ``part_f`` float64, indexed by the
+constants below (scalars, then 16-entry channel tables, then the mono key stacks), and ``faults``
+(rows of (problem, channel, note)).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from engine import modal_bank as mb
+from engine import voices as vp
+
+CUT_SIGMA = math.log(1000.0) / 0.005
+"""Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
+
+DONE, STRIKE, READOUT = 0, 1, 2
+"""``play`` results: all rendered; stopped before a mono return that needs an excite row; stopped at a block
+start that needs the readout graph."""
+
+NON_FINITE_EXCITE, NON_FINITE_SAMPLES = 1, 2
+"""Problem codes in ``faults``."""
+
+# part_i (int64): scalars
+(ROWS, CURSOR, FAULTS, DROPPED, MONO, MAX_VOICES, HAS_READOUT, READOUT_ROWS, READOUT_READY, RESUME_EVENT, STRIKE_READY,
+ STRIKE_EVENT, STRIKE_NOTE, STRIKE_VELOCITY, RESUME_AT, PEAK) = range(16)
+MAPPED = 16  # [MAPPED + channel]: this part plays the channel
+SUSTAIN = 32  # [SUSTAIN + channel]: pedal down
+HELD_COUNT = 48  # [HELD_COUNT + channel]: mono stack depth
+HELD = 64  # [HELD + 256 * channel + 2 * i]: (note, velocity) of the i-th held key (mono)
+PART_I = HELD + 16 * 256
+
+# part_f (float64)
+RELEASE_SIGMA, THRESHOLD, BEND_RANGE = range(3)
+BEND = 16  # [BEND + channel]: pitch-bend frequency factor
+PART_F = 32
+
+
+@numba.njit(cache=True)
+def note_controls(events, n_events, part_of, controls, rows, capacity, last_offset, position, position_y,
+                  event_position):  # pragma: no cover - compiled
+    """Tidy the offsets of ``events[:n_events]`` and list the excite rows of their note-ons, in event order.
+
+    events: (n, 4) int64 (offset, status, data1, data2); offsets are clamped in place to [previous event's
+    offset, last_offset]. part_of: (16,) int64 part index per MIDI channel (-1: silent); controls:
+    (parts, >= capacity, 4) float32 gets (note, velocity / 127, position, position_y) per note-on, with
+    ``position`` as set by the CC1 (mod wheel, any channel) events before it; rows: (parts,) int64 row
+    counts (note-ons past ``capacity`` are left out); event_position: (>= n_events,) float64, the position
+    in effect at each event. Returns the position after the last event. Rows from the count up to the
+    next batch size (see :func:`batch_rows`) repeat row 0.
+    """
+    rows[:] = 0
+    previous = 0
+    for i in range(n_events):
+        offset = min(max(events[i, 0], previous), last_offset)
+        events[i, 0] = offset
+        previous = offset
+        kind, channel = events[i, 1] & 0xF0, events[i, 1] & 0x0F
+        if kind == 0xB0 and events[i, 2] == 1:
+            position = events[i, 3] / 127.0
+        event_position[i] = position
+        part = part_of[channel]
+        if kind == 0x90 and events[i, 3] > 0 and part >= 0 and rows[part] < capacity:
+            row = controls[part, rows[part]]
+            row[0] = events[i, 2]
+            row[1] = events[i, 3] / 127.0
+            row[2] = position
+            row[3] = position_y
+            rows[part] += 1
+    for part in range(controls.shape[0]):
+        if rows[part]:
+            for r in range(rows[part], min(batch_rows(rows[part]), capacity)):
+                controls[part, r] = controls[part, 0]
+    return position
+
+
+@numba.njit(cache=True)
+def batch_rows(rows):  # pragma: no cover - compiled
+    """Batch size a graph runs with for ``rows`` rows: the next power of two, at least 8. Few distinct shapes
+    (onnxruntime's first run of a new shape is slow), and in onnxruntime's CPU kernels a row's result does
+    not depend on the batch size from 4 rows up (measured), so results do not depend on how notes group."""
+    size = 8
+    while size < rows:
+        size *= 2
+    return size
+
+
+@numba.njit(cache=True)
+def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, readout, part_i, part_f,
+         faults):  # pragma: no cover - compiled
+    """Apply events[first:last] of this part and render out[start:stop], internal block by internal block.
+
+    events: (n, 4) int64 (offset in ``out``, status, data1, data2), offsets non-decreasing within [start, stop);
+    frame: the stream frame of out[0]; begin: out[start] starts an internal block whose start work is not done
+    yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
+    end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
+    pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite outputs (sigma, omega,
+    z0, c, mod_alpha, mod_beta, attack) with this call's rows in event order and the mono strike row last;
+    readout: (z, c) buffers of the readout graph (capacity, N, 2).
+
+    Returns DONE, or stops early: READOUT at a block start that needs the readout graph (run it on the
+    READOUT_ROWS gathered rows, set READOUT_READY, call again from RESUME_EVENT / RESUME_AT with begin=True),
+    STRIKE before a mono return (see the module doc; call again from STRIKE_EVENT / RESUME_AT, begin=False).
+    """
+    active, counts = pool[1], pool[2]
+    block = bank[mb.SCRATCH].shape[0]
+    i = first
+    while True:
+        if begin:
+            count = counts[vp.COUNT]
+            if part_i[HAS_READOUT] and count:
+                if not part_i[READOUT_READY]:
+                    part_i[RESUME_EVENT] = i
+                    part_i[RESUME_AT] = start
+                    return READOUT
+                part_i[READOUT_READY] = 0
+                mb.scatter_readout(bank, active, count, readout[1])
+            if bank[mb.PARAMS][mb.MODULATED] != 0.0:
+                mb.update_poles(bank, active, count, True)
+            mb.start_block(bank, active, count)
+        phase = (frame + start) % block
+        piece = min(stop, start + block - phase)
+        j = i
+        while j < last and (events[j, 0] < piece or piece == stop):
+            j += 1
+        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, part_i, part_f, faults) == STRIKE:
+            return STRIKE
+        if piece > start and (frame + piece) % block == 0:
+            _end_block(pool, bank, readout, part_i, part_f, faults)
+        if piece >= stop:
+            return DONE
+        start, i, begin = piece, j, True
+
+
+@numba.njit(cache=True)
+def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, part_i, part_f,
+           faults):  # pragma: no cover - compiled
+    """Apply events[first:last] and render out[start:stop] inside one internal block (``phase``: the block's
+    sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set)."""
+    active, counts = pool[1], pool[2]
+    now = start
+    for i in range(first, last):
+        offset = events[i, 0]
+        if offset > now:
+            mb.advance(bank, active, counts[vp.COUNT], out, now, offset - now)
+            now = offset
+        status = events[i, 1]
+        kind, channel = status & 0xF0, status & 0x0F
+        if not part_i[MAPPED + channel]:
+            continue
+        at = phase + now - start
+        data1, data2 = events[i, 2], events[i, 3]
+        if kind == 0x90 and data2 > 0:
+            if part_i[MONO]:
+                _hold(part_i, channel, data1, data2)
+            row = part_i[CURSOR]
+            part_i[CURSOR] += 1
+            if row < part_i[ROWS]:
+                _start(pool, bank, excite, part_i, part_f, faults, row, channel, data1, at)
+            else:
+                part_i[DROPPED] += 1
+        elif kind == 0x80 or kind == 0x90:
+            if part_i[MONO] and _returns_to_held(part_i, channel, data1):
+                if not part_i[STRIKE_READY]:
+                    part_i[STRIKE_EVENT] = i
+                    part_i[RESUME_AT] = now
+                    return STRIKE
+                part_i[STRIKE_READY] = 0
+                _forget_key(part_i, channel, data1)
+                _start(pool, bank, excite, part_i, part_f, faults, excite[0].shape[0] - 1, channel,
+                       part_i[STRIKE_NOTE], at)
+            else:
+                if part_i[MONO]:
+                    _forget_key(part_i, channel, data1)
+                _note_off(pool, bank, part_i, part_f, channel, data1, at)
+        elif kind == 0xE0:
+            semitones = ((data2 << 7 | data1) - 8192) / 8192.0 * part_f[BEND_RANGE]
+            _bend(pool, bank, part_f, channel, 2.0 ** (semitones / 12.0), at)
+        elif kind == 0xB0:
+            _control(pool, bank, part_i, part_f, channel, data1, data2, at)
+    if stop > now:
+        mb.advance(bank, active, counts[vp.COUNT], out, now, stop - now)
+    return DONE
+
+
+@numba.njit(cache=True)
+def _start(pool, bank, excite, part_i, part_f, faults, row, channel, note, at):  # pragma: no cover - compiled
+    """Start a voice from excite row ``row`` at sample ``at`` of the block (docs/engine-semantics.md, section 3)."""
+    flags, active, counts = pool
+    if not _row_is_finite(excite, row):
+        _fault(part_i, faults, NON_FINITE_EXCITE, channel, note)
+        return
+    work = bank[mb.WORK]
+    if part_i[MONO]:
+        n = vp.on_channel(flags, active, counts, channel, work)
+        for j in range(n):
+            _release(pool, bank, work[j], CUT_SIGMA, at)
+    slot, stolen = vp.allocate(flags, active, counts, part_i[MAX_VOICES], bank[mb.VOICE64][mb.LEVEL])
+    if stolen >= 0:
+        _release(pool, bank, stolen, CUT_SIGMA, at)
+    vp.start(flags, active, counts, slot, note, channel)
+    part_i[PEAK] = max(part_i[PEAK], counts[vp.COUNT])
+    mb.load(bank, slot, excite, row, part_f[BEND + channel], float(note), at)
+
+
+@numba.njit(cache=True)
+def _release(pool, bank, slot, sigma, at):  # pragma: no cover - compiled
+    """Release ``slot`` from sample ``at``: key up, not sustained, releasing, decay floor raised to ``sigma``."""
+    flags = pool[0]
+    flags[vp.KEY_DOWN, slot] = 0
+    flags[vp.SUSTAINED, slot] = 0
+    flags[vp.RELEASING, slot] = 1
+    mb.release(bank, slot, sigma, at)
+
+
+@numba.njit(cache=True)
+def _note_off(pool, bank, part_i, part_f, channel, note, at):  # pragma: no cover - compiled
+    flags, active, counts = pool
+    for j in range(counts[vp.COUNT] - 1, -1, -1):
+        slot = active[j]
+        if flags[vp.CHANNEL, slot] == channel and flags[vp.NOTE, slot] == note and flags[vp.KEY_DOWN, slot]:
+            flags[vp.KEY_DOWN, slot] = 0
+            if part_i[SUSTAIN + channel]:
+                flags[vp.SUSTAINED, slot] = 1
+            else:
+                _release(pool, bank, slot, part_f[RELEASE_SIGMA], at)
+
+
+@numba.njit(cache=True)
+def _bend(pool, bank, part_f, channel, factor, at):  # pragma: no cover - compiled
+    flags, active, counts = pool
+    part_f[BEND + channel] = factor
+    work = bank[mb.WORK]
+    n = vp.on_channel(flags, active, counts, channel, work)
+    if n:
+        mb.bend(bank, work, n, factor, at)
+
+
+@numba.njit(cache=True)
+def _control(pool, bank, part_i, part_f, channel, number, value, at):  # pragma: no cover - compiled
+    """CC64 sustain, CC120 all sound off, CC121 reset controllers, CC123 all notes off (CC1: note_controls)."""
+    flags, active, counts = pool
+    work = bank[mb.WORK]
+    if number == 64:
+        _pedal(pool, bank, part_i, part_f, channel, value >= 64, at)
+    elif number == 120:
+        part_i[HELD_COUNT + channel] = 0
+        n = vp.on_channel(flags, active, counts, channel, work)
+        for j in range(n):
+            vp.free(flags, active, counts, work[j])
+    elif number == 121:
+        _bend(pool, bank, part_f, channel, 1.0, at)
+        _pedal(pool, bank, part_i, part_f, channel, False, at)
+    elif number == 123:
+        part_i[HELD_COUNT + channel] = 0
+        n = vp.on_channel(flags, active, counts, channel, work)
+        for j in range(n):
+            if not flags[vp.RELEASING, work[j]]:
+                _release(pool, bank, work[j], part_f[RELEASE_SIGMA], at)
+
+
+@numba.njit(cache=True)
+def _pedal(pool, bank, part_i, part_f, channel, down, at):  # pragma: no cover - compiled
+    """Sustain pedal down or up; up releases the channel's sustained voices."""
+    flags, active, counts = pool
+    work = bank[mb.WORK]
+    was_down = part_i[SUSTAIN + channel] != 0
+    part_i[SUSTAIN + channel] = down
+    if was_down and not down:
+        n = vp.on_channel(flags, active, counts, channel, work)
+        for j in range(n):
+            if flags[vp.SUSTAINED, work[j]]:
+                _release(pool, bank, work[j], part_f[RELEASE_SIGMA], at)
+
+
+@numba.njit(cache=True)
+def _end_block(pool, bank, readout, part_i, part_f, faults):  # pragma: no cover - compiled
+    """Block end: state to the block end, level bounds, free ended voices (reporting bad ones), gather the state
+    for the next block's readout graph."""
+    flags, active, counts = pool
+    count = counts[vp.COUNT]
+    block_size = bank[mb.SCRATCH].shape[0]
+    work = bank[mb.WORK]
+    mb.move_to(bank, active, count, block_size)
+    n_ended = mb.settle(bank, active, count, part_f[THRESHOLD], work)
+    for j in range(n_ended):
+        slot = work[j]
+        if bank[mb.VOICE_I][mb.BAD, slot]:
+            _fault(part_i, faults, NON_FINITE_SAMPLES, flags[vp.CHANNEL, slot], flags[vp.NOTE, slot])
+        vp.free(flags, active, counts, slot)
+    count = counts[vp.COUNT]
+    part_i[READOUT_ROWS] = count
+    if part_i[HAS_READOUT] and count:
+        z = readout[0]
+        mb.gather_state(bank, active, count, z)
+        for r in range(count, min(batch_rows(count), z.shape[0])):
+            z[r] = 0.0
+
+
+@numba.njit(cache=True)
+def _fault(part_i, faults, problem, channel, note):  # pragma: no cover - compiled
+    n = part_i[FAULTS]
+    if n < faults.shape[0]:
+        faults[n, 0] = problem
+        faults[n, 1] = channel
+        faults[n, 2] = note
+        part_i[FAULTS] = n + 1
+
+
+@numba.njit(cache=True)
+def _hold(part_i, channel, note, velocity):  # pragma: no cover - compiled
+    """Mono: push (note, velocity) on the channel's stack of held keys (an earlier entry of the note removed)."""
+    _forget_key(part_i, channel, note)
+    depth = part_i[HELD_COUNT + channel]
+    if depth == 128:  # cannot happen with distinct notes; keep the newest
+        _drop_entry(part_i, channel, 0)
+        depth -= 1
+    base = HELD + 256 * channel + 2 * depth
+    part_i[base] = note
+    part_i[base + 1] = velocity
+    part_i[HELD_COUNT + channel] = depth + 1
+
+
+@numba.njit(cache=True)
+def _forget_key(part_i, channel, note):  # pragma: no cover - compiled
+    i = part_i[HELD_COUNT + channel] - 1
+    while i >= 0:
+        if part_i[HELD + 256 * channel + 2 * i] == note:
+            _drop_entry(part_i, channel, i)
+        i -= 1
+
+
+@numba.njit(cache=True)
+def _drop_entry(part_i, channel, index):  # pragma: no cover - compiled
+    depth = part_i[HELD_COUNT + channel]
+    base = HELD + 256 * channel
+    for k in range(index, depth - 1):
+        part_i[base + 2 * k] = part_i[base + 2 * k + 2]
+        part_i[base + 2 * k + 1] = part_i[base + 2 * k + 3]
+    part_i[HELD_COUNT + channel] = depth - 1
+
+
+@numba.njit(cache=True)
+def _returns_to_held(part_i, channel, note):  # pragma: no cover - compiled
+    """Mono note-off of ``note``: does it return to a still-held key? If so, that key's (note, velocity) goes to
+    STRIKE_NOTE / STRIKE_VELOCITY. Changes no stack."""
+    depth = part_i[HELD_COUNT + channel]
+    base = HELD + 256 * channel
+    if depth == 0 or part_i[base + 2 * (depth - 1)] != note or part_i[SUSTAIN + channel]:
+        return False
+    for i in range(depth - 2, -1, -1):
+        if part_i[base + 2 * i] != note:
+            part_i[STRIKE_NOTE] = part_i[base + 2 * i]
+            part_i[STRIKE_VELOCITY] = part_i[base + 2 * i + 1]
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _row_is_finite(excite, row):  # pragma: no cover - compiled
+    """Are all excite outputs of ``row`` finite (optional outputs: empty arrays)?"""
+    sigma, omega, z0, c, mod_alpha, mod_beta, attack = excite
+    return (_finite(sigma, row) and _finite(omega, row) and _finite(z0, row) and _finite(c, row)
+            and _finite(mod_alpha, row) and _finite(mod_beta, row) and _finite(attack, row))
+
+
+@numba.njit(cache=True)
+def _finite(values, row):  # pragma: no cover - compiled
+    if values.shape[0] <= row:
+        return True
+    for x in values[row].ravel():
+        if not np.isfinite(x):
+            return False
+    return True
+
+
+def _drop_stale_cache() -> None:
+    """numba checks a cached kernel against the modification time of its own source file only, but the kernels
+    here contain code compiled from engine/modal_bank.py and engine/voices.py: after one of those changes (an
+    update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's cached kernels
+    that are older than either file, so numba compiles them again."""
+    folder = getattr(getattr(play, "_cache", None), "_cache_path", None)  # numba's cache folder (internal name)
+    if folder is None:
+        return
+    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp))
+    for path in Path(folder).glob(f"{Path(__file__).stem}.*.nb[ic]"):
+        try:
+            if path.stat().st_mtime < newest:
+                path.unlink()
+        except OSError:  # another process removed or rewrote it
+            pass
+
+
+_drop_stale_cache()

@@ -1,0 +1,35 @@
+"""`eigentone bench engine`: every scenario prints its row, and the exit code follows the floors it prints.
+
+Timing is not asserted here (a busy machine is not a quiet one): the floors are set out of reach, or trivially
+met, to check that a miss makes the command fail and a pass lets it succeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks import bench_engine
+
+ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False)
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
+    if reachable:
+        monkeypatch.setattr(bench_engine, "NOTE_ON_FLOOR", 1e9)
+        monkeypatch.setattr(bench_engine, "CHORD_FLOOR", 1e9)
+        monkeypatch.setattr(bench_engine, "RENDER_FLOOR", 0.0)
+    else:
+        monkeypatch.setattr(bench_engine, "CHORD_FLOOR", 0.0)
+    code = bench_engine.run(ARGS)
+    out = capsys.readouterr().out
+    for row in ("sustained 8 voices", "1 note-on per block", "8 note-ons per block", "16-note chord every 100 ms",
+                "the chord blocks only", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
+                "offline render"):
+        assert row in out, row
+    if reachable:
+        assert code == 0 and "NOT met" not in out
+    else:
+        assert code == 1 and "16-note chord lands: max" in out and "NOT met" in out and "floor(s) missed" in out

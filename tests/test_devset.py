@@ -1,0 +1,104 @@
+"""Dev-set building blocks: GUS patch and SoundFont readers on tiny banks written here, the split table."""
+
+import struct
+
+import numpy as np
+import pytest
+
+from training.data import devset
+from training.data.soundbanks import BankError, SoundFont, read_gus_patch
+
+
+def gus_patch(samples: list[tuple[np.ndarray, int, float, int | None]]) -> bytes:
+    """A GF1PATCH110 file of 16-bit signed samples (data int16, rate, root Hz, loop start sample or None)."""
+    head = b"GF1PATCH110\0ID#000002\0".ljust(129, b"\0")
+    inst = b"\0" * 63
+    layer = bytearray(47)
+    layer[6] = len(samples)
+    out = bytearray(head + inst + bytes(layer))
+    for data, rate, root, loop in samples:
+        size = data.size * 2
+        loop_start = 2 * (loop or 0)
+        hdr = struct.pack("<7sBIIIHIIIhB", b"test", 0, size, loop_start, size, rate, 0, 0, int(root * 1000), 0, 7)
+        hdr += b"\0" * 18  # envelope, tremolo, vibrato
+        hdr += bytes([0x01 | (0x04 if loop is not None else 0)])  # 16-bit, looped
+        out += hdr.ljust(96, b"\0") + data.astype("<i2").tobytes()
+    return bytes(out)
+
+
+def test_gus_patch_sample_is_cut_at_its_loop_start_and_labelled_by_root_pitch(tmp_path):
+    ramp = (np.arange(1000) * 20).astype(np.int16)
+    path = tmp_path / "t.pat"
+    path.write_bytes(gus_patch([(ramp, 22050, 440.0, 600), (ramp[:300], 44100, 261.6256, None)]))
+    first, second = read_gus_patch(path)
+    assert first.recording().shape == (600,) and first.sample_rate == 22050
+    assert first.note == pytest.approx(69.0)
+    assert first.recording()[10] == pytest.approx(200 / 32768)
+    assert second.recording().shape == (300,) and second.note == pytest.approx(60.0, abs=1e-4)
+    with pytest.raises(BankError, match="GUS"):
+        (tmp_path / "bad.pat").write_bytes(b"nope" * 100)
+        read_gus_patch(tmp_path / "bad.pat")
+
+
+def _chunk(cid: bytes, body: bytes) -> bytes:
+    return cid + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
+
+
+def soundfont(pcm: np.ndarray, headers: list[tuple], zones: list[dict[int, int]], program: int = 24) -> bytes:
+    """An SF2 with one preset -> one instrument whose zones are ``zones`` (generator dicts)."""
+    phdr = struct.pack("<20sHHHIII", b"p", program, 0, 0, 0, 0, 0) + struct.pack("<20sHHHIII", b"EOP", 0, 0, 1, 0, 0, 0)
+    pbag = struct.pack("<HH", 0, 0) + struct.pack("<HH", 1, 0)
+    pgen = struct.pack("<Hh", 41, 0) + struct.pack("<Hh", 0, 0)
+    inst = struct.pack("<20sH", b"i", 0) + struct.pack("<20sH", b"EOI", len(zones))
+    ibag, igen = b"", b""
+    count = 0
+    for zone in zones:
+        ibag += struct.pack("<HH", count, 0)
+        for op, amount in zone.items():
+            igen += struct.pack("<Hh", op, amount)
+            count += 1
+    ibag += struct.pack("<HH", count, 0)
+    igen += struct.pack("<Hh", 0, 0)
+    shdr = b"".join(struct.pack("<20sIIIIIBbHH", *h) for h in headers) + struct.pack("<20sIIIIIBbHH", b"EOS", 0, 0, 0, 0,
+                                                                                     0, 0, 0, 0, 0)
+    pdta = b"pdta" + b"".join(_chunk(c, b) for c, b in ((b"phdr", phdr), (b"pbag", pbag), (b"pmod", b""), (b"pgen", pgen),
+                                                          (b"inst", inst), (b"ibag", ibag), (b"imod", b""),
+                                                          (b"igen", igen), (b"shdr", shdr)))
+    sdta = b"sdta" + _chunk(b"smpl", pcm.astype("<i2").tobytes())
+    body = b"sfbk" + _chunk(b"LIST", b"INFO") + _chunk(b"LIST", sdta) + _chunk(b"LIST", pdta)
+    return _chunk(b"RIFF", body)
+
+
+def test_soundfont_pairs_left_and_right_and_applies_loop_and_tuning(tmp_path):
+    pcm = np.concatenate([np.full(500, 1000), np.full(500, -1000), np.full(400, 300)]).astype(np.int16)
+    headers = [(b"Guit(L)", 0, 500, 200, 480, 44100, 45, 10, 0, 4),  # link 0 as in FluidR3: paired by name
+               (b"Guit(R)", 500, 1000, 700, 980, 44100, 45, 10, 0, 2),
+               (b"Mono", 1000, 1400, 1000, 1400, 32000, 60, 0, 0, 1)]
+    zones = [{43: 0 | (50 << 8), 54: 1, 53: 0}, {43: 0 | (50 << 8), 54: 1, 53: 1}, {43: 51 | (127 << 8), 58: 62, 53: 2}]
+    path = tmp_path / "t.sf2"
+    path.write_bytes(soundfont(pcm, headers, zones))
+    samples = SoundFont(path).preset_samples(24)
+    assert len(samples) == 2
+    stereo, mono = samples
+    assert stereo.recording().shape == (200, 2)  # looped: cut at the loop start; left + right
+    assert stereo.recording()[0, 0] > 0 > stereo.recording()[0, 1]
+    assert stereo.note == pytest.approx(45 - 0.1)  # a +10 cent playback correction: recorded 10 cents flat
+    assert mono.loop_start is None and mono.recording().shape == (400,) and mono.note == 62.0  # overriding root key
+    assert [s.note for s in SoundFont(path).preset_samples(24, keys=(55, 60))] == [62.0]
+    with pytest.raises(BankError, match="no preset"):
+        SoundFont(path).preset_samples(3)
+
+
+def test_split_is_fixed_by_instrument_and_every_group_has_both_parts():
+    names = [i.name for i in devset.INSTRUMENTS]
+    assert len(names) == len(set(names))
+    for group in devset.GROUPS:
+        parts = {i.part for i in devset.INSTRUMENTS if i.group == group}
+        assert parts == {"tune", "holdout"}, group
+    assert devset.note_file_name(66) == "Fs4" and devset.note_file_name(60.2) == "C4"
+
+
+def test_missing_packages_are_one_line_error_without_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(devset, "FREEPATS", tmp_path / "none")
+    with pytest.raises(devset.EigentoneError, match="apt-get install -y freepats"):
+        devset.ensure_packages(install=False)

@@ -1,0 +1,208 @@
+"""`eigentone devset build`: the development set of real recordings, rebuilt from Debian's sample banks.
+
+The project ships no recordings of its own instruments; the fidelity bench (``eigentone bench
+fidelity``) measures the learned models on real sampled notes that nobody here recorded:
+
+* ``freepats`` (GUS patches, GPL-2+ with a composition exception; /usr/share/doc/freepats/copyright)
+* ``fluid-soundfont-gm`` (FluidR3_GM.sf2, MIT licence; /usr/share/doc/fluid-soundfont-gm/copyright)
+
+Each selected instrument becomes a folder ``OUT/GROUP/INSTRUMENT/`` of FLAC notes (``NOTE.flac``,
+its sample rate, mono or stereo as in the bank) plus a ``labels.csv`` (note as a fractional MIDI
+number from the bank's root pitch and tuning, velocity 100), so every folder is directly a
+``eigentone train ssm`` folder and every file a single-recording fit. Looped samples are cut at
+their loop start (the rest is a playback loop, not a recording). ``OUT/devset.json`` lists every
+file with its group, part and licence.
+
+The split is fixed here, by file, and never changes: every file of an instrument marked
+``holdout`` belongs to the part that no analysis or fit setting was tuned on; benches report
+both parts. Duplicate samples (same PCM data) are kept once.
+
+Nothing of this is committed: the set is rebuilt on any machine (the packages are installed with
+apt-get when running as root; otherwise the command names them and stops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from eigentone.errors import EigentoneError
+from training.data.soundbanks import BankSample, SoundFont, read_gus_patch
+
+HELP = "rebuild the development set of real recordings (Debian's freepats and FluidR3 sample banks)"
+EXAMPLE = "eigentone devset build --out runs/devset"
+
+FREEPATS = Path("/usr/share/midi/freepats")
+FLUID = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+PACKAGES = {"freepats": "freepats", "fluid": "fluid-soundfont-gm"}
+LICENCES = {"freepats": "GPL-2+ (freepats; composition exception)", "fluid": "MIT (FluidR3_GM, Frank Wen)"}
+GROUPS = ("plucked", "bars", "cymbals-bells")
+MIN_SECONDS = 0.15
+"""Notes shorter than this once cut at their loop start are left out (too little decay to analyse)."""
+
+
+@dataclass(frozen=True)
+class DevInstrument:
+    """One instrument of the set: where its samples come from and which part it belongs to.
+
+    source : "freepats" (path = patch file under /usr/share/midi/freepats) or "fluid" (path = "bank:program")
+    name_filter : keep only samples whose bank name contains this (freepats' xylophone patch also holds marimba)
+    keys : SoundFont drum kits: only the zones on these keys
+    """
+
+    name: str
+    group: str
+    source: str
+    path: str
+    part: str  # "tune" or "holdout"
+    name_filter: str = ""
+    keys: tuple[int, int] | None = None
+
+
+INSTRUMENTS: tuple[DevInstrument, ...] = (
+    # plucked strings
+    DevInstrument("fluid-nylon-guitar", "plucked", "fluid", "0:24", "tune"),
+    DevInstrument("freepats-steel-guitar", "plucked", "freepats", "Tone_000/025_Steel_Guitar.pat", "tune"),
+    DevInstrument("fluid-harp", "plucked", "fluid", "0:46", "tune"),
+    DevInstrument("freepats-pizzicato", "plucked", "freepats", "Tone_000/045_Pizzicato_Strings.pat", "tune"),
+    DevInstrument("fluid-banjo", "plucked", "fluid", "0:105", "tune"),
+    DevInstrument("fluid-sitar", "plucked", "fluid", "0:104", "tune"),
+    DevInstrument("freepats-nylon-guitar", "plucked", "freepats", "Tone_000/024_Nylon_Guitar.pat", "holdout"),
+    DevInstrument("fluid-steel-guitar", "plucked", "fluid", "0:25", "holdout"),
+    DevInstrument("freepats-harp", "plucked", "freepats", "Tone_000/046_Harp.pat", "holdout"),
+    DevInstrument("fluid-pizzicato", "plucked", "fluid", "0:45", "holdout"),
+    DevInstrument("fluid-shamisen", "plucked", "fluid", "0:106", "holdout"),
+    DevInstrument("fluid-koto", "plucked", "fluid", "0:107", "holdout"),
+    DevInstrument("freepats-dulcimer", "plucked", "freepats", "Tone_000/015_Dulcimer.pat", "holdout"),
+    # tuned bars
+    DevInstrument("fluid-marimba", "bars", "fluid", "0:12", "tune"),
+    DevInstrument("freepats-xylophone", "bars", "freepats", "Tone_000/013_Xylophone.pat", "tune", name_filter="ylo"),
+    DevInstrument("fluid-glockenspiel", "bars", "fluid", "0:9", "tune"),
+    DevInstrument("fluid-xylophone", "bars", "fluid", "0:13", "holdout"),
+    DevInstrument("freepats-marimba", "bars", "freepats", "Tone_000/013_Xylophone.pat", "holdout", name_filter="Mmba"),
+    DevInstrument("freepats-glockenspiel", "bars", "freepats", "Tone_000/009_Glockenspiel.pat", "holdout"),
+    DevInstrument("fluid-celesta", "bars", "fluid", "0:8", "holdout"),
+    # cymbals, bells, struck plates
+    DevInstrument("fluid-crash-1", "cymbals-bells", "fluid", "128:0", "tune", keys=(49, 49)),
+    DevInstrument("fluid-ride-1", "cymbals-bells", "fluid", "128:0", "tune", keys=(51, 51)),
+    DevInstrument("fluid-china", "cymbals-bells", "fluid", "128:0", "tune", keys=(52, 52)),
+    DevInstrument("fluid-ride-bell", "cymbals-bells", "fluid", "128:0", "tune", keys=(53, 53)),
+    DevInstrument("freepats-crash", "cymbals-bells", "freepats", "Drum_000/049_Cymbal_Crash_1.pat", "tune"),
+    DevInstrument("freepats-ride-1", "cymbals-bells", "freepats", "Drum_000/051_Cymbal_Ride_1.pat", "tune"),
+    DevInstrument("freepats-tubular-bells", "cymbals-bells", "freepats", "Tone_000/014_Tubular_Bells.pat", "tune"),
+    DevInstrument("fluid-steel-drums", "cymbals-bells", "fluid", "0:114", "tune"),
+    DevInstrument("fluid-crash-2", "cymbals-bells", "fluid", "128:0", "holdout", keys=(57, 57)),
+    DevInstrument("fluid-ride-2", "cymbals-bells", "fluid", "128:0", "holdout", keys=(59, 59)),
+    DevInstrument("fluid-splash", "cymbals-bells", "fluid", "128:0", "holdout", keys=(55, 55)),
+    DevInstrument("freepats-chinese-cymbal", "cymbals-bells", "freepats", "Drum_000/052_Cymbal_Chinese.pat", "holdout"),
+    DevInstrument("freepats-ride-bell", "cymbals-bells", "freepats", "Drum_000/053_Cymbal_Ride_Bell.pat", "holdout"),
+    DevInstrument("freepats-splash", "cymbals-bells", "freepats", "Drum_000/055_Cymbal_Splash.pat", "holdout"),
+    DevInstrument("fluid-tubular-bells", "cymbals-bells", "fluid", "0:14", "holdout"),
+    DevInstrument("freepats-steel-drums", "cymbals-bells", "freepats", "Tone_000/114_Steel_Drums.pat", "holdout"),
+    DevInstrument("fluid-cowbell", "cymbals-bells", "fluid", "128:0", "holdout", keys=(56, 56)),
+)
+
+NOTE_NAMES = ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")
+
+
+def note_file_name(note: float) -> str:
+    """File stem for a MIDI note: nearest note name in the ``Fs3`` spelling (60 -> ``C4``)."""
+    n = round(note)
+    return f"{NOTE_NAMES[n % 12]}{n // 12 - 1}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["build"], help="build: (re)write the set")
+    parser.add_argument("--out", default="runs/devset", help="folder to write (default runs/devset)")
+    parser.add_argument("--no-install", action="store_true", help="never run apt-get; fail if the packages are missing")
+
+
+def ensure_packages(install: bool = True) -> None:
+    """Install freepats and fluid-soundfont-gm with apt-get when root; otherwise a one-line error if missing."""
+    missing = [pkg for src, pkg in PACKAGES.items() if not (FREEPATS if src == "freepats" else FLUID).exists()]
+    if not missing:
+        return
+    if not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise EigentoneError(f"the development set needs the Debian packages {' '.join(missing)}: "
+                             f"run as root, or: sudo apt-get install -y {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        if subprocess.run(cmd, check=False, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+            raise EigentoneError(f"{' '.join(cmd[:2])} {' '.join(missing)} failed (no network to the Debian mirrors?)")
+
+
+def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
+    """The usable samples of one instrument, lowest note first."""
+    if inst.source == "freepats":
+        samples = read_gus_patch(FREEPATS / inst.path)
+    else:
+        bank, program = (int(v) for v in inst.path.split(":"))
+        samples = fluid.preset_samples(program, bank, keys=inst.keys)
+    samples = [s for s in samples if inst.name_filter in s.name]
+    samples = [s for s in samples if s.recording().shape[0] >= MIN_SECONDS * s.sample_rate and np.isfinite(s.note)]
+    return sorted(samples, key=lambda s: s.note)
+
+
+def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrument, ...] = INSTRUMENTS) -> list[dict]:
+    """Write the set under ``out``; returns the file list (also written to out/devset.json)."""
+    ensure_packages(install)
+    out = Path(out)
+    fluid = SoundFont(FLUID) if any(i.source == "fluid" for i in instruments) else None
+    seen: set[str] = set()
+    files: list[dict] = []
+    for inst in instruments:
+        folder = out / inst.group / inst.name
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        labels = []
+        for sample in instrument_samples(inst, fluid):
+            audio = sample.recording()
+            digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            stem = note_file_name(sample.note)
+            while (folder / f"{stem}.flac").exists():  # two samples of one note (kits): keep both
+                stem += "b"
+            sf.write(folder / f"{stem}.flac", audio, round(sample.sample_rate), subtype="PCM_16")
+            labels.append((f"{stem}.flac", f"{sample.note:.3f}"))
+            files.append({"file": str((folder / f"{stem}.flac").relative_to(out)), "group": inst.group,
+                          "instrument": inst.name, "part": inst.part, "note": round(sample.note, 3),
+                          "seconds": round(audio.shape[0] / sample.sample_rate, 3), "bank_name": sample.name,
+                          "looped": sample.loop_start is not None, "licence": LICENCES[inst.source]})
+        with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "note", "velocity"])
+            writer.writerows([(name, note, 100) for name, note in labels])
+    (out / "devset.json").write_text(json.dumps({"sources": LICENCES, "files": files}, indent=1))
+    return files
+
+
+def load_index(root: str | Path) -> list[dict]:
+    """The file list of a built set (out/devset.json); EigentoneError naming the command if absent."""
+    path = Path(root) / "devset.json"
+    if not path.is_file():
+        raise EigentoneError(f"{root}: no development set here (devset.json missing); run: eigentone devset build --out {root}")
+    return json.loads(path.read_text())["files"]
+
+
+def run(args: argparse.Namespace) -> int:
+    files = build(args.out, install=not args.no_install)
+    print(f"wrote {len(files)} recordings to {args.out}")
+    for group in GROUPS:
+        for part in ("tune", "holdout"):
+            sel = [f for f in files if f["group"] == group and f["part"] == part]
+            names = sorted({f["instrument"] for f in sel})
+            print(f"  {group:14s} {part:8s} {len(sel):3d} files, {len(names)} instruments")
+    return 0
