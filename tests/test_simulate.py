@@ -96,6 +96,7 @@ def test_diaz_nonlinear_preset_and_plate_preset(tmp_path):
         (["string", "--sample-rate", "2000", "--modes", "25"], "sample rate 2000 Hz is below twice the highest"),
         (["string", "--preset", "plate2025"], "preset plate2025 simulates a plate, not a string"),
         (["plate", "--grid", "1"], "--grid must be at least 2"),
+        (["string", "--preset", "diaz2024-linear", "--grid", "16"], "--grid 16 is too coarse for preset diaz2024-linear"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line_and_no_output(tmp_path, capsys, extra, message):

@@ -150,6 +150,14 @@ def _settings(args: argparse.Namespace) -> dict:
         raise EigentoneError(f"--grid must be at least 2, got {s['grid']}")
     if s["modes"] is not None and s["modes"] < 1:
         raise EigentoneError(f"--modes must be at least 1, got {s['modes']}")
+    if preset and preset.kind == "string":  # its plucks are at least 2 grid spacings wide (see _draw_string)
+        from training.physics.string_linear import StringParams
+
+        longest = StringParams().L if preset.fixed_params else 0.75  # m
+        if 2 * longest / (s["grid"] - 1) > preset.width[1]:
+            finest = int(np.ceil(2 * longest / preset.width[1])) + 1
+            raise EigentoneError(f"--grid {s['grid']} is too coarse for preset {args.preset}: 2 grid spacings exceed "
+                                 f"its widest pluck ({preset.width[1]:g} m); use --grid {finest} or more")
     return s
 
 
