@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal as sps
 from threadpoolctl import threadpool_limits
 
@@ -65,12 +66,17 @@ class ModalEstimate:
         return ModalEstimate(self.freqs_hz[keep], self.sigma[keep], self.amplitudes[keep])
 
     def synthesise(self, sample_rate: float, n_samples: int, chunk: int = 8192) -> np.ndarray:
-        """(n_samples,) float64 signal rebuilt from the partials (in chunks of ``chunk`` samples: O(chunk K) memory)."""
+        """(n_samples,) float64 signal rebuilt from the partials (in chunks of ``chunk`` samples: O(chunk K) memory).
+
+        The (chunk, K) table of e^{p t} is computed once; chunk j reuses it with amplitudes a e^{p t_j}, so the
+        cost is one matrix product per chunk rather than chunk x K complex exponentials.
+        """
         poles = -self.sigma + 2j * np.pi * self.freqs_hz  # (K,)
         out = np.empty(n_samples)
+        table = np.exp(np.outer(np.arange(min(chunk, n_samples)) / float(sample_rate), poles))  # (chunk, K)
         for begin in range(0, n_samples, chunk):
-            t = np.arange(begin, min(begin + chunk, n_samples)) / float(sample_rate)
-            out[begin : begin + t.size] = np.real(np.exp(np.outer(t, poles)) @ self.amplitudes)
+            size = min(chunk, n_samples - begin)
+            out[begin : begin + size] = np.real(table[:size] @ (self.amplitudes * np.exp(poles * (begin / sample_rate))))
         return out
 
 
@@ -275,14 +281,14 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
     skip = -(-taps.size // decim)  # decimated samples still inside the filter's start-up
     cumulative = np.concatenate([[0.0], np.cumsum(power)])
     threshold = 10.0 ** (skip_db / 10.0) * cumulative[-1]
-    k = np.arange(x.size)
+    bands = _BandFilter(x, taps, decim)
     freqs, sigma, amps = [], [], []
     for centre in np.arange(0.0, max_freq_hz + band / 2, band):
         lo, hi = (int(np.clip(round(f / bins_hz), 0, power.size)) for f in (centre - band, centre + band))
         if cumulative[hi] - cumulative[lo] <= threshold:
             continue
-        shifted = x * np.exp(-2j * np.pi * centre / sample_rate * k)  # (samples,) complex
-        y = sps.upfirdn(taps, shifted, down=decim)[skip : x.size // decim]  # (n_d,) y[m] = a H(q) q^((skip+m) D)
+        shift, y = bands.decimated(centre / sample_rate)  # y[m] = a H(q) q^((skip+m) D), q relative to ``shift``
+        y = y[skip : x.size // decim]  # (n_d,)
         if y.size < 32:
             raise ValueError(f"signal of {x.size} samples too short for {band:.0f} Hz subbands; use a wider band_hz")
         eigvals, eigvecs = _hankel_eig(y, min(y.size // 2, max_rows))
@@ -293,16 +299,17 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
         if order == 0:
             continue
         poles = _shift_invariance_poles(eigvecs, order)  # (order,) z_d
-        log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi centre))
+        log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi shift fs))
         f_band = log_poles.imag / (2 * np.pi)
-        mine = (np.abs(f_band) <= band / 2) & (centre + f_band >= min_freq_hz)
+        f_abs = shift * sample_rate + f_band
+        mine = (np.abs(f_abs - centre) <= band / 2) & (f_abs >= min_freq_hz)
         if not mine.any():
             continue
         b = _ridge_amplitudes(poles, y)  # (order,)
         q = np.exp(log_poles[mine] / sample_rate)  # per-sample shifted poles
         response = np.exp(-np.outer(np.log(q), np.arange(taps.size))) @ taps  # H(q) = sum_j h_j q^-j
         a = b[mine] / (response * np.exp(np.log(q) * skip * decim))
-        freqs.append(centre + f_band[mine])
+        freqs.append(f_abs[mine])
         sigma.append(-log_poles.real[mine])
         amps.append(2.0 * a)  # a real partial is Re(2 a e^{pt})
     freqs = np.concatenate(freqs) if freqs else np.zeros(0)
@@ -313,6 +320,34 @@ def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_ro
     if joint_amplitudes:
         amps = fit_amplitudes(x, sample_rate, freqs, sigma)
     return ModalEstimate(freqs, sigma, amps)
+
+
+class _BandFilter:
+    """Shift, low-pass and decimate one signal many times over, in the frequency domain.
+
+    ``upfirdn(taps, x e^{-2 pi i nu k}, down=D)`` costs O(samples taps / D) per band, and the shift itself one
+    complex exponential per sample. Here x (samples,) is transformed once, zero-padded to N = D M >= samples +
+    taps - 1 (so the convolution is linear, not circular); a band is then the M bins around nu times the
+    filter's response, folded and inverse-transformed at size M: y[m] = (x_shifted * taps)[m D] exactly, up to
+    the bins beyond +-fs/(2D), which the filter's stopband has already taken 100 dB down. The shift is rounded
+    to the nearest bin (1/N cycles/sample), so callers measure frequencies from the returned shift.
+    """
+
+    def __init__(self, x: np.ndarray, taps: np.ndarray, decim: int) -> None:
+        self.decim = int(decim)
+        self.m = sp_fft.next_fast_len(-(-(x.size + taps.size - 1) // self.decim))
+        self.n = self.m * self.decim
+        self.spectrum = sp_fft.fft(x, self.n)  # (N,)
+        self.offsets = np.arange(-(self.m // 2), self.m - self.m // 2)  # (M,) bins around the shift
+        self.response = sp_fft.fft(taps, self.n)[self.offsets % self.n]  # (M,)
+        self.slots = self.offsets % self.m
+
+    def decimated(self, nu: float) -> tuple[float, np.ndarray]:
+        """(shift in cycles/sample actually used, (M,) complex decimated band signal) for a shift near ``nu``."""
+        s = round(nu * self.n)
+        folded = np.empty(self.m, complex)
+        folded[self.slots] = self.spectrum[(s + self.offsets) % self.n] * self.response
+        return s / self.n, sp_fft.ifft(folded) / self.decim
 
 
 def _ridge_amplitudes(poles: np.ndarray, y: np.ndarray, ridge: float = 1e-7) -> np.ndarray:
@@ -523,8 +558,15 @@ ANALYSIS_SECONDS = 3.0
 """Recordings are analysed over their first 3 s (longer ones: the modes' decays extrapolate the tail)."""
 ATTACK_SECONDS = 0.1
 """Length of the attack residual (recording minus modes), faded out over its second half."""
-MIN_T60 = 0.02
-"""Poles decaying faster than this (s) are attack, not modes: the residual carries them."""
+MIN_T60 = ATTACK_SECONDS
+"""Poles decaying faster than this (s) are attack, not modes: the residual carries them (and their amplitudes at
+t = 0, extrapolated back through the subband filters' start-up, are unreliable)."""
+DENSE_RESIDUAL = 0.2
+"""Fraction of a recording's energy after 0.1 s that its modes may leave unexplained before it is analysed as a
+dense spectrum (cymbals, gongs: many more, weaker modes)."""
+DENSE_MODES = 512
+DENSE_NOISE_FACTOR = 3.0
+"""Subband eigenvalue / noise-floor ratio for dense spectra: a noise-like band is modelled by many decaying modes."""
 
 
 @dataclass
@@ -547,31 +589,50 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
     """Modes and attack residual of one recorded note x (samples,), onset at sample 0.
 
     1. ``esprit_subband`` over the first ``seconds`` (amplitudes per band, so cost stays O(samples));
-    2. keep decaying poles below 0.48 fs with T60 >= ``MIN_T60`` (faster ones are the attack) and rank them by
-       their energy after the first 0.1 s (amplitudes at t = 0 are extrapolated through the filters' start-up,
-       so the attack region must not decide the ranking); the ``max_modes`` strongest are the modes;
-    3. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
+    2. keep poles below 0.48 fs with T60 >= ``MIN_T60`` (faster ones are the attack); poles that do not decay
+       within the window (sustained, or slightly growing from beating) are kept with T60 = 20 x the window;
+       rank them by their energy after the first 0.1 s (amplitudes at t = 0 are extrapolated through the
+       filters' start-up, so the attack region must not decide the ranking); the ``max_modes`` strongest are
+       the modes;
+    3. if they leave more than ``DENSE_RESIDUAL`` of the energy after 0.1 s unexplained (cymbals, gongs), the
+       analysis is repeated as a dense spectrum (``DENSE_NOISE_FACTOR``, up to ``DENSE_MODES`` modes) and the
+       better of the two is kept;
+    4. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
 
     ValueError when the recording holds no decaying partial.
     """
     x = np.asarray(signal, np.float64).ravel()
     n = int(min(x.size, round(seconds * sample_rate)))
-    seg = x[:n]
-    est = esprit_subband(seg, sample_rate)
-    t60 = est.t60
-    keep = (est.sigma > 0) & (est.freqs_hz < 0.48 * sample_rate) & (t60 >= MIN_T60) & np.isfinite(est.amplitudes)
-    if not keep.any():
-        raise ValueError("no decaying partials found")
-    est = ModalEstimate(est.freqs_hz[keep], est.sigma[keep], est.amplitudes[keep])
-    length = n / sample_rate
-    t_rank = min(0.1, 0.25 * length)
-    decay = np.exp(-2.0 * est.sigma * t_rank) * -np.expm1(-2.0 * est.sigma * (length - t_rank)) / (2.0 * est.sigma)
-    energy = np.abs(est.amplitudes) ** 2 * decay
-    chosen = np.sort(np.argsort(-energy)[:max_modes])
-    est = ModalEstimate(est.freqs_hz[chosen], est.sigma[chosen], est.amplitudes[chosen])
+    seg = x[:n] - np.mean(x[:n])  # a DC offset would take model order and is no mode
+    est, residual = _ranked_modes(seg, sample_rate, max_modes, noise_factor=30.0)
+    if residual > DENSE_RESIDUAL:
+        dense, dense_residual = _ranked_modes(seg, sample_rate, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
+        if dense_residual < residual:
+            est = dense
     span = int(min(n, round(attack_seconds * sample_rate)))
     residual = seg[:span] - est.synthesise(sample_rate, span)
     half = span // 2
     fade = np.ones(span)
     fade[half:] = 0.5 * (1.0 + np.cos(np.pi * np.arange(span - half) / max(span - half, 1)))
     return RecordingAnalysis(est, residual * fade, float(sample_rate))
+
+
+def _ranked_modes(seg: np.ndarray, sample_rate: float, max_modes: int, noise_factor: float) -> tuple[ModalEstimate, float]:
+    """The ``max_modes`` strongest modes of seg (samples,) by subband ESPRIT, and the fraction of seg's energy after
+    0.1 s they leave unexplained."""
+    est = esprit_subband(seg, sample_rate, noise_factor=noise_factor)
+    length = seg.size / sample_rate
+    sigma = np.maximum(est.sigma, 3.0 * np.log(10.0) / (20.0 * length))
+    keep = (est.freqs_hz < 0.48 * sample_rate) & (est.sigma > -3.0 / length) & (est.t60 >= MIN_T60)
+    keep &= np.isfinite(est.amplitudes)
+    if not keep.any():
+        raise ValueError("no decaying partials found")
+    est = ModalEstimate(est.freqs_hz[keep], sigma[keep], est.amplitudes[keep])
+    t_rank = min(0.1, 0.25 * length)
+    decay = np.exp(-2.0 * est.sigma * t_rank) * -np.expm1(-2.0 * est.sigma * (length - t_rank)) / (2.0 * est.sigma)
+    chosen = np.sort(np.argsort(-np.abs(est.amplitudes) ** 2 * decay)[:max_modes])
+    est = ModalEstimate(est.freqs_hz[chosen], est.sigma[chosen], est.amplitudes[chosen])
+    start = int(t_rank * sample_rate)
+    tail = seg[start:]
+    unexplained = float(np.sum((tail - est.synthesise(sample_rate, seg.size)[start:]) ** 2) / max(np.sum(tail**2), 1e-300))
+    return est, unexplained
