@@ -24,7 +24,8 @@ Presets (explicit options override them):
 diaz2024-linear / diaz2024-nonlinear
     Diaz, De La Vega Martin & Sandler, DAFx24 (arXiv 2408.16650): the nylon B string with fixed parameters
     (``StringParams`` defaults), 101 grid points, 16 kHz, 25 modes, 4000 samples (0.25 s), 1000 examples,
-    "Gaussian" pluck (width = standard deviation) centred U(0.3, 0.7) L, width U(2 dx, 0.1 L), peak U(1, 10) mm,
+    "Gaussian" pluck exp(-((x - c) / w)^2) as in their code (physmodjax), c ~ U(0.3, 0.7) L, w ~ U(2 dx, 0.1 L)
+    (stored as the standard deviation w / sqrt 2, the ``gaussian`` shape's width), peak U(1, 10) mm,
     zero initial velocity; the nonlinear set adds Kirchhoff-Carrier tension modulation with the same ranges
     (at 10 mm the glide of the fundamental is tens of cents). Their 4 kHz / 10-mode variant is not
     reproducible as stated: modes 9 and 10 of this string (2.23, 2.51 kHz) lie above the 2 kHz Nyquist limit,
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -112,10 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="output dataset file (.h5)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a published set-up (see module docs)")
-    parser.add_argument("--wav-dir", help="also write each pickup as a 24-bit WAV here (one gain for the folder) with "
-                                          "labels.csv (file, note, velocity 1..127, position)")
-    parser.add_argument("--excitation", choices=("mixed", "pluck", "strike"), default="mixed",
-                        help="random strings: plucks and strikes (default mixed: 75 %% plucks), or only one kind")
+    parser.add_argument("--wav-dir", help="also write each pickup as a 24-bit WAV here, with labels.csv")
     parser.add_argument("--modes", type=int, help="modes per example (default: as many as fit, see docs)")
     parser.add_argument("--material", choices=sorted(STRING_MATERIALS), default="nylon",
                         help="string material for random strings (default nylon; presets fix their own)")
@@ -138,7 +137,6 @@ def _settings(args: argparse.Namespace) -> dict:
         "grid": pick(args.grid, preset.grid if preset else None, default_grid),
         "modes": pick(args.modes, preset.modes if preset else None, None),
         "material": getattr(args, "material", "nylon"),
-        "excitation": getattr(args, "excitation", "mixed"),
     }
     if s["count"] < 1:
         raise EigentoneError(f"--count must be at least 1, got {s['count']}")
@@ -150,15 +148,20 @@ def _settings(args: argparse.Namespace) -> dict:
         raise EigentoneError(f"--grid must be at least 2, got {s['grid']}")
     if s["modes"] is not None and s["modes"] < 1:
         raise EigentoneError(f"--modes must be at least 1, got {s['modes']}")
-    if preset and preset.kind == "string":  # its plucks are at least 2 grid spacings wide (see _draw_string)
-        from training.physics.string_linear import StringParams
-
-        longest = StringParams().L if preset.fixed_params else 0.75  # m
-        if 2 * longest / (s["grid"] - 1) > preset.width[1]:
-            finest = int(np.ceil(2 * longest / preset.width[1])) + 1
-            raise EigentoneError(f"--grid {s['grid']} is too coarse for preset {args.preset}: 2 grid spacings exceed "
-                                 f"its widest pluck ({preset.width[1]:g} m); use --grid {finest} or more")
+    if preset and preset.kind == "string" and preset.fixed_params:
+        _check_pluck_widths(args.preset, preset, s["grid"])
     return s
+
+
+def _check_pluck_widths(name: str, preset: Preset, grid: int) -> None:
+    """The preset's widths run from 2 grid spacings up to its largest width: refuse grids too coarse for that."""
+    from training.physics.string_linear import StringParams
+
+    length, widest = StringParams().L, preset.width[1]
+    finest = math.ceil(1 + 2 * length / widest - 1e-9)  # 2 L / (grid - 1) <= widest
+    if grid < finest:
+        raise EigentoneError(f"--grid {grid} is too coarse for --preset {name}: its pluck widths start at 2 grid "
+                             f"spacings and end at {widest * 1e3:g} mm; use --grid {finest} or more")
 
 
 def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
@@ -167,7 +170,7 @@ def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
 
 
 def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: bool, grid: int, sample_rate: float,
-                 modes: int | None, material: str = "nylon", excitation: str = "mixed"):
+                 modes: int | None, material: str = "nylon"):
     from training.physics.modal import Excitation
     from training.physics.string_linear import StringParams, params_for_f0, string_modes
 
@@ -180,13 +183,14 @@ def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: boo
         params = params_for_f0(440.0 * 2 ** ((rng.integers(40, 77) - 69) / 12), scaled)
     if preset:
         dx = params.L / (grid - 1)
-        width = rng.uniform(max(preset.width[0], 2 * dx), preset.width[1])
+        width = rng.uniform(min(max(preset.width[0], 2 * dx), preset.width[1]), preset.width[1])
+        if preset.shape == "gaussian":  # drawn as w of exp(-(s / w)^2) (the published form); stored as the std
+            width /= math.sqrt(2.0)
         kind = "strike" if rng.random() < preset.strike_share else "pluck"
         position, amplitude, shape = rng.uniform(*preset.position) * params.L, rng.uniform(*preset.amplitude), \
             preset.shape
     else:
         kind = "strike" if rng.random() < 0.25 else "pluck"
-        kind = kind if excitation == "mixed" else excitation  # the draw is made anyway: same strings either way
         position, width = rng.uniform(0.15, 0.85) * params.L, rng.uniform(0.02, 0.1) * params.L
         ranges = {("pluck", False): (0.5e-3, 3e-3), ("pluck", True): (1e-3, 8e-3),
                   ("strike", False): (0.1, 1.0), ("strike", True): (0.3, 2.0)}
@@ -257,8 +261,7 @@ def _simulate_one(kind: str, nonlinear: bool, rng, preset, s: dict):
         from training.physics.string_linear import simulate_string, string_modes
         from training.physics.string_nonlinear import simulate_string_nonlinear
 
-        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes, s.get("material", "nylon"),
-                                         s.get("excitation", "mixed"))
+        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes, s.get("material", "nylon"))
         pickup = 0.12 * params.L
         solver = simulate_string_nonlinear if nonlinear else simulate_string
         res, modes = _solve(solver, s["modes"] is None, params, ex, sr, duration, grid, [pickup], modes)
@@ -329,38 +332,26 @@ def run(args: argparse.Namespace) -> int:
                 if wav_tmp is not None:
                     labels.append(_write_wav(wav_tmp, i, res.pickups[0], s["sample_rate"], label))
             if wav_tmp is not None:
-                _share_gain(wav_tmp, labels)
                 _write_labels(wav_tmp / "labels.csv", labels)
     print(f"wrote {s['count']} examples to {args.out}" + (f" and WAVs to {wav_dir}" if wav_dir else ""))
     return 0
 
 
 def _write_wav(folder: Path, index: int, pickup: np.ndarray, sample_rate: float, label: dict) -> dict:
-    """Write the raw pickup (metres) as a float WAV; ``_share_gain`` rescales the folder at the end."""
     import soundfile
 
     name = f"{index:05d}.wav"
-    soundfile.write(folder / name, pickup.astype(np.float32), round(sample_rate), subtype="FLOAT")
-    return {"file": name, "peak": float(np.max(np.abs(pickup))), **label}
-
-
-def _share_gain(folder: Path, labels: list[dict]) -> None:
-    """Rewrite every WAV as 24-bit PCM with one gain for the folder (the loudest peaks at 0.99), so the level
-    differences between soft and hard plucks survive, as in recordings of one instrument."""
-    import soundfile
-
-    gain = 0.99 / max(max(row["peak"] for row in labels), 1e-30)
-    for row in labels:
-        path = folder / row["file"]
-        audio, rate = soundfile.read(path, dtype="float64")
-        soundfile.write(path, gain * audio, rate, subtype="PCM_24")
+    peak = float(np.max(np.abs(pickup)))
+    soundfile.write(folder / name, (0.99 / peak if peak > 0 else 1.0) * pickup, round(sample_rate),
+                    subtype="PCM_24")
+    return {"file": name, **label}
 
 
 def _write_labels(path: Path, labels: list[dict]) -> None:
     import csv
 
-    # velocity as MIDI 1..127 (the loader's convention): amplitude relative to the loudest example of the same
-    # excitation kind (pluck amplitudes are metres, strike amplitudes metres per second: not comparable)
+    # velocity 0..1: amplitude relative to the loudest example of the same excitation kind
+    # (pluck amplitudes are metres, strike amplitudes metres per second: not comparable)
     top = {kind: max(row["amplitude"] for row in labels if row["excitation"] == kind) or 1.0
            for kind in {row["excitation"] for row in labels}}
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -368,6 +359,5 @@ def _write_labels(path: Path, labels: list[dict]) -> None:
         writer.writerow(["file", "f0_hz", "note", "velocity", "amplitude", "excitation", "position"])
         for row in labels:
             note = 69 + 12 * np.log2(row["f0_hz"] / 440.0)
-            velocity = int(np.clip(round(127 * row["amplitude"] / top[row["excitation"]]), 1, 127))
-            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", velocity,
+            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", f"{row['amplitude'] / top[row['excitation']]:.4f}",
                              f"{row['amplitude']:.6g}", row["excitation"], f"{row['position']:.4f}"])
