@@ -36,7 +36,7 @@ SILENCE_PEAK = 1e-4
 TARGET_PEAK = 0.5
 """Peak after normalisation (loudest file of a folder)."""
 
-_NAME = re.compile(r"^(?P<note>[A-Ga-g][#b]?-?\d+|\d+(?:\.\d+)?)(?:[_-]v(?P<vel>\d+))?(?:[_-]p(?P<pos>0?\.\d+))?")
+_NAME = re.compile(r"^(?P<note>[A-Ga-g][#bs]?-?\d+|\d+(?:\.\d+)?)(?:[_-]v(?P<vel>\d+))?(?:[_-]p(?P<pos>0?\.\d+))?")
 _STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 
@@ -63,16 +63,17 @@ class Recording:
 
 
 def note_number(text: str) -> float:
-    """MIDI number of ``"C#4"``, ``"Bb2"``, ``"A4"`` (= 69) or a plain number ``"57"``."""
+    """MIDI number of ``"C#4"``, ``"Bb2"``, ``"A4"`` (= 69) or a plain number ``"57"``; ``"Fs3"`` is F#3 (sharps
+    written ``s`` where file names may not hold ``#``)."""
     text = text.strip()
     try:
         return float(text)
     except ValueError:
         pass
-    m = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d+)", text)
+    m = re.fullmatch(r"([A-Ga-g])([#bs]?)(-?\d+)", text)
     if not m:
         raise ValueError(f"not a note name: {text!r}")
-    step = _STEPS[m.group(1).lower()] + {"#": 1, "b": -1, "": 0}[m.group(2)]
+    step = _STEPS[m.group(1).lower()] + {"#": 1, "s": 1, "b": -1, "": 0}[m.group(2)]
     return float(12 * (int(m.group(3)) + 1) + step)
 
 
