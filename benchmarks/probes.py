@@ -315,7 +315,7 @@ def catalogue() -> list[Probe]:
               says="DC", names="dc.wav", out=None, torch=True))
 
     # 3. hangs
-    add(Probe("excite graph taking ~10 s per call", lambda f: render(f, model=patched_bundle(f, "sigma", slow_chain(400))),
+    add(Probe("excite graph taking ~10 s per call", lambda f: render(f, model=patched_bundle(f, "sigma", slow_chain(400, 1024))),
               says="graph-call-ms", names="b.etone", timeout=60))
     add(Probe("slow excite graph (>= 5 ms per call): load-time estimate over --limit load-seconds=0.05", lambda f: render(
         f, "--limit", "load-seconds=0.05", model=patched_bundle(f, "sigma", slow_chain(4))), says="load-seconds",

@@ -22,6 +22,8 @@ from engine.bundle import ATTACK_OUTPUT, Bundle, load_bundle
 
 LEVEL = 0.25
 """Peak of an instrument's probe note after levelling (-12 dBFS)."""
+INVARIANCE_ROWS = 64
+"""Probe rows of ``Instrument.excite_batch_invariant`` (each also run alone)."""
 
 
 class Instrument:
@@ -90,16 +92,24 @@ class Instrument:
         """State at a block start, z (V, N, 2) float32 -> readout weights c (V, N, 2) float32."""
         return self._readout.run(["c"], {"z": z})[0]
 
+    @property
+    def pending_check_calls(self) -> int:
+        """Graph calls ``excite_batch_invariant`` still has to make: one batch and one per row, 0 once it has run
+        (so a load-time estimate can count them without running the graph)."""
+        return 0 if "excite_batch_invariant" in self.__dict__ else 1 + INVARIANCE_ROWS
+
     @functools.cached_property
     def excite_batch_invariant(self) -> bool:
         """Does the excite graph give a row the same bits in a batch as alone? Checked once on 64 probe rows across
         the note range (onnxruntime's matrix kernels sum in another order for one row than for several: the
         modal FNO bundles differ in the last bit, enough to drift a long note's phase by -70 dB). When not, the
-        synth excites one row per call, so a note sounds the same whatever else starts in its block."""
+        synth excites one row per call, so a note sounds the same whatever else starts in its block.
+        ``pending_check_calls`` graph calls, made on first use."""
         lo, hi = self.note_range
         rng = np.random.default_rng(0)
-        rows = np.stack([rng.integers(lo, hi + 1, 64), rng.integers(1, 128, 64) / 127.0, rng.uniform(0.0, 1.0, 64),
-                         rng.uniform(0.0, 1.0, 64)], axis=1).astype(np.float32)
+        n = INVARIANCE_ROWS
+        rows = np.stack([rng.integers(lo, hi + 1, n), rng.integers(1, 128, n) / 127.0, rng.uniform(0.0, 1.0, n),
+                         rng.uniform(0.0, 1.0, n)], axis=1).astype(np.float32)
         batch = self.excite_raw(rows)
         for i in range(len(rows)):
             alone = self.excite_raw(rows[i : i + 1])

@@ -276,8 +276,16 @@ class Synth:
     @staticmethod
     def warm_up_calls(instrument: Instrument, slots: int) -> int:
         """Graph calls ``prepare`` makes for one instrument with ``slots`` voice slots: one per excite batch size,
-        one for the mono strike, one per readout batch size (powers of two up to ``slots``)."""
-        excite = len(batch_sizes(ROWS)) if instrument.excite_batch_invariant else 1
+        one for the mono strike, one per readout batch size (powers of two up to ``slots``), plus the batch
+        invariance check's calls while it has not run. Counted without calling the graph: a load-time limit checks
+        this count before any of these calls."""
+        if instrument.pending_check_calls:  # the check, then the larger of its two outcomes' warm-ups
+            return instrument.pending_check_calls + Synth._calls_after_check(instrument, slots, True)
+        return Synth._calls_after_check(instrument, slots, instrument.excite_batch_invariant)
+
+    @staticmethod
+    def _calls_after_check(instrument: Instrument, slots: int, batch_invariant: bool) -> int:
+        excite = len(batch_sizes(ROWS)) if batch_invariant else 1
         return excite + 1 + (len(batch_sizes(slots)) if instrument.has_readout else 0)
 
     @staticmethod
