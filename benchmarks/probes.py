@@ -633,11 +633,16 @@ def preload() -> None:
     import engine.play_cli
     import engine.render_cli  # noqa: F401
     from eigentone import cli
+    from engine.instrument import Instrument
     from engine.loudness import LoudnessMeter
     from engine.modal_bank import ModalBank
     from engine.signal_chain import OutputGuard
+    from engine.synth import Synth
 
     ModalBank(2, 4, 48000, 64, True).warm_up()
+    # the synth's block loop (engine/synth_kernel.py): compiling it with a cold numba cache takes 30 s of CPU, over a
+    # minute on a busy machine, which must not count against the first playing probe's timeout
+    Synth(Instrument.load(NYLON)).prepare(48000, 64, 4)
     OutputGuard().prepare(48000)
     LoudnessMeter(48000).add(np.zeros((2, 64), np.float32))
     cli.build_parser(["render"])

@@ -20,6 +20,22 @@ def test_identical_signals_score_zero():
     assert report["partials_matched"] == 1.0
 
 
+def test_unmeasurable_metrics_are_reported_missing_not_dropped():
+    """A silent reference has no partials and no decay: those entries are NaN, with a warning saying why."""
+    fs = 16000.0
+    pred = tone(fs, 0.5)
+    with pytest.warns(metrics.MissingMetricWarning) as caught:
+        report = metrics.audio_report(pred, np.zeros_like(pred), fs)
+    for key in (*metrics.PARTIAL_KEYS, *metrics.T60_KEYS):
+        assert key in report and np.isnan(report[key]), key
+    reasons = " ".join(str(w.message) for w in caught)
+    assert "no decaying partials" in reasons and "silent" in reasons, reasons
+    # a silent prediction: the reference's T60 is kept, the error is missing
+    with pytest.warns(metrics.MissingMetricWarning, match="t60_broadband_rel_error"):
+        report = metrics.audio_report(np.zeros(8000), tone(fs, 0.5), fs)
+    assert report["t60_ref_s"] > 0 and np.isnan(report["t60_broadband_rel_error"])
+
+
 def test_detuned_and_faster_decay_are_measured():
     fs = 16000.0
     ref = tone(fs, 1.0)

@@ -66,23 +66,28 @@ def string_file(tmp_path_factory):
 
 
 def _train(data: str, run_dir, *extra: str) -> dict:
-    assert eigentone_main(["train", "fno", data, "--out", str(run_dir), "--steps", "6", "--modes", "6", "--quiet",
-                           *extra]) == 0
+    assert eigentone_main(["train", "fno", data, "--out", str(run_dir), "--steps", "60", "--modes", "6", "--quiet",
+                           "--lr", "1e-2", "--pole-lr-scale", "1", *extra]) == 0
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_train_with_pinn_weight_reports_the_residual_and_keeps_the_field_error(string_file, tmp_path):
-    plain = _train(string_file, tmp_path / "plain")
-    pinn = _train(string_file, tmp_path / "pinn", "--pinn-weight", "1e-3")
-    print(f"pinn residual mse {pinn['pinn_residual_mse']:.3g}; field nmse plain {plain['field_nmse_in_horizon']:.3g}, "
-          f"pinn {pinn['field_nmse_in_horizon']:.3g}")
-    assert "pinn_residual_mse" not in plain
-    assert pinn["pinn_weight"] == 1e-3
-    assert 0 <= pinn["pinn_residual_mse"] < 1e-2  # poles initialised from the data are near-physical
-    assert pinn["field_nmse_in_horizon"] <= 2 * plain["field_nmse_in_horizon"] + 1e-9
+def test_the_physics_term_teaches_strings_the_data_do_not_cover(tmp_path):
+    """Few data points: 6 strings of random notes (4 trained on, one validation, one test). Their partials do not
+    determine how tension, length and damping set the poles, so the data-only fit is hundreds of cents off on
+    the held-out strings; the PDE residual, asked also of strings drawn over the training range, teaches the
+    pole network the physics there. Same seed, same steps: the physics term must change the result."""
+    data = _simulate(tmp_path / "few.h5", "string", "--count", "6", "--duration", "0.1", "--seed", "4", "--modes",
+                     "6", "--grid", "16", "--sample-rate", "8000")
+    plain = _train(data, tmp_path / "plain")
+    pinn = _train(data, tmp_path / "pinn", "--pinn-weight", "1")
+    keys = ("partial_cents_vs_solver_max", "field_nmse_in_horizon")
+    print("held-out string, data only:", {k: plain[k] for k in keys}, "with the PDE residual:", {k: pinn[k] for k in keys})
+    assert plain["partial_cents_vs_solver_max"] > 50  # the data alone do not pin the held-out string down
+    for key in keys:
+        assert pinn[key] < plain[key] / 2, key
+    assert "pinn_residual_mse" not in plain and pinn["pinn_weight"] == 1 and pinn["pinn_residual_mse"] < 0.1
     config = json.loads((tmp_path / "pinn" / "config.json").read_text())
-    assert config["options"]["pinn_weight"] == 1e-3 and "--pinn-weight" in config["command"]
-    assert json.loads((tmp_path / "plain" / "config.json").read_text())["options"]["pinn_weight"] == 0.0
+    assert config["options"]["pinn_weight"] == 1 and "--pinn-weight" in config["command"]
     history = json.loads((tmp_path / "pinn" / "history.json").read_text())
     assert all(np.isfinite(h["pinn_residual"]) for h in history if "pinn_residual" in h)
 

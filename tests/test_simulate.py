@@ -91,6 +91,7 @@ def test_diaz_nonlinear_preset_and_plate_preset(tmp_path):
         (["string", "--sample-rate", "2000", "--modes", "25"], "sample rate 2000 Hz is below twice the highest"),
         (["string", "--preset", "plate2025"], "preset plate2025 simulates a plate, not a string"),
         (["plate", "--grid", "1"], "--grid must be at least 2"),
+        (["string", "--preset", "diaz2024-linear", "--grid", "16"], "--grid 16 is too coarse for --preset diaz2024-linear"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line_and_no_output(tmp_path, capsys, extra, message):
@@ -128,12 +129,24 @@ def test_nonlinear_preset_keeps_its_modes_on_hard_plucks(tmp_path):
 
 
 def test_steel_strings_ring_longer_and_brighter_than_nylon(tmp_path):
-    """--material steel: same notes, slower decay of the upper partials than nylon."""
-    decays = {}
+    """--material steel: same notes; in the rendered pickups, each of nylon's 8 strongest partials decays slower
+    (ESPRIT) and the spectral centroid is higher than nylon's."""
+    from training.modal_analysis import esprit, significant_partials
+
+    pickups = {}
     for material in ("nylon", "steel"):
         out = tmp_path / f"{material}.h5"
         assert main(["simulate", "string", "--material", material, "--count", "3", "--sample-rate", "16000",
                      "--duration", "0.2", "--seed", "3", "--out", str(out)]) == 0
-        data = load_dataset(out)
-        decays[material] = data.params["d3"] / (data.params["rho"] * data.params["A"])  # sigma_n growth per k^2
-    assert np.all(decays["steel"] < decays["nylon"])
+        pickups[material] = load_dataset(out).pickups.astype(np.float64)  # (3, 3200)
+    freqs = np.fft.rfftfreq(3200, 1 / 16000)
+    for nylon, steel in zip(pickups["nylon"], pickups["steel"]):
+        est = {name: significant_partials(esprit(y, 16000.0), 1e-3) for name, y in (("nylon", nylon), ("steel", steel))}
+        ref = est["nylon"].strongest(8)
+        for f, sigma in zip(ref.freqs_hz, ref.sigma):
+            j = int(np.argmin(np.abs(est["steel"].freqs_hz - f)))
+            assert abs(est["steel"].freqs_hz[j] / f - 1) < 0.02, f  # the same partial of the same note
+            assert est["steel"].sigma[j] < 0.8 * sigma, (f, est["steel"].sigma[j], sigma)
+        centroid = {name: float((np.abs(np.fft.rfft(y)) ** 2 @ freqs) / (np.abs(np.fft.rfft(y)) ** 2).sum())
+                    for name, y in (("nylon", nylon), ("steel", steel))}
+        assert centroid["steel"] > 1.1 * centroid["nylon"], centroid

@@ -16,7 +16,9 @@ Nonlinear strings:
     ``trajectory_max_cents``  max |cents| between two f0 tracks
 
 ``audio_report`` and ``field_report`` bundle them into flat dicts of floats; ``split_report``
-evaluates in-horizon (training length) and extrapolated (beyond it) segments separately.
+evaluates in-horizon (training length) and extrapolated (beyond it) segments separately. A metric that
+cannot be measured on a signal (no decaying partials, no decay to fit) is reported as NaN under its own
+name, with a ``MissingMetricWarning`` saying why: never left out silently.
 
 Example
 -------
@@ -61,6 +63,22 @@ __all__ = [
 ]
 
 _EPS = 1e-12
+
+PARTIAL_KEYS = ("partial_cents_mean", "partial_cents_max", "t60_rel_error_mean", "t60_rel_error_max", "partials_matched")
+"""What ``partial_errors`` returns (and ``audio_report`` reports as NaN when it cannot)."""
+T60_KEYS = ("t60_ref_s", "t60_broadband_rel_error")
+"""The broadband decay entries of ``audio_report``."""
+
+
+class MissingMetricWarning(UserWarning):
+    """A metric could not be measured on these signals; its value is NaN."""
+
+
+def _missing(keys: tuple[str, ...], reason: str) -> dict[str, float]:
+    import warnings
+
+    warnings.warn(f"{', '.join(keys)}: not measured ({reason}); reported as NaN", MissingMetricWarning, stacklevel=3)
+    return dict.fromkeys(keys, float("nan"))
 
 
 def cents(freq: np.ndarray | float, ref: np.ndarray | float) -> np.ndarray | float:
@@ -225,7 +243,11 @@ def trajectory_max_cents(f0_pred: np.ndarray, f0_ref: np.ndarray) -> float:
 
 def audio_report(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, pitch_glide: bool = False,
                  n_partials: int = 16) -> dict[str, float]:
-    """All audio metrics of one 1-D prediction against its reference, as a flat dict of floats."""
+    """All audio metrics of one 1-D prediction against its reference, as a flat dict of floats.
+
+    The partial and T60 entries are always present: NaN (with a ``MissingMetricWarning``) when the signals
+    do not allow the measurement, e.g. a reference without decaying partials.
+    """
     pred, ref = np.asarray(pred, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
     report = {
         "rel_mse": pickup_rel_mse(pred, ref),
@@ -234,14 +256,17 @@ def audio_report(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, pitch
     }
     try:
         report.update(partial_errors(pred, ref, sample_rate, n_partials=n_partials))
-    except ValueError:
-        pass
+    except ValueError as exc:
+        report.update(_missing(PARTIAL_KEYS, str(exc)))
     try:
-        t_ref = broadband_t60(ref, sample_rate)
-        report["t60_ref_s"] = t_ref
-        report["t60_broadband_rel_error"] = abs(broadband_t60(pred, sample_rate) / t_ref - 1.0)
-    except ValueError:
-        pass
+        report["t60_ref_s"] = broadband_t60(ref, sample_rate)
+    except ValueError as exc:
+        report.update(_missing(T60_KEYS, f"reference: {exc}"))
+    else:
+        try:
+            report["t60_broadband_rel_error"] = abs(broadband_t60(pred, sample_rate) / report["t60_ref_s"] - 1.0)
+        except ValueError as exc:
+            report.update(_missing(T60_KEYS[1:], f"prediction: {exc}"))
     if pitch_glide:
         _, f_ref = fundamental_trajectory(ref, sample_rate)
         _, f_pred = fundamental_trajectory(pred, sample_rate, f0_hint=float(np.nanmedian(f_ref[:3])))

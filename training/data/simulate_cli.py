@@ -24,7 +24,8 @@ Presets (explicit options override them):
 diaz2024-linear / diaz2024-nonlinear
     Diaz, De La Vega Martin & Sandler, DAFx24 (arXiv 2408.16650): the nylon B string with fixed parameters
     (``StringParams`` defaults), 101 grid points, 16 kHz, 25 modes, 4000 samples (0.25 s), 1000 examples,
-    "Gaussian" pluck (width = standard deviation) centred U(0.3, 0.7) L, width U(2 dx, 0.1 L), peak U(1, 10) mm,
+    "Gaussian" pluck exp(-((x - c) / w)^2) as in their code (physmodjax), c ~ U(0.3, 0.7) L, w ~ U(2 dx, 0.1 L)
+    (stored as the standard deviation w / sqrt 2, the ``gaussian`` shape's width), peak U(1, 10) mm,
     zero initial velocity; the nonlinear set adds Kirchhoff-Carrier tension modulation with the same ranges
     (at 10 mm the glide of the fundamental is tens of cents). Their 4 kHz / 10-mode variant is not
     reproducible as stated: modes 9 and 10 of this string (2.23, 2.51 kHz) lie above the 2 kHz Nyquist limit,
@@ -43,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import math
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -146,7 +148,20 @@ def _settings(args: argparse.Namespace) -> dict:
         raise EigentoneError(f"--grid must be at least 2, got {s['grid']}")
     if s["modes"] is not None and s["modes"] < 1:
         raise EigentoneError(f"--modes must be at least 1, got {s['modes']}")
+    if preset and preset.kind == "string" and preset.fixed_params:
+        _check_pluck_widths(args.preset, preset, s["grid"])
     return s
+
+
+def _check_pluck_widths(name: str, preset: Preset, grid: int) -> None:
+    """The preset's widths run from 2 grid spacings up to its largest width: refuse grids too coarse for that."""
+    from training.physics.string_linear import StringParams
+
+    length, widest = StringParams().L, preset.width[1]
+    finest = math.ceil(1 + 2 * length / widest - 1e-9)  # 2 L / (grid - 1) <= widest
+    if grid < finest:
+        raise EigentoneError(f"--grid {grid} is too coarse for --preset {name}: its pluck widths start at 2 grid "
+                             f"spacings and end at {widest * 1e3:g} mm; use --grid {finest} or more")
 
 
 def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
@@ -168,7 +183,9 @@ def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: boo
         params = params_for_f0(440.0 * 2 ** ((rng.integers(40, 77) - 69) / 12), scaled)
     if preset:
         dx = params.L / (grid - 1)
-        width = rng.uniform(max(preset.width[0], 2 * dx), preset.width[1])
+        width = rng.uniform(min(max(preset.width[0], 2 * dx), preset.width[1]), preset.width[1])
+        if preset.shape == "gaussian":  # drawn as w of exp(-(s / w)^2) (the published form); stored as the std
+            width /= math.sqrt(2.0)
         kind = "strike" if rng.random() < preset.strike_share else "pluck"
         position, amplitude, shape = rng.uniform(*preset.position) * params.L, rng.uniform(*preset.amplitude), \
             preset.shape

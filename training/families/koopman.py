@@ -20,12 +20,14 @@ from eigentone.errors import EigentoneError
 from training.data.sources import TrainingData
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import multi_resolution_stft_loss, relative_mse
+from training.models.data_modes import check_one_instrument
 from training.models.koopman import (
     ExciteGraph,
     FieldGraph,
     KoopmanConfig,
     KoopmanModel,
     ReadoutGraph,
+    build_data_model,
     build_model,
 )
 
@@ -100,6 +102,45 @@ def parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:
             {"params": [model.encoder.linear.weight], "lr": lr * 1e-2},
             {"params": [model.decoder.modes, model.readout.c0], "lr": lr * 1e-1},
             {"params": [p for p in model.parameters() if id(p) not in chosen], "lr": lr}]
+
+
+def data_parameter_groups(model: KoopmanModel, lr: float) -> list[dict]:
+    """Adam groups of a data-started model (``--init data``): its poles and pole law come from a noisy
+    least-squares fit, so they move at the full rate (log-space: lr 1e-3 ~ 1.7 cents a step at most); the
+    modal encoder and decoder shapes slowly (1e-2 lr); per-voice poles and MLP corrections at lr."""
+    poles = [p for p in [*model.poles.parameters(), *model.modulation.parameters()] if p.requires_grad]
+    linear = [model.encoder.linear.weight, model.decoder.modes, model.readout.c0]
+    chosen = {id(p) for p in [*poles, *linear]}
+    return [{"params": poles, "lr": lr}, {"params": linear, "lr": lr * 1e-2},
+            {"params": [p for p in model.parameters() if id(p) not in chosen], "lr": lr}]
+
+
+def make_data_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, horizon: int,
+                        batch: int, steps: int, seed: int, time_weight: float = 3.0, shoot: float = 0.0) -> StepLoss:
+    """Closure for a data-started model: every window starts at the initial condition (the evaluation task,
+    and what the per-voice poles are computed from), and grows over training (curriculum: H/8, H/4, H/2, H,
+    a quarter of the steps each) so a window never starts longer than the pitch estimates can stay in phase.
+    The loss is the relative field MSE with weights 1 + ``time_weight`` t / H growing over the window (a
+    phase or decay error grows with time: weighting the late samples is what makes the fit extrapolate),
+    plus a tenth of the pickup's. u, v: (E, T, P) fields and velocities; y: (E, T) pickups."""
+    gen = torch.Generator().manual_seed(seed)
+    horizon = min(horizon, u.shape[1])
+
+    def step_loss(step: int):
+        stage = min(3, 4 * step // max(steps, 1))
+        window = max(16, horizon >> (3 - stage))
+        ex = torch.randint(0, u.shape[0], (batch,), generator=gen)
+        k0 = torch.randint(0, horizon - window + 1, (batch,), generator=gen)
+        k0[: batch - round(shoot * batch)] = 0  # a share ``shoot`` of the windows starts later (multiple shooting)
+        idx = k0[:, None] + torch.arange(window)[None, :]  # (B, W)
+        weight = 1.0 + time_weight * torch.arange(window, dtype=u.dtype) / horizon  # (W,)
+        out = model.predict(u[ex, k0], v[ex, k0], window)
+        l_field = relative_mse(out["field"] * weight[:, None], u[ex[:, None], idx] * weight[:, None])
+        l_pick = relative_mse(out["pickup"] * weight, y[ex[:, None], idx] * weight)
+        return l_field + 0.1 * l_pick, {"field": float(l_field.detach()), "pickup": float(l_pick.detach()),
+                                        "window": float(window)}
+
+    return step_loss
 
 
 def make_step_loss(model: KoopmanModel, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, horizon: int,
@@ -201,8 +242,17 @@ class Koopman(Family):
         parser.add_argument("--batch", type=int, default=8)
         parser.add_argument("--hidden", type=int, default=128)
         parser.add_argument("--block", type=int, default=16, help="pole-modulation block in samples")
-        parser.add_argument("--no-modulation", action="store_true", help="plain linear latent dynamics")
+        parser.add_argument("--no-modulation", action="store_true",
+                            help="plain linear latent dynamics (always so for a linear dataset)")
         parser.add_argument("--stft-weight", type=float, default=0.01)
+        parser.add_argument("--init", choices=("physics", "data"), default="physics",
+                            help="physics: sine basis, poles and pole law from the dataset's physical parameters "
+                                 "(physics-informed); data: modes, poles and pole law found in the training fields "
+                                 "alone (POD + DMD), per-voice poles, windows from the initial condition")
+        parser.add_argument("--time-weight", type=float, default=3.0,
+                            help="--init data: loss weights 1 + W t / horizon over a window (default 3)")
+        parser.add_argument("--shoot", type=float, default=0.0,
+                            help="--init data: share of the windows starting after the initial condition (default 0)")
 
     def default_steps(self, data: TrainingData) -> int:
         return 1500
@@ -214,14 +264,25 @@ class Koopman(Family):
         ds, tr, fs = data.dataset, data.split["train"], data.sample_rate
         flat = fields.reshape(fields.shape[0], fields.shape[1], -1)  # (E, T, P)
         p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
-        model = build_model(fields[tr], fs, options.latent, modulation=not options.no_modulation, hidden=options.hidden,
-                            block_size=options.block, pickup_index=p_idx, prior=physics_prior(ds.kind, dict(ds.params or {})))
+        info: dict[str, Any] = {}
+        modulation = bool(ds.nonlinear) and not options.no_modulation  # a linear string's poles do not glide
+        if options.init == "data":  # nothing about the solver: the grid's span only sizes the playable pluck
+            check_one_instrument(dict(ds.params or {}), data.path)
+            model, info = build_data_model(fields[tr], fs, options.latent, modulation=modulation,
+                                           hidden=options.hidden, block_size=options.block, pickup_index=p_idx)
+            grid = np.asarray(ds.grid)
+            params = {"L": float(grid.max() if grid.ndim == 1 else grid[..., 0].max())}  # x span, m
+        else:
+            params = dict(ds.params or {})
+            model = build_model(fields[tr], fs, options.latent, modulation=modulation,
+                                hidden=options.hidden, block_size=options.block, pickup_index=p_idx,
+                                prior=physics_prior(ds.kind, params))
         omega0 = float(model.coefficients()["omega"][0].detach())
-        model.config.pluck = pluck_config(dict(ds.params or {}), dict(ds.excitation or {}), omega0, fields[tr])
+        model.config.pluck = pluck_config(params, dict(ds.excitation or {}), omega0, fields[tr])
         v = model.estimate_velocity(flat)  # (E, T, P) du/dt from consecutive snapshots
         v[at_rest, 0] = 0.0  # a pluck starts at rest: exact initial velocity
         targets = tuple(torch.as_tensor(a[tr], dtype=torch.float32) for a in (flat, v, pickups))
-        return Initialised(model, asdict(model.config), targets=targets)
+        return Initialised(model, asdict(model.config), info, targets=targets)
 
     def build(self, config: dict[str, Any]) -> nn.Module:
         return KoopmanModel(KoopmanConfig(**config))
@@ -229,11 +290,29 @@ class Koopman(Family):
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
         u, v, y = fitted.targets
+        if fitted.model.config.init == "data":
+            steps = options.steps if options.steps is not None else self.default_steps(data)
+            return make_data_step_loss(fitted.model, u, v, y, horizon=options.horizon, batch=options.batch,
+                                       steps=steps, seed=options.seed, time_weight=options.time_weight,
+                                       shoot=options.shoot)
         return make_step_loss(fitted.model, u, v, y, horizon=options.horizon, batch=options.batch,
                               stft_weight=options.stft_weight, seed=options.seed)
 
     def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
+        if model.config.init == "data":
+            return data_parameter_groups(model, options.lr)
         return parameter_groups(model, options.lr)
+
+    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float | None:
+        """Validation field relative MSE over the training window, from the initial condition: the trainer
+        keeps the better of the closed-form start and the trained weights (as the modal FNO family does)."""
+        if not len(data.split["val"]):
+            return None
+        fields, _, at_rest = _arrays(data)
+        val = data.split["val"]
+        horizon = min(options.horizon, fields.shape[1])
+        pred, _ = rollout_examples(model, fields[val], horizon, at_rest=bool(np.all(at_rest[val])))
+        return float(relative_mse(torch.as_tensor(pred), torch.as_tensor(fields[val, :horizon])))
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
         fields, pickups, at_rest = _arrays(data)

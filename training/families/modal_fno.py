@@ -6,7 +6,8 @@ Two stages:
    fits of the sine-transformed fields, then the pole network's dispersion law by least squares.
 2. **Operator training**: relative field MSE (sum err^2 / sum y^2, the metric of arXiv 2408.16650) of
    the full rollout u(x, t) over the training horizon. With ``--pinn-weight W`` (linear strings only)
-   the loss adds W x mean(r^2), r the normalised residual of the string PDE (``modal_fno_pinn``).
+   the loss adds W x mean(r^2), r the normalised residual of the string PDE (``modal_fno_pinn``), at
+   collocation points of the batch's strings and of strings drawn over the training parameter range.
 
 The better of the initialisation and the trained weights on the validation examples is kept; the
 report gives the test examples' field errors in-horizon and over the whole recording (extrapolation).
@@ -22,9 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from eigentone.errors import EigentoneError
 from training import metrics
 from training.data.field_data import FieldData, field_data
 from training.data.sources import TrainingData
+from training.families import modal_fno_data
 from training.families.modal_fno_eval import (
     evaluate,
     mode_mask,
@@ -39,9 +42,10 @@ from training.families.modal_fno_init import (
     make_config,
     pitch_map,
 )
-from training.families.modal_fno_pinn import check_pinn, pinn_loss, pinn_report
+from training.families.modal_fno_pinn import check_pinn, collocation_params, pinn_loss, pinn_report
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import relative_mse
+from training.models.data_modes import check_one_instrument
 from training.models.modal_fno import ExciteGraph, FieldGraph, InstrumentMap, ModalFNO, ModalFNOConfig
 
 
@@ -56,6 +60,11 @@ def _part(data: TrainingData, name: str) -> FieldData:
     """A split part of the FieldData; the training part when ``name`` is empty (tiny datasets)."""
     index = data.split[name] if len(data.split[name]) else data.split["train"]
     return fields_of(data).subset(index)
+
+
+def _seen(model: nn.Module, part: FieldData) -> FieldData:
+    """The part as the model takes it: a data-transform model starts from the observed first snapshot."""
+    return modal_fno_data.observed_view(part, model) if model.cfg.transform == "data" else part
 
 
 def horizon_samples(data: FieldData, horizon_s: float | None) -> int:
@@ -83,6 +92,10 @@ class ModalFNOFamily(Family):
         parser.add_argument("--pinn-weight", type=float, default=0.0,
                             help="weight of the string PDE residual loss at random collocation points (linear strings "
                                  "only; default 0: off)")
+        parser.add_argument("--init", choices=("physics", "data"), default="physics",
+                            help="physics: sine transform and a pole network of the physical parameters "
+                                 "(physics-informed); data: mode shapes, poles and pole law found in the training "
+                                 "fields alone, the observed first snapshot as input (modal_fno_data.py)")
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
         full = fields_of(data)
@@ -91,6 +104,12 @@ class ModalFNOFamily(Family):
         if options.pinn_weight:
             check_pinn(full, modulation, options.pinn_weight)
         train_set = full.subset(data.split["train"])
+        if options.init == "data":
+            check_one_instrument(dict(data.dataset.params or {}), data.path)
+            model, seen, info = modal_fno_data.initialise(train_set, h, options, modulation)
+            config = {"architecture": modal_fno_data.config_of(model), "sample_rate": full.sample_rate,
+                      "horizon_samples": h, "note_range": [36, 84] if full.kind == "string" else [24, 96]}
+            return Initialised(model, config, info, targets=(seen, h))
         cfg = make_config(train_set, options.modes, options.fourier_layers, modulation)
         model = build_model(cfg, train_set)
         info = initialise_poles(model, train_set, h, quiet=options.quiet)
@@ -107,6 +126,9 @@ class ModalFNOFamily(Family):
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
         model, (train_set, h) = fitted.model, fitted.targets
+        if model.cfg.transform == "data":
+            steps = options.steps if options.steps is not None else self.default_steps(data)
+            return modal_fno_data.step_loss(model, train_set, h, options.batch, steps, options.seed)
         fs = train_set.sample_rate
         u0 = torch.as_tensor(train_set.u0, dtype=torch.float32)
         v0 = torch.as_tensor(train_set.v0, dtype=torch.float32)
@@ -125,28 +147,33 @@ class ModalFNOFamily(Family):
             loss = relative_mse(pred, target[idx])
             if not options.pinn_weight:
                 return loss, {}
-            residual = pinn_loss(model, u0[idx], v0[idx], params[idx], in_grid, h / fs, pinn_gen,
+            # half the residual at the batch's strings, half at strings drawn over the training range
+            half = len(idx) // 2
+            physical = torch.cat([params[idx[:half]], collocation_params(model, len(idx) - half, pinn_gen)])
+            residual = pinn_loss(model, u0[idx], v0[idx], physical, in_grid, h / fs, pinn_gen,
                                  mode_mask=None if mask is None else mask[idx])
             return loss + options.pinn_weight * residual, {"pinn_residual": float(residual.detach())}
 
         return step_loss
 
     def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
+        if model.cfg.transform == "data":  # free poles from a noisy fit: full rate (log-space)
+            return [{"params": list(model.parameters()), "lr": options.lr}]
         poles = [p for n, p in model.named_parameters() if n.startswith("poles.")]
         other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
         return [{"params": poles, "lr": options.lr * options.pole_lr_scale}, {"params": other, "lr": options.lr}]
 
     def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float:
         """Validation field NMSE over the training horizon (never looks past it)."""
-        val = _part(data, "val")
+        val = _seen(model, _part(data, "val"))
         h = horizon_samples(fields_of(data), options.horizon)
         return metrics.field_nmse(predict(model, val, h), val.fields[:, :h])
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
-        test = _part(data, "test")
+        test = _seen(model, _part(data, "test"))
         h = horizon_samples(fields_of(data), options.horizon)
         report = {**evaluate(model, test, h), "test_examples": int(test.examples)}
-        if test.kind == "string":
+        if test.kind == "string" and model.cfg.transform != "data":
             report.update(parameter_generalisation(model, test))
         if options.pinn_weight:
             report.update(pinn_weight=options.pinn_weight,
@@ -162,11 +189,14 @@ class ModalFNOFamily(Family):
         return Evaluation(report, test.sample_rate, [("test example", pick_ref, pick_pred)], (t, err, h / test.sample_rate))
 
     def predict_fields(self, model: nn.Module, dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        part = field_data(dataset).subset(index)
+        part = _seen(model, field_data(dataset).subset(index))
         pred = predict(model, part, part.fields.shape[1])
         return pred, pickup_from_field(model, pred, part.grid, part.pickup)
 
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
+        if model.cfg.transform == "data":
+            raise EigentoneError("a modal FNO learned from data alone (--init data) has no note or position control "
+                                 "to export yet; export a Koopman --init data run, or train fno --init physics")
         cfg = config["model"]
         imap = {**pitch_map(model), **cfg["excitation"]}
         imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})

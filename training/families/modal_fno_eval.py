@@ -39,7 +39,13 @@ def mode_mask(model: Any, data: FieldData, index: Any = slice(None)) -> torch.Te
 
 
 def pickup_from_field(model: Any, field: np.ndarray, grid: Any, pickup: tuple[float, float]) -> np.ndarray:
-    """Displacement at the pickup, (E, S), by the model's own modal interpolation of a field."""
+    """Displacement at the pickup, (E, S), by the model's own modal interpolation of a field (a data transform,
+    whose modes exist on the grid only: the grid point nearest the pickup)."""
+    if model.cfg.transform == "data":
+        if model.cfg.kind == "string":
+            return field[:, :, int(np.argmin(np.abs(np.asarray(grid) - pickup[0])))]
+        ix, iy = (int(np.argmin(np.abs(np.asarray(g) - p))) for g, p in zip(grid, pickup))
+        return field[:, :, iy, ix]
     fwd, _ = model.basis(grid, torch.float64)
     coords = field.reshape(field.shape[0], field.shape[1], -1) @ fwd.numpy()  # (E, S, N)
     m = model.cfg.modes

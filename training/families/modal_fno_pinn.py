@@ -31,13 +31,27 @@ def check_pinn(data: FieldData, modulation: bool, weight: float) -> None:
                              "simulate it with `eigentone simulate string` or drop --pinn-weight")
 
 
+def collocation_params(model: Any, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """(batch, F) parameter vectors drawn uniformly (in log for positive columns) over the training range
+    (``model.cfg.param_min`` .. ``param_max``): the PDE holds for every string, so the residual can be
+    asked of strings no example was recorded from -- where the data say nothing and the physics term
+    is the only teacher."""
+    lo = torch.tensor(model.cfg.param_min, dtype=torch.float32)
+    hi = torch.tensor(model.cfg.param_max, dtype=torch.float32)
+    log = torch.tensor(model.cfg.param_log, dtype=torch.bool)
+    u = torch.rand(batch, lo.numel(), generator=gen)
+    logs = torch.exp(torch.log(lo.clamp_min(1e-30)) + u * (torch.log(hi.clamp_min(1e-30)) - torch.log(lo.clamp_min(1e-30))))
+    return torch.where(log, logs, lo + u * (hi - lo))
+
+
 def pinn_loss(model: Any, u0: torch.Tensor, v0: torch.Tensor, params: torch.Tensor, grid: Any, duration: float,
               gen: torch.Generator, points: int = 64, mode_mask: torch.Tensor | None = None) -> torch.Tensor:
     """mean(r^2) of the string PDE residual of the model's field at random collocation points.
 
-    u0, v0 (B, P) on ``grid`` (fractions), params (B, F) named ``model.cfg.param_names``; per example
-    ``points`` draws x ~ U(0, L) m and t ~ U(0, duration) s. The field is the model's own analytic
-    expansion u = sum_n Re(z0_n e^{Lambda_n t}) sin(n pi x / L), differentiated by autograd.
+    u0, v0 (B, P) on ``grid`` (fractions), params (B, F) named ``model.cfg.param_names`` (the examples' own,
+    or ``collocation_params``); per example ``points`` draws x ~ U(0, L) m and t ~ U(0, duration) s. The field
+    is the model's own analytic expansion u = sum_n Re(z0_n e^{Lambda_n t}) sin(n pi x / L), differentiated
+    by autograd.
     """
     names = model.cfg.param_names
     fwd, inv = model.basis(grid, u0.dtype)

@@ -45,6 +45,7 @@ from torch import nn
 from eigentone.contract.torch_twin import block_rollout, semitone_ratio, split_controls
 from training.fits import prony_poles
 from training.models.modal_core import ContinuousPoles
+from training.models.voice_poles import VoicePoles
 
 # --------------------------------------------------------------------------------------------
 # configuration
@@ -59,13 +60,16 @@ class KoopmanConfig:
     latent: int  # N complex latent modes
     sample_rate: float  # Hz of the training data
     basis: str = "sine"  # analytic basis the linear parts are initialised with
-    hidden: int = 128  # width of the MLP corrections
+    hidden: int = 128  # width of the MLP corrections (0: none, the encoder/decoder/readout stay linear)
     block_size: int = 16  # samples per pole-modulation / readout block at sample_rate
     velocity_scale: float = 1.0  # v input is multiplied by this (1 / omega_ref) to be O(u)
     modulation: bool = True
     pickup_index: int | None = None  # flat grid index nearest the pickup
     pluck: dict = field(default_factory=dict)  # Gaussian pluck synthesis for controls -> field
     family: str = "koopman"
+    init: str = "physics"  # what the linear parts and poles started from: "physics" (physics_prior) or "data"
+    voice_poles: bool = False  # per-voice pole corrections from the note-on state (``VoicePoles``)
+    voice_hidden: int = 64  # width of that network
 
     @property
     def points(self) -> int:
@@ -143,13 +147,15 @@ class FieldEncoder(nn.Module):
     def __init__(self, points: int, latent: int, hidden: int, scale: float):
         super().__init__()
         self.linear = nn.Linear(2 * points, 2 * latent, bias=False)
-        self.correction = Mlp(2 * points, 2 * latent, hidden)
+        self.correction = Mlp(2 * points, 2 * latent, hidden) if hidden > 0 else None
         self.register_buffer("scale", torch.tensor(float(scale)))  # field units -> O(1) for the MLP
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """u, v: (V, P) displacement and scaled velocity. Returns z (V, N, 2)."""
         x = torch.cat([u, v], dim=-1)  # (V, 2P)
-        z = self.linear(x) + self.correction(x / self.scale) * self.scale  # (V, 2N)
+        z = self.linear(x)  # (V, 2N)
+        if self.correction is not None:
+            z = z + self.correction(x / self.scale) * self.scale
         return z.reshape(x.shape[0], -1, 2)
 
 
@@ -159,12 +165,14 @@ class FieldDecoder(nn.Module):
     def __init__(self, points: int, latent: int, hidden: int, scale: float):
         super().__init__()
         self.modes = nn.Parameter(torch.zeros(points, latent, 2))  # Phi (P, N, 2)
-        self.correction = Mlp(2 * latent, points, hidden)
+        self.correction = Mlp(2 * latent, points, hidden) if hidden > 0 else None
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         linear = torch.einsum("...n,pn->...p", z[..., 0], self.modes[..., 0]) - torch.einsum(
             "...n,pn->...p", z[..., 1], self.modes[..., 1])  # (..., P)
+        if self.correction is None:
+            return linear
         flat = z.reshape(*z.shape[:-2], -1) / self.scale  # (..., 2N)
         return linear + self.correction(flat) * self.scale
 
@@ -179,11 +187,13 @@ class PickupReadout(nn.Module):
     def __init__(self, latent: int, hidden: int, scale: float):
         super().__init__()
         self.c0 = nn.Parameter(torch.zeros(latent, 2))
-        self.correction = Mlp(latent, 2 * latent, hidden // 2)
+        self.correction = Mlp(latent, 2 * latent, hidden // 2) if hidden > 1 else None
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (V, N, 2) block-start state. Returns c (V, N, 2)."""
+        if self.correction is None:
+            return self.c0.expand_as(z)
         energy = torch.log1p((z**2).sum(-1) / self.scale**2)  # (V, N)
         return self.c0 + self.correction(energy).reshape(z.shape)
 
@@ -221,6 +231,7 @@ class KoopmanModel(nn.Module):
         self.encoder = FieldEncoder(p, n, config.hidden, field_scale)
         self.decoder = FieldDecoder(p, n, config.hidden, field_scale)
         self.readout = PickupReadout(n, config.hidden, field_scale)
+        self.voice = VoicePoles(n, config.voice_hidden) if config.voice_poles else None
 
     # -- initialisation --------------------------------------------------------------------
     @torch.no_grad()
@@ -242,13 +253,15 @@ class KoopmanModel(nn.Module):
             self.readout.c0[:, 0] = torch.as_tensor(basis[pickup_index], dtype=torch.float32)
 
     # -- dynamics ----------------------------------------------------------------------------
-    def coefficients(self) -> dict[str, torch.Tensor]:
-        """Continuous-time sigma, omega0 (N,) and modulation alpha, beta (N,) (zeros when off)."""
+    def coefficients(self, z0: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Continuous-time sigma, omega0 and modulation alpha, beta (zeros when off): (N,) shared, or (V, N) for
+        the voices starting at z0 (V, N, 2) when the model has per-voice poles."""
         sigma, omega = self.poles()
         alpha, beta = self.modulation()
         if not self.config.modulation:
             alpha, beta = alpha * 0, beta * 0
-        return {"sigma": sigma, "omega": omega, "mod_alpha": alpha, "mod_beta": beta}
+        shared = {"sigma": sigma, "omega": omega, "mod_alpha": alpha, "mod_beta": beta}
+        return shared if self.voice is None or z0 is None else self.voice.per_voice(z0, shared)
 
     def rollout(self, z0: torch.Tensor, n_samples: int, time_scale: torch.Tensor | float = 1.0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +269,7 @@ class KoopmanModel(nn.Module):
 
         z0: (V, N, 2). Returns z (V, N, T, 2) and pickup y (V, T). Python loops over blocks only.
         """
-        co = self.coefficients()
+        co = self.coefficients(z0)
         return block_rollout(co["sigma"], co["omega"], z0, co["mod_alpha"], co["mod_beta"], self.config.sample_rate,
                              n_samples, self.config.block_size, readout=self.readout)
 
@@ -334,6 +347,32 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
     return model
 
 
+def build_data_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
+                     hidden: int = 0, block_size: int = 16, pickup_index: int | None = None,
+                     voice_poles: bool = True, pluck: dict | None = None) -> tuple[KoopmanModel, dict]:
+    """A model started from the data alone (``training/models/data_modes.py``): no solver parameters and no
+    sine basis. Mode shapes, poles and the pole law come from POD + delay DMD + short-segment Prony of the
+    training fields; the encoder is the shapes' exact modal inverse (``init_linear_parts``).
+
+    fields: (E, T, P) or (E, T, ny, nx) training fields (metres). Returns (model, what the analysis found).
+    The latent size is what the data hold, at most ``latent``.
+    """
+    from training.models.data_modes import analyse
+
+    found = analyse(fields, sample_rate, latent, modulation=modulation)
+    n = found.shapes.shape[1]
+    config = KoopmanConfig(grid_shape=list(fields.shape[2:]), latent=n, sample_rate=sample_rate, hidden=hidden,
+                           block_size=block_size, velocity_scale=1.0 / float(found.omega[0]), modulation=modulation,
+                           pickup_index=pickup_index, pluck=pluck or {}, init="data", voice_poles=voice_poles)
+    alpha = found.alpha if found.alpha.any() else np.full(n, 1e-12)
+    model = KoopmanModel(config, found.sigma, found.omega, alpha, found.beta,
+                         field_scale=float(np.abs(fields).max()))
+    model.init_linear_parts(found.shapes, pickup_index)
+    if model.voice is not None:
+        model.voice.energy_scale.copy_(torch.as_tensor(found.energy_scale, dtype=torch.float32))
+    return model, found.info
+
+
 def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: float
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Kirchhoff-Carrier-shaped modulation fitted to data: alpha_n = a omega0_n^2, beta_m = omega0_m^2.
@@ -394,7 +433,7 @@ class ExciteGraph(nn.Module):
             z0 = self.model.encoder(torch.zeros_like(shape), amp * shape * self.model.config.velocity_scale)
         else:  # initial displacement amp * shape (m), at rest
             z0 = self.model.encoder(amp * shape, torch.zeros_like(shape))  # (V, N, 2)
-        co = self.model.coefficients()
+        co = self.model.coefficients(z0)
         s = semitone_ratio(note, self.note0)  # (V, 1)
         sigma = s * co["sigma"]  # (V, N)
         omega = s * co["omega"]

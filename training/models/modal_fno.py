@@ -69,6 +69,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from eigentone.contract.torch_twin import complex_mul, midi_to_hz, modal_trajectory, modulated_rollout, split_controls
+from training.models.voice_poles import VoicePoles
 
 SIGMA_MIN = 1e-3  # 1/s: smallest decay rate any parameter value can give
 
@@ -133,10 +134,14 @@ class ModalFNOConfig:
     channels: int = 16  # lifted width of those blocks
     modulation: bool = False  # block-rate pole modulation (pitch glide)
     block_size: int = 16  # samples per modulation block (at the training rate)
+    transform: str = "sine"  # "sine" (fixed ends / simply supported edges) or "data" (see ``DataTransform``)
+    points: int = 0  # "data": the grid points the mode shapes are sampled on
+    voice_poles: bool = False  # per-voice pole corrections from the initial state (``VoicePoles``)
+    voice_hidden: int = 64
 
     @property
     def n_modes(self) -> int:
-        return self.modes if self.kind == "string" else self.modes * self.modes
+        return self.modes if self.kind == "string" or self.transform == "data" else self.modes * self.modes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,6 +218,38 @@ class PoleNet(nn.Module):
         return out
 
 
+class FreePoles(nn.Module):
+    """Poles of a data-transform model: one free sigma_n, omega_n (and alpha_n, beta_n) per mode, stored as
+    logs (sigma > 0, alpha, beta >= 0 for any value). No physical parameters, no wavenumbers: the model
+    describes one instrument, the one in its training data. Same call as ``PoleNet``."""
+
+    def __init__(self, cfg: ModalFNOConfig):
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_modes
+        self.log_sigma = nn.Parameter(torch.zeros(n))
+        self.log_omega = nn.Parameter(torch.log(2 * math.pi * 100.0 * torch.arange(1, n + 1, dtype=torch.float32)))
+        self.log_alpha = nn.Parameter(torch.full((n,), -30.0))
+        self.log_beta = nn.Parameter(torch.zeros(n))
+
+    @torch.no_grad()
+    def set(self, sigma: np.ndarray, omega: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
+        """Start from poles sigma, omega (N,) (1/s, rad/s) and law alpha, beta (N,)."""
+        for param, value in ((self.log_sigma, sigma - SIGMA_MIN), (self.log_omega, omega), (self.log_alpha, alpha),
+                             (self.log_beta, beta)):
+            param.copy_(torch.log(torch.as_tensor(np.maximum(value, 1e-30), dtype=torch.float32)))
+
+    def forward(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """params (B, F) (only B is used) -> sigma, omega [, mod_alpha, mod_beta] (B, N)."""
+        batch = params.shape[0]
+        out = {"sigma": torch.exp(self.log_sigma).expand(batch, -1) + SIGMA_MIN,
+               "omega": torch.exp(self.log_omega).expand(batch, -1)}
+        if self.cfg.modulation:
+            out["mod_alpha"] = torch.exp(self.log_alpha).expand(batch, -1)
+            out["mod_beta"] = torch.exp(self.log_beta).expand(batch, -1)
+        return out
+
+
 # ----------------------------------------------------------------------------------------------
 # nonlinear sine-FNO blocks (optional, applied to the initial condition)
 # ----------------------------------------------------------------------------------------------
@@ -273,16 +310,29 @@ class ModalFNO(nn.Module):
     def __init__(self, cfg: ModalFNOConfig):
         super().__init__()
         self.cfg = cfg
-        self.poles = PoleNet(cfg)
         n = cfg.n_modes
+        if cfg.transform == "data":
+            self.register_buffer("shapes", torch.zeros(cfg.points, n))  # (P, N) mode shapes found in data
+            self.poles = FreePoles(cfg)
+        else:
+            self.poles = PoleNet(cfg)
         self.gain = nn.Parameter(torch.tensor([[1.0, 0.0]]).repeat(n, 1))  # (N, 2) complex g_n
         self.ic = InitialConditionFNO(cfg.channels, cfg.fourier_layers, n) if cfg.fourier_layers else None
+        self.voice = VoicePoles(n, cfg.voice_hidden) if cfg.voice_poles else None
 
     # -- transforms ------------------------------------------------------------------------------
     def basis(self, grid: Any, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """fwd (P, N), inv (N, P) for a grid: strings ``x`` (P,); plates ``(x (nx,), y (ny,))``
-        with P = ny * nx in row-major (y, x) order. Modes of plates are (m_y, m_x) row-major."""
+        with P = ny * nx in row-major (y, x) order. Modes of plates are (m_y, m_x) row-major.
+
+        A "data" transform has its mode shapes on the training grid only: fwd = pinv(shapes), inv = shapes^T."""
         m = self.cfg.modes
+        if self.cfg.transform == "data":
+            points = len(grid) if self.cfg.kind == "string" else len(grid[0]) * len(grid[1])
+            if points != self.cfg.points:
+                raise ValueError(f"this model's mode shapes were found on a {self.cfg.points}-point grid, not {points}")
+            shapes = self.shapes.to(dtype)
+            return torch.linalg.pinv(shapes).T, shapes.T
         if self.cfg.kind == "string":
             fwd, inv = sine_basis(np.asarray(grid), m)
         else:
@@ -295,7 +345,10 @@ class ModalFNO(nn.Module):
 
     def band_limit_mask(self, params: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
         """(B, N) 1/0 mask keeping, per example, the ``limits`` (B,) lowest-wavenumber modes (ties by the
-        x index), the way the reference solvers truncate their modal expansions."""
+        x index), the way the reference solvers truncate their modal expansions. A data transform holds the
+        modes the data hold: all ones."""
+        if self.cfg.transform == "data":
+            return params.new_ones(params.shape[0], self.cfg.n_modes)
         with torch.no_grad():
             kappa = self.poles.wavenumbers(params)  # (B, N)
             key = kappa * (1 + 1e-9 * self.poles.mode_index[None, :, 0] / self.cfg.modes)
@@ -323,7 +376,10 @@ class ModalFNO(nn.Module):
         b = v0 @ fwd  # (B, N)
         if mode_mask is not None:
             a, b = a * mode_mask, b * mode_mask
-        return self.state_from_coefficients(a, b, poles)
+        state = self.state_from_coefficients(a, b, poles)
+        if self.voice is not None:
+            state.update(self.voice.per_voice(state["z0"], state))
+        return state
 
     def state_from_coefficients(self, a: torch.Tensor, b: torch.Tensor, poles: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. (2): sine coefficients a = T u0, b = T v0 (B, N) and poles -> poles with z0 (B, N, 2)."""
