@@ -20,8 +20,10 @@ initial condition, on every test example; mean (std) over the training seeds:
 
 Bars (exit status 1 when missed): the data-only model's full-rollout error on the linear string at or below
 the paper's best linear figure (DMD, 1e-4). ``--sets range`` adds the physics-prior FNO's parameter-range
-checks (other grids and rates, held-out tensions and stiffness; bars 2x and 1 cent). Time: about 30-45 minutes
-on the 2-core machine when it is quiet (default protocol); ``--quick``: a few minutes, not the protocol's figures.
+checks (other grids and rates, held-out tensions and stiffness; bars 2x and 1 cent). Time, measured on the
+shared 2-core machine under load (load average ~11): the linear string, one seed, both models, about 24 minutes;
+the default (three data sets, 3 seeds) takes hours: run one set and seed at a time (``--sets linear --seeds 0``)
+with ``--out`` to reuse the simulated data. ``--quick``: a small version whose figures are not the protocol's.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 
 from benchmarks import paper_protocol as protocol
 
-HELP = "modal FNO under the arXiv 2408.16650 protocol: data-only, physics-prior and closed-form rows; ~40 min"
+HELP = "modal FNO under the arXiv 2408.16650 protocol: data-only, physics-prior and closed-form rows; hours at the defaults"
 EXAMPLE = "eigentone bench fno-paper --quick"
 BAR_LINEAR = 1e-4
 """The paper's best linear-string figure (DMD); the data-only FNO's full-rollout mean must not exceed it."""
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--range-steps", type=int, default=60, help="gradient steps of the range checks")
     parser.add_argument("--seed", type=int, default=0, help="data seed of the range checks")
     parser.add_argument("--quick", action="store_true",
-                        help="200 examples, one seed, 800/100 steps: a few minutes, not the protocol's figures")
+                        help="200 examples, one seed, 800/100 steps: not the protocol's figures")
     parser.add_argument("--out", default=None, help="keep datasets and runs here (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
 

@@ -18,9 +18,11 @@ trained on) and over the full 4000-step rollout from the initial condition, on e
   value).
 
 Bar (exit status 1 when missed): the data-only model's full-rollout error on the nonlinear string, mean over
-the seeds, at or below the paper's best (0.0094). Time: about 40-60 minutes on the 2-core machine when it is
-quiet (the default protocol: 1000 examples, 3 seeds, three data sets); ``--quick`` runs a small version
-(200 examples, one seed, fewer steps; a few minutes) whose figures are not the protocol's.
+the seeds, at or below the paper's best (0.0094). Time, measured on the shared 2-core machine under load (load
+average ~11): one seed of the nonlinear string's data-only model (3200 steps) about 46 minutes, so the default
+(three data sets, two models, 3 seeds) takes many hours; run one set and seed at a time (``--sets nonlinear
+--seeds 0``) with ``--out`` to reuse the simulated data. ``--quick`` runs a small version (200 examples, one
+seed, fewer steps) whose figures are not the protocol's.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import torch
 
 from benchmarks import paper_protocol as protocol
 
-HELP = "deep Koopman under the arXiv 2408.16650 protocol: data-only, physics-prior and closed-form rows; ~1 h"
+HELP = "deep Koopman under the arXiv 2408.16650 protocol: data-only, physics-prior and closed-form rows; hours at the defaults"
 EXAMPLE = "eigentone bench koopman-paper --quick"
 BAR_NONLINEAR = 0.0094
 """The paper's best nonlinear-string figure; the data-only model's full-rollout mean must not exceed it."""
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--physics-steps", type=int, default=500, help="gradient steps of the physics-prior model")
     parser.add_argument("--sets", default="nonlinear,linear,plate", help="which data sets (default all three)")
     parser.add_argument("--quick", action="store_true",
-                        help="200 examples, one seed, 800/200 steps: a few minutes, not the protocol's figures")
+                        help="200 examples, one seed, 800/200 steps: not the protocol's figures")
     parser.add_argument("--out", default=None, help="keep datasets and runs here (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
 
