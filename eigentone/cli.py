@@ -55,6 +55,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "physics": "benchmarks.bench_physics",
         "koopman-paper": "benchmarks.paper_koopman",
         "fno-paper": "benchmarks.paper_fno",
+        "families": "benchmarks.bench_families",
         "fidelity": "benchmarks.bench_fidelity",
         "probes": "benchmarks.bench_probes",
         "soak": "benchmarks.bench_soak",

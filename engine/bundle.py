@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+import assets
 from eigentone import limits
 from eigentone.contract import CONTROL_NAMES, DEFAULT_CONTROLS, MODULATION_OUTPUTS
 from eigentone.errors import EigentoneError, first_line, printable
@@ -36,7 +37,7 @@ ATTACK_OUTPUT = "attack"
 MAX_ATTACK_SECONDS = 1.0
 FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 """Family names a manifest may carry (built in: diag_ssm, koopman, modal_fno, modal; any other family too)."""
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+MODELS_DIR = assets.path("models")
 
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "format": str,

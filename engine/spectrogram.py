@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
 
 N_FFT = 2048
@@ -16,7 +17,10 @@ MAX_FRAMES = 4096
 def save_spectrogram(audio: np.ndarray, sample_rate: float, path: str | Path, title: str = "") -> None:
     """Log-magnitude STFT (2048-sample Hann, hop 512, or longer so at most MAX_FRAMES frames) of
     (channels, samples) or (samples,) audio (mixed to mono) as a PNG."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise EigentoneError(f"{path}: spectrograms need matplotlib (pip install 'eigentone[plot]')") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

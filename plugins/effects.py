@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pedalboard
 
+import assets
 from eigentone import limits
 from eigentone.errors import EigentoneError, first_line, printable
 from eigentone.files import register_input
@@ -53,7 +54,7 @@ EFFECTS = sorted(
 )
 """Effect names a chain entry may use."""
 
-DEFAULT_CHAIN = Path(__file__).resolve().parent.parent / "assets" / "effects" / "default.json"
+DEFAULT_CHAIN = assets.path("effects/default.json")
 
 
 def _check_params(params: dict[str, Any], where: str) -> None:

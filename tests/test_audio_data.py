@@ -15,6 +15,19 @@ def test_note_names_and_file_name_labels():
     assert labels_from_name("A2_v64_p0.3.flac") == pytest.approx((45, 64 / 127, 0.3))
     assert note_number("Fs3") == 54 and labels_from_name("Cs4_v90.wav") == pytest.approx((61, 90 / 127, 0.2))
     assert np.isnan(labels_from_name("my-take.wav")[0])
+    assert note_number("Fs3") == note_number("F#3") == note_number("Gb3") == 54  # s = sharp, for file names
+    assert note_number("A4+10") == pytest.approx(69.1) and labels_from_name("Cs4_v64.wav")[0] == 61
+    with pytest.raises(ValueError, match="not a note name"):
+        note_number("H2")
+
+
+def test_unlabelled_note_gets_its_pitch_from_pyin(tmp_path):
+    fs = 22050
+    t = np.arange(fs) / fs
+    f0 = 196.0 * 2 ** (0.3 / 12)  # G3 + 30 cents
+    x = sum(np.exp(-3 * n * t) * np.sin(2 * np.pi * n * f0 * t) / n for n in range(1, 6))
+    sf.write(tmp_path / "my-take.wav", 0.3 * x, fs)
+    assert load_recording(tmp_path / "my-take.wav").note == pytest.approx(55.3, abs=0.05)
 
 
 def test_stereo_file_is_mixed_trimmed_and_normalised(tmp_path):

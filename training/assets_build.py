@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+import assets
 from eigentone.errors import EigentoneError
 
 HELP = "rebuild the shipped instruments (simulate -> train -> export, fixed seeds) into assets/models/"
 EXAMPLE = "eigentone assets build --only gong --out /tmp/instruments"
 
-ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+ASSETS_MODELS = assets.path("models")
 TRAIN_THREADS = 1  # fixed, so that a rebuild reproduces the shipped metrics
 
 

@@ -88,13 +88,9 @@ def evaluate(model: str | Path, data: str | Path) -> dict:
 
     results = {}
     for rec in load_training_data(data).recordings:
-        note = rec.note
-        if not np.isfinite(note):
-            from training.modal_analysis import esprit, significant_partials
-
-            est = significant_partials(esprit(rec.audio.astype(np.float64), rec.sample_rate), 0.05)
-            note = float(M.cents(est.freqs_hz.min(), 440.0) / 100 + 69)
-        pred = np.asarray(render(rec, note), np.float64)
+        if not np.isfinite(rec.note):  # unlabelled and pYIN found no pitch
+            raise EigentoneError(f"{rec.path}: no note in the name and no pitch found; name it like C4_v100.wav")
+        pred = np.asarray(render(rec, rec.note), np.float64)
         results[Path(rec.path).name] = M.audio_report(pred, rec.audio.astype(np.float64), rec.sample_rate)
     return {"in_horizon": results}
 

@@ -1,6 +1,6 @@
 """Every model family, by name: the one place that lists them.
 
-Adding a family is one module implementing ``training.family.Family`` and one line in ``_BUILT_IN``
+Adding a family is one module implementing ``training.family.Family`` and one line in ``_built_in``
 (or, for a family living outside the package such as the tests' tiny one, one ``register`` call).
 """
 
@@ -12,28 +12,26 @@ from training.family import Family
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(family: Family) -> Family:
-    """Make ``family`` known to train, export, eval and `assets build` (by ``family.name`` and ``family.command``)."""
-    _FAMILIES[family.name] = family
-    return family
-
-
-def _load_built_in() -> None:
-    if _FAMILIES:
-        return
+def _built_in() -> list[Family]:
     from training.families.diag_ssm import DiagSSM
     from training.families.koopman import Koopman
     from training.families.modal_fno import ModalFNOFamily
 
-    _BUILT_IN = (DiagSSM, Koopman, ModalFNOFamily)
-    for cls in _BUILT_IN:
-        register(cls())
+    return [DiagSSM(), Koopman(), ModalFNOFamily()]
 
 
 def families() -> dict[str, Family]:
     """name -> family, built-in ones first."""
-    _load_built_in()
+    if not _FAMILIES:  # register() calls this first, so the built-in families always come first
+        _FAMILIES.update({f.name: f for f in _built_in()})
     return dict(_FAMILIES)
+
+
+def register(family: Family) -> Family:
+    """Make ``family`` known to train, export, eval and `assets build` (by ``family.name`` and ``family.command``)."""
+    families()
+    _FAMILIES[family.name] = family
+    return family
 
 
 def get_family(name: str) -> Family:

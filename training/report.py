@@ -60,9 +60,11 @@ def print_metrics(title: str, values: dict[str, Any], indent: int = 0) -> None:
             print(" " * (indent + 2) + f"{key:28s} {text}")
 
 
-def write_report_png(path: Path, history: list[dict[str, float]], evaluation: Evaluation, max_pairs: int = 3) -> None:
+def write_report_png(path: Path, history: list[dict[str, float]], evaluation: Evaluation, max_pairs: int = 2) -> None:
     """report.png: the loss curve (and the field error over time when the family has one), then reference vs
     model spectrograms of up to ``max_pairs`` examples."""
+    import librosa
+    import librosa.display
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,11 +85,15 @@ def write_report_png(path: Path, history: list[dict[str, float]], evaluation: Ev
     else:
         axes[0, 1].axis("off")
     for row, (title, ref, pred) in enumerate(pairs, start=1):
+        n_fft = min(1024, max(16, 2 ** int(np.log2(max(len(ref) // 2, 2)))))
+        top = max(np.abs(ref).max(), 1e-12)  # one dB scale for reference and model
         for col, (name, sig) in enumerate((("reference", ref), ("model", pred))):
             ax = axes[row, col]
-            nfft = min(1024, max(16, 2 ** int(np.log2(max(len(sig) // 2, 2)))))
-            ax.specgram(sig, NFFT=nfft, Fs=fs, noverlap=nfft * 3 // 4, cmap="magma", vmin=-160)
-            ax.set(title=f"{title}: {name}", xlabel="s", ylabel="Hz", ylim=(0, min(fs / 2, 8000)))
+            db = librosa.amplitude_to_db(np.abs(librosa.stft(np.asarray(sig, np.float32), n_fft=n_fft)), ref=top * n_fft / 4,
+                                         top_db=None)
+            librosa.display.specshow(db, sr=fs, hop_length=n_fft // 4, x_axis="time", y_axis="hz", ax=ax, cmap="magma",
+                                     vmin=-100, vmax=0)
+            ax.set(title=f"{title}: {name}", ylim=(0, min(fs / 2, 8000)))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)

@@ -2,8 +2,13 @@
 
 One note per file, WAV or FLAC (anything libsndfile reads), any sample rate, mono or stereo.
 Labels come from a sidecar ``labels.csv`` (``file,note,velocity[,position]``; note as a MIDI
-number or a name like ``C#4``; velocity 1..127) or from file names: ``A2_v100.wav``,
-``C#4_v64.flac``, ``57.wav`` (velocity defaults to 100, position to 0.2).
+number or a name like ``C#4``, ``Fs3``, ``Gb3``, ``A4+10`` (cents); velocity 1..127) or from file
+names: ``A2_v100.wav``, ``Cs4_v64.flac``, ``57.wav`` (velocity defaults to 100, position to 0.2).
+A single file without a note in its name gets the note pYIN finds (``estimate_note``).
+
+Libraries: soundfile reads the files (exact samples, clear errors), librosa parses note names,
+estimates pitch (pYIN) and resamples (soxr). The onset trim stays a few lines of numpy: each file
+holds one note, and the models need its first sample, not a frame-accurate onset among many.
 
 Every problem becomes an ``EigentoneError`` naming the file: not audio, silent, too short.
 
@@ -23,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal as sps
 
 from eigentone.errors import EigentoneError
 from eigentone.limits import check_recording_content, check_recording_file
@@ -37,7 +41,7 @@ TARGET_PEAK = 0.5
 """Peak after normalisation (loudest file of a folder)."""
 
 _NAME = re.compile(r"^(?P<note>[A-Ga-g][#bs]?-?\d+|\d+(?:\.\d+)?)(?:[_-]v(?P<vel>\d+))?(?:[_-]p(?P<pos>0?\.\d+))?")
-_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_SHARP_S = re.compile(r"^([A-Ga-g])s(?=[-+]?\d)")
 
 
 @dataclass
@@ -63,18 +67,31 @@ class Recording:
 
 
 def note_number(text: str) -> float:
-    """MIDI number of ``"C#4"``, ``"Bb2"``, ``"A4"`` (= 69) or a plain number ``"57"``; ``"Fs3"`` is F#3 (sharps
-    written ``s`` where file names may not hold ``#``)."""
+    """MIDI number of ``"C#4"``, ``"Fs3"`` (s = sharp, for file names), ``"Bb2"``, ``"A4"`` (= 69), ``"A4+10"``
+    (cents) or a plain number ``"57"``; ValueError for anything else."""
+    import librosa
+
     text = text.strip()
     try:
         return float(text)
     except ValueError:
         pass
-    m = re.fullmatch(r"([A-Ga-g])([#bs]?)(-?\d+)", text)
-    if not m:
-        raise ValueError(f"not a note name: {text!r}")
-    step = _STEPS[m.group(1).lower()] + {"#": 1, "s": 1, "b": -1, "": 0}[m.group(2)]
-    return float(12 * (int(m.group(3)) + 1) + step)
+    try:
+        return float(librosa.note_to_midi(_SHARP_S.sub(r"\1#", text), round_midi=False))
+    except librosa.ParameterError:
+        raise ValueError(f"not a note name: {text!r}") from None
+
+
+def estimate_note(audio: np.ndarray, sample_rate: float) -> float:
+    """Fractional MIDI note of a recorded note by pYIN (median over the voiced frames of its first 2 s); nan when
+    no frame is voiced."""
+    import librosa
+
+    x = np.asarray(audio, np.float32)[: int(2 * sample_rate)]
+    f0, voiced, _ = librosa.pyin(x, fmin=librosa.note_to_hz("A0"), fmax=min(librosa.note_to_hz("C8"), 0.45 * sample_rate),
+                                 sr=sample_rate, frame_length=4096 if sample_rate > 30000 else 2048)
+    f0 = f0[voiced & np.isfinite(f0)]
+    return float(librosa.hz_to_midi(np.median(f0))) if f0.size else float("nan")
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
@@ -93,25 +110,30 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, float]:
     return data.mean(axis=1), float(rate)
 
 
-def trim_onset(x: np.ndarray, sample_rate: float, threshold: float = 0.05, pre_roll_s: float = 0.0) -> np.ndarray:
-    """Drop leading silence: start at the first sample whose |x| exceeds ``threshold`` x peak, minus ``pre_roll_s``.
-
-    Trailing near-silence (below 1e-4 of the peak) is dropped too.
-    """
+def onset_index(x: np.ndarray, sample_rate: float, threshold: float = 0.05, pre_roll_s: float = 0.0) -> int:
+    """First sample of the note in x (samples,): the last quiet sample (|x| <= 1e-3 peak) before |x| first exceeds
+    ``threshold`` x peak, plus one, minus ``pre_roll_s``."""
     mag = np.abs(x)
     peak = mag.max()
     first = int(np.argmax(mag >= threshold * peak))
     # back up to the last zero crossing / quiet sample before the threshold crossing
     quiet = np.nonzero(mag[:first] <= 1e-3 * peak)[0]
     first = int(quiet[-1]) + 1 if quiet.size else 0
-    first = max(0, first - int(pre_roll_s * sample_rate))
-    loud = np.nonzero(mag >= 1e-4 * peak)[0]
+    return max(0, first - int(pre_roll_s * sample_rate))
+
+
+def trim_onset(x: np.ndarray, sample_rate: float, threshold: float = 0.05, pre_roll_s: float = 0.0) -> np.ndarray:
+    """Drop leading silence: start at ``onset_index``; trailing near-silence (below 1e-4 of the peak) is dropped too."""
+    first = onset_index(x, sample_rate, threshold, pre_roll_s)
+    loud = np.nonzero(np.abs(x) >= 1e-4 * np.abs(x).max())[0]
     last = int(loud[-1]) + 1 if loud.size else x.size
     return x[first:last]
 
 
-def load_recording(path: str | Path, *, min_seconds: float = MIN_SECONDS, normalise: bool = True) -> Recording:
-    """Load one file: mono mix, onset trim, peak-normalise to ``TARGET_PEAK``; labels from the file name."""
+def load_recording(path: str | Path, *, min_seconds: float = MIN_SECONDS, normalise: bool = True,
+                   estimate: bool = True) -> Recording:
+    """Load one file: mono mix, onset trim, peak-normalise to ``TARGET_PEAK``; labels from the file name (the note
+    by pYIN when the name has none and ``estimate``)."""
     path = Path(path)
     check_recording_file(path)  # length limit, before the samples are read
     x, rate = read_audio(path)
@@ -124,6 +146,8 @@ def load_recording(path: str | Path, *, min_seconds: float = MIN_SECONDS, normal
         raise EigentoneError(f"{path}: too short after trimming silence ({x.size / rate:.3f} s, need >= {min_seconds} s)")
     gain = TARGET_PEAK / peak if normalise else 1.0
     note, velocity, position = labels_from_name(path.name)
+    if estimate and not np.isfinite(note):
+        note = estimate_note(x, rate)
     return Recording((x * gain).astype(np.float32), rate, note, velocity, position, str(path), gain)
 
 
@@ -168,7 +192,7 @@ def load_folder(folder: str | Path, *, min_seconds: float = MIN_SECONDS) -> list
     if not files:
         raise EigentoneError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
     labels = _read_labels(folder)
-    recs = [load_recording(p, min_seconds=min_seconds, normalise=False) for p in files]
+    recs = [load_recording(p, min_seconds=min_seconds, normalise=False, estimate=False) for p in files]
     for rec in recs:
         name = Path(rec.path).name
         if name in labels:
@@ -181,10 +205,9 @@ def load_folder(folder: str | Path, *, min_seconds: float = MIN_SECONDS) -> list
     for rec in recs:
         audio = rec.audio.astype(np.float64)
         if rec.sample_rate != rate:
-            from fractions import Fraction
+            import librosa
 
-            frac = Fraction(rate / rec.sample_rate).limit_denominator(1000)
-            audio = sps.resample_poly(audio, frac.numerator, frac.denominator)
+            audio = librosa.resample(audio, orig_sr=rec.sample_rate, target_sr=rate, res_type="soxr_hq")
             rec.sample_rate = rate
         rec.gain = TARGET_PEAK / peak
         rec.audio = (audio * rec.gain).astype(np.float32)

@@ -1,4 +1,5 @@
-"""The deep Koopman family (``training/models/koopman.py``) on simulated string/plate fields.
+"""The deep Koopman family (``training/models/koopman.py``) on simulated string/plate fields, or on recordings
+alone (``koopman_audio.py``: the encoder maps the controls to the initial latent state).
 
 Training windows of ``--horizon`` samples start at random offsets; the loss is the Koopman triple of
 Lusch et al. 2018 / Diaz et al. 2024 (multi-step prediction, reconstruction, latent consistency), each
@@ -18,10 +19,12 @@ from torch import nn
 
 from eigentone.errors import EigentoneError
 from training.data.sources import TrainingData
+from training.families import koopman_audio, recordings
 from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised, StepLoss
 from training.losses import multi_resolution_stft_loss, relative_mse
 from training.models.data_modes import check_one_instrument
 from training.models.koopman import (
+    ControlKoopman,
     ExciteGraph,
     FieldGraph,
     KoopmanConfig,
@@ -233,7 +236,6 @@ class Koopman(Family):
 
     name = "koopman"
     command = "koopman"
-    data_kinds = ("field",)
     default_threads = 1
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -258,6 +260,12 @@ class Koopman(Family):
         return 1500
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if data.kind != "field":
+            recs = data.subset("train")
+            targets = recordings.analyse_training_notes(data, options.latent)
+            model, info = koopman_audio.initialise(recs, targets, options.latent, options.hidden, options.block,
+                                                   not options.no_modulation)
+            return Initialised(model, koopman_audio.config_of(model, [r.note for r in recs]), info, targets=targets)
         fields, pickups, at_rest = _arrays(data)
         if fields.shape[0] < 2:
             raise EigentoneError(f"{data.path}: needs at least 2 examples, has {fields.shape[0]}")
@@ -285,10 +293,16 @@ class Koopman(Family):
         return Initialised(model, asdict(model.config), info, targets=targets)
 
     def build(self, config: dict[str, Any]) -> nn.Module:
+        if config.get("source") == "recordings":
+            return koopman_audio.build(config)
         return KoopmanModel(KoopmanConfig(**config))
 
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
+        if data.kind != "field":
+            model = fitted.model
+            return recordings.audio_loss(model, model.readout, data.subset("train"), fitted.targets,
+                                         block_size=model.config.block_size, batch=min(options.batch, 4), rng=rng)
         u, v, y = fitted.targets
         if fitted.model.config.init == "data":
             steps = options.steps if options.steps is not None else self.default_steps(data)
@@ -299,14 +313,17 @@ class Koopman(Family):
                               stft_weight=options.stft_weight, seed=options.seed)
 
     def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
+        if isinstance(model, ControlKoopman):
+            return koopman_audio.parameter_groups(model, options.lr)
         if model.config.init == "data":
             return data_parameter_groups(model, options.lr)
         return parameter_groups(model, options.lr)
 
     def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float | None:
         """Validation field relative MSE over the training window, from the initial condition: the trainer
-        keeps the better of the closed-form start and the trained weights (as the modal FNO family does)."""
-        if not len(data.split["val"]):
+        keeps the better of the closed-form start and the trained weights (as the modal FNO family does);
+        recordings: none."""
+        if data.kind != "field" or not len(data.split["val"]):
             return None
         fields, _, at_rest = _arrays(data)
         val = data.split["val"]
@@ -315,6 +332,9 @@ class Koopman(Family):
         return float(relative_mse(torch.as_tensor(pred), torch.as_tensor(fields[val, :horizon])))
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
+        if data.kind != "field":
+            graphs = Graphs(model, ReadoutGraph(model), None, None)
+            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:2], data.sample_rate)
         fields, pickups, at_rest = _arrays(data)
         val = data.split["val"] if len(data.split["val"]) else data.split["train"]
         horizon = min(options.horizon, fields.shape[1])
@@ -329,6 +349,8 @@ class Koopman(Family):
         return Evaluation(metrics, data.sample_rate, pairs, (t, err, horizon / data.sample_rate))
 
     def predict_fields(self, model: nn.Module, dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(model, ControlKoopman):
+            raise NotImplementedError("a Koopman model trained on recordings has no field to predict")
         at_rest = np.asarray((dataset.excitation or {}).get("kind", np.zeros(dataset.examples)), np.float64)[index] == 0
         fields = np.asarray(dataset.fields, np.float32)[index]
         pred_f, pred_y = rollout_examples(model, fields, fields.shape[1], at_rest=bool(np.all(at_rest)))
@@ -336,6 +358,12 @@ class Koopman(Family):
 
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
         cfg = model.config
+        if isinstance(model, ControlKoopman):
+            info = BundleInfo(modes=cfg.latent, note_range=tuple(config["model"]["note_range"]),
+                              trained_sample_rate=cfg.sample_rate, modulation=bool(cfg.modulation),
+                              description=f"deep Koopman from recordings {config.get('data', '?')}, {cfg.latent} "
+                                          "latent modes, block-rate pole modulation and readout")
+            return Graphs(model.eval(), ReadoutGraph(model).eval(), None, info)
         note0 = float(cfg.pluck.get("note0", 59.0))
         info = BundleInfo(modes=cfg.latent, note_range=(round(note0) - 12, round(note0) + 12),
                           trained_sample_rate=cfg.sample_rate, modulation=bool(cfg.modulation),

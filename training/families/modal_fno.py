@@ -1,4 +1,5 @@
-"""The modal FNO family (``training/models/modal_fno.py``) on string or plate field datasets.
+"""The modal FNO family (``training/models/modal_fno.py``) on string or plate field datasets, or on
+recordings alone (``modal_fno_audio.py``: the field stays internal and is read out at a pickup).
 
 Two stages:
 
@@ -27,7 +28,8 @@ from eigentone.errors import EigentoneError
 from training import metrics
 from training.data.field_data import FieldData, field_data
 from training.data.sources import TrainingData
-from training.families import modal_fno_data
+from training.families import modal_fno_audio, modal_fno_data, recordings
+from training.families.modal_fno_audio import RecordedFNO
 from training.families.modal_fno_eval import (
     evaluate,
     mode_mask,
@@ -47,6 +49,9 @@ from training.family import BundleInfo, Evaluation, Family, Graphs, Initialised,
 from training.losses import relative_mse
 from training.models.data_modes import check_one_instrument
 from training.models.modal_fno import ExciteGraph, FieldGraph, InstrumentMap, ModalFNO, ModalFNOConfig
+
+RECORDING_MODES = 32
+"""Modes of a modal FNO trained on recordings when --modes is not given."""
 
 
 def fields_of(data: TrainingData) -> FieldData:
@@ -79,7 +84,6 @@ class ModalFNOFamily(Family):
 
     name = "modal_fno"
     command = "fno"
-    data_kinds = ("field",)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--modes", type=int, default=None, help="modes (strings) or modes per axis (plates)")
@@ -98,6 +102,8 @@ class ModalFNOFamily(Family):
                                  "fields alone, the observed first snapshot as input (modal_fno_data.py)")
 
     def initialise(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if data.kind != "field":
+            return self._initialise_from_notes(data, options)
         full = fields_of(data)
         h = horizon_samples(full, options.horizon)
         modulation = {"auto": full.nonlinear, "on": True, "off": False}[options.modulation]
@@ -118,13 +124,29 @@ class ModalFNOFamily(Family):
                   "note_range": [36, 84] if full.kind == "string" else [24, 96]}
         return Initialised(model, config, info, targets=(train_set, h))
 
+    def _initialise_from_notes(self, data: TrainingData, options: argparse.Namespace) -> Initialised:
+        if options.pinn_weight:
+            raise EigentoneError(f"{data.path}: --pinn-weight needs a simulated field dataset, not recordings")
+        recs = data.subset("train")
+        modes = options.modes or RECORDING_MODES
+        targets = recordings.analyse_training_notes(data, modes)
+        modulation = {"auto": None, "on": True, "off": False}[options.modulation]
+        model, imap, info = modal_fno_audio.initialise(recs, targets, modes, modulation)
+        config = modal_fno_audio.config_of(model, imap, data.sample_rate, [r.note for r in recs])
+        return Initialised(model, config, info, targets=targets)
+
     def build(self, config: dict[str, Any]) -> nn.Module:
+        if config.get("source") == "recordings":
+            return modal_fno_audio.build(config)
         model = ModalFNO(ModalFNOConfig(**config["architecture"]))
         model._trained_rate = float(config["sample_rate"])
         return model
 
     def step_loss(self, fitted: Initialised, data: TrainingData, options: argparse.Namespace,
                   rng: np.random.Generator) -> StepLoss:
+        if data.kind != "field":
+            return recordings.audio_loss(fitted.model, None, data.subset("train"), fitted.targets,
+                                         block_size=fitted.model.fno.cfg.block_size, batch=min(options.batch, 4), rng=rng)
         model, (train_set, h) = fitted.model, fitted.targets
         if model.cfg.transform == "data":
             steps = options.steps if options.steps is not None else self.default_steps(data)
@@ -157,19 +179,24 @@ class ModalFNOFamily(Family):
         return step_loss
 
     def parameter_groups(self, model: nn.Module, options: argparse.Namespace) -> list[dict[str, Any]]:
-        if model.cfg.transform == "data":  # free poles from a noisy fit: full rate (log-space)
+        if not isinstance(model, RecordedFNO) and model.cfg.transform == "data":  # free poles from a noisy fit
             return [{"params": list(model.parameters()), "lr": options.lr}]
         poles = [p for n, p in model.named_parameters() if n.startswith("poles.")]
         other = [p for n, p in model.named_parameters() if not n.startswith("poles.")]
         return [{"params": poles, "lr": options.lr * options.pole_lr_scale}, {"params": other, "lr": options.lr}]
 
-    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float:
-        """Validation field NMSE over the training horizon (never looks past it)."""
+    def validation_error(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> float | None:
+        """Validation field NMSE over the training horizon (never looks past it); recordings: none."""
+        if data.kind != "field":
+            return None
         val = _seen(model, _part(data, "val"))
         h = horizon_samples(fields_of(data), options.horizon)
         return metrics.field_nmse(predict(model, val, h), val.fields[:, :h])
 
     def evaluate(self, model: nn.Module, data: TrainingData, options: argparse.Namespace) -> Evaluation:
+        if data.kind != "field":
+            graphs = Graphs(model, None, None, None)
+            return recordings.evaluate_notes(graphs, data.subset("test") or data.subset("train")[:2], data.sample_rate)
         test = _seen(model, _part(data, "test"))
         h = horizon_samples(fields_of(data), options.horizon)
         report = {**evaluate(model, test, h), "test_examples": int(test.examples)}
@@ -189,19 +216,26 @@ class ModalFNOFamily(Family):
         return Evaluation(report, test.sample_rate, [("test example", pick_ref, pick_pred)], (t, err, h / test.sample_rate))
 
     def predict_fields(self, model: nn.Module, dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(model, RecordedFNO):
+            raise NotImplementedError("a modal FNO trained on recordings has no physical field to compare")
         part = _seen(model, field_data(dataset).subset(index))
         pred = predict(model, part, part.fields.shape[1])
         return pred, pickup_from_field(model, pred, part.grid, part.pickup)
 
     def graphs(self, model: nn.Module, config: dict[str, Any]) -> Graphs:
-        if model.cfg.transform == "data":
+        if not isinstance(model, RecordedFNO) and model.cfg.transform == "data":
             raise EigentoneError("a modal FNO learned from data alone (--init data) has no note or position control "
                                  "to export yet; export a Koopman --init data run, or train fno --init physics")
         cfg = config["model"]
-        imap = {**pitch_map(model), **cfg["excitation"]}
-        imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})
-        info = BundleInfo(modes=model.cfg.n_modes, note_range=tuple(cfg["note_range"]),
-                          trained_sample_rate=float(cfg["sample_rate"]), modulation=model.cfg.modulation,
-                          description=f"modal FNO {model.cfg.kind} ({model.cfg.n_modes} modes) trained on "
+        if isinstance(model, RecordedFNO):
+            excite, fno, imap = model.excite, model.fno, model.excite.imap
+        else:
+            imap = {**pitch_map(model), **cfg["excitation"]}
+            imap = InstrumentMap(**{**imap, "pickup": tuple(imap["pickup"]), "pitch_range": tuple(imap["pitch_range"])})
+            excite, fno = ExciteGraph(model, imap), model
+        source = "recordings" if isinstance(model, RecordedFNO) else "fields"
+        info = BundleInfo(modes=fno.cfg.n_modes, note_range=tuple(cfg["note_range"]),
+                          trained_sample_rate=float(cfg["sample_rate"]), modulation=fno.cfg.modulation,
+                          description=f"modal FNO {fno.cfg.kind} ({fno.cfg.n_modes} modes) trained on {source} "
                                       f"{config.get('data', '?')}")
-        return Graphs(ExciteGraph(model, imap).eval(), None, FieldGraph(model, imap.grid).eval(), info)
+        return Graphs(excite.eval(), None, FieldGraph(fno, imap.grid).eval(), info)

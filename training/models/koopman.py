@@ -464,3 +464,91 @@ class FieldGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decoder(z).reshape(z.shape[0], *self.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# learning from recordings alone: the encoder maps the controls to the initial latent state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ControlKoopmanConfig:
+    """Everything needed to rebuild a ControlKoopman (written to RUN_DIR/config.json)."""
+
+    latent: int  # N complex latent modes
+    sample_rate: float  # Hz of the recordings
+    note0: float  # MIDI note the poles and modulation are stored at
+    note_scale: float = 12.0  # semitones per unit of the networks' note input
+    amplitude: float = 1.0  # typical |z| (pickup amplitude), so the MLPs see O(1)
+    hidden: int = 128
+    block_size: int = 16  # samples per pole-modulation / readout block at sample_rate
+    modulation: bool = True
+    source: str = "recordings"
+
+
+class ControlEncoder(nn.Module):
+    """psi: controls (V, 4) -> z0 (V, N, 2). Features (x, velocity, position), x = (note - note0) / note_scale;
+    z0 = amplitude * (linear(features) + MLP correction(features)), the correction starting at zero."""
+
+    def __init__(self, latent: int, hidden: int, note0: float, note_scale: float, amplitude: float):
+        super().__init__()
+        self.linear = nn.Linear(3, 2 * latent)
+        self.correction = Mlp(3, 2 * latent, hidden)
+        self.register_buffer("note0", torch.tensor(float(note0)))
+        self.register_buffer("note_scale", torch.tensor(float(note_scale)))
+        self.register_buffer("scale", torch.tensor(float(amplitude)))
+
+    def features(self, controls: torch.Tensor) -> torch.Tensor:
+        """(V, 3) network inputs of controls (V, 4)."""
+        note, velocity, position, _ = split_controls(controls)
+        return torch.cat([(note - self.note0) / self.note_scale, velocity, position], dim=-1)
+
+    def forward(self, controls: torch.Tensor) -> torch.Tensor:
+        f = self.features(controls)
+        return ((self.linear(f) + self.correction(f)) * self.scale).reshape(controls.shape[0], -1, 2)
+
+
+class ControlKoopman(nn.Module):
+    """Deep Koopman model of a recorded instrument: controls -> latent z0 -> diagonal continuous-time dynamics with
+    block-rate pole modulation -> block-rate nonlinear pickup readout. Its forward is the excite graph::
+
+        s = 2^((note - note0) / 12),  x = (note - note0) / note_scale
+        omega_n = s omega0_n e^{d_n(x)},  sigma_n = s sigma0_n e^{d'_n(x)}     (transposition + learned correction)
+        alpha_n = s^gamma alpha_n(note0),  beta_m = beta_m(note0)              (glide scales with the note)
+        z0 = psi(controls),  c = readout(z0)
+    """
+
+    def __init__(self, config: ControlKoopmanConfig, sigma: np.ndarray | None = None, omega: np.ndarray | None = None,
+                 alpha: np.ndarray | None = None, beta: np.ndarray | None = None):
+        super().__init__()
+        self.config = config
+        n = config.latent
+        sigma = np.full(n, 1.0) if sigma is None else sigma
+        omega = 2 * math.pi * 100.0 * np.arange(1, n + 1) if omega is None else omega
+        self.poles = ContinuousPoles(torch.as_tensor(sigma, dtype=torch.float32), torch.as_tensor(omega, dtype=torch.float32))
+        self.modulation = PoleModulation(alpha if alpha is not None else np.full(n, 1e-30),
+                                         beta if beta is not None else np.full(n, 1e-30))
+        self.modulation.requires_grad_(config.modulation)
+        self.alpha_exponent = nn.Parameter(torch.zeros(()), requires_grad=config.modulation)
+        self.pole_slope = nn.Linear(1, 2 * n)  # linear part of (d_n, d'_n) in x
+        nn.init.zeros_(self.pole_slope.weight)
+        nn.init.zeros_(self.pole_slope.bias)
+        self.pole_correction = Mlp(1, 2 * n, config.hidden // 2)
+        self.encoder = ControlEncoder(n, config.hidden, config.note0, config.note_scale, config.amplitude)
+        self.readout = PickupReadout(n, config.hidden, config.amplitude)
+        with torch.no_grad():
+            self.readout.c0[:, 0] = 1.0
+
+    def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
+        note = split_controls(controls).note  # (V, 1)
+        x = (note - self.config.note0) / self.config.note_scale
+        s = semitone_ratio(note, self.config.note0)  # (V, 1)
+        d = (self.pole_slope(x) + self.pole_correction(x)).reshape(-1, self.config.latent, 2)  # (V, N, 2)
+        sigma0, omega0 = self.poles()
+        alpha, beta = self.modulation()
+        if not self.config.modulation:
+            alpha, beta = alpha * 0, beta * 0
+        z0 = self.encoder(controls)
+        return {"sigma": s * sigma0 * torch.exp(d[..., 1]), "omega": s * omega0 * torch.exp(d[..., 0]), "z0": z0,
+                "c": self.readout(z0), "mod_alpha": torch.pow(s, self.alpha_exponent) * alpha,
+                "mod_beta": beta.expand(controls.shape[0], -1)}

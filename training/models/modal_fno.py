@@ -72,6 +72,7 @@ from eigentone.contract.torch_twin import complex_mul, midi_to_hz, modal_traject
 from training.models.voice_poles import VoicePoles
 
 SIGMA_MIN = 1e-3  # 1/s: smallest decay rate any parameter value can give
+LN2_1200 = math.log(2.0) / 1200.0  # one cent as a natural-log frequency ratio
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,6 +439,7 @@ class InstrumentMap:
     pickup: tuple[float, float]  # pickup position (x, y) as fractions
     gain: float  # output scale so that a velocity-1 note peaks near 1
     grid: int  # points per axis of the field graph
+    tuning_cents: float = 0.0  # the note's lowest mode sits this far above equal temperament (recorded instruments)
 
 
 class ExciteGraph(nn.Module):
@@ -495,7 +497,7 @@ class ExciteGraph(nn.Module):
 
     def forward(self, controls: torch.Tensor) -> dict[str, torch.Tensor]:
         note, velocity, pos_x, pos_y = (column[:, 0] for column in split_controls(controls))  # (V,) each
-        target = torch.log(2 * math.pi * midi_to_hz(note))  # (V,) log omega_1
+        target = torch.log(2 * math.pi * midi_to_hz(note)) + self.imap.tuning_cents * LN2_1200  # (V,) log omega_1
         lo, hi = math.log(self.imap.pitch_range[0]), math.log(self.imap.pitch_range[1])
         log_p = torch.full_like(note, self.log_pitch_ref)
         if self.pitch_index >= 0:  # Newton in log-log space (omega_1 grows with the pitch parameter)
