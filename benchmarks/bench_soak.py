@@ -332,11 +332,13 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
 
     # phase 1: the do-nothing baseline, same MIDI traffic
     drained = collections.deque(maxlen=4096)
+    received = [0]  # messages the baseline's callback drained
     base_log = CallbackLog(slots)
 
     def nothing(outdata, frames, time_info, status) -> None:
         while drained:
             drained.popleft()
+            received[0] += 1
         outdata.fill(0.0)
 
     sender = FloodSender(args.seconds)
@@ -354,7 +356,7 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
 
     # phase 2: the engine
     engine = RealtimeEngine(chain, sample_rate=SAMPLE_RATE, block_size=args.block, max_voices=args.voices,
-                            device="system", timing_slots=slots)
+                            device="system", timing_slots=max(slots, len(events) + 4096))  # logs every event
     stats = np.zeros(2)
     callback = engine._callback
 
@@ -402,7 +404,8 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
           f"{slow} in CPU time ({slow / max(log.count, 1):.2%}; the run fails above {TOO_SLOW_SHARE:.0%}), {waited} in wall time after waiting, {preempted} in wall time only (preempted); "
           f"callbacks that waited (voluntary context switch) {int(np.sum(log.waits[: log.count] > 0))}, baseline "
           f"{int(np.sum(base_log.waits[: base_log.count] > 0))}; "
-          f"live MIDI {engine.live_events}, dropped events {chain.synth.dropped_events}")
+          f"MIDI messages received of {len(events)} sent: engine {engine.live_events}, baseline {received[0]}; "
+          f"dropped events {chain.synth.dropped_events}")
     guard = chain.guard
     print(f"output after the guard: peak {stats[0]:.4f} (full scale 1.0), {int(stats[1])} non-finite samples; guard "
           f"replaced {guard.nonfinite} non-finite samples, limited {guard.limited} samples; muted voices "

@@ -13,6 +13,7 @@ def test_note_names_and_file_name_labels():
     assert note_number("A4") == 69 and note_number("C#4") == 61 and note_number("Bb2") == 46 and note_number("57") == 57
     assert labels_from_name("C4_v100.wav") == pytest.approx((60, 100 / 127, 0.2))
     assert labels_from_name("A2_v64_p0.3.flac") == pytest.approx((45, 64 / 127, 0.3))
+    assert note_number("Fs3") == 54 and labels_from_name("Cs4_v90.wav") == pytest.approx((61, 90 / 127, 0.2))
     assert np.isnan(labels_from_name("my-take.wav")[0])
     assert note_number("Fs3") == note_number("F#3") == note_number("Gb3") == 54  # s = sharp, for file names
     assert note_number("A4+10") == pytest.approx(69.1) and labels_from_name("Cs4_v64.wav")[0] == 61

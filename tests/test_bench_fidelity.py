@@ -30,7 +30,7 @@ def _row(group, part, model_lsd, classic_lsd, cents=0.5, t60=0.05):
     scores = {"partial_cents_median": cents, "t60_error_median": t60, "partials_present": 1.0, "mr_stft": 1.0,
               "lsd_db": model_lsd}
     return {"group": group, "part": part, "model": scores, "classic": {**scores, "lsd_db": classic_lsd},
-            "fit_seconds": 1.0}
+            "fit_seconds": 1.0, "fit_cpu_seconds": 1.0, "recording_seconds": 3.0}
 
 
 def test_floors_pass_only_when_the_model_matches_the_classic_on_the_held_out_part():
@@ -41,3 +41,9 @@ def test_floors_pass_only_when_the_model_matches_the_classic_on_the_held_out_par
     assert missed == ["holdout bars: LSD model <= classic"]
     slow = summarise([_row("bars", "holdout", 2.0, 3.0, t60=0.2)])
     assert [what for what, _, _, ok in floors(slow, []) if not ok] == ["holdout bars: T60 error median"]
+    late = [_row("bars", "tune", 2.0, 3.0), _row("bars", "tune", 2.0, 3.0)]
+    late[1]["fit_seconds"] = 25.0
+    assert [what for what, _, _, ok in floors(summarise(late), []) if not ok] == [
+        "tune bars: slowest fit of a recording <= 4 s, wall s"]
+    late[1]["recording_seconds"] = 8.0  # the speed floor is for recordings up to 4 s
+    assert all(ok for *_, ok in floors(summarise(late), []))

@@ -2,8 +2,19 @@
 
 import numpy as np
 import pytest
+from scipy import signal as sps
 
-from training.modal_analysis import esprit, esprit_subband, fundamental_trajectory, significant_partials
+from training.modal_analysis import (
+    ModalEstimate,
+    SubbandDecomposition,
+    _BandFilter,
+    _hankel_correlation,
+    _kaiser_taps,
+    esprit,
+    esprit_subband,
+    fundamental_trajectory,
+    significant_partials,
+)
 
 
 def stiff_string(fs: float, seconds: float, f0: float = 247.0, b: float = 1e-4, partials: int = 20, noise: float = 0.0):
@@ -88,3 +99,47 @@ def test_dense_spectrum_is_analysed_with_many_modes_and_beats_classic_resynthesi
     y[: analysis.attack.size] += analysis.attack
     model, classic = recording_scores(y, x, fs), recording_scores(classic_resynthesis(x, fs, x.size), x, fs)
     assert model["lsd_db"] < classic["lsd_db"] and model["mr_stft"] < classic["mr_stft"]
+
+
+@pytest.mark.parametrize("size, rows, complex_signal", [(1800, 128, True), (500, 100, False), (40, 8, True)])
+def test_hankel_correlation_equals_the_explicit_product(size, rows, complex_signal):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size) + (1j * rng.standard_normal(size) if complex_signal else 0.0)
+    hankel = np.lib.stride_tricks.sliding_window_view(x, rows).T  # (rows, cols)
+    explicit = hankel @ hankel.conj().T / hankel.shape[1]
+    np.testing.assert_allclose(_hankel_correlation(x, rows), explicit, rtol=0, atol=1e-12 * np.abs(explicit).max())
+
+
+def test_band_filter_equals_shifting_filtering_and_decimating_in_time():
+    fs, n, band = 44100.0, 30000, 100.0
+    x = np.random.default_rng(0).standard_normal(n) * np.exp(-np.arange(n) / 20000)
+    decim = int(fs // (4 * band))
+    taps = sps.firwin(_kaiser_taps(band / fs), 1.5 * band, window=("kaiser", 10.06), fs=fs)
+    bands = _BandFilter(x, taps, decim)
+    for centre in (0.0, 1000.0, 5123.0):
+        shift, y = bands.decimated(centre / fs)
+        assert abs(shift * fs - centre) <= 0.5 * fs / bands.n
+        direct = sps.upfirdn(taps, x * np.exp(-2j * np.pi * shift * np.arange(n)), down=decim)[: n // decim]
+        assert np.max(np.abs(y[: n // decim] - direct)) < 1e-4 * np.max(np.abs(direct))  # the stopband's 100 dB
+
+
+def test_subband_decomposition_gives_each_noise_factor_what_a_fresh_analysis_gives():
+    fs = 8000.0
+    t = np.arange(16000) / fs
+    x = sum(np.exp(-2 * t) * np.cos(2 * np.pi * f * t) for f in (300.0, 300.8, 1234.5))
+    x = x + 1e-4 * np.random.default_rng(1).standard_normal(t.size)
+    bands = SubbandDecomposition(x, fs)
+    for factor in (30.0, 3.0):
+        again, fresh = bands.estimate(factor), esprit_subband(x, fs, noise_factor=factor)
+        np.testing.assert_allclose(again.freqs_hz, fresh.freqs_hz, rtol=1e-12)  # BLAS threads may round differently
+        np.testing.assert_allclose(again.amplitudes, fresh.amplitudes, rtol=1e-8, atol=1e-12)
+    assert bands.estimate(3.0).freqs_hz.size > bands.estimate(30.0).freqs_hz.size  # a lower factor takes noise poles
+
+
+def test_synthesis_by_chunks_matches_the_closed_form():
+    rng = np.random.default_rng(2)
+    est = ModalEstimate(rng.uniform(50, 4000, 7), rng.uniform(0.5, 20, 7), rng.standard_normal(7) + 1j * rng.standard_normal(7))
+    fs, n = 16000.0, 5000
+    t = np.arange(n)[:, None] / fs
+    closed = np.real(np.exp(t * (-est.sigma + 2j * np.pi * est.freqs_hz)) @ est.amplitudes)
+    np.testing.assert_allclose(est.synthesise(fs, n, chunk=777), closed, atol=1e-12)

@@ -88,11 +88,33 @@ def _hankel_eig(x: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     than an SVD of H) and the eigenvalues its squared singular values over cols.
     """
     rows = max(4, min(int(rows), x.size // 2))
-    cols = x.size - rows + 1
-    hankel = np.lib.stride_tricks.sliding_window_view(x, rows).T  # (rows, cols)
-    corr = hankel @ hankel.conj().T / cols  # (rows, rows), Hermitian
-    eigvals, eigvecs = np.linalg.eigh(corr)
+    eigvals, eigvecs = np.linalg.eigh(_hankel_correlation(x, rows))
     return eigvals[::-1], eigvecs[:, ::-1]
+
+
+def _hankel_correlation(x: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, rows) H H^H / cols for the Hankel matrix H[i, j] = x[i + j] (cols = samples - rows + 1), never built.
+
+    Row 0 is a correlation, C[0, j] = sum_k x[k] conj(x[j + k]) over k < cols, computed by FFT in O(samples log
+    samples); the others follow from the shift structure, C[i + 1, j + 1] = C[i, j] + x[i + cols] conj(x[j + cols])
+    - x[i] conj(x[j]), in O(rows^2). Memory O(samples + rows^2), where the product of a strided view costs a
+    (rows, cols) copy and O(rows^2 cols) time.
+    """
+    x = np.asarray(x)
+    cols = x.size - rows + 1
+    size = sp_fft.next_fast_len(x.size + cols)
+    head = sp_fft.fft(x[:cols], size)  # (size,)
+    lags = sp_fft.ifft(sp_fft.fft(x, size) * np.conj(head))[:rows]  # lags[j] = sum_k x[j + k] conj(x[k])
+    corr = np.empty((rows, rows), complex)
+    corr[0] = np.conj(lags)
+    corr[:, 0] = lags
+    enter, leave = x[cols : cols + rows - 1], x[: rows - 1]  # (rows - 1,)
+    step = np.outer(enter, np.conj(enter)) - np.outer(leave, np.conj(leave))  # (rows - 1, rows - 1)
+    for i in range(rows - 1):
+        corr[i + 1, 1:] = corr[i, :-1] + step[i]
+    if not np.iscomplexobj(x):
+        corr = corr.real
+    return corr / cols
 
 
 def _shift_invariance_poles(eigvecs: np.ndarray, order: int) -> np.ndarray:
@@ -259,67 +281,83 @@ def esprit_subband(
     array([ 300. ,  300.8, 1234.5])
     """
     with threadpool_limits(1, user_api="blas"):  # many small factorisations: BLAS threads only add contention
-        return _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_rows, noise_factor,
-                               min_freq_hz, skip_db, joint_amplitudes)
+        bands = SubbandDecomposition(signal, sample_rate, band_hz=band_hz, max_freq_hz=max_freq_hz,
+                                     max_bands=max_bands, max_rows=max_rows, skip_db=skip_db)
+        return bands.estimate(noise_factor, min_freq_hz=min_freq_hz, joint_amplitudes=joint_amplitudes)
 
 
-def _esprit_subband(signal, sample_rate, band_hz, max_freq_hz, max_bands, max_rows, noise_factor,
-                    min_freq_hz, skip_db, joint_amplitudes) -> ModalEstimate:
-    """``esprit_subband`` without the thread limit (same arguments, positional)."""
-    x = np.asarray(signal, dtype=np.float64).ravel()
-    power = np.abs(np.fft.rfft(x)) ** 2  # (bins,)
-    bins_hz = sample_rate / x.size
-    if max_freq_hz is None:
-        f, pxx = sps.welch(x, sample_rate, nperseg=min(4096, x.size))
-        max_freq_hz = float(f[np.nonzero(pxx >= 1e-8 * pxx.max())[0][-1]]) if pxx.max() > 0 else sample_rate / 4
-    max_freq_hz = float(min(max_freq_hz, 0.5 * sample_rate))
-    # a band's decimated signal (~4 B samples per second) needs ~200 samples for its Hankel matrix
-    band = float(band_hz or max(max_freq_hz / max_bands, 20.0, 50.0 * sample_rate / x.size))
-    decim = max(1, int(sample_rate // (4.0 * band)))
-    fs_d = sample_rate / decim
-    taps = sps.firwin(_kaiser_taps(band / sample_rate), 1.5 * band, window=("kaiser", 10.06), fs=sample_rate)  # (taps,)
-    skip = -(-taps.size // decim)  # decimated samples still inside the filter's start-up
-    cumulative = np.concatenate([[0.0], np.cumsum(power)])
-    threshold = 10.0 ** (skip_db / 10.0) * cumulative[-1]
-    bands = _BandFilter(x, taps, decim)
-    freqs, sigma, amps = [], [], []
-    for centre in np.arange(0.0, max_freq_hz + band / 2, band):
-        lo, hi = (int(np.clip(round(f / bins_hz), 0, power.size)) for f in (centre - band, centre + band))
-        if cumulative[hi] - cumulative[lo] <= threshold:
-            continue
-        shift, y = bands.decimated(centre / sample_rate)  # y[m] = a H(q) q^((skip+m) D), q relative to ``shift``
-        y = y[skip : x.size // decim]  # (n_d,)
-        if y.size < 32:
-            raise ValueError(f"signal of {x.size} samples too short for {band:.0f} Hz subbands; use a wider band_hz")
-        eigvals, eigvecs = _hankel_eig(y, min(y.size // 2, max_rows))
-        # noise floor: the median eigenvalue, but never below 1e-12 of the largest (float64 round-off of a
-        # noiseless signal, whose directions would otherwise become spurious poles)
-        floor = max(float(np.median(eigvals)), 1e-12 * max(eigvals[0], 1e-300))
-        order = int(np.sum(eigvals > noise_factor * floor))
-        if order == 0:
-            continue
-        poles = _shift_invariance_poles(eigvecs, order)  # (order,) z_d
-        log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi shift fs))
-        f_band = log_poles.imag / (2 * np.pi)
-        f_abs = shift * sample_rate + f_band
-        mine = (np.abs(f_abs - centre) <= band / 2) & (f_abs >= min_freq_hz)
-        if not mine.any():
-            continue
-        b = _ridge_amplitudes(poles, y)  # (order,)
-        q = np.exp(log_poles[mine] / sample_rate)  # per-sample shifted poles
-        response = np.exp(-np.outer(np.log(q), np.arange(taps.size))) @ taps  # H(q) = sum_j h_j q^-j
-        a = b[mine] / (response * np.exp(np.log(q) * skip * decim))
-        freqs.append(f_abs[mine])
-        sigma.append(-log_poles.real[mine])
-        amps.append(2.0 * a)  # a real partial is Re(2 a e^{pt})
-    freqs = np.concatenate(freqs) if freqs else np.zeros(0)
-    sigma = np.concatenate(sigma) if sigma else np.zeros(0)
-    amps = np.concatenate(amps) if amps else np.zeros(0, complex)
-    idx = np.argsort(freqs)
-    freqs, sigma, amps = freqs[idx], sigma[idx], amps[idx]
-    if joint_amplitudes:
-        amps = fit_amplitudes(x, sample_rate, freqs, sigma)
-    return ModalEstimate(freqs, sigma, amps)
+class SubbandDecomposition:
+    """Steps 1-2 of ``esprit_subband`` (bands and their Hankel eigendecompositions), kept so that the poles can
+    be extracted at several noise factors (``estimate``) without filtering and decomposing the bands again.
+    Arguments as in ``esprit_subband``."""
+
+    def __init__(self, signal: np.ndarray, sample_rate: float, *, band_hz: float | None = None,
+                 max_freq_hz: float | None = None, max_bands: int = 128, max_rows: int = 128,
+                 skip_db: float = -80.0) -> None:
+        x = np.asarray(signal, dtype=np.float64).ravel()
+        self.signal, self.sample_rate = x, float(sample_rate)
+        power = np.abs(np.fft.rfft(x)) ** 2  # (bins,)
+        bins_hz = sample_rate / x.size
+        if max_freq_hz is None:
+            f, pxx = sps.welch(x, sample_rate, nperseg=min(4096, x.size))
+            max_freq_hz = float(f[np.nonzero(pxx >= 1e-8 * pxx.max())[0][-1]]) if pxx.max() > 0 else sample_rate / 4
+        max_freq_hz = float(min(max_freq_hz, 0.5 * sample_rate))
+        # a band's decimated signal (~4 B samples per second) needs ~200 samples for its Hankel matrix
+        band = float(band_hz or max(max_freq_hz / max_bands, 20.0, 50.0 * sample_rate / x.size))
+        decim = max(1, int(sample_rate // (4.0 * band)))
+        taps = sps.firwin(_kaiser_taps(band / sample_rate), 1.5 * band, window=("kaiser", 10.06), fs=sample_rate)
+        skip = -(-taps.size // decim)  # decimated samples still inside the filter's start-up
+        self.band, self.decim, self.taps, self.skip = band, decim, taps, skip
+        cumulative = np.concatenate([[0.0], np.cumsum(power)])
+        threshold = 10.0 ** (skip_db / 10.0) * cumulative[-1]
+        filters = _BandFilter(x, taps, decim)
+        self.bands: list[tuple[float, float, np.ndarray, np.ndarray, np.ndarray]] = []
+        """(centre Hz, shift Hz, y (n_d,), eigvals (rows,), eigvecs (rows, rows)) of every analysed band."""
+        for centre in np.arange(0.0, max_freq_hz + band / 2, band):
+            lo, hi = (int(np.clip(round(f / bins_hz), 0, power.size)) for f in (centre - band, centre + band))
+            if cumulative[hi] - cumulative[lo] <= threshold:
+                continue
+            shift, y = filters.decimated(centre / sample_rate)  # y[m] = a H(q) q^((skip+m) D), q relative to shift
+            y = y[skip : x.size // decim]  # (n_d,)
+            if y.size < 32:
+                raise ValueError(f"signal of {x.size} samples too short for {band:.0f} Hz subbands; use a wider band_hz")
+            eigvals, eigvecs = _hankel_eig(y, min(y.size // 2, max_rows))
+            self.bands.append((float(centre), shift * sample_rate, y, eigvals, eigvecs))
+
+    def estimate(self, noise_factor: float = 30.0, *, min_freq_hz: float = 1.0,
+                 joint_amplitudes: bool = False) -> ModalEstimate:
+        """Steps 2-4 of ``esprit_subband``: the partials at this ``noise_factor``, ascending frequency."""
+        fs, band, taps = self.sample_rate, self.band, self.taps
+        fs_d = fs / self.decim
+        freqs, sigma, amps = [], [], []
+        for centre, shift_hz, y, eigvals, eigvecs in self.bands:
+            # noise floor: the median eigenvalue, but never below 1e-12 of the largest (float64 round-off of a
+            # noiseless signal, whose directions would otherwise become spurious poles)
+            floor = max(float(np.median(eigvals)), 1e-12 * max(eigvals[0], 1e-300))
+            order = int(np.sum(eigvals > noise_factor * floor))
+            if order == 0:
+                continue
+            poles = _shift_invariance_poles(eigvecs, order)  # (order,) z_d
+            log_poles = np.log(poles) * fs_d  # (-sigma + i (omega - 2 pi shift))
+            f_abs = shift_hz + log_poles.imag / (2 * np.pi)
+            mine = (np.abs(f_abs - centre) <= band / 2) & (f_abs >= min_freq_hz)
+            if not mine.any():
+                continue
+            b = _ridge_amplitudes(poles, y)  # (order,)
+            q = np.exp(log_poles[mine] / fs)  # per-sample shifted poles
+            response = np.exp(-np.outer(np.log(q), np.arange(taps.size))) @ taps  # H(q) = sum_j h_j q^-j
+            a = b[mine] / (response * np.exp(np.log(q) * self.skip * self.decim))
+            freqs.append(f_abs[mine])
+            sigma.append(-log_poles.real[mine])
+            amps.append(2.0 * a)  # a real partial is Re(2 a e^{pt})
+        freqs = np.concatenate(freqs) if freqs else np.zeros(0)
+        sigma = np.concatenate(sigma) if sigma else np.zeros(0)
+        amps = np.concatenate(amps) if amps else np.zeros(0, complex)
+        idx = np.argsort(freqs)
+        freqs, sigma, amps = freqs[idx], sigma[idx], amps[idx]
+        if joint_amplitudes:
+            amps = fit_amplitudes(self.signal, fs, freqs, sigma)
+        return ModalEstimate(freqs, sigma, amps)
 
 
 class _BandFilter:
@@ -604,11 +642,13 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
     x = np.asarray(signal, np.float64).ravel()
     n = int(min(x.size, round(seconds * sample_rate)))
     seg = x[:n] - np.mean(x[:n])  # a DC offset would take model order and is no mode
-    est, residual = _ranked_modes(seg, sample_rate, max_modes, noise_factor=30.0)
-    if residual > DENSE_RESIDUAL:
-        dense, dense_residual = _ranked_modes(seg, sample_rate, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
-        if dense_residual < residual:
-            est = dense
+    with threadpool_limits(1, user_api="blas"):  # many small factorisations: BLAS threads only add contention
+        bands = SubbandDecomposition(seg, sample_rate)
+        est, residual = _ranked_modes(bands, max_modes, noise_factor=30.0)
+        if residual > DENSE_RESIDUAL:
+            dense, dense_residual = _ranked_modes(bands, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
+            if dense_residual < residual:
+                est = dense
     span = int(min(n, round(attack_seconds * sample_rate)))
     residual = seg[:span] - est.synthesise(sample_rate, span)
     half = span // 2
@@ -617,10 +657,11 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
     return RecordingAnalysis(est, residual * fade, float(sample_rate))
 
 
-def _ranked_modes(seg: np.ndarray, sample_rate: float, max_modes: int, noise_factor: float) -> tuple[ModalEstimate, float]:
-    """The ``max_modes`` strongest modes of seg (samples,) by subband ESPRIT, and the fraction of seg's energy after
-    0.1 s they leave unexplained."""
-    est = esprit_subband(seg, sample_rate, noise_factor=noise_factor)
+def _ranked_modes(bands: SubbandDecomposition, max_modes: int, noise_factor: float) -> tuple[ModalEstimate, float]:
+    """The ``max_modes`` strongest modes of the decomposed segment at ``noise_factor``, and the fraction of the
+    segment's energy after 0.1 s they leave unexplained."""
+    seg, sample_rate = bands.signal, bands.sample_rate
+    est = bands.estimate(noise_factor)
     length = seg.size / sample_rate
     sigma = np.maximum(est.sigma, 3.0 * np.log(10.0) / (20.0 * length))
     keep = (est.freqs_hz < 0.48 * sample_rate) & (est.sigma > -3.0 / length) & (est.t60 >= MIN_T60)
