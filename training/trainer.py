@@ -43,16 +43,18 @@ def _is_main_process() -> bool:
     return not torch.distributed.is_available() or not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, history: list) -> None:
-    """Write model/optimiser state atomically (a kill mid-write leaves the previous checkpoint intact)."""
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, step: int,
+                    history: list) -> None:
+    """Write model/optimiser state atomically (a kill mid-write leaves the previous checkpoint intact).
+    ``optimizer`` None (a 0-step run never built one) is stored as None: a resumed run starts Adam afresh."""
     if not _is_main_process():
         return
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "history": json.dumps(history)}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": None if optimizer is None else optimizer.state_dict(),
+                    "step": step, "history": json.dumps(history)}, tmp)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list]:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[int, list]:
     """Restore a checkpoint written by ``save_checkpoint``; returns (step, history).
 
     A checkpoint that is not one (corrupted, truncated, another program's file) or that belongs to a
@@ -67,7 +69,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         raise EigentoneError(f"{path}: not a readable checkpoint ({reason}); {hint}") from None
     try:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if optimizer is not None and state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
         return int(state["step"]), json.loads(state["history"])
     except Exception as exc:  # noqa: BLE001 - KeyError, TypeError, RuntimeError (shape mismatch), JSON errors
         raise EigentoneError(f"{path}: the checkpoint does not fit this model ({first_line(exc)}); {hint}") from None
@@ -100,9 +103,11 @@ def train_loop(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     groups = lr if isinstance(lr, list) else [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-    optimizer = torch.optim.Adam(groups)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
     checkpoint = run_dir / "checkpoint.pt"
+    # 0 steps (closed-form fits): no optimiser, whose first construction imports torch._dynamo (~3 s CPU);
+    # one is still built to carry an existing checkpoint's optimiser state over
+    optimizer = torch.optim.Adam(groups) if steps > 0 or checkpoint.exists() else None
+    base_lrs = [g["lr"] for g in optimizer.param_groups] if optimizer is not None else []
     start, history = (0, [])
     if checkpoint.exists():
         start, history = load_checkpoint(checkpoint, model, optimizer)

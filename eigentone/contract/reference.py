@@ -123,19 +123,31 @@ def render_modal(voices: ModalVoices, sample_rate: float, n_samples: int, block_
     return out
 
 
-def render_free(voices: ModalVoices, sample_rate: float, n_samples: int, chunk: int = 16384) -> np.ndarray:
+def render_free(voices: ModalVoices, sample_rate: float, n_samples: int, chunk: int = 4096) -> np.ndarray:
     """(voices, n_samples) output of unmodulated voices, closed form y(t) = sum_n Re(c_n z0_n e^{lambda_n t}).
 
     Same rules as ``discrete_poles`` (sigma clamped at 0; a mode at or above Nyquist has multiplier 0,
-    so it sounds at k = 0 only); evaluated in chunks of ``chunk`` samples so any length fits in memory,
-    with no recursion error growing along the signal.
+    so it sounds at k = 0 only). Evaluated in chunks of ``chunk`` samples so any length fits in memory:
+    the (voices, chunk, modes) table e^{lambda t} for t < chunk is computed once and chunk j starting at
+    t_j uses it with the amplitudes c z0 e^{lambda t_j} (each evaluated directly, so no recursion error
+    grows along the signal): one matrix product per chunk instead of chunk x modes complex exponentials.
     """
-    amp = voices.c * voices.z0  # (voices, modes)
-    keep = audible(voices.omega, sample_rate)[:, :, None]  # (voices, modes, 1)
+    amp = np.asarray(voices.c * voices.z0, np.complex128)  # (voices, modes)
+    keep = audible(voices.omega, sample_rate)  # (voices, modes)
     pole = -np.maximum(np.asarray(voices.sigma, np.float64), 0.0) + 1j * np.asarray(voices.omega, np.float64)
+    pole = np.where(keep, pole, 0.0)
     y = np.empty((amp.shape[0], n_samples))
+    if n_samples == 0:
+        return y
+    # table memory bound: at most ~2^22 complex entries (64 MB as two float64 arrays)
+    chunk = int(max(1, min(chunk, n_samples, (1 << 22) // max(1, amp.size))))
+    table = np.exp(pole[:, None, :] * (np.arange(chunk) / float(sample_rate))[None, :, None])  # (voices, chunk, modes)
+    real, imag = np.ascontiguousarray(table.real), np.ascontiguousarray(table.imag)
     for start in range(0, n_samples, chunk):
-        k = np.arange(start, min(start + chunk, n_samples))
-        powers = np.where(keep, np.exp(pole[:, :, None] * (k / float(sample_rate))), k == 0)  # (voices, modes, t)
-        y[:, start : start + k.size] = np.real(np.einsum("vn,vnt->vt", amp, powers))
+        size = min(chunk, n_samples - start)
+        weight = np.where(keep, amp * np.exp(pole * (start / float(sample_rate))), 0.0)  # (voices, modes)
+        # Re(table @ weight) without the complex product's imaginary half
+        y[:, start : start + size] = (np.matmul(real[:, :size], weight.real[:, :, None])
+                                      - np.matmul(imag[:, :size], weight.imag[:, :, None]))[:, :, 0]
+    y[:, 0] += np.real(np.sum(np.where(keep, 0.0, amp), axis=-1))  # modes at or above Nyquist: k = 0 only
     return y
