@@ -135,8 +135,7 @@ class BoundGraph:
     """An ONNX graph whose inputs and outputs are bound once to preallocated arrays: running it allocates no
     arrays. ``run(rows)`` computes rows [first, first + rows) of every array (each (capacity, ...), C-contiguous).
 
-    Batched (``per_row=False``): one binding per batch size in ``sizes`` (powers of two); a call runs the smallest
-    size >= rows. One row at a time (``per_row=True``): one binding of a single row per row, a call per row -- for
+    Batched (``per_row=False``): one binding per batch size in ``sizes``; a call runs the smallest size >= rows. One row at a time (``per_row=True``): one binding of a single row per row, a call per row -- for
     graphs whose results depend on the batch size (see ``Instrument.excite_batch_invariant``)."""
 
     def __init__(self, session: ort.InferenceSession, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
@@ -168,7 +167,7 @@ class BoundGraph:
             for row in range(rows):
                 self.session.run_with_iobinding(self.row_bindings[row])
             return
-        size = self.sizes[0]
-        while size < rows:
-            size *= 2
+        for size in self.sizes:  # the smallest bound size >= rows (the largest if none)
+            if size >= rows:
+                break
         self.session.run_with_iobinding(self.bindings[size])

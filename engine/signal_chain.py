@@ -92,6 +92,15 @@ def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release
     attack = LOOKAHEAD - 2 * half
     pos = position[0]
     g = counts[GAIN]
+    # |interpolated sample| <= max |x| over the taps x the largest sum of |taps| of a phase (with a margin for the
+    # float64 rounding of the sums): below the ceiling the 7 interpolations of an interval need not be computed
+    gain_bound = 0.0
+    for p in range(taps.shape[0]):
+        total = 0.0
+        for i in range(2 * half):
+            total += abs(taps[p, i])
+        gain_bound = max(gain_bound, total)
+    gain_bound *= 1.0 + 1e-9
     for k in range(n):
         slot = pos & mask
         for c in range(channels):
@@ -107,14 +116,23 @@ def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release
             pos += 1
             continue
         m = pos - half  # the interval (m, m + 1) is now fully known
-        peak = 0.0
+        reach = 0.0
         for c in range(channels):
-            for p in range(taps.shape[0]):
-                acc = 0.0
-                for i in range(2 * half):
-                    acc += hist[c, (m - half + 1 + i) & mask] * taps[p, i]
-                peak = max(peak, abs(acc))
-        seg[m & mask] = peak
+            for i in range(2 * half):
+                reach = max(reach, abs(hist[c, (m - half + 1 + i) & mask]))
+        reach *= gain_bound
+        if reach <= ceiling:
+            # the interpolated peak cannot exceed the ceiling: any value <= ceiling in seg gives the same ratios
+            seg[m & mask] = reach
+        else:
+            peak = 0.0
+            for c in range(channels):
+                for p in range(taps.shape[0]):
+                    acc = 0.0
+                    for i in range(2 * half):
+                        acc += hist[c, (m - half + 1 + i) & mask] * taps[p, i]
+                    peak = max(peak, abs(acc))
+            seg[m & mask] = peak
         local = max(peak, seg[(m - 1) & mask])
         for c in range(channels):
             local = max(local, abs(hist[c, m & mask]))

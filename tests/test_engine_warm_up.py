@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.instrument import INVARIANCE_ROWS, BoundGraph, Instrument
-from engine.synth import ROWS, Synth, batch_sizes, fade_slots
+from engine.synth import ROWS, Synth, batch_sizes, excite_batch_sizes, fade_slots
 
 
 def test_warm_up_runs_each_batch_size_once(monkeypatch):
@@ -23,7 +23,7 @@ def test_warm_up_runs_each_batch_size_once(monkeypatch):
     synth = Synth(instrument)
     synth.prepare(48000, 64, voices)
     slots = voices + fade_slots(voices)
-    assert len(runs) == Synth.warm_up_calls(instrument, slots) == len(batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
+    assert len(runs) == Synth.warm_up_calls(instrument, slots) == len(excite_batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
     assert len(runs) <= 30  # was 32 + slots: one readout call per voice count
     runs.clear()
     chord = [(0, 0x90, note, 100) for note in range(50, 66)]
@@ -43,7 +43,7 @@ def test_the_warm_up_estimate_runs_no_graph_and_counts_the_batch_check(monkeypat
     slots = 64 + fade_slots(64)
     before = Synth.warm_up_calls(instrument, slots)
     assert calls == []
-    assert before == instrument.pending_check_calls + len(batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
+    assert before == instrument.pending_check_calls + len(excite_batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
     assert instrument.excite_batch_invariant and len(calls) == 1 + INVARIANCE_ROWS  # now the check ran
     assert instrument.pending_check_calls == 0
-    assert Synth.warm_up_calls(instrument, slots) == len(batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
+    assert Synth.warm_up_calls(instrument, slots) == len(excite_batch_sizes(ROWS)) + 1 + len(batch_sizes(slots))
