@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def write_bundle(
         "release_time": float(release_time),
         "modulation": bool(modulation),
         "graphs": {},
-        "training": {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **(training or {})},
-        "metrics": metrics or {},
+        "training": _json_numbers({"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **(training or {})}),
+        "metrics": _json_numbers(metrics or {}),
         "parity": parity or {},
     }
     if extra:
@@ -98,3 +99,18 @@ def write_bundle(
         for role, model_bytes in graphs.items():
             archive.writestr(f"{role}.onnx", model_bytes)
     return manifest
+
+
+def _json_numbers(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON null).
+
+    A metric that cannot be measured (an unpitched cymbal has no fundamental, so ``f0_cents`` is NaN) is
+    written as null: JSON has no NaN, and the loader refuses a manifest that contains one.
+    """
+    if isinstance(value, dict):
+        return {key: _json_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_numbers(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

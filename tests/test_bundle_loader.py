@@ -125,6 +125,18 @@ def test_wrong_graph_signature(tmp_path):
     _refused(path, "lacks the required input 'controls'")
 
 
+def test_unmeasurable_metrics_are_written_as_null_and_the_bundle_loads(tmp_path):
+    """An unpitched recording's f0 score is NaN; the bundle must still be valid JSON and load."""
+    path = tmp_path / "cymbal.etone"
+    write_bundle(path, name="cymbal", family="modal", modes=8, graphs={"excite": excite_graph(8)},
+                 note_range=(40, 80), trained_sample_rate=48000,
+                 metrics={"f0_cents": float("nan"), "t60": [1.5, float("inf")], "partials_present": 1.0})
+    assert load_bundle(path).name == "cymbal"
+    with zipfile.ZipFile(path) as archive:
+        metrics = json.loads(archive.read("manifest.json"))["metrics"]
+    assert metrics == {"f0_cents": None, "t60": [1.5, None], "partials_present": 1.0}
+
+
 def test_graph_shape_differs_from_manifest(good, tmp_path):
     def wrong_modes(manifest):
         manifest["graphs"]["excite"]["outputs"]["omega"] = ["voices", 99]
