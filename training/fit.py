@@ -112,13 +112,21 @@ def keep_better(family: Family, model: torch.nn.Module, data: TrainingData, opti
     if trained is None or not (out / "init.pt").exists():
         return {}
     trained_state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(torch.load(out / "init.pt", map_location="cpu", weights_only=True))
+    initial_state = torch.load(out / "init.pt", map_location="cpu", weights_only=True)
+    if _same_weights(trained_state, initial_state):  # a 0-step (closed-form) fit: nothing to compare
+        return {"selection": {"validation_error_trained": trained, "validation_error_init": trained, "kept": "trained"}}
+    model.load_state_dict(initial_state)
     initial = family.validation_error(model, data, options)
     if initial < trained:
         save_weights(out / "model.pt", model)
         return {"selection": {"validation_error_trained": trained, "validation_error_init": initial, "kept": "init"}}
     model.load_state_dict(trained_state)
     return {"selection": {"validation_error_trained": trained, "validation_error_init": initial, "kept": "trained"}}
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """True when two state dicts hold the same tensors, bit for bit."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def train_samples(data: TrainingData) -> int:

@@ -12,7 +12,6 @@ refined by gradient descent on the contract's closed-form rollout (``eigentone.c
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -78,30 +77,11 @@ def render_recording(model: nn.Module, rec: Recording, base_note: float, attack:
     component added at the recording's rate when it has one and ``attack``."""
     with torch.no_grad():
         out = model(controls_tensor(_note_of(rec, base_note), rec.velocity, rec.position))
-    key = _render_key(out, rec.sample_rate, rec.audio.size, attack)
-    if key in _last_render:  # a one-recording fit scores the same model two or three times (keep_better, evaluate)
-        return _last_render[key].copy()
     y = render_contract(out, rec.sample_rate, rec.audio.size)[0]
     if attack and "attack" in out:
         table = out["attack"][0].double().numpy()[: y.size]
         y[: table.size] += table
-    _last_render.clear()
-    _last_render[key] = y.copy()
     return y
-
-
-_last_render: dict[bytes, np.ndarray] = {}
-"""The last ``render_recording`` output, keyed by everything it depends on (``_render_key``)."""
-
-
-def _render_key(out: dict[str, torch.Tensor], sample_rate: float, n_samples: int, attack: bool) -> bytes:
-    """Digest of a render's inputs: the graph outputs' names, dtypes, shapes and bytes, the rate, length and flag."""
-    digest = hashlib.blake2b(repr((float(sample_rate), int(n_samples), bool(attack))).encode(), digest_size=32)
-    for name in sorted(out):
-        value = out[name].detach().contiguous()
-        digest.update(repr((name, str(value.dtype), tuple(value.shape))).encode())
-        digest.update(value.cpu().numpy().tobytes())
-    return digest.digest()
 
 
 def audio_step_loss(model: nn.Module, recs: list[Recording], crop: int, rng: np.random.Generator) -> StepLoss:
