@@ -41,6 +41,25 @@ __attribute__((target("avx2"))) inline float sum8(__m256 v) {
     return _mm_cvtss_f32(half);
 }
 
+// The modes left over after the last full vector (n_modes not a multiple of the width), U samples each, added
+// to the vector sums ``total``; the per-sample sums go to scratch.
+template <int U>
+inline void scalar_tail(float* wr, float* wi, const float* pr, const float* pi, int from, int n_modes, float* total,
+                        float* scratch) {
+    for (int m = from; m < n_modes; ++m) {
+        float a = wr[m], b = wi[m];
+        for (int j = 0; j < U; ++j) {
+            total[j] += a;
+            float re = a * pr[m] - b * pi[m];
+            b = a * pi[m] + b * pr[m];
+            a = re;
+        }
+        wr[m] = a;
+        wi[m] = b;
+    }
+    for (int j = 0; j < U; ++j) scratch[j] = total[j];
+}
+
 // U samples per pass over the modes (as the engine's kernel does), eight modes per vector.
 template <int U>
 __attribute__((target("avx2"), always_inline)) inline void avx2_pass(float* wr, float* wi, const float* pr,
@@ -60,18 +79,7 @@ __attribute__((target("avx2"), always_inline)) inline void avx2_pass(float* wr, 
     }
     float total[U];
     for (int j = 0; j < U; ++j) total[j] = sum8(acc[j]);
-    for (int m = wide; m < n_modes; ++m) {
-        float a = wr[m], b = wi[m];
-        for (int j = 0; j < U; ++j) {
-            total[j] += a;
-            float re = a * pr[m] - b * pi[m];
-            b = a * pi[m] + b * pr[m];
-            a = re;
-        }
-        wr[m] = a;
-        wi[m] = b;
-    }
-    for (int j = 0; j < U; ++j) scratch[j] = total[j];
+    scalar_tail<U>(wr, wi, pr, pi, wide, n_modes, total, scratch);
 }
 
 __attribute__((target("avx2"))) void run_voice_avx2(float* wr, float* wi, const float* pr, const float* pi,
@@ -112,18 +120,7 @@ __attribute__((target("avx512f,avx2"), always_inline)) inline void avx512_pass(f
     }
     float total[U];
     for (int j = 0; j < U; ++j) total[j] = sum16(acc[j]);
-    for (int m = wide; m < n_modes; ++m) {
-        float a = wr[m], b = wi[m];
-        for (int j = 0; j < U; ++j) {
-            total[j] += a;
-            float re = a * pr[m] - b * pi[m];
-            b = a * pi[m] + b * pr[m];
-            a = re;
-        }
-        wr[m] = a;
-        wi[m] = b;
-    }
-    for (int j = 0; j < U; ++j) scratch[j] = total[j];
+    scalar_tail<U>(wr, wi, pr, pi, wide, n_modes, total, scratch);
 }
 
 __attribute__((target("avx512f,avx2"))) void run_voice_avx512(float* wr, float* wi, const float* pr,
