@@ -15,9 +15,10 @@ independent peak matching) and summarised per group and part (``tune``: what set
 
 Conditioned instruments (``--conditioned``): the instrument's notes of the dev set (one recording per note:
 repitched copies of another note's sample are left out by ``eigentone devset build``) sorted by note, the
-1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``) and the 2nd, 4th, ...
-held out; the held-out notes are played by (a) that model, (b) the single-note model of the nearest trained
-note transposed, (c) a plain sampler: the nearest trained recording resampled to the held-out pitch.
+1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``, the set of laws chosen
+by leave-one-out cross-validation on those trained notes only) and the 2nd, 4th, ... held out; the held-out
+notes are played by (a) that model, (b) the single-note model of the nearest trained note transposed,
+(c) a plain sampler: the nearest trained recording resampled to the held-out pitch.
 
 Floors (exit status 1 when any is missed, each printed with its value): on the holdout part, per group,
 the model's median MR-STFT and LSD at most the classic's, T60 error <= 10% median, partials <= 1 cent
@@ -215,11 +216,14 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
     for f in trained:
         _label_link(folder, root / f["file"], f["note"])
     start = time.perf_counter()
-    excite = fit_instrument(load_folder(folder))
+    chosen: dict = {}
+    excite = fit_instrument(load_folder(folder), report=chosen)  # laws chosen on the trained notes only
     seconds = time.perf_counter() - start
+    print(f"  laws chosen by leave-one-out on the trained notes: {'+'.join(chosen.get('laws', [])) or 'transposed'}",
+          flush=True)
     singles = {}
     out = {"instrument": instrument, "group": notes[0]["group"], "part": notes[0]["part"], "fit_seconds": seconds,
-           "trained_notes": [f["note"] for f in trained], "notes": []}
+           "trained_notes": [f["note"] for f in trained], "laws": chosen, "notes": []}
     for f in held:
         rec = load_recording(root / f["file"])
         fs, ref = rec.sample_rate, rec.audio.astype(np.float64)

@@ -59,7 +59,14 @@ BODY_RATIO = 0.9
 """Modes below this fraction of f0 that follow no partial law are the body's (or the room's): they keep their
 absolute frequency when the note moves (a string's or bar's lowest mode is its fundamental)."""
 LAWS = ("pitch", "decay", "body")
-"""Laws a LawsInstrument applies; one left out is replaced by transposing the donor (for ablations)."""
+"""Laws a LawsInstrument applies by default; one left out is replaced by transposing the donor. Also available:
+"tracks" (each mode's ratio to f0, decay and amplitude interpolated in note between the donor and the recorded
+neighbour on the other side of the note, for the modes matched between the two; replaces the other laws for those
+modes) and "resample-attack" (the donor's attack residual resampled to the note's pitch, as a sampler would)."""
+ALL_LAWS = ("pitch", "decay", "body", "tracks", "resample-attack")
+TRACK_CENTS = 40.0
+"""Two neighbouring notes' modes are one track when each is the other's nearest in ratio to f0, within this many
+cents (a stiff string's partial k moves by a few cents between neighbouring notes; a bar's modes by tens)."""
 
 
 @dataclass
@@ -110,6 +117,20 @@ def partial_numbers(freqs: np.ndarray, f0: float, b: float) -> np.ndarray:
     k = np.maximum(np.round(freqs / (f0 * np.sqrt(1.0 + b * k * k))), 1.0)
     near = np.abs(cents(freqs, f0 * stiff_ratio(k, b))) <= HARMONIC_CENTS
     return np.where(near, k, 0).astype(np.int64)
+
+
+def match_tracks(ratio_a: np.ndarray, ratio_b: np.ndarray, tolerance: float = TRACK_CENTS) -> np.ndarray:
+    """(Na,) int: for each mode of note a (ratios to its f0), the mode of note b on the same track, or -1.
+
+    A track is a mutual nearest neighbour in ratio within ``tolerance`` cents (unmatched: -1)."""
+    out = np.full(ratio_a.size, -1, dtype=np.int64)
+    if ratio_a.size == 0 or ratio_b.size == 0:
+        return out
+    gap = np.abs(cents(ratio_a[:, None], ratio_b[None, :]))  # (Na, Nb)
+    a_to_b, b_to_a = np.argmin(gap, axis=1), np.argmin(gap, axis=0)
+    mutual = (b_to_a[a_to_b] == np.arange(ratio_a.size)) & (gap[np.arange(ratio_a.size), a_to_b] <= tolerance)
+    out[mutual] = a_to_b[mutual]
+    return out
 
 
 def _pad(values: np.ndarray, size: int, fill: complex) -> np.ndarray:
@@ -173,6 +194,7 @@ class LawsInstrument(nn.Module):
       excitation (T, N) log amplitude of each mode's partial number k (the pluck/strike spectrum, 0 for k = 0)
       decay_res, body_res (T, N) each mode's deviation from the laws at its own frequency
       tune (T,) cents of each recorded f0 from its label; log_b (T,) its log inharmonicity; attack (T, L)
+      up_*, down_* (T, N) each mode's track in the recorded neighbour above / below (``_tracks``)
     Tuning and log B are interpolated linearly in note between neighbouring recordings.
     """
 
@@ -203,6 +225,7 @@ class LawsInstrument(nn.Module):
             rows["weight"].append(np.where(np.arange(n_modes) < f.freqs.size,
                                            np.sqrt(np.clip(mag / max(mag.max(), 1e-30), 1e-4, 1.0)), 0.0))
         tab = {key: np.array(value) for key, value in rows.items()}
+        tab.update(self._tracks(fits, tab, n_modes))
         x, w = tab["log_f"].ravel(), tab["weight"].ravel()
         knots = np.arange(x[w > 0].min() - KNOT_OCTAVES, x[w > 0].max() + 2 * KNOT_OCTAVES, KNOT_OCTAVES)
         decay_law, _ = fit_smooth_law(x, tab["log_sigma"].ravel(), w, knots)
@@ -210,7 +233,9 @@ class LawsInstrument(nn.Module):
         exc = excitation[tab["k"]]  # (T, N)
         decay_res = tab["log_sigma"] - (_hats(x, knots) @ decay_law).reshape(tab["log_sigma"].shape)
         body_res = tab["log_amp"] - exc - (_hats(x, knots) @ body_law).reshape(exc.shape)
-        for key, value in (*((k, tab[k]) for k in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase")),
+        for key, value in (*((k, tab[k]) for k in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase",
+                                                    "up_ok", "up_log_ratio", "up_log_sigma", "up_log_amp",
+                                                    "down_ok", "down_log_ratio", "down_log_sigma", "down_log_amp")),
                            ("log_f", tab["log_f"]), ("knots", knots), ("decay_law", decay_law), ("body_law", body_law),
                            ("excitation", exc), ("decay_res", decay_res), ("body_res", body_res)):
             self.register_buffer(key, torch.tensor(value, dtype=torch.float32))
@@ -230,6 +255,24 @@ class LawsInstrument(nn.Module):
         self.sample_rate = float(fits[0].sample_rate)
         self.n_modes = n_modes
         self.knot_span = (float(knots[0]), float(knots[-1]), float(knots[1] - knots[0]))
+
+    @staticmethod
+    def _tracks(fits: list[NoteFit], tab: dict[str, np.ndarray], n_modes: int) -> dict[str, np.ndarray]:
+        """Each mode's track in the recorded neighbour above ("up_") and below ("down_"): (T, N) log ratio to f0,
+        log sigma and log |amplitude| of the matched mode there, and ``*_ok`` = 1 where there is one."""
+        values = {"log_ratio": np.log(tab["ratio"]), "log_sigma": tab["log_sigma"], "log_amp": tab["log_amp"]}
+        out = {f"{side}_{key}": np.zeros((len(fits), n_modes)) for side in ("up", "down")
+               for key in ("ok", *values)}
+        for t, f in enumerate(fits):
+            for side, other in (("up", t + 1), ("down", t - 1)):
+                if not 0 <= other < len(fits):
+                    continue
+                match = match_tracks(f.freqs / f.f0, fits[other].freqs / fits[other].f0)
+                ok = np.nonzero(match >= 0)[0]
+                out[f"{side}_ok"][t, ok] = 1.0
+                for key, value in values.items():
+                    out[f"{side}_{key}"][t, ok] = value[other, match[ok]]
+        return out
 
     def weights(self, note: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """note (V, 1) -> (donor one-hot (V, T), linear interpolation weights between recorded notes (V, T))."""
@@ -262,19 +305,107 @@ class LawsInstrument(nn.Module):
             log_amp = _law_at(log_f, self.knots, self.body_law, *self.knot_span) + donor @ (self.excitation + self.body_res)
         else:
             log_amp = donor @ self.log_amp
+        if "tracks" in self.laws:
+            freqs, sigma, log_amp = self._along_tracks(note, donor, f0, freqs, sigma, log_amp)
         magnitude = torch.exp(log_amp) * (velocity / self.base_velocity)  # (V, N)
         phase = donor @ self.phase
         z0 = torch.stack([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=-1)  # (V, N, 2)
+        attack = donor @ self.attack  # (V, L)
+        if "resample-attack" in self.laws:
+            attack = self._resampled(attack, torch.exp((note - donor @ self.notes[:, None]) * (math.log(2.0) / 12.0)))
         return {"sigma": sigma, "omega": 2.0 * math.pi * freqs, "z0": z0, "c": unit_readout(z0),
-                "attack": (donor @ self.attack) * (velocity / self.base_velocity)}
+                "attack": attack * (velocity / self.base_velocity)}
+
+    def _along_tracks(self, note: torch.Tensor, donor: torch.Tensor, f0: torch.Tensor, freqs: torch.Tensor,
+                      sigma: torch.Tensor, log_amp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Modes on a track to the recorded neighbour on the note's side: ratio, log sigma and log |amplitude|
+        linear in note between the donor's value and the neighbour's (V, N each); other modes unchanged."""
+        offset = note - donor @ self.notes[:, None]  # (V, 1) semitones from the donor
+        up = torch.clamp(offset / (donor @ self.gap_above[:, None]), 0.0, 1.0) * (donor @ self.up_ok)  # (V, N)
+        down = torch.clamp(-offset / (donor @ self.gap_below[:, None]), 0.0, 1.0) * (donor @ self.down_ok)
+        on_track = (up + down) > 0.0
+
+        def along(own: torch.Tensor, key: str) -> torch.Tensor:
+            return own + up * (donor @ getattr(self, f"up_{key}") - own) + down * (donor @ getattr(self, f"down_{key}") - own)
+
+        ratio = torch.exp(along(torch.log(donor @ self.ratio), "log_ratio"))
+        return (torch.where(on_track, f0 * ratio, freqs),
+                torch.where(on_track, torch.exp(along(donor @ self.log_sigma, "log_sigma")), sigma),
+                torch.where(on_track, along(donor @ self.log_amp, "log_amp"), log_amp))
+
+    def _resampled(self, table: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """(V, L) tables played ``rate`` (V, 1) times faster (linear interpolation; zero past their end)."""
+        length = table.shape[1]
+        pos = torch.arange(length, dtype=table.dtype)[None] * rate  # (V, L)
+        lo = torch.clamp(torch.floor(pos), 0.0, length - 1.0)
+        frac = pos - lo
+        lo_i = lo.to(torch.int64)
+        hi_i = torch.clamp(lo_i + 1, max=length - 1)
+        out = torch.gather(table, 1, lo_i) * (1.0 - frac) + torch.gather(table, 1, hi_i) * frac
+        return torch.where(pos <= length - 1.0, out, torch.zeros_like(out))
 
 
 def _midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
 
-def fit_instrument(recordings: list[Recording], modes: int = MODES) -> LawsInstrument:
-    """A LawsInstrument from labelled recordings of one instrument (one note each)."""
+CANDIDATE_LAWS: tuple[tuple[str, ...], ...] = tuple(
+    base + attack for base in ((), LAWS, ("pitch", "tracks"), ("tracks",), (*LAWS, "tracks"))
+    for attack in ((), ("resample-attack",)))
+"""The sets of laws ``fit_instrument`` chooses from by leave-one-out cross-validation on the recorded notes."""
+CV_SECONDS = 3.0
+"""Each left-out recorded note is scored over its first 3 s (the fidelity bench's span)."""
+
+
+def leave_one_out(fits: list[NoteFit], recordings: list[Recording], candidates=CANDIDATE_LAWS,
+                  seconds: float = CV_SECONDS) -> dict[tuple[str, ...], np.ndarray]:
+    """{laws: (M, 2) LSD dB and MR-STFT of each inner recorded note (not the lowest or highest: M = T - 2) played by
+    the instrument fitted to the other notes with those laws}, level-matched, first ``seconds``."""
+    from training.metrics import level_match, log_spectral_distance, mr_stft_distance
+
+    order = np.argsort([f.note for f in fits])
+    fits, recordings = [fits[i] for i in order], [recordings[i] for i in order]
+    velocity = float(np.median([r.velocity for r in recordings]))
+    out = {laws: np.zeros((max(len(fits) - 2, 0), 2)) for laws in candidates}
+    for i in range(1, len(fits) - 1):
+        rec = recordings[i]
+        ref = rec.audio.astype(np.float64)[: int(seconds * rec.sample_rate)]
+        others = fits[:i] + fits[i + 1:]
+        for laws in candidates:
+            pred = level_match(render_note(LawsInstrument(others, velocity, laws), rec.note, rec.velocity, ref.size), ref)
+            out[laws][i - 1] = (log_spectral_distance(pred, ref), mr_stft_distance(pred, ref))
+    return out
+
+
+def choose_laws(scores: dict[tuple[str, ...], np.ndarray]) -> tuple[str, ...]:
+    """The laws with the lowest mean LSD + MR-STFT over the left-out notes, each relative to the best set's mean
+    (the two scores weigh the same); the default ``LAWS`` when no note could be left out (fewer than 3)."""
+    means = {laws: value.mean(axis=0) for laws, value in scores.items() if value.size}
+    if not means:
+        return LAWS
+    best = np.min(np.array(list(means.values())), axis=0)
+    return min(means, key=lambda laws: float(np.sum(means[laws] / best)))
+
+
+def render_note(model: LawsInstrument, note: float, velocity: float, n_samples: int) -> np.ndarray:
+    """(n_samples,) float64: the model's note by the contract's closed form, attack residual added."""
+    from training.report import controls_tensor, render_contract
+
+    with torch.no_grad():
+        out = model(controls_tensor(note, velocity))
+    y = render_contract(out, model.sample_rate, n_samples)[0]
+    table = out["attack"][0].double().numpy()[:n_samples]
+    y[: table.size] += table
+    return y
+
+
+def fit_instrument(recordings: list[Recording], modes: int = MODES, laws: tuple[str, ...] | str = "cv",
+                   report: dict | None = None) -> LawsInstrument:
+    """A LawsInstrument from labelled recordings of one instrument (one note each).
+
+    ``laws="cv"``: the set of ``CANDIDATE_LAWS`` that plays the recorded notes best when each inner note is left out
+    and played from the others (``leave_one_out``); the scores and the choice go into ``report`` when given.
+    """
     if not recordings:
         raise EigentoneError("no recordings to fit")
     unlabelled = [r.path for r in recordings if not np.isfinite(r.note)]
@@ -283,8 +414,14 @@ def fit_instrument(recordings: list[Recording], modes: int = MODES) -> LawsInstr
     rates = {r.sample_rate for r in recordings}
     if len(rates) > 1:
         raise EigentoneError(f"{recordings[0].path}: recordings at different sample rates {sorted(rates)}")
-    return LawsInstrument([fit_note(r, modes) for r in recordings],
-                          base_velocity=float(np.median([r.velocity for r in recordings])))
+    fits = [fit_note(r, modes) for r in recordings]
+    if laws == "cv":
+        scores = leave_one_out(fits, recordings)
+        laws = choose_laws(scores)
+        if report is not None:
+            report.update({"laws": list(laws), "leave_one_out": {"+".join(k) or "transposed": v.mean(axis=0).tolist()
+                                                                 for k, v in scores.items() if v.size}})
+    return LawsInstrument(fits, base_velocity=float(np.median([r.velocity for r in recordings])), laws=tuple(laws))
 
 
 def export_laws_bundle(model: LawsInstrument, out: str | Path, *, name: str, description: str = "",
