@@ -78,7 +78,7 @@ def fit_matrix_law(q: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: floa
     misses = 1200 * np.log2(fitted / np.maximum(np.abs(freq), 1e-300))
     heard = np.where(energy > 1e-4 * energy.max(axis=1, keepdims=True), energy, 0.0)  # a silent mode has no phase
     rms = float(np.sqrt(np.sum(misses**2 * heard) / np.sum(heard)))
-    return omega0, coef[:, 1:], {"matrix_law_rms_cents": rms, "matrix_law_blocks": int(len(energy))}
+    return omega0, coef[:, 1:], {"matrix_law_rms_cents": rms, "matrix_law_blocks": len(energy)}
 
 
 def matrix_omega(omega0: torch.Tensor, z: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
