@@ -23,10 +23,12 @@ trained on) and over the full 4000-step rollout from the initial condition, on e
 
 Bar (exit status 1 when missed): the data-only model's full-rollout error on the nonlinear string, mean over
 the seeds, at or below the paper's best (0.0094). Time, measured on the shared 2-core machine under load (load
-average ~11): one seed of the nonlinear string's data-only model (3200 steps) about 46 minutes, so the default
-(three data sets, two models, 3 seeds) takes many hours; run one set and seed at a time (``--sets nonlinear
---seeds 0``) with ``--out`` to reuse the simulated data. ``--quick`` runs a small version (200 examples, one
-seed, fewer steps) whose figures are not the protocol's.
+average ~15): the nonlinear string, one seed, ``--steps 100 --physics-steps 20`` (both rows), 675 s; the plate,
+one seed, ``--law rank1 --steps 400 --physics-steps 100``, 1428 s; the rank-one data-only model at 3200 steps
+about 46 minutes a seed (load ~11). The default (three data sets, 3 seeds, 3200 / 500 steps) takes many hours:
+run one set at a time with fewer steps (the table names the steps of every row) and ``--out`` to reuse the
+simulated data. ``--quick`` runs a small version (200 examples, one seed, fewer steps) whose figures are not
+the protocol's.
 """
 
 from __future__ import annotations
