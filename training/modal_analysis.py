@@ -407,6 +407,16 @@ def _kaiser_taps(transition: float, attenuation_db: float = 100.0) -> int:
     return n | 1
 
 
+def _lowest_subharmonic(cand: np.ndarray, f0: float) -> float:
+    """``f0`` (Hz), or the lowest of ``cand`` (Hz) within 50 cents of f0 / 2 or f0 / 3, repeatedly: the pitch a
+    harmonic series with a partial at ``f0`` really has."""
+    while True:
+        lower = [c for k in (2, 3) for c in cand if abs(1200.0 * np.log2(c * k / f0)) < 50.0]
+        if not lower:
+            return f0
+        f0 = float(min(lower))
+
+
 def fundamental_trajectory(
     signal: np.ndarray,
     sample_rate: float,
@@ -419,10 +429,13 @@ def fundamental_trajectory(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fundamental frequency over time by short-window ESPRIT (pitch glides of nonlinear strings).
 
-    Each frame is analysed with ESPRIT (model order from the singular values, at most ``max_order``);
-    the fundamental is the lowest partial whose amplitude is
-    at least ``rel_amplitude`` of the frame's strongest (or, with ``f0_hint``, the partial nearest
-    the hint in cents), then tracked frame to frame by nearest frequency.
+    Each frame is analysed with ESPRIT (model order from the singular values, at most ``max_order``).
+    A partial counts when it neither grows nor dies within a few frames (spurious poles, and the click
+    of an attack, do) and its amplitude is at least ``rel_amplitude`` of the frame's strongest partial
+    that counts. The fundamental is the lowest such partial (or, with ``f0_hint``, the one nearest the
+    hint in cents), then tracked frame to frame by nearest frequency. A hint or a track never hides a
+    lower pitch: when a counted partial lies within 50 cents of 1/2 or 1/3 of the choice, the choice is
+    a harmonic and the lower partial is the fundamental (a note played an octave low reads an octave low).
 
     Returns
     -------
@@ -444,16 +457,18 @@ def fundamental_trajectory(
         est = esprit(seg, sample_rate, max_order=max_order, rel_threshold=1e-6, window_len=min(frame // 3, 200),
                      max_samples=frame)
         mag = np.abs(est.amplitudes)
-        # a partial must be strong and neither grow nor die within a few frames (spurious poles do)
-        ok = (mag >= rel_amplitude * mag.max()) & (np.abs(est.sigma) < 3.0 / frame_seconds)
-        if not ok.any():
+        # a partial must neither grow nor die within a few frames (spurious poles do), and be strong next to
+        # the partials that pass that test (an attack's click can be the frame's loudest pole)
+        steady = (np.abs(est.sigma) < 3.0 / frame_seconds) & (est.freqs_hz > 0)
+        if not steady.any():
             f0s.append(np.nan)
             continue
+        ok = steady & (mag >= rel_amplitude * mag[steady].max())
         cand, weight = est.freqs_hz[ok], mag[ok]
         if previous is None:
             f0 = float(cand.min())
         else:
-            f0 = float(cand[np.argmin(np.abs(np.log2(cand / previous)))])
+            f0 = _lowest_subharmonic(cand, float(cand[np.argmin(np.abs(np.log2(cand / previous)))]))
         # a gliding partial splits into nearby poles: take their amplitude-weighted mean frequency
         near = np.abs(1200.0 * np.log2(cand / f0)) < 50.0
         f0 = float(np.sum(weight[near] * cand[near]) / np.sum(weight[near]))
