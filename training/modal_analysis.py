@@ -426,16 +426,21 @@ def fundamental_trajectory(
     f0_hint: float | None = None,
     max_order: int = 40,
     rel_amplitude: float = 0.05,
+    skip_attack: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fundamental frequency over time by short-window ESPRIT (pitch glides of nonlinear strings).
 
     Each frame is analysed with ESPRIT (model order from the singular values, at most ``max_order``).
-    A partial counts when it neither grows nor dies within a few frames (spurious poles, and the click
-    of an attack, do) and its amplitude is at least ``rel_amplitude`` of the frame's strongest partial
-    that counts. The fundamental is the lowest such partial (or, with ``f0_hint``, the one nearest the
-    hint in cents), then tracked frame to frame by nearest frequency. A hint or a track never hides a
-    lower pitch: when a counted partial lies within 50 cents of 1/2 or 1/3 of the choice, the choice is
-    a harmonic and the lower partial is the fundamental (a note played an octave low reads an octave low).
+    A partial counts when it neither grows nor dies within a few frames (spurious poles do) and its
+    amplitude is at least ``rel_amplitude`` of the frame's strongest pole. The fundamental is the lowest
+    such partial (or, with ``f0_hint``, the one nearest the hint in cents), then tracked frame to frame
+    by nearest frequency. A hint or a track never hides a lower pitch: when a counted partial lies within
+    50 cents of 1/2 or 1/3 of the choice, the choice is a harmonic and the lower partial is the
+    fundamental (a note played an octave low reads an octave low).
+
+    ``skip_attack``: a frame whose strongest pole is such a transient (the click of an attack) reads nan.
+    Next to a loud click a note's fundamental can fall under the bar while a harmonic stays above it, and
+    the track would then follow the harmonic for the whole note; scores comparing two notes use this.
 
     Returns
     -------
@@ -457,13 +462,12 @@ def fundamental_trajectory(
         est = esprit(seg, sample_rate, max_order=max_order, rel_threshold=1e-6, window_len=min(frame // 3, 200),
                      max_samples=frame)
         mag = np.abs(est.amplitudes)
-        # a partial must neither grow nor die within a few frames (spurious poles do), and be strong next to
-        # the partials that pass that test (an attack's click can be the frame's loudest pole)
+        # a partial must be strong and neither grow nor die within a few frames (spurious poles do)
         steady = (np.abs(est.sigma) < 3.0 / frame_seconds) & (est.freqs_hz > 0)
-        if not steady.any():
+        ok = steady & (mag >= rel_amplitude * mag.max())
+        if not ok.any() or (skip_attack and not steady[np.argmax(mag)]):
             f0s.append(np.nan)
             continue
-        ok = steady & (mag >= rel_amplitude * mag[steady].max())
         cand, weight = est.freqs_hz[ok], mag[ok]
         if previous is None:
             f0 = float(cand.min())
