@@ -103,7 +103,7 @@ def batch_rows(rows):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, readout, part_i, part_f,
+def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, cache, readout, part_i, part_f,
          faults):  # pragma: no cover - compiled
     """Apply events[first:last] of this part and render out[start:stop], internal block by internal block.
 
@@ -112,7 +112,9 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
     yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
     end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
     pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite outputs (sigma, omega,
-    z0, c, mod_alpha, mod_beta, attack) with this call's rows in event order and the mono strike row last;
+    z0, c, mod_alpha, mod_beta, attack) of this call's graph rows, the mono strike row last; cache: (source, rows):
+    note-on r of the call (in event order) starts from row source[r] of ``rows`` (the excite cache's entries, same
+    layout as ``excite``) or, if source[r] < 0, from row -1 - source[r] of ``excite`` (engine/excite_cache.py);
     readout: (z, c) buffers of the readout graph (capacity, N, 2).
 
     Returns DONE, or stops early: READOUT at a block start that needs the readout graph (run it on the
@@ -140,7 +142,8 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
         j = i
         while j < last and (events[j, 0] < piece or piece == stop):
             j += 1
-        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, part_i, part_f, faults) == STRIKE:
+        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, cache, part_i, part_f,
+                  faults) == STRIKE:
             return STRIKE
         if piece > start and (frame + piece) % block == 0:
             _end_block(pool, bank, readout, part_i, part_f, faults)
@@ -150,7 +153,7 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
 
 
 @numba.njit(cache=True)
-def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, part_i, part_f,
+def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cache, part_i, part_f,
            faults):  # pragma: no cover - compiled
     """Apply events[first:last] and render out[start:stop] inside one internal block (``phase``: the block's
     sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set)."""
@@ -173,7 +176,11 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, par
             row = part_i[CURSOR]
             part_i[CURSOR] += 1
             if row < part_i[ROWS]:
-                _start(pool, bank, excite, part_i, part_f, faults, row, channel, data1, at)
+                entry = cache[0][row]
+                if entry >= 0:
+                    _start(pool, bank, cache[1], part_i, part_f, faults, entry, channel, data1, at)
+                else:
+                    _start(pool, bank, excite, part_i, part_f, faults, -1 - entry, channel, data1, at)
             else:
                 part_i[DROPPED] += 1
         elif kind == 0x80 or kind == 0x90:
