@@ -14,8 +14,8 @@ int64 pairs, well under a microsecond); nothing is allocated after construction.
 
 How a call uses it (engine/synth.py): :func:`lookup` maps each note-on row of the call to an entry or a
 bypass row and moves the controls of the misses to the front of the graph's input rows; the graph runs on
-the misses only; :func:`fill` copies their outputs into their entries; the kernel then loads every voice
-from ``source`` (engine/synth_kernel.py).
+the misses only; the kernel (engine/synth_kernel.py) copies a miss's output row into its entry
+(:func:`take`) when the note starts, and loads every voice from ``source``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ExciteCache:
 
     Arrays: ``rows`` (the outputs' shapes with ``entries`` rows), ``keys`` (entries, 2) int64 control bits,
     ``used`` (entries,) int64 the call that last used an entry (-1: empty), ``pending`` (entries,) int64 the graph
-    row to copy in after this call's graph run (-1: none), ``source`` (capacity,) int64 per note-on row of the call:
+    row to copy in when its note starts (-1: none; rows not copied by the next lookup are dropped), ``source`` (capacity,) int64 per note-on row of the call:
     the entry it plays (>= 0) or ``-1 - r`` for graph output row r, ``stats`` (see HITS ...).
     """
 
@@ -90,6 +90,10 @@ def lookup(controls, bits, n, keys, used, pending, source, stats):  # pragma: no
     call = stats[CALL] + 1
     stats[CALL] = call
     entries = keys.shape[0]
+    for e in range(entries):  # a row the last call did not copy in (no note-on took it) is not kept
+        if pending[e] >= 0:
+            pending[e] = -1
+            used[e] = -1
     misses = 0
     for r in range(n):
         k0, k1 = bits[r, 0], bits[r, 1]
@@ -130,21 +134,25 @@ def lookup(controls, bits, n, keys, used, pending, source, stats):  # pragma: no
 
 
 @numba.njit(cache=True)
-def fill(outputs, rows, pending):  # pragma: no cover - compiled
-    """Copy the graph's output row ``pending[e]`` into entry e of ``rows`` for every pending entry (after the
-    graph ran on the call's misses). outputs, rows: (sigma, omega, z0, c, mod_alpha, mod_beta, attack)."""
-    for e in range(pending.shape[0]):
-        r = pending[e]
-        if r < 0:
-            continue
-        pending[e] = -1
-        _copy_row(outputs[0], rows[0], r, e)
-        _copy_row(outputs[1], rows[1], r, e)
-        _copy_row(outputs[2], rows[2], r, e)
-        _copy_row(outputs[3], rows[3], r, e)
-        _copy_row(outputs[4], rows[4], r, e)
-        _copy_row(outputs[5], rows[5], r, e)
-        _copy_row(outputs[6], rows[6], r, e)
+def take(outputs, cache, row):  # pragma: no cover - compiled
+    """The excite rows and row index note-on ``row`` of the call starts from: its cache entry (after copying the
+    graph's output into it, the first time in a call) or, bypassing the cache, the graph's output row.
+    outputs: (sigma, omega, z0, c, mod_alpha, mod_beta, attack); cache: (source, pending, rows)."""
+    source, pending, rows = cache
+    entry = source[row]
+    if entry < 0:
+        return outputs, -1 - entry
+    r = pending[entry]
+    if r >= 0:
+        pending[entry] = -1
+        _copy_row(outputs[0], rows[0], r, entry)
+        _copy_row(outputs[1], rows[1], r, entry)
+        _copy_row(outputs[2], rows[2], r, entry)
+        _copy_row(outputs[3], rows[3], r, entry)
+        _copy_row(outputs[4], rows[4], r, entry)
+        _copy_row(outputs[5], rows[5], r, entry)
+        _copy_row(outputs[6], rows[6], r, entry)
+    return rows, entry
 
 
 @numba.njit(cache=True)

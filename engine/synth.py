@@ -152,7 +152,8 @@ class _Part:
         self.part_f[sk.BEND : sk.BEND + 16] = 1.0
         self.faults = np.zeros((64, 3), np.int64)
         self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
-                      (self.cache.source, self.cache.rows), self.readout, self.part_i, self.part_f, self.faults)
+                      (self.cache.source, self.cache.pending, self.cache.rows), self.readout, self.part_i, self.part_f,
+                      self.faults)
 
     def warm_up(self, synth: Synth) -> None:
         """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
@@ -174,7 +175,6 @@ class _Part:
                            cache.source, cache.stats)
         if misses:
             self.excite_graph.run(misses)
-        ec.fill(self.excite, cache.rows, cache.pending)
 
     def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
         """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""

@@ -88,18 +88,25 @@ def keys(*rows: tuple[float, ...]) -> np.ndarray:
     return controls
 
 
-def lookup(cache: ec.ExciteCache, controls: np.ndarray) -> int:
+OUTPUTS = (np.zeros((ROWS + 8, 4), np.float32),) + (np.zeros((0, 0), np.float32),) * 6
+
+
+def lookup(cache: ec.ExciteCache, controls: np.ndarray, start: bool = True) -> int:
+    """The graph rows a call with these note-on controls runs; then (``start``) its notes start as in the kernel."""
     n = int(np.count_nonzero(controls[:, 0]))
-    return ec.lookup(controls, controls.view(np.int64), n, cache.keys, cache.used, cache.pending, cache.source,
-                     cache.stats)
+    OUTPUTS[0][:] = np.arange(ROWS + 8)[:, None] + 1000 * cache.stats[ec.CALL] + 1000  # graph row r of this call
+    misses = ec.lookup(controls, controls.view(np.int64), n, cache.keys, cache.used, cache.pending, cache.source,
+                       cache.stats)
+    for row in range(n if start else 0):
+        ec.take(OUTPUTS, (cache.source, cache.pending, cache.rows), row)
+    return misses
 
 
 def test_lookup_keeps_the_most_recently_used_rows():
-    outputs = (np.zeros((ROWS + 8, 4), np.float32),) + (np.zeros((0, 0), np.float32),) * 6
-    cache = ec.ExciteCache(outputs, ROWS, 2)
+    cache = ec.ExciteCache(OUTPUTS, ROWS, 2)
     a, b, c = (60, 0.5, 0.2, 0.37), (62, 0.5, 0.2, 0.37), (60, 0.5, 0.2, 0.38)  # c differs from a in position_y
     assert lookup(cache, keys(a)) == 1 and lookup(cache, keys(b)) == 1
-    ec.fill(outputs, cache.rows, cache.pending)
+    assert cache.rows[0][:, 0].tolist() == [1000, 2000]  # each entry holds the graph row of its own call
     assert lookup(cache, keys(a)) == 0  # a hit; now b is the least recently used
     assert lookup(cache, keys(c)) == 1  # takes b's entry
     assert lookup(cache, keys(a)) == 0 and lookup(cache, keys(b)) == 1  # a kept, b evicted (it takes c's entry)
@@ -110,6 +117,8 @@ def test_lookup_keeps_the_most_recently_used_rows():
     assert cache.source[0] == cache.source[2] >= 0  # b from its entry
     assert cache.source[1] >= 0 and cache.source[3] == -1 - 1  # 64 took the entry not used in the call; 65 bypasses
     assert cache.stats[ec.BYPASSED] == 1
+    assert lookup(cache, keys((70, 0.5, 0.2, 0.37)), start=False) == 1  # a row no note started with is not kept
+    assert lookup(cache, keys((70, 0.5, 0.2, 0.37))) == 1
 
 
 def test_the_cache_is_bounded():
