@@ -75,32 +75,50 @@ def interpolation_taps(half: int = HALF_TAPS, phases: int = PHASES, beta: float 
 
 TAPS = interpolation_taps()
 
+WIDEST = np.abs(TAPS).max(axis=0)
+"""(2 HALF_TAPS,) float64: the largest |tap| of any phase at each tap position (a bound of every phase's weights)."""
+
+
+NEXT, LOUD, LIMITED_AT = range(3)
+"""Slots of ``OutputGuard.position`` (int64 absolute sample indices): the next input sample, the last sample loud
+enough that an interval around it may peak over the ceiling, the last interval given a gain below 1."""
+
+NEVER = -(1 << 62)
+"""Index of an event that has not happened (LOUD and LIMITED_AT of a fresh stream)."""
+
 
 @numba.njit(cache=True)
-def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release_coef, limit):  # pragma: no cover
+def guard_block(x, n, hist, seg, ratio, position, counts, taps, widest, ceiling, release_coef,
+                limit):  # pragma: no cover
     """In place on x[:, :n] (channels, samples) float32; see the module doc.
 
     hist: (channels, RING) float32 ring of input samples; seg: (RING,) float64 ring, peak of the interpolated
-    waveform in the interval after each sample; ratio: (RING,) float64 ring, gain each sample needs;
-    position: (1,) int64 absolute index of the next input sample; counts: (4,) float64 (NONFINITE, LIMITED,
-    PEAK running totals, GAIN limiter state); taps: (PHASES - 1, 2 HALF_TAPS) float64. Rings are indexed by absolute
+    waveform in the interval after each sample where it may exceed the ceiling (else a value <= ceiling, see
+    below); ratio: (RING,) float64 ring, gain each sample needs; position: (3,) int64 (NEXT, LOUD, LIMITED_AT);
+    counts: (4,) float64 (NONFINITE, LIMITED, PEAK running totals, GAIN limiter state); taps: (7, 2 HALF_TAPS)
+    float64 (PHASES = 8); widest: (2 HALF_TAPS,) float64, max_p |taps[p, i]|. Rings are indexed by absolute
     sample index & (RING - 1). With ``limit`` the output is the input LOOKAHEAD samples earlier, limited.
+
+    Only a local peak over the ceiling sets a ratio below 1, and then values <= ceiling do not decide the max: an
+    interval shown not to reach the ceiling stores any value <= ceiling in seg, and the ratios (so the output)
+    are those of the exact peaks. |interpolated sample| <= max |x| over its taps x the largest L1 norm of a phase
+    (with a margin for the float64 rounding of the sums), so an interval whose taps are all at most ``quiet``
+    cannot reach the ceiling: LOUD, the last sample above ``quiet``, decides that without looking at the taps.
     """
     mask = hist.shape[1] - 1
     channels = x.shape[0]
-    half = taps.shape[1] // 2
+    width = taps.shape[1]
+    half = width // 2
     attack = LOOKAHEAD - 2 * half
-    pos = position[0]
+    pos, loud, limited_at = position[NEXT], position[LOUD], position[LIMITED_AT]
     g = counts[GAIN]
-    # |interpolated sample| <= max |x| over the taps x the largest sum of |taps| of a phase (with a margin for the
-    # float64 rounding of the sums): below the ceiling the 7 interpolations of an interval need not be computed
-    gain_bound = 0.0
+    norm = 0.0
     for p in range(taps.shape[0]):
         total = 0.0
-        for i in range(2 * half):
+        for i in range(width):
             total += abs(taps[p, i])
-        gain_bound = max(gain_bound, total)
-    gain_bound *= 1.0 + 1e-9
+        norm = max(norm, total)
+    quiet = ceiling / (norm * (1.0 + 1e-9))
     for k in range(n):
         slot = pos & mask
         for c in range(channels):
@@ -110,46 +128,38 @@ def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release
                 counts[NONFINITE] += 1.0
             hist[c, slot] = v
             counts[PEAK] = max(counts[PEAK], abs(v))
+            if abs(v) > quiet:
+                loud = pos
         if not limit:
             for c in range(channels):
                 x[c, k] = hist[c, slot]
             pos += 1
             continue
         m = pos - half  # the interval (m, m + 1) is now fully known
-        reach = 0.0
-        for c in range(channels):
-            for i in range(2 * half):
-                reach = max(reach, abs(hist[c, (m - half + 1 + i) & mask]))
-        reach *= gain_bound
-        if reach <= ceiling:
-            # the interpolated peak cannot exceed the ceiling: any value <= ceiling in seg gives the same ratios
-            seg[m & mask] = reach
-        else:
-            peak = 0.0
-            for c in range(channels):
-                for p in range(taps.shape[0]):
-                    acc = 0.0
-                    for i in range(2 * half):
-                        acc += hist[c, (m - half + 1 + i) & mask] * taps[p, i]
-                    peak = max(peak, abs(acc))
-            seg[m & mask] = peak
+        first = m - half + 1  # its first tap's sample
+        peak = 0.0
+        if loud >= first:
+            peak = _interval_peak(hist, first, mask, taps, widest, ceiling)
+        seg[m & mask] = peak
         local = max(peak, seg[(m - 1) & mask])
         for c in range(channels):
             local = max(local, abs(hist[c, m & mask]))
         if local > ceiling:
             ratio[m & mask] = ceiling / local
             counts[LIMITED] += 1.0
+            limited_at = m
         else:
             ratio[m & mask] = 1.0
         o = pos - LOOKAHEAD  # the sample leaving now
         needed = 1.0
-        for j in range(o - half - attack, m + 1):
-            r = ratio[j & mask]
-            if r < needed:
-                d = abs(o - j)
-                if d > half:
-                    r = r + (1.0 - r) * (d - half) / attack
-                needed = min(needed, r)
+        if limited_at >= o - half - attack:  # else every ratio in the window is 1
+            for j in range(o - half - attack, m + 1):
+                r = ratio[j & mask]
+                if r < needed:
+                    d = abs(o - j)
+                    if d > half:
+                        r = r + (1.0 - r) * (d - half) / attack
+                    needed = min(needed, r)
         if g < 1.0:
             g = g + (1.0 - g) * release_coef
             if g > 1.0 - 1e-7:
@@ -159,8 +169,43 @@ def guard_block(x, n, hist, seg, ratio, position, counts, taps, ceiling, release
             y = hist[c, o & mask] * g
             x[c, k] = np.float32(min(max(y, -ceiling), ceiling))
         pos += 1
-    position[0] = pos
+    position[NEXT], position[LOUD], position[LIMITED_AT] = pos, loud, limited_at
     counts[GAIN] = g
+
+
+@numba.njit(cache=True)
+def _interval_peak(hist, first, mask, taps, widest, ceiling):  # pragma: no cover
+    """Peak of the waveform interpolated at the PHASES - 1 points after sample first + HALF_TAPS - 1 (both
+    channels), or a bound of it when that bound is <= ceiling.
+
+    hist: (channels, RING) float32 ring; first: absolute index of the first tap's sample; taps: (7, 24) float64;
+    widest: (24,) float64, max_p |taps[p, i]|: sum_i |x_i| widest_i bounds every phase's |sum_i x_i taps[p, i]|.
+    Each phase's sum runs over the taps in order (i = 0, 1, ...): the seven phases accumulate side by side, in
+    seven independent chains, each with the same operations in the same order as one phase alone.
+    """
+    bound = 0.0
+    for c in range(hist.shape[0]):
+        total = 0.0
+        for i in range(taps.shape[1]):
+            total += abs(hist[c, (first + i) & mask]) * widest[i]
+        bound = max(bound, total)
+    bound *= 1.0 + 1e-9
+    if bound <= ceiling:
+        return bound
+    peak = 0.0
+    for c in range(hist.shape[0]):
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = 0.0
+        for i in range(taps.shape[1]):
+            v = float(hist[c, (first + i) & mask])
+            a0 += v * taps[0, i]
+            a1 += v * taps[1, i]
+            a2 += v * taps[2, i]
+            a3 += v * taps[3, i]
+            a4 += v * taps[4, i]
+            a5 += v * taps[5, i]
+            a6 += v * taps[6, i]
+        peak = max(peak, abs(a0), abs(a1), abs(a2), abs(a3), abs(a4), abs(a5), abs(a6))
+    return peak
 
 
 class OutputGuard:
@@ -177,7 +222,7 @@ class OutputGuard:
         self.hist = np.zeros((channels, RING), np.float32)
         self.seg = np.zeros(RING)
         self.ratio = np.ones(RING)
-        self.position = np.zeros(1, np.int64)
+        self.position = np.zeros(3, np.int64)
         self._release_coef = 0.0
         self.reset()
 
@@ -188,7 +233,7 @@ class OutputGuard:
         self.hist[:] = 0.0
         self.seg[:] = 0.0
         self.ratio[:] = 1.0
-        self.position[0] = 0
+        self.position[:] = (0, NEVER, NEVER)
 
     def prepare(self, sample_rate: float) -> None:
         """Reset for a new stream at ``sample_rate`` Hz; compile/load the kernel here, not on the audio thread."""
@@ -199,7 +244,7 @@ class OutputGuard:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Guard a (channels, samples) float32 block in place and return it."""
         guard_block(block, block.shape[1], self.hist, self.seg, self.ratio, self.position, self.counts, TAPS,
-                    self.ceiling, self._release_coef, self.limit)
+                    WIDEST, self.ceiling, self._release_coef, self.limit)
         return block
 
     @property

@@ -1,5 +1,6 @@
 """Dev-set building blocks: GUS patch and SoundFont readers on tiny banks written here, the split table."""
 
+import json
 import struct
 
 import numpy as np
@@ -84,6 +85,7 @@ def test_soundfont_pairs_left_and_right_and_applies_loop_and_tuning(tmp_path):
     assert stereo.recording()[0, 0] > 0 > stereo.recording()[0, 1]
     assert stereo.note == pytest.approx(45 - 0.1)  # a +10 cent playback correction: recorded 10 cents flat
     assert mono.loop_start is None and mono.recording().shape == (400,) and mono.note == 62.0  # overriding root key
+    assert (stereo.sample_id, mono.sample_id) == (0, 2)  # the sample header each came from (left one of a pair)
     assert [s.note for s in SoundFont(path).preset_samples(24, keys=(55, 60))] == [62.0]
     with pytest.raises(BankError, match="no preset"):
         SoundFont(path).preset_samples(3)
@@ -102,3 +104,59 @@ def test_missing_packages_are_one_line_error_without_root(monkeypatch, tmp_path)
     monkeypatch.setattr(devset, "FREEPATS", tmp_path / "none")
     with pytest.raises(devset.EigentoneError, match="apt-get install -y freepats"):
         devset.ensure_packages(install=False)
+
+
+def plucked(note: float, rate: int, seed: int, seconds: float = 0.4) -> np.ndarray:
+    """A synthetic plucked recording: 12 stiff-string partials with random phases and a decaying noise burst
+    (another seed: another string and pluck)."""
+    rng = np.random.default_rng(seed)
+    b = rng.uniform(1e-4, 1e-3)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+    x = sum(np.exp(-(2.0 + 0.5 * k) * t) * np.sin(2 * np.pi * f0 * k * np.sqrt(1 + b * k * k) * t + rng.uniform(0, 6.3)) / k
+            for k in range(1, 13))
+    return (0.5 * x + 0.3 * rng.standard_normal(t.size) * np.exp(-t / 0.02)).astype(np.float32) / 4.0
+
+
+def repitched(x: np.ndarray, semitones: float) -> np.ndarray:
+    """x played ``semitones`` higher at the same rate (what a sound designer's pitch shift of a sample does)."""
+    src = np.arange(int(x.size / 2.0 ** (semitones / 12.0))) * 2.0 ** (semitones / 12.0)
+    return np.interp(src, np.arange(x.size), x).astype(np.float32)
+
+
+def test_repitched_copies_are_dropped_and_chains_lead_back_to_the_kept_sample():
+    from training.data.soundbanks import BankSample
+
+    rate = 22050
+    original = plucked(60, rate, seed=1)
+    copy = repitched(original, 6.0)
+    samples = [BankSample(original, rate, 60.0, None, "C4", 0),
+               BankSample(copy, rate, 66.0, None, "F#4 (C4 repitched)", 1),
+               BankSample(plucked(67, rate, seed=2), rate, 67.0, None, "G4", 2),  # another recording
+               BankSample(repitched(copy, 9.0), rate, 75.0, None, "D#5 (F#4 repitched)", 3)]  # 15 semitones from C4
+    assert devset.repitch_similarity(samples[0], samples[1]) > 0.97
+    assert devset.repitch_similarity(samples[0], samples[2]) < devset.COPY_SIMILARITY - 0.2
+    kept, dropped = devset.drop_repitched(samples)
+    assert [s.sample_id for s in kept] == [0, 2]
+    assert [(s.sample_id, origin.sample_id) for s, origin, _ in dropped] == [(1, 0), (3, 0)]
+
+
+def test_build_names_each_bank_sample_and_lists_the_dropped_copies(monkeypatch, tmp_path):
+    rate = 22050
+    original = (plucked(60, rate, seed=3) * 32767).astype(np.int16)
+    other = (plucked(67, rate, seed=4) * 32767).astype(np.int16)
+    copy = (repitched(plucked(60, rate, seed=3), 4.0) * 32767).astype(np.int16)
+    hz = [440.0 * 2.0 ** ((n - 69) / 12) for n in (60, 64, 67)]
+    bank = tmp_path / "banks"
+    (bank / "Tone_000").mkdir(parents=True)
+    (bank / "Tone_000/024_Test.pat").write_bytes(gus_patch([(original, rate, hz[0], None), (copy, rate, hz[1], None),
+                                                            (other, rate, hz[2], None)]))
+    monkeypatch.setattr(devset, "FREEPATS", bank)
+    monkeypatch.setattr(devset, "ensure_packages", lambda install=True: None)
+    inst = devset.DevInstrument("test-guitar", "plucked", "freepats", "Tone_000/024_Test.pat", "tune")
+    files = devset.build(tmp_path / "set", instruments=(inst,))
+    assert [(f["note"], f["sample"]) for f in files] == [(60.0, "Tone_000/024_Test.pat#0"), (67.0, "Tone_000/024_Test.pat#2")]
+    index = json.loads((tmp_path / "set/devset.json").read_text())
+    assert [(d["note"], d["sample"], d["copy_of"]) for d in index["dropped"]] == [
+        (64.0, "Tone_000/024_Test.pat#1", "Tone_000/024_Test.pat#0")]
+    assert sorted(p.name for p in (tmp_path / "set/plucked/test-guitar").iterdir()) == ["C4.flac", "G4.flac", "labels.csv"]

@@ -17,6 +17,15 @@ The split is fixed here, by file, and never changes: every file of an instrument
 ``holdout`` belongs to the part that no analysis or fit setting was tuned on; benches report
 both parts. Duplicate samples (same PCM data) are kept once.
 
+One recording per note: sample banks often fill a key range with a copy of a neighbouring note's
+sample, pitch-shifted offline (FluidR3's marimba and xylophone are one bar each, repitched), and
+such a copy is not a recording of its note (a sampler reproduces it exactly). Walking each
+instrument's samples from the lowest note up, a sample is dropped when its waveform above 3 f0
+matches a lower sample of the instrument within an octave, resampled to its pitch (``repitch_similarity``
+>= ``COPY_SIMILARITY``): the lowest sample of each chain of copies stays.
+Every entry of devset.json names its bank sample (``sample``: bank file and sample index), and
+``dropped`` lists each dropped sample with the kept one it copies and the similarity.
+
 Nothing of this is committed: the set is rebuilt on any machine (the packages are installed with
 apt-get when running as root; otherwise the command names them and stops).
 """
@@ -31,10 +40,12 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from eigentone.errors import EigentoneError
 from training.data.soundbanks import BankSample, SoundFont, read_gus_patch
@@ -49,6 +60,14 @@ LICENCES = {"freepats": "GPL-2+ (freepats; composition exception)", "fluid": "MI
 GROUPS = ("plucked", "bars", "cymbals-bells")
 MIN_SECONDS = 0.15
 """Notes shorter than this once cut at their loop start are left out (too little decay to analyse)."""
+COPY_SIMILARITY = 0.85
+"""A sample this similar to a kept one played at its pitch (``repitch_similarity``) is a repitched copy. Measured
+on the banks here: copies 0.89-1.00 (FluidR3 marimba, xylophone, the nylon guitar's top "Extension" sample),
+different recordings of neighbouring notes 0.01-0.78."""
+COPY_SECONDS = 0.25
+"""Length of the compared onsets (s): the pluck or strike, where two recordings differ most."""
+COPY_OCTAVES = 1.0
+"""Only samples within this many octaves of each other are compared (further apart, resampling loses the band)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,54 @@ def ensure_packages(install: bool = True) -> None:
             raise EigentoneError(f"{' '.join(cmd[:2])} {' '.join(missing)} failed (no network to the Debian mirrors?)")
 
 
+def _mono(audio: np.ndarray) -> np.ndarray:
+    return np.asarray(audio, np.float64).mean(axis=1) if audio.ndim == 2 else np.asarray(audio, np.float64)
+
+
+def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COPY_SECONDS) -> float:
+    """How well ``kept``, resampled to play at ``other``'s pitch and rate, matches ``other``: the peak normalised
+    cross-correlation (lags up to 10 ms) of their first ``seconds`` above 3x the higher fundamental, in 0..1.
+
+    Above 3 f0 a note is its upper partials and its pluck or strike noise, which differ between two recordings
+    (partial phases, inharmonicity, decays) and survive a pitch shift of one recording unchanged.
+    """
+    step = Fraction(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate).limit_denominator(200)
+    n = int(seconds * other.sample_rate)
+    a = _mono(kept.recording())[: int(n * step) + 64]
+    a = resample_poly(a, step.denominator, step.numerator)[:n]
+    b = _mono(other.recording())[:n]
+    n = min(a.size, b.size)
+    cut = 3.0 * 440.0 * 2.0 ** ((max(kept.note, other.note) - 69.0) / 12.0)
+    if n < 64 or cut >= 0.45 * other.sample_rate:
+        return 0.0
+    sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
+    a, b = sosfiltfilt(sos, a[:n]), sosfiltfilt(sos, b[:n])
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lag = int(0.01 * other.sample_rate)
+    peak = np.max(np.abs(np.r_[corr[-lag:], corr[: lag + 1]]))
+    return float(peak / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def drop_repitched(samples: list[BankSample]) -> tuple[list[BankSample], list[tuple[BankSample, BankSample, float]]]:
+    """(kept samples, [(dropped, the kept sample whose copy it is, similarity)]) of one instrument's samples, lowest
+    first: a sample at least ``COPY_SIMILARITY`` similar to an earlier one within ``COPY_OCTAVES`` is dropped. Chains
+    are followed (a copy of a dropped copy is a copy of the kept sample it came from), so each chain keeps one sample."""
+    root: list[tuple[BankSample, BankSample]] = []  # (earlier sample, the kept sample of its chain)
+    kept, dropped = [], []
+    for sample in samples:
+        near = [(repitch_similarity(prev, sample), origin) for prev, origin in root
+                if abs(sample.note - prev.note) <= 12.0 * COPY_OCTAVES]
+        similarity, origin = max(near, key=lambda pair: pair[0], default=(0.0, sample))
+        if similarity >= COPY_SIMILARITY:
+            dropped.append((sample, origin, similarity))
+        else:
+            kept.append(sample)
+            origin = sample
+        root.append((sample, origin))
+    return kept, dropped
+
+
 def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
     """The usable samples of one instrument, lowest note first."""
     if inst.source == "freepats":
@@ -160,13 +227,19 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
     fluid = SoundFont(FLUID) if any(i.source == "fluid" for i in instruments) else None
     seen: set[str] = set()
     files: list[dict] = []
+    dropped: list[dict] = []
     for inst in instruments:
         folder = out / inst.group / inst.name
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         labels = []
-        for sample in instrument_samples(inst, fluid):
+        bank = FLUID.name if inst.source == "fluid" else inst.path
+        samples, copies = drop_repitched(instrument_samples(inst, fluid))
+        dropped += [{"instrument": inst.name, "note": round(s.note, 3), "sample": f"{bank}#{s.sample_id}",
+                     "bank_name": s.name, "copy_of": f"{bank}#{k.sample_id}", "copy_of_note": round(k.note, 3),
+                     "similarity": round(sim, 3)} for s, k, sim in copies]
+        for sample in samples:
             audio = sample.recording()
             digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
             if digest in seen:
@@ -180,12 +253,13 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
             files.append({"file": str((folder / f"{stem}.flac").relative_to(out)), "group": inst.group,
                           "instrument": inst.name, "part": inst.part, "note": round(sample.note, 3),
                           "seconds": round(audio.shape[0] / sample.sample_rate, 3), "bank_name": sample.name,
+                          "sample": f"{bank}#{sample.sample_id}",
                           "looped": sample.loop_start is not None, "licence": LICENCES[inst.source]})
         with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", "note", "velocity"])
             writer.writerows([(name, note, 100) for name, note in labels])
-    (out / "devset.json").write_text(json.dumps({"sources": LICENCES, "files": files}, indent=1))
+    (out / "devset.json").write_text(json.dumps({"sources": LICENCES, "files": files, "dropped": dropped}, indent=1))
     return files
 
 
@@ -199,7 +273,11 @@ def load_index(root: str | Path) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     files = build(args.out, install=not args.no_install)
-    print(f"wrote {len(files)} recordings to {args.out}")
+    dropped = json.loads((Path(args.out) / "devset.json").read_text())["dropped"]
+    print(f"wrote {len(files)} recordings to {args.out}; left out {len(dropped)} repitched copies of another note's sample")
+    for name in dict.fromkeys(d["instrument"] for d in dropped):
+        notes = [f"{d['note']:g} (copy of {d['copy_of_note']:g})" for d in dropped if d["instrument"] == name]
+        print(f"  {name}: {len(notes)}: {', '.join(notes)}")
     for group in GROUPS:
         for part in ("tune", "holdout"):
             sel = [f for f in files if f["group"] == group and f["part"] == part]

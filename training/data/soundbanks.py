@@ -44,6 +44,7 @@ class BankSample:
     note : MIDI note number the recording sounds at (fractional; from the bank's root pitch and tuning)
     loop_start : first sample of the sustain loop, or None if the sample is not looped
     name : the bank's name for the sample
+    sample_id : its index in the bank (SoundFont sample header; GUS patch: sample number), -1 if unknown
     """
 
     data: np.ndarray
@@ -51,6 +52,7 @@ class BankSample:
     note: float
     loop_start: int | None
     name: str
+    sample_id: int = -1
 
     def recording(self) -> np.ndarray:
         """The part that is a real recording: up to the loop start when looped, else the whole sample."""
@@ -74,7 +76,7 @@ def read_gus_patch(path: str | Path) -> list[BankSample]:
         raise BankError(f"{path}: not a GUS patch (no GF1PATCH header)")
     count = raw[129 + 63 + 6]
     offset, samples = _GUS_HEADER, []
-    for _ in range(count):
+    for index in range(count):
         head = raw[offset : offset + 96]
         if len(head) < 96:
             raise BankError(f"{path}: truncated sample header")
@@ -91,7 +93,8 @@ def read_gus_patch(path: str | Path) -> list[BankSample]:
         root_hz = root_mhz / 1000.0
         note = 69.0 + 12.0 * math.log2(root_hz / 440.0) if root_hz > 0 else float("nan")
         loop = loop_start // (2 if wide else 1) if looped else None
-        samples.append(BankSample(data.astype(np.float32), float(rate), note, loop, name.split(b"\0")[0].decode("latin-1")))
+        samples.append(BankSample(data.astype(np.float32), float(rate), note, loop, name.split(b"\0")[0].decode("latin-1"),
+                                  index))
     return samples
 
 
@@ -200,4 +203,4 @@ class SoundFont:
         cents = correction + zone.get(52, 0) + 100 * zone.get(51, 0)  # playback tuning that corrects the recording
         looped = zone.get(54, 0) in (1, 3)
         return BankSample(data, float(rate), float(root) - cents / 100.0, loop_start - start if looped else None,
-                          name.split(b"\0")[0].decode("latin-1"))
+                          name.split(b"\0")[0].decode("latin-1"), sid)
