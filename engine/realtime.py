@@ -32,7 +32,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -249,39 +249,80 @@ def output_device(name: str | None) -> str | int | None:
     return target
 
 
-def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None]):
+def channel_message(data: Sequence[int]) -> tuple[int, int, int] | None:
+    """(status, data1, data2) of one MIDI channel message given as raw bytes, data2 = 0 for the two-byte ones
+    (program change, channel pressure); None for anything else (system messages, a wrong length, a data byte
+    >= 0x80), which the engine ignores.
+
+    >>> channel_message([0x91, 60, 100]), channel_message([0xC0, 5]), channel_message([0xF8])
+    ((145, 60, 100), (192, 5, 0), None)
+    """
+    status = data[0]
+    if status < 0x80 or status >= 0xF0:
+        return None
+    if 0xC0 <= status < 0xE0:
+        return (status, data[1], 0) if len(data) == 2 and data[1] < 0x80 else None
+    return (status, data[1], data[2]) if len(data) == 3 and data[1] < 0x80 and data[2] < 0x80 else None
+
+
+class MidiInput:
+    """An open python-rtmidi input port calling ``on_message(status, d1, d2)`` on rtmidi's thread for each channel
+    message. ``name``: the port's name; ``close()`` when done."""
+
+    def __init__(self, midi, name: str, on_message: Callable[[int, int, int], None]):
+        self.name = name
+        self._midi = midi
+
+        def callback(event, _data) -> None:
+            # Runs on rtmidi's thread holding the GIL, which the audio callback may be waiting for: raw bytes to
+            # one tuple and the engine's push, nothing more (no message objects).
+            message = channel_message(event[0])
+            if message is not None:
+                on_message(*message)
+
+        midi.set_callback(callback)
+
+    def close(self) -> None:
+        self._midi.cancel_callback()
+        self._midi.close_port()
+        self._midi.delete()
+
+
+def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None]) -> MidiInput:
     """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2)`` on the MIDI
     thread as each channel message arrives (``RealtimeEngine.push`` stamps it with the stream clock).
 
     ``port``: name or substring of an existing port; None opens a virtual input named "eigentone".
-    Returns the open mido port (close it when done). EigentoneError if nothing can be opened.
+    System messages (clock, active sensing, sysex) are dropped by rtmidi before they reach Python.
+    Returns the open :class:`MidiInput` (close it when done). EigentoneError if nothing can be opened.
     """
-    import mido
+    import rtmidi
 
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
-
-    def callback(message) -> None:
-        data = message.bytes()
-        if len(data) == 3 and 0x80 <= data[0] < 0xF0:
-            on_message(data[0], data[1], data[2])
-        elif len(data) == 2 and 0xC0 <= data[0] < 0xE0:
-            on_message(data[0], data[1], 0)
-
     seen: list[str] = []
     problems: list[str] = []
     apis = [api for api in MIDI_BACKENDS if api != "LINUX_ALSA" or os.path.exists("/dev/snd/seq")]
     for api in apis:
-        backend = mido.Backend(f"mido.backends.rtmidi/{api}", load=True)
+        rtapi = getattr(rtmidi, f"API_{api}")
+        if rtapi not in rtmidi.get_compiled_api():
+            problems.append(f"{api}: not compiled into python-rtmidi")
+            continue
+        midi = None
         try:
+            midi = rtmidi.MidiIn(rtapi=rtapi)
             if port is None:
-                return backend.open_input("eigentone", virtual=True, callback=callback)
-            names = backend.get_input_names()
+                midi.open_virtual_port("eigentone")
+                return MidiInput(midi, "eigentone", on_message)
+            names = midi.get_ports()
             seen += names
             match = next((n for n in names if n == port), None) or next((n for n in names if port in n), None)
             if match is not None:
-                return backend.open_input(match, callback=callback)
+                midi.open_port(names.index(match))
+                return MidiInput(midi, match, on_message)
         except Exception as exc:  # noqa: BLE001 - rtmidi raises its own types when an API has no server/device
             problems.append(f"{api}: {str(exc).strip() or type(exc).__name__}")
+        if midi is not None:
+            midi.delete()
     if port is None:
         raise EigentoneError(f"could not open a MIDI input ({'; '.join(problems)})")
     raise EigentoneError(f"MIDI input {port!r} not found (available: {', '.join(seen) if seen else 'none'})")
