@@ -170,12 +170,14 @@ def print_table(title: str, rows: list[Row], paper: list[tuple[str, float, float
 
 
 def rows_for(family: str, seeds: list[int], steps: dict[str, int],
-             train_one: Callable[[int, str, int], tuple[dict, dict, str]]) -> list[Row]:
+             train_one: Callable[[int, str, int], tuple[dict, dict, str]], data_options: str = "") -> list[Row]:
     """The four rows of one data set: for ``init`` in data, physics, the trained model over the seeds and its
     closed-form start. ``train_one(seed, init, steps)`` -> (scores of the kept model, scores of the start,
-    "trained" or "init": which the trainer kept on the validation examples)."""
+    "trained" or "init": which the trainer kept on the validation examples). ``data_options``: what else the
+    data-only row's label names (its further training options)."""
     rows = []
-    for init, label in (("data", "learned from data alone (--init data)"), ("physics", "physics-informed prior (--init physics)")):
+    for init, label in (("data", f"learned from data alone (--init data{data_options})"),
+                        ("physics", "physics-informed prior (--init physics)")):
         start, trained, initial, kept = time.time(), [], [], []
         for seed in seeds:
             t, i, k = train_one(seed, init, steps[init])

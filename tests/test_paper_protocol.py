@@ -25,3 +25,20 @@ def test_physics_informed_rows_are_printed_apart_from_the_data_only_rows_and_the
     header_at = out.index("physics-informed (given the solver's parameters")
     assert data_at < paper_at < header_at < physics_at  # the paper's figures sit with the data-only rows only
     assert "0.0001 (0)" in out.splitlines()[out[:data_at].count("\n")]  # 3 seeds: mean (std)
+
+
+def test_rows_name_the_data_only_options_on_the_data_only_row_only():
+    """The Koopman bench's data-only row uses the (not exportable) matrix pole law; its label must say so and
+    the physics-informed row, which does not use it, must not."""
+    calls = []
+
+    def train_one(seed, init, steps):
+        calls.append((seed, init, steps))
+        run = {"in_horizon": 1.0, "beyond": 2.0, "full": 3.0}
+        return run, run, "trained"
+
+    rows = protocol.rows_for("Koopman", [0, 1], {"data": 7, "physics": 5}, train_one, " --law matrix: not exportable")
+    data_row, _, physics_row, _ = rows
+    assert "(--init data --law matrix: not exportable), 7 steps (kept: 2x trained)" in data_row.label
+    assert "--law" not in physics_row.label and "5 steps" in physics_row.label
+    assert calls == [(0, "data", 7), (1, "data", 7), (0, "physics", 5), (1, "physics", 5)]

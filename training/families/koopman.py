@@ -253,6 +253,9 @@ class Koopman(Family):
                                  "alone (POD + DMD), per-voice poles, windows from the initial condition")
         parser.add_argument("--time-weight", type=float, default=3.0,
                             help="--init data: loss weights 1 + W t / horizon over a window (default 3)")
+        parser.add_argument("--law", choices=("rank1", "matrix"), default="rank1",
+                            help="--init data pole law: rank1 (the engine contract's, exportable) or matrix (every mode's "
+                                 "frequency from every mode's energy, fitted to the fields; scored, not exportable)")
         parser.add_argument("--shoot", type=float, default=0.0,
                             help="--init data: share of the windows starting after the initial condition (default 0)")
 
@@ -274,10 +277,13 @@ class Koopman(Family):
         p_idx = pickup_index(flat[tr[:8]], pickups[tr[:8]])
         info: dict[str, Any] = {}
         modulation = bool(ds.nonlinear) and not options.no_modulation  # a linear string's poles do not glide
+        if options.law == "matrix" and options.init != "data":
+            raise EigentoneError("--law matrix is a pole law found in the data: use it with --init data")
         if options.init == "data":  # nothing about the solver: the grid's span only sizes the playable pluck
             check_one_instrument(dict(ds.params or {}), data.path)
             model, info = build_data_model(fields[tr], fs, options.latent, modulation=modulation,
-                                           hidden=options.hidden, block_size=options.block, pickup_index=p_idx)
+                                           hidden=options.hidden, block_size=options.block, pickup_index=p_idx,
+                                           law=options.law)
             grid = np.asarray(ds.grid)
             params = {"L": float(grid.max() if grid.ndim == 1 else grid[..., 0].max())}  # x span, m
         else:
@@ -364,6 +370,9 @@ class Koopman(Family):
                               description=f"deep Koopman from recordings {config.get('data', '?')}, {cfg.latent} "
                                           "latent modes, block-rate pole modulation and readout")
             return Graphs(model.eval(), ReadoutGraph(model).eval(), None, info)
+        if cfg.law != "rank1":
+            raise EigentoneError(f"a Koopman model with the {cfg.law} pole law cannot be exported: the engine's contract "
+                                 "holds a rank-one law; train with --law rank1 to export")
         note0 = float(cfg.pluck.get("note0", 59.0))
         info = BundleInfo(modes=cfg.latent, note_range=(round(note0) - 12, round(note0) + 12),
                           trained_sample_rate=cfg.sample_rate, modulation=bool(cfg.modulation),

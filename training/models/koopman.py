@@ -45,6 +45,7 @@ from torch import nn
 from eigentone.contract.torch_twin import block_rollout, semitone_ratio, split_controls
 from training.fits import prony_poles
 from training.models.modal_core import ContinuousPoles
+from training.models.pole_law import matrix_rollout
 from training.models.voice_poles import VoicePoles
 
 # --------------------------------------------------------------------------------------------
@@ -70,6 +71,7 @@ class KoopmanConfig:
     init: str = "physics"  # what the linear parts and poles started from: "physics" (physics_prior) or "data"
     voice_poles: bool = False  # per-voice pole corrections from the note-on state (``VoicePoles``)
     voice_hidden: int = 64  # width of that network
+    law: str = "rank1"  # pole law: "rank1" (the contract's) or "matrix" (``training/models/pole_law.py``; not exportable)
 
     @property
     def points(self) -> int:
@@ -232,6 +234,8 @@ class KoopmanModel(nn.Module):
         self.decoder = FieldDecoder(p, n, config.hidden, field_scale)
         self.readout = PickupReadout(n, config.hidden, field_scale)
         self.voice = VoicePoles(n, config.voice_hidden) if config.voice_poles else None
+        if config.law == "matrix":  # A (N, N) of omega_n^2 = omega0_n^2 + sum_m A_nm |z_m|^2, fitted in closed form
+            self.register_buffer("mod_matrix", torch.zeros(n, n))
 
     # -- initialisation --------------------------------------------------------------------
     @torch.no_grad()
@@ -270,6 +274,9 @@ class KoopmanModel(nn.Module):
         z0: (V, N, 2). Returns z (V, N, T, 2) and pickup y (V, T). Python loops over blocks only.
         """
         co = self.coefficients(z0)
+        if self.config.law == "matrix":
+            return matrix_rollout(co["sigma"], co["omega"], self.mod_matrix, z0, self.config.sample_rate, n_samples,
+                                  self.config.block_size, readout=self.readout)
         return block_rollout(co["sigma"], co["omega"], z0, co["mod_alpha"], co["mod_beta"], self.config.sample_rate,
                              n_samples, self.config.block_size, readout=self.readout)
 
@@ -349,28 +356,41 @@ def build_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulati
 
 def build_data_model(fields: np.ndarray, sample_rate: float, latent: int, *, modulation: bool = True,
                      hidden: int = 0, block_size: int = 16, pickup_index: int | None = None,
-                     voice_poles: bool = True, pluck: dict | None = None) -> tuple[KoopmanModel, dict]:
+                     voice_poles: bool = True, pluck: dict | None = None, law: str = "rank1"
+                     ) -> tuple[KoopmanModel, dict]:
     """A model started from the data alone (``training/models/data_modes.py``): no solver parameters and no
     sine basis. Mode shapes, poles and the pole law come from POD + delay DMD + short-segment Prony of the
     training fields; the encoder is the shapes' exact modal inverse (``init_linear_parts``).
 
     fields: (E, T, P) or (E, T, ny, nx) training fields (metres). Returns (model, what the analysis found).
-    The latent size is what the data hold, at most ``latent``.
+    The latent size is what the data hold, at most ``latent``. ``law`` "matrix" (with modulation): the pole law
+    is ``training/models/pole_law.py``'s, omega0 and A fitted to the fields' phase increments, instead of the
+    rank-one law, and there are no per-voice poles.
     """
     from training.models.data_modes import analyse
+    from training.models.pole_law import fit_matrix_law
 
     found = analyse(fields, sample_rate, latent, modulation=modulation)
     n = found.shapes.shape[1]
+    matrix = law == "matrix" and modulation
+    omega0, info = found.omega, dict(found.info)
+    if matrix:
+        flat = np.asarray(fields).reshape(fields.shape[0], fields.shape[1], -1)
+        q = flat @ np.linalg.pinv(found.shapes).T.astype(flat.dtype)  # (E, T, N) modal coordinates
+        omega0, mod_matrix, law_info = fit_matrix_law(q, found.sigma, found.omega, sample_rate)
+        info.update(law_info)
     config = KoopmanConfig(grid_shape=list(fields.shape[2:]), latent=n, sample_rate=sample_rate, hidden=hidden,
                            block_size=block_size, velocity_scale=1.0 / float(found.omega[0]), modulation=modulation,
-                           pickup_index=pickup_index, pluck=pluck or {}, init="data", voice_poles=voice_poles)
+                           pickup_index=pickup_index, pluck=pluck or {}, init="data",
+                           voice_poles=voice_poles and not matrix, law="matrix" if matrix else "rank1")
     alpha = found.alpha if found.alpha.any() else np.full(n, 1e-12)
-    model = KoopmanModel(config, found.sigma, found.omega, alpha, found.beta,
-                         field_scale=float(np.abs(fields).max()))
+    model = KoopmanModel(config, found.sigma, omega0, alpha, found.beta, field_scale=float(np.abs(fields).max()))
     model.init_linear_parts(found.shapes, pickup_index)
+    if matrix:
+        model.mod_matrix.copy_(torch.as_tensor(mod_matrix, dtype=torch.float32))
     if model.voice is not None:
         model.voice.energy_scale.copy_(torch.as_tensor(found.energy_scale, dtype=torch.float32))
-    return model, found.info
+    return model, info
 
 
 def _fit_modulation(q: np.ndarray, order: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: float
