@@ -330,19 +330,18 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
           f"{budget * 1e3:.2f} ms), {args.seconds:.0f} s per phase, MIDI flood over JACK MIDI from another process: "
           f"{len(events)} messages per phase ({len(events) / args.seconds:.0f}/s)")
 
-    # phase 1: the do-nothing baseline, same MIDI traffic
-    drained = collections.deque(maxlen=4096)
+    # phase 1: the do-nothing baseline, same MIDI traffic, drained from the input as the engine does
     received = [0]  # messages the baseline's callback drained
     base_log = CallbackLog(slots)
+    sender = FloodSender(args.seconds)
+    midi_in = open_midi_input(KEYS_PORT)
+    poll = midi_in.poll
 
     def nothing(outdata, frames, time_info, status) -> None:
-        while drained:
-            drained.popleft()
+        while poll() is not None:
             received[0] += 1
         outdata.fill(0.0)
 
-    sender = FloodSender(args.seconds)
-    midi_in = open_midi_input(KEYS_PORT, lambda *message: drained.append(message))
     mark = server.log_size()
     stream = sd.OutputStream(samplerate=SAMPLE_RATE, blocksize=args.block, device="system", channels=2,
                              dtype="float32", callback=base_log.measure(nothing))
@@ -368,7 +367,8 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
     engine._callback = log.measure(checked)
     scan(np.zeros((1, 2), np.float32), stats)  # compiled here, for the callback's (frames, 2) arrays
     sender = FloodSender(args.seconds)
-    midi_in = open_midi_input(KEYS_PORT, engine.push)
+    midi_in = open_midi_input(KEYS_PORT)
+    engine.midi_in = midi_in  # drained at the start of each callback
     gc.collect()
     gc.freeze()
     gc.disable()  # as `eigentone play` does: no collection inside the audio callback

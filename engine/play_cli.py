@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                             record_s=duration if args.record else 0.0)
     midi_port = None
     if args.midi_in is not None or schedule is None:
-        midi_port = open_midi_input(args.midi_in, engine.push)
+        midi_port = open_midi_input(args.midi_in)
+        engine.midi_in = midi_port  # drained by the audio callback
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     interactive = sys.stderr.isatty()

@@ -1,14 +1,19 @@
 """Real time: a sounddevice (PortAudio) output stream whose callback runs the signal chain, fed by MIDI input.
 
-Thread hand-off, MIDI thread -> audio thread: a ``collections.deque``. In CPython
-``deque.append`` (producer: the MIDI callback thread) and ``deque.popleft`` (consumer: the
-audio callback) are each atomic with respect to each other (single bytecode-level C calls,
-documented thread-safe), so the audio side never takes a lock; the deque is bounded
-(``maxlen``), so a flood of MIDI drops the oldest events instead of growing memory.
+MIDI input never runs Python on a thread of its own: python-rtmidi's thread queues each message in C with
+its timestamp, and the audio callback drains that queue at its start (:class:`MidiInput`, ``poll``). A thread
+that entered Python per message would take the GIL from the audio callback once per message (the soak counted
+a wait in ~37 % of the callbacks that way). ``push`` (any thread) still queues a message stamped now: the
+hand-off is a ``collections.deque``, whose ``append`` and ``popleft`` are each atomic in CPython, so the audio
+side never takes a lock; it is bounded (``maxlen``): a flood drops the oldest events instead of growing memory.
 
 Live events are placed by the audio stream's own clock, with a constant latency of one block
-(the usual plugin-host scheme). The MIDI thread stamps each message with the stream time
-(``Stream.time``, PortAudio's clock; under JACK the server's frame clock) on arrival. Each callback
+(the usual plugin-host scheme). Each message carries its arrival time on the stream clock
+(``Stream.time``, PortAudio's clock; under JACK the server's frame clock): ``push`` stamps it then; a
+drained message gets ``anchor + elapsed``, where ``elapsed`` is its time since the input's first message by
+rtmidi's own timestamps and ``anchor`` is the stream time of that first message, estimated like the origin
+below: the last message drained by a callback arrived before the callback's start, so
+``callback start - elapsed`` is never earlier than the anchor and the smallest value seen is kept. Each callback
 gets that clock's time at its start (``time_info.currentTime``) and knows how many frames it has
 rendered, which gives the stream time of frame 0; a callback that starts late only makes that
 estimate larger, so the smallest value seen is kept (when every callback of a half second was more
@@ -94,6 +99,11 @@ class RealtimeEngine:
         are filled."""
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
+        self.midi_in: MidiInput | None = None
+        """MIDI input drained at the start of each callback (see the module doc), or None."""
+        self._midi_elapsed = 0.0  # s from the input's first message to its latest, by rtmidi's timestamps
+        self._midi_anchor = math.inf  # stream time (s) of the input's first message, estimated
+        self._drained: list[tuple[float, int, int, int]] = []
 
     def push(self, status: int, data1: int, data2: int, stamp: float | None = None) -> None:
         """Queue a MIDI channel message (any thread), stamped with its arrival time.
@@ -120,6 +130,8 @@ class RealtimeEngine:
             if self._window_origin > self.origin + 0.5 * self.block_size / rate:
                 self.origin = self._window_origin  # every callback of the window was late: frames were lost (xrun)
             self._window_origin, self._window_callbacks = math.inf, 0
+        if self.midi_in is not None:
+            self._drain(time_info.currentTime)
         events = self._events
         queue = self.queue
         done = 0
@@ -162,6 +174,27 @@ class RealtimeEngine:
         self.max_voices_seen = max(self.max_voices_seen, voices)
         self.durations_ns[self.callbacks % len(self.durations_ns)] = time.perf_counter_ns() - started
         self.callbacks += 1
+
+    def _drain(self, now: float) -> None:
+        """Queue the MIDI input's waiting channel messages, stamped on the stream clock (``now``: this callback's
+        start on it; see the module doc)."""
+        drained = self._drained
+        drained.clear()
+        elapsed = self._midi_elapsed
+        while True:
+            event = self.midi_in.poll()
+            if event is None:
+                break
+            elapsed += event[1]
+            message = channel_message(event[0])
+            if message is not None:
+                drained.append((elapsed, message[0], message[1], message[2]))
+        if elapsed == self._midi_elapsed and not drained:
+            return
+        self._midi_elapsed = elapsed
+        self._midi_anchor = min(self._midi_anchor, now - elapsed)
+        for stamp, status, data1, data2 in drained:
+            self.queue.append((self._midi_anchor + stamp, status, data1, data2))
 
     def start(self) -> None:
         """Open and start the output stream (EigentoneError for a bad device or a refused rate)."""
@@ -266,31 +299,34 @@ def channel_message(data: Sequence[int]) -> tuple[int, int, int] | None:
 
 
 class MidiInput:
-    """An open python-rtmidi input port calling ``on_message(status, d1, d2)`` on rtmidi's thread for each channel
-    message. ``name``: the port's name; ``close()`` when done."""
+    """An open python-rtmidi input port. ``poll()`` -> (raw bytes, seconds since the previous message) or None:
+    the next message rtmidi queued (it queues them in C, with timestamps, on its own thread). With
+    ``on_message``, rtmidi's thread instead calls ``on_message(status, d1, d2)`` for each channel message (that
+    runs Python, so takes the GIL, once per message). ``name``: the port's name; ``close()`` when done."""
 
-    def __init__(self, midi, name: str, on_message: Callable[[int, int, int], None]):
+    def __init__(self, midi, name: str, on_message: Callable[[int, int, int], None] | None = None):
         self.name = name
         self._midi = midi
+        self.poll = midi.get_message
+        self._callback = on_message is not None
+        if on_message is not None:
+            def callback(event, _data) -> None:
+                message = channel_message(event[0])
+                if message is not None:
+                    on_message(*message)
 
-        def callback(event, _data) -> None:
-            # Runs on rtmidi's thread holding the GIL, which the audio callback may be waiting for: raw bytes to
-            # one tuple and the engine's push, nothing more (no message objects).
-            message = channel_message(event[0])
-            if message is not None:
-                on_message(*message)
-
-        midi.set_callback(callback)
+            midi.set_callback(callback)
 
     def close(self) -> None:
-        self._midi.cancel_callback()
+        if self._callback:
+            self._midi.cancel_callback()
         self._midi.close_port()
         self._midi.delete()
 
 
-def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None]) -> MidiInput:
-    """Open a MIDI input (ALSA sequencer, else JACK MIDI) calling ``on_message(status, d1, d2)`` on the MIDI
-    thread as each channel message arrives (``RealtimeEngine.push`` stamps it with the stream clock).
+def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None] | None = None) -> MidiInput:
+    """Open a MIDI input (ALSA sequencer, else JACK MIDI): polled (``RealtimeEngine.midi_in``), or calling
+    ``on_message(status, d1, d2)`` on rtmidi's thread as each channel message arrives.
 
     ``port``: name or substring of an existing port; None opens a virtual input named "eigentone".
     System messages (clock, active sensing, sysex) are dropped by rtmidi before they reach Python.

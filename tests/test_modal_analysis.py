@@ -101,6 +101,30 @@ def test_dense_spectrum_is_analysed_with_many_modes_and_beats_classic_resynthesi
     assert model["lsd_db"] < classic["lsd_db"] and model["mr_stft"] < classic["mr_stft"]
 
 
+def test_crowded_band_of_a_dense_spectrum_keeps_each_peaks_decay():
+    """1000 modes crowded into 2-3 kHz (about one per Hz, as in a cymbal) among 100 sparse ones up to 17.6 kHz: the
+    first pass's 140 Hz subbands hold more modes than their Hankel rows separate, and merged poles decay unlike the
+    peaks they stand for. The dense pass's finer subbands resolve them: each scored peak's T60 within 10% (median)."""
+    from training.metrics import recording_scores
+    from training.modal_analysis import analyse_recording
+
+    fs = 44100.0
+    t = np.arange(int(2.0 * fs)) / fs
+    rng = np.random.default_rng(3)
+    freqs = np.concatenate([rng.uniform(2000, 3000, 1000), rng.uniform(150, 0.4 * fs, 100)])
+    sigma = rng.uniform(0.7, 9.0, freqs.size)
+    amps = np.concatenate([rng.uniform(0.5, 1.0, 1000), rng.uniform(0.05, 0.2, 100)]) * np.exp(2j * np.pi * rng.random(freqs.size))
+    x = np.zeros(t.size)
+    for begin in range(0, t.size, 8192):  # (chunk, modes) at a time
+        chunk = t[begin : begin + 8192, None]
+        x[begin : begin + chunk.size] = np.real(np.exp(chunk * (-sigma + 2j * np.pi * freqs)) @ amps)
+    x = 0.5 * x / np.abs(x).max() + 1e-4 * rng.standard_normal(t.size)
+    analysis = analyse_recording(x, fs)
+    y = analysis.partials.synthesise(fs, x.size)
+    y[: analysis.attack.size] += analysis.attack
+    assert recording_scores(y, x, fs)["t60_error_median"] <= 0.10
+
+
 @pytest.mark.parametrize("size, rows, complex_signal", [(1800, 128, True), (500, 100, False), (40, 8, True)])
 def test_hankel_correlation_equals_the_explicit_product(size, rows, complex_signal):
     rng = np.random.default_rng(size)

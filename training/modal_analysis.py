@@ -599,10 +599,15 @@ ATTACK_SECONDS = 0.1
 MIN_T60 = ATTACK_SECONDS
 """Poles decaying faster than this (s) are attack, not modes: the residual carries them (and their amplitudes at
 t = 0, extrapolated back through the subband filters' start-up, are unreliable)."""
-DENSE_RESIDUAL = 0.2
+DENSE_RESIDUAL = 0.15
 """Fraction of a recording's energy after 0.1 s that its modes may leave unexplained before it is analysed as a
 dense spectrum (cymbals, gongs: many more, weaker modes)."""
-DENSE_MODES = 512
+DENSE_MODES = 1024
+"""Most modes kept from a dense spectrum (a cymbal's scored peak is a cluster of several modes)."""
+DENSE_BANDS = 384
+"""Subbands of the dense analysis, 3x the first pass's: a band's Hankel window (128 rows at ~4 x the band width)
+then spans 3x the time, so it separates modes 3x closer, and each band holds 3x fewer modes. Cymbal modes ~1 Hz
+apart that the first pass merged into one pole (decaying unlike the cluster it stood for) come out separately."""
 DENSE_NOISE_FACTOR = 3.0
 """Subband eigenvalue / noise-floor ratio for dense spectra: a noise-like band is modelled by many decaying modes."""
 
@@ -633,8 +638,8 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
        filters' start-up, so the attack region must not decide the ranking); the ``max_modes`` strongest are
        the modes;
     3. if they leave more than ``DENSE_RESIDUAL`` of the energy after 0.1 s unexplained (cymbals, gongs), the
-       analysis is repeated as a dense spectrum (``DENSE_NOISE_FACTOR``, up to ``DENSE_MODES`` modes) and the
-       better of the two is kept;
+       analysis is repeated as a dense spectrum (``DENSE_BANDS`` finer subbands, ``DENSE_NOISE_FACTOR``, up to
+       ``DENSE_MODES`` modes) and the better of the two is kept;
     4. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
 
     ValueError when the recording holds no decaying partial.
@@ -646,7 +651,8 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
         bands = SubbandDecomposition(seg, sample_rate)
         est, residual = _ranked_modes(bands, max_modes, noise_factor=30.0)
         if residual > DENSE_RESIDUAL:
-            dense, dense_residual = _ranked_modes(bands, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
+            fine = SubbandDecomposition(seg, sample_rate, max_bands=DENSE_BANDS)
+            dense, dense_residual = _ranked_modes(fine, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
             if dense_residual < residual:
                 est = dense
     span = int(min(n, round(attack_seconds * sample_rate)))
