@@ -7,7 +7,9 @@ evenly spaced) from the audio alone and plays the 4 it never heard, through the 
 engine plays them. Per family, means over the held-out notes of:
 
 * fundamental error, cents: |median f0 of the model's note - median f0 of the recording| (f0 tracks by
-  short-window ESPRIT, ``training.metrics.fundamental_trajectory``);
+  short-window ESPRIT, ``training.metrics.fundamental_trajectory``: the recording's lowest strong partial,
+  the model's partial nearest the recording's pitch unless a strong partial lies at 1/2 or 1/3 of it, so a
+  model playing an octave off scores an octave off);
 * pitch-glide error, cents: max |cents| between the two f0 tracks, frame by frame (the glide of a hard
   pluck's first frames and the settled pitch after it);
 * log-spectral distance (dB) and multi-resolution STFT distance of the whole note.

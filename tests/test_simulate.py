@@ -67,6 +67,11 @@ def test_simulate_string_writes_a_labelled_reproducible_dataset(tmp_path):
     info = soundfile.info(tmp_path / "wav" / rows[0]["file"])
     assert (info.samplerate, info.subtype, info.frames) == (16000, "PCM_24", 800)
     assert float(rows[0]["f0_hz"]) == pytest.approx(a.params["f0"][0], rel=1e-6)
+    # one gain for the folder and MIDI velocities: a harder pluck is louder and labelled higher
+    peaks = [np.abs(soundfile.read(tmp_path / "wav" / row["file"])[0]).max() for row in rows]
+    gains = [peak / np.abs(a.pickups[i]).max() for i, peak in enumerate(peaks)]
+    assert max(peaks) == pytest.approx(0.99, abs=1e-4) and np.allclose(gains, gains[0], rtol=1e-4)
+    assert all(1 <= int(row["velocity"]) <= 127 for row in rows) and max(int(row["velocity"]) for row in rows) == 127
 
 
 def test_diaz_nonlinear_preset_and_plate_preset(tmp_path):

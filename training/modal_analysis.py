@@ -407,6 +407,16 @@ def _kaiser_taps(transition: float, attenuation_db: float = 100.0) -> int:
     return n | 1
 
 
+def _lowest_subharmonic(cand: np.ndarray, f0: float) -> float:
+    """``f0`` (Hz), or the lowest of ``cand`` (Hz) within 50 cents of f0 / 2 or f0 / 3, repeatedly: the pitch a
+    harmonic series with a partial at ``f0`` really has."""
+    while True:
+        lower = [c for k in (2, 3) for c in cand if abs(1200.0 * np.log2(c * k / f0)) < 50.0]
+        if not lower:
+            return f0
+        f0 = float(min(lower))
+
+
 def fundamental_trajectory(
     signal: np.ndarray,
     sample_rate: float,
@@ -416,13 +426,21 @@ def fundamental_trajectory(
     f0_hint: float | None = None,
     max_order: int = 40,
     rel_amplitude: float = 0.05,
+    skip_attack: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fundamental frequency over time by short-window ESPRIT (pitch glides of nonlinear strings).
 
-    Each frame is analysed with ESPRIT (model order from the singular values, at most ``max_order``);
-    the fundamental is the lowest partial whose amplitude is
-    at least ``rel_amplitude`` of the frame's strongest (or, with ``f0_hint``, the partial nearest
-    the hint in cents), then tracked frame to frame by nearest frequency.
+    Each frame is analysed with ESPRIT (model order from the singular values, at most ``max_order``).
+    A partial counts when it neither grows nor dies within a few frames (spurious poles do) and its
+    amplitude is at least ``rel_amplitude`` of the frame's strongest pole. The fundamental is the lowest
+    such partial (or, with ``f0_hint``, the one nearest the hint in cents), then tracked frame to frame
+    by nearest frequency. A hint or a track never hides a lower pitch: when a counted partial lies within
+    50 cents of 1/2 or 1/3 of the choice, the choice is a harmonic and the lower partial is the
+    fundamental (a note played an octave low reads an octave low).
+
+    ``skip_attack``: a frame whose strongest pole is such a transient (the click of an attack) reads nan.
+    Next to a loud click a note's fundamental can fall under the bar while a harmonic stays above it, and
+    the track would then follow the harmonic for the whole note; scores comparing two notes use this.
 
     Returns
     -------
@@ -445,15 +463,16 @@ def fundamental_trajectory(
                      max_samples=frame)
         mag = np.abs(est.amplitudes)
         # a partial must be strong and neither grow nor die within a few frames (spurious poles do)
-        ok = (mag >= rel_amplitude * mag.max()) & (np.abs(est.sigma) < 3.0 / frame_seconds)
-        if not ok.any():
+        steady = (np.abs(est.sigma) < 3.0 / frame_seconds) & (est.freqs_hz > 0)
+        ok = steady & (mag >= rel_amplitude * mag.max())
+        if not ok.any() or (skip_attack and not steady[np.argmax(mag)]):
             f0s.append(np.nan)
             continue
         cand, weight = est.freqs_hz[ok], mag[ok]
         if previous is None:
             f0 = float(cand.min())
         else:
-            f0 = float(cand[np.argmin(np.abs(np.log2(cand / previous)))])
+            f0 = _lowest_subharmonic(cand, float(cand[np.argmin(np.abs(np.log2(cand / previous)))]))
         # a gliding partial splits into nearby poles: take their amplitude-weighted mean frequency
         near = np.abs(1200.0 * np.log2(cand / f0)) < 50.0
         f0 = float(np.sum(weight[near] * cand[near]) / np.sum(weight[near]))

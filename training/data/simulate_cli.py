@@ -114,7 +114,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="output dataset file (.h5)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a published set-up (see module docs)")
-    parser.add_argument("--wav-dir", help="also write each pickup as a 24-bit WAV here, with labels.csv")
+    parser.add_argument("--wav-dir", help="also write each pickup as a 24-bit WAV here (one gain for the folder) with "
+                                          "labels.csv (file, note, velocity 1..127, position)")
+    parser.add_argument("--excitation", choices=("mixed", "pluck", "strike"), default="mixed",
+                        help="random strings: plucks and strikes (default mixed: 75 %% plucks), or only one kind")
     parser.add_argument("--modes", type=int, help="modes per example (default: as many as fit, see docs)")
     parser.add_argument("--material", choices=sorted(STRING_MATERIALS), default="nylon",
                         help="string material for random strings (default nylon; presets fix their own)")
@@ -137,6 +140,7 @@ def _settings(args: argparse.Namespace) -> dict:
         "grid": pick(args.grid, preset.grid if preset else None, default_grid),
         "modes": pick(args.modes, preset.modes if preset else None, None),
         "material": getattr(args, "material", "nylon"),
+        "excitation": getattr(args, "excitation", "mixed"),
     }
     if s["count"] < 1:
         raise EigentoneError(f"--count must be at least 1, got {s['count']}")
@@ -170,7 +174,7 @@ def _fitting_modes(omega: np.ndarray, sample_rate: float) -> int:
 
 
 def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: bool, grid: int, sample_rate: float,
-                 modes: int | None, material: str = "nylon"):
+                 modes: int | None, material: str = "nylon", excitation: str = "mixed"):
     from training.physics.modal import Excitation
     from training.physics.string_linear import StringParams, params_for_f0, string_modes
 
@@ -191,6 +195,7 @@ def _draw_string(rng: np.random.Generator, preset: Preset | None, nonlinear: boo
             preset.shape
     else:
         kind = "strike" if rng.random() < 0.25 else "pluck"
+        kind = kind if excitation == "mixed" else excitation  # the draw is made anyway: same strings either way
         position, width = rng.uniform(0.15, 0.85) * params.L, rng.uniform(0.02, 0.1) * params.L
         ranges = {("pluck", False): (0.5e-3, 3e-3), ("pluck", True): (1e-3, 8e-3),
                   ("strike", False): (0.1, 1.0), ("strike", True): (0.3, 2.0)}
@@ -261,7 +266,8 @@ def _simulate_one(kind: str, nonlinear: bool, rng, preset, s: dict):
         from training.physics.string_linear import simulate_string, string_modes
         from training.physics.string_nonlinear import simulate_string_nonlinear
 
-        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes, s.get("material", "nylon"))
+        params, ex, modes = _draw_string(rng, preset, nonlinear, grid, sr, modes, s.get("material", "nylon"),
+                                         s.get("excitation", "mixed"))
         pickup = 0.12 * params.L
         solver = simulate_string_nonlinear if nonlinear else simulate_string
         res, modes = _solve(solver, s["modes"] is None, params, ex, sr, duration, grid, [pickup], modes)
@@ -332,26 +338,38 @@ def run(args: argparse.Namespace) -> int:
                 if wav_tmp is not None:
                     labels.append(_write_wav(wav_tmp, i, res.pickups[0], s["sample_rate"], label))
             if wav_tmp is not None:
+                _share_gain(wav_tmp, labels)
                 _write_labels(wav_tmp / "labels.csv", labels)
     print(f"wrote {s['count']} examples to {args.out}" + (f" and WAVs to {wav_dir}" if wav_dir else ""))
     return 0
 
 
 def _write_wav(folder: Path, index: int, pickup: np.ndarray, sample_rate: float, label: dict) -> dict:
+    """Write the raw pickup (metres) as a float WAV; ``_share_gain`` rescales the folder at the end."""
     import soundfile
 
     name = f"{index:05d}.wav"
-    peak = float(np.max(np.abs(pickup)))
-    soundfile.write(folder / name, (0.99 / peak if peak > 0 else 1.0) * pickup, round(sample_rate),
-                    subtype="PCM_24")
-    return {"file": name, **label}
+    soundfile.write(folder / name, pickup.astype(np.float32), round(sample_rate), subtype="FLOAT")
+    return {"file": name, "peak": float(np.max(np.abs(pickup))), **label}
+
+
+def _share_gain(folder: Path, labels: list[dict]) -> None:
+    """Rewrite every WAV as 24-bit PCM with one gain for the folder (the loudest peaks at 0.99), so the level
+    differences between soft and hard plucks survive, as in recordings of one instrument."""
+    import soundfile
+
+    gain = 0.99 / max(max(row["peak"] for row in labels), 1e-30)
+    for row in labels:
+        path = folder / row["file"]
+        audio, rate = soundfile.read(path, dtype="float64")
+        soundfile.write(path, gain * audio, rate, subtype="PCM_24")
 
 
 def _write_labels(path: Path, labels: list[dict]) -> None:
     import csv
 
-    # velocity 0..1: amplitude relative to the loudest example of the same excitation kind
-    # (pluck amplitudes are metres, strike amplitudes metres per second: not comparable)
+    # velocity as MIDI 1..127 (the loader's convention): amplitude relative to the loudest example of the same
+    # excitation kind (pluck amplitudes are metres, strike amplitudes metres per second: not comparable)
     top = {kind: max(row["amplitude"] for row in labels if row["excitation"] == kind) or 1.0
            for kind in {row["excitation"] for row in labels}}
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -359,5 +377,6 @@ def _write_labels(path: Path, labels: list[dict]) -> None:
         writer.writerow(["file", "f0_hz", "note", "velocity", "amplitude", "excitation", "position"])
         for row in labels:
             note = 69 + 12 * np.log2(row["f0_hz"] / 440.0)
-            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", f"{row['amplitude'] / top[row['excitation']]:.4f}",
+            velocity = int(np.clip(round(127 * row["amplitude"] / top[row["excitation"]]), 1, 127))
+            writer.writerow([row["file"], f"{row['f0_hz']:.4f}", f"{note:.3f}", velocity,
                              f"{row['amplitude']:.6g}", row["excitation"], f"{row['position']:.4f}"])

@@ -212,9 +212,10 @@ def render_note(graphs: Graphs, rec: Recording) -> np.ndarray:
 
 def pitch_errors(pred: np.ndarray, ref: np.ndarray, fs: float) -> tuple[float, float]:
     """(fundamental error, glide error) in cents of a note against its recording: |median f0 difference| and the
-    max |cents| between the f0 tracks frame by frame (short-window ESPRIT, ``fundamental_trajectory``)."""
-    _, f_ref = M.fundamental_trajectory(ref, fs)
-    _, f_pred = M.fundamental_trajectory(pred, fs, f0_hint=float(np.nanmedian(f_ref[:3])))
+    max |cents| between the f0 tracks frame by frame (short-window ESPRIT, ``fundamental_trajectory``; frames
+    where an attack's click is the loudest pole have no reading in either track)."""
+    _, f_ref = M.fundamental_trajectory(ref, fs, skip_attack=True)
+    _, f_pred = M.fundamental_trajectory(pred, fs, f0_hint=float(np.nanmedian(f_ref[:3])), skip_attack=True)
     return abs(float(M.cents(np.nanmedian(f_pred), np.nanmedian(f_ref)))), M.trajectory_max_cents(f_pred, f_ref)
 
 
