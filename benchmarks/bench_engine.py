@@ -6,7 +6,10 @@ period, sleeping in between) on one pinned core at SCHED_FIFO priority when perm
 blocks (20,000 by default). It prints p50 / p99 / p99.9 / max of the block time as a share of the block
 budget and, in the same run, two baselines: a plain compiled modal loop doing the same voices x modes x
 samples (how close the synth is to the arithmetic), and the offline render of a generated 60 s, 16-voice
-song (real-time factor). Floors (a miss makes the command exit 1):
+song (real-time factor). Note-on velocities are drawn uniformly from 1..127 (seeded), so a note-on's controls
+repeat about as rarely as in played music (7 notes x 127 velocities, more distinct rows than the synth's excite cache
+keeps): the cache (engine/excite_cache.py) serves only rows that came back recently, and each row prints its hit rate.
+Floors (a miss makes the command exit 1):
 
 * 128 voices x 256 modes, one note-on per block (stealing at the limit): p99.9 <= 50 % of the budget;
 * the blocks where a 16-note chord lands (one every 100 ms): max <= 80 %;
@@ -27,6 +30,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from engine.excite_cache import HITS, MISSES
 from engine.instrument import Instrument
 from engine.midi_file import write_demo_song
 from engine.render import render_midi
@@ -67,12 +71,19 @@ class Scenario:
     marked: Callable[[int], bool] | None = None
 
 
+VELOCITY_SEED = 11
+
+
 def scenarios(voices: int, notes: np.ndarray, blocks_per_chord: int) -> list[Scenario]:
-    """The performance scenarios on one MIDI channel (notes cycle through ``notes``; velocities vary)."""
+    """The performance scenarios on one MIDI channel (notes cycle through ``notes``; velocities uniform in 1..127)."""
     cycle = len(notes)
+    velocities = np.random.default_rng(VELOCITY_SEED).integers(1, 128, 4099)
 
     def note(k: int) -> int:
         return int(notes[k % cycle])
+
+    def velocity(k: int) -> int:
+        return int(velocities[k % len(velocities)])
 
     def bend(block: int) -> Events:  # +-2 semitones, one message per block, a sweep per second
         value = int(8192 + 8191 * math.sin(2 * math.pi * block / 750))
@@ -80,11 +91,12 @@ def scenarios(voices: int, notes: np.ndarray, blocks_per_chord: int) -> list[Sce
 
     return [
         Scenario(f"sustained {voices} voices", lambda b: []),
-        Scenario("1 note-on per block (steals)", lambda b: [((13 * b) % 64, 0x90, note(b), 60 + b % 60)]),
+        Scenario("1 note-on per block (steals)", lambda b: [((13 * b) % 64, 0x90, note(b), velocity(b))]),
         Scenario("8 note-ons per block (steals)",
-                 lambda b: [(8 * k, 0x90, note(8 * b + k), 40 + (b + k) % 80) for k in range(8)]),
+                 lambda b: [(8 * k, 0x90, note(8 * b + k), velocity(8 * b + k)) for k in range(8)]),
         Scenario("16-note chord every 100 ms",
-                 lambda b: [(0, 0x90, note(b // blocks_per_chord + 3 * k), 50 + 4 * k) for k in range(16)]
+                 lambda b: [(0, 0x90, note(b // blocks_per_chord + 3 * k), velocity(16 * (b // blocks_per_chord) + k))
+                            for k in range(16)]
                  if b % blocks_per_chord == 0 else [],
                  marked=lambda b: b % blocks_per_chord == 0),
         Scenario("pitch-bend sweep", bend),
@@ -174,9 +186,19 @@ def _normal_priority() -> None:
         pass
 
 
-def _row(name: str, voices: int, times: np.ndarray, budget: float) -> str:
+def _row(name: str, voices: int, times: np.ndarray, budget: float, hits: str = "") -> str:
     p50, p99, p999 = (np.percentile(times, q) / budget for q in (50, 99, 99.9))
-    return f"{name:<34} {voices:>6} {p50:>7.1%} {p99:>7.1%} {p999:>7.1%} {times.max() / budget:>7.1%}"
+    return f"{name:<34} {voices:>6} {p50:>7.1%} {p99:>7.1%} {p999:>7.1%} {times.max() / budget:>7.1%}{hits}"
+
+
+def _cache_counts(synth: Synth) -> np.ndarray:
+    """(hits, misses) of the excite cache so far, summed over the synth's instruments."""
+    return sum((part.cache.stats[[HITS, MISSES]] for part in synth.parts), np.zeros(2, np.int64))
+
+
+def _hit_rate(before: np.ndarray, after: np.ndarray) -> str:
+    hits, misses = after - before
+    return f"  excite cache hits {hits / (hits + misses):.0%} of {hits + misses}" if hits + misses else ""
 
 
 def _time_engine(instrument: Instrument, voices: int, block: int, blocks: int, sample_rate: int,
@@ -224,9 +246,11 @@ def run(args: argparse.Namespace) -> int:
             for scenario in scenarios(args.voices, notes, blocks_per_chord):
                 chain = SignalChain(Synth(string), effects)
                 chain.prepare(sample_rate, block, args.voices)
+                before = _cache_counts(chain.synth)
                 times, marked = time_scenario(chain, scenario, blocks, args.voices, notes, block, sample_rate)
                 results[scenario.name] = times
-                print(_row(f"string-256: {scenario.name}", args.voices, times, budget))
+                print(_row(f"string-256: {scenario.name}", args.voices, times, budget,
+                           _hit_rate(before, _cache_counts(chain.synth))))
                 if marked.any():
                     chords = times[marked]
                     print(f"{'  the chord blocks only':<34} {args.voices:>6} {np.median(chords) / budget:>7.1%} "
@@ -239,10 +263,12 @@ def run(args: argparse.Namespace) -> int:
             chain = SignalChain(Synth(koopman), effects)
             chain.prepare(sample_rate, block, args.koopman_voices)
             one_per_block = scenarios(args.koopman_voices, koopman_notes, blocks_per_chord)[1]
+            before = _cache_counts(chain.synth)
             times, _ = time_scenario(chain, one_per_block, blocks, args.koopman_voices, koopman_notes, block,
                                      sample_rate)
             print(_row(f"hard-pluck (Koopman, readout graph, modulation, {koopman.modes} modes): "
-                       f"1 note-on per block", args.koopman_voices, times, budget))
+                       f"1 note-on per block", args.koopman_voices, times, budget,
+                       _hit_rate(before, _cache_counts(chain.synth))))
             chain.release()
     finally:
         _normal_priority()

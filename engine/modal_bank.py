@@ -91,8 +91,12 @@ def update_decay(bank, voices, count):  # pragma: no cover - compiled
     for j in range(count):
         v = voices[j]
         floor = voice64[FLOOR, v]
+        last_rate, last_radius = -1.0, 0.0
         for m in range(sigma.shape[1]):
-            radius[v, m] = np.exp(-max(sigma[v, m] / decay_scale, floor, 0.0) / fs)
+            rate = max(sigma[v, m] / decay_scale, floor, 0.0)
+            if rate != last_rate:  # after a release most modes decay at the floor: one exp for the run (same bits)
+                last_rate, last_radius = rate, np.exp(-rate / fs)
+            radius[v, m] = last_radius
 
 
 @numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code

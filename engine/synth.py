@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from engine import excite_cache as ec
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
 from engine.instrument import BoundGraph, Instrument
@@ -97,6 +98,11 @@ def excite_batch_sizes(capacity: int) -> list[int]:
     return [1, *batch_sizes(capacity)]
 
 
+def excite_row_bytes(instrument: Instrument) -> int:
+    """Bytes of one row of the excite graph's outputs (sigma, omega, z0, c, modulation, attack)."""
+    return 4 * instrument.modes * (6 + (2 if instrument.modulation else 0)) + 4 * instrument.attack_samples
+
+
 def batch_sizes(capacity: int) -> list[int]:
     """The batch sizes graphs run with, up to ``capacity`` rows (see ``synth_kernel.batch_rows``)."""
     sizes = [8]
@@ -121,6 +127,8 @@ class _Part:
         self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in
                             ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack"))
         controls = synth._controls[index]
+        self.controls, self.control_bits = controls, controls.view(np.int64)
+        self.cache = ec.ExciteCache(self.excite, ROWS, ec.cache_rows(excite_row_bytes(instrument)))
         per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
         self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs,
                                        excite_batch_sizes(ROWS), per_row=per_row)
@@ -144,19 +152,29 @@ class _Part:
         self.part_f[sk.BEND : sk.BEND + 16] = 1.0
         self.faults = np.zeros((64, 3), np.int64)
         self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
-                      self.readout, self.part_i, self.part_f, self.faults)
+                      (self.cache.source, self.cache.pending, self.cache.rows), self.readout, self.part_i, self.part_f,
+                      self.faults)
 
     def warm_up(self, synth: Synth) -> None:
         """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
         onnxruntime's first run of each batch size: log2(capacity) calls per graph, not one per size."""
         for size in self.excite_graph.sizes:
             self.excite_graph.run(size)  # one call of each shape (a single row's when the graph runs per row)
+        self.excite_rows(0)
         self.strike_graph.run(1)
         if self.instrument.has_readout:
             for size in self.readout_graph.sizes:
                 self.readout_graph.run(size)
         sk.play(synth._events, 0, 0, 0, BLOCK, 0, True, synth._mix, *self.state)
         self.part_i[sk.READOUT_ROWS] = 0
+
+    def excite_rows(self, rows: int) -> None:
+        """The call's ``rows`` note-on rows: served from the excite cache, the misses computed by the graph."""
+        cache = self.cache
+        misses = ec.lookup(self.controls, self.control_bits, rows, cache.keys, cache.used, cache.pending,
+                           cache.source, cache.stats)
+        if misses:
+            self.excite_graph.run(misses)
 
     def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
         """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""
@@ -302,9 +320,10 @@ class Synth:
         levels = BLOCK.bit_length()
         bank = slots * width * (PLANES * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
         attack = slots * (instrument.attack_samples + 1) * 4
-        excite_row = 4 * instrument.modes * (6 + (2 if instrument.modulation else 0)) + 4 * instrument.attack_samples
+        excite_row = excite_row_bytes(instrument)
         readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0
-        return bank + attack + (ROWS + 8) * excite_row + readout
+        cache = ec.ExciteCache.bytes(excite_row, ROWS, ec.cache_rows(excite_row))
+        return bank + attack + (ROWS + 8) * excite_row + readout + cache
 
     @property
     def voices(self) -> int:
@@ -345,7 +364,7 @@ class Synth:
             part.part_i[sk.CURSOR] = 0
             part.part_f[sk.THRESHOLD] = threshold
             if rows:
-                part.excite_graph.run(rows)
+                part.excite_rows(rows)
         begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
         for part in self.parts:
             part.play(self, n_events, n_frames, begin)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from engine import excite_cache as ec
 from engine import modal_bank as mb
 from engine import voices as vp
 
@@ -103,7 +104,7 @@ def batch_rows(rows):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, readout, part_i, part_f,
+def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite, cache, readout, part_i, part_f,
          faults):  # pragma: no cover - compiled
     """Apply events[first:last] of this part and render out[start:stop], internal block by internal block.
 
@@ -112,7 +113,9 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
     yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
     end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
     pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite outputs (sigma, omega,
-    z0, c, mod_alpha, mod_beta, attack) with this call's rows in event order and the mono strike row last;
+    z0, c, mod_alpha, mod_beta, attack) of this call's graph rows, the mono strike row last; cache: (source,
+    pending, rows) of the excite cache: note-on r of the call (in event order) starts from the row
+    ``excite_cache.take`` gives (its cache entry, or a graph row when it bypasses the cache);
     readout: (z, c) buffers of the readout graph (capacity, N, 2).
 
     Returns DONE, or stops early: READOUT at a block start that needs the readout graph (run it on the
@@ -140,7 +143,8 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
         j = i
         while j < last and (events[j, 0] < piece or piece == stop):
             j += 1
-        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, part_i, part_f, faults) == STRIKE:
+        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, cache, part_i, part_f,
+                  faults) == STRIKE:
             return STRIKE
         if piece > start and (frame + piece) % block == 0:
             _end_block(pool, bank, readout, part_i, part_f, faults)
@@ -150,7 +154,7 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
 
 
 @numba.njit(cache=True)
-def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, part_i, part_f,
+def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cache, part_i, part_f,
            faults):  # pragma: no cover - compiled
     """Apply events[first:last] and render out[start:stop] inside one internal block (``phase``: the block's
     sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set)."""
@@ -173,7 +177,8 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, par
             row = part_i[CURSOR]
             part_i[CURSOR] += 1
             if row < part_i[ROWS]:
-                _start(pool, bank, excite, part_i, part_f, faults, row, channel, data1, at)
+                rows, r = ec.take(excite, cache, row)
+                _start(pool, bank, rows, part_i, part_f, faults, r, channel, data1, at)
             else:
                 part_i[DROPPED] += 1
         elif kind == 0x80 or kind == 0x90:
@@ -393,13 +398,13 @@ def _finite(values, row):  # pragma: no cover - compiled
 
 def _drop_stale_cache() -> None:
     """numba checks a cached kernel against the modification time of its own source file only, but the kernels
-    here contain code compiled from engine/modal_bank.py and engine/voices.py: after one of those changes (an
-    update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's cached kernels
-    that are older than either file, so numba compiles them again."""
+    here contain code compiled from engine/modal_bank.py, engine/voices.py and engine/excite_cache.py: after one
+    of those changes (an update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's
+    cached kernels that are older than any of those files, so numba compiles them again."""
     folder = getattr(getattr(play, "_cache", None), "_cache_path", None)  # numba's cache folder (internal name)
     if folder is None:
         return
-    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp))
+    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp, ec))
     for path in Path(folder).glob(f"{Path(__file__).stem}.*.nb[ic]"):
         try:
             if path.stat().st_mtime < newest:

@@ -29,6 +29,9 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
                 "the chord blocks only", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
                 "offline render"):
         assert row in out, row
+    for line in out.splitlines():  # every row with note-ons prints its excite cache's hit rate
+        if line.startswith(("string-256: 1 note-on", "string-256: 8 note-ons", "string-256: 16-note", "hard-pluck")):
+            assert "excite cache hits" in line, line
     if reachable:
         assert code == 0 and "NOT met" not in out
     else:

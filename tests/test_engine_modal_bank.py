@@ -135,3 +135,25 @@ def test_cos_sin_matches_libm_to_a_few_ulp():
     poles = (got * 0.9999).astype(np.float32)
     exact = (np.stack([np.cos(theta), np.sin(theta)], axis=1) * 0.9999).astype(np.float32)
     assert (poles != exact).mean() < 1e-4  # float32 roundings agree except on rare ties
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.5, 30.0, 1e4])
+def test_pole_radii_are_libm_exp_of_each_decay_rate(plain, floor):
+    """update_decay computes exp once per run of equal rates (after a release most modes decay at the floor): every
+    radius must still be libm's exp(-max(sigma / decay_scale, floor, 0) / fs) of its own mode."""
+    import math
+
+    from engine import modal_bank as mb
+
+    bank = ModalBank(2, plain.modes, FS, 64, decay_scale=1.7)
+    outputs = plain.excite_raw(np.array([[45.0, 0.8, 0.3, 0.37]], np.float32))
+    bank.load(1, outputs, 0, 1.0, 45.0)
+    bank.voice64[mb.FLOOR, 1] = floor
+    bank.poles(np.array([1]), 1)
+    sigma = bank.modes32[mb.SIGMA, 1, : plain.modes]
+    expected = [math.exp(-max(float(s) / 1.7, floor, 0.0) / FS) for s in sigma]
+    assert bank.modes64[mb.RADIUS, 1, : plain.modes].tolist() == expected
+    if floor == 0.0:
+        assert len(set(expected)) > plain.modes // 2  # mostly distinct rates: one exp each
+    if floor == 1e4:
+        assert len(set(expected)) == 1  # one run at the floor
