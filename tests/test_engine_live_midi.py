@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+from recording_chain import RecordingChain
 
 from engine.midi_file import MidiSchedule
 from engine.realtime import RealtimeEngine, live_frame
@@ -22,25 +23,6 @@ ORIGIN = 5.0  # stream time (s) of frame 0
 def at(frames: float) -> float:
     """Stream time (s) of a frame number."""
     return ORIGIN + frames / FS
-
-
-class RecordingChain:
-    """Stands in for a SignalChain: keeps every (frame of block start, events) it is asked to render."""
-
-    channels = 1
-
-    def __init__(self):
-        self.synth = SimpleNamespace(voices=0)
-        self.blocks: list[tuple[int, list[tuple[int, int, int, int]]]] = []
-        self.frame = 0
-
-    def prepare(self, sample_rate, block_size, max_voices) -> None:
-        pass
-
-    def process(self, events, n_frames) -> np.ndarray:
-        self.blocks.append((self.frame, list(events)))
-        self.frame += n_frames
-        return np.zeros((1, n_frames), np.float32)
 
 
 def engine_for(schedule: MidiSchedule | None = None) -> tuple[RealtimeEngine, RecordingChain]:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import mido
 import numpy as np
 import pytest
+from recording_chain import RecordingChain
 
 from engine.realtime import MidiInput, RealtimeEngine, channel_message
 
@@ -100,25 +101,6 @@ BLOCK = 64
 ORIGIN = 5.0  # stream time (s) of frame 0
 
 
-class _Chain:
-    """Stands in for a SignalChain: keeps (frame of block start, events) of every block it renders."""
-
-    channels = 1
-
-    def __init__(self):
-        self.synth = SimpleNamespace(voices=0)
-        self.blocks: list[tuple[int, list[tuple[int, int, int, int]]]] = []
-        self.frame = 0
-
-    def prepare(self, sample_rate, block_size, max_voices) -> None:
-        pass
-
-    def process(self, events, n_frames) -> np.ndarray:
-        self.blocks.append((self.frame, list(events)))
-        self.frame += n_frames
-        return np.zeros((1, n_frames), np.float32)
-
-
 class _Keyboard:
     """rtmidi's queue: messages arrive at given stream times (frames); ``poll`` hands out those that arrived by
     ``now`` as rtmidi does: (bytes, seconds since the previous message, 0.0 for the first)."""
@@ -140,7 +122,7 @@ class _Keyboard:
 def _play(arrivals: list[tuple[float, list[int]]], lateness: list[float]) -> dict[int, int]:
     """Run callbacks (the k-th entered lateness[k] frames after its nominal time) draining a keyboard; the frame
     each note-on sounded at, keyed by its velocity (a tag)."""
-    chain = _Chain()
+    chain = RecordingChain()
     engine = RealtimeEngine(chain, sample_rate=FS, block_size=BLOCK, max_voices=1)
     keys = _Keyboard(arrivals)
     engine.midi_in = keys
