@@ -300,33 +300,21 @@ def channel_message(data: Sequence[int]) -> tuple[int, int, int] | None:
 
 class MidiInput:
     """An open python-rtmidi input port. ``poll()`` -> (raw bytes, seconds since the previous message) or None:
-    the next message rtmidi queued (it queues them in C, with timestamps, on its own thread). With
-    ``on_message``, rtmidi's thread instead calls ``on_message(status, d1, d2)`` for each channel message (that
-    runs Python, so takes the GIL, once per message). ``name``: the port's name; ``close()`` when done."""
+    the next message rtmidi queued (it queues them in C, with timestamps, on its own thread, so no Python runs
+    per message outside the audio callback that drains it). ``name``: the port's name; ``close()`` when done."""
 
-    def __init__(self, midi, name: str, on_message: Callable[[int, int, int], None] | None = None):
+    def __init__(self, midi, name: str):
         self.name = name
         self._midi = midi
         self.poll = midi.get_message
-        self._callback = on_message is not None
-        if on_message is not None:
-            def callback(event, _data) -> None:
-                message = channel_message(event[0])
-                if message is not None:
-                    on_message(*message)
-
-            midi.set_callback(callback)
 
     def close(self) -> None:
-        if self._callback:
-            self._midi.cancel_callback()
         self._midi.close_port()
         self._midi.delete()
 
 
-def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None] | None = None) -> MidiInput:
-    """Open a MIDI input (ALSA sequencer, else JACK MIDI): polled (``RealtimeEngine.midi_in``), or calling
-    ``on_message(status, d1, d2)`` on rtmidi's thread as each channel message arrives.
+def open_midi_input(port: str | None) -> MidiInput:
+    """Open a MIDI input (ALSA sequencer, else JACK MIDI) to be polled (``RealtimeEngine.midi_in``).
 
     ``port``: name or substring of an existing port; None opens a virtual input named "eigentone".
     System messages (clock, active sensing, sysex) are dropped by rtmidi before they reach Python.
@@ -348,13 +336,13 @@ def open_midi_input(port: str | None, on_message: Callable[[int, int, int], None
             midi = rtmidi.MidiIn(rtapi=rtapi)
             if port is None:
                 midi.open_virtual_port("eigentone")
-                return MidiInput(midi, "eigentone", on_message)
+                return MidiInput(midi, "eigentone")
             names = midi.get_ports()
             seen += names
             match = next((n for n in names if n == port), None) or next((n for n in names if port in n), None)
             if match is not None:
                 midi.open_port(names.index(match))
-                return MidiInput(midi, match, on_message)
+                return MidiInput(midi, match)
         except Exception as exc:  # noqa: BLE001 - rtmidi raises its own types when an API has no server/device
             problems.append(f"{api}: {str(exc).strip() or type(exc).__name__}")
         if midi is not None:

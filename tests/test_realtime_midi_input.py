@@ -49,22 +49,14 @@ def test_everything_else_is_dropped():
 
 
 class _FakeRtMidi:
-    """What MidiInput uses of rtmidi.MidiIn: its queue (get_message) or a callback called with ((bytes, delta
-    time), user data)."""
+    """What MidiInput uses of rtmidi.MidiIn: its queue (get_message, ((bytes, delta time)) or None)."""
 
     def __init__(self, queued=()):
-        self.callback = None
         self.calls: list[str] = []
         self.queued = list(queued)
 
     def get_message(self):
         return self.queued.pop(0) if self.queued else None
-
-    def set_callback(self, callback):
-        self.callback = callback
-
-    def cancel_callback(self):
-        self.calls.append("cancel_callback")
 
     def close_port(self):
         self.calls.append("close_port")
@@ -73,25 +65,13 @@ class _FakeRtMidi:
         self.calls.append("delete")
 
 
-def test_midi_input_passes_channel_messages_in_order_and_closes_its_port():
-    received = []
-    midi = _FakeRtMidi()
-    port = MidiInput(midi, "keys", lambda *message: received.append(message))
-    for data in ([0x90, 60, 100], [0xF8], [0xB0, 64, 127], [0x90, 61], [0xD3, 40], [0x80, 60, 0]):
-        midi.callback((data, 0.001), None)
-    assert received == [(0x90, 60, 100), (0xB0, 64, 127), (0xD3, 40, 0), (0x80, 60, 0)]
-    assert port.name == "keys"
-    port.close()
-    assert midi.calls == ["cancel_callback", "close_port", "delete"]
-
-
 def test_a_polled_midi_input_hands_out_rtmidis_queue_and_closes_its_port():
     midi = _FakeRtMidi([([0x90, 60, 100], 0.0), ([0x80, 60, 0], 0.25)])
     port = MidiInput(midi, "keys")
-    assert midi.callback is None
+    assert port.name == "keys"
     assert [port.poll(), port.poll(), port.poll()] == [([0x90, 60, 100], 0.0), ([0x80, 60, 0], 0.25), None]
     port.close()
-    assert midi.calls == ["close_port", "delete"]  # no callback to cancel
+    assert midi.calls == ["close_port", "delete"]
 
 
 # ---------------------------------------------------------------- drained by the audio callback
