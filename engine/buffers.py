@@ -1,4 +1,4 @@
-"""Preallocated arrays for the audio thread.
+"""Preallocated arrays for the audio thread, and the batch sizes graphs run their rows in.
 
 ``np.zeros`` of a large array maps its memory lazily: each page is faulted in (and zeroed by the
 kernel, 2 MB at a time with transparent huge pages) the first time it is written. If that first
@@ -8,6 +8,7 @@ note of a 200,000-voice synth). Arrays made here are written once when they are 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -16,3 +17,14 @@ def prefaulted(shape: int | tuple[int, ...], dtype=np.float32, value: float = 0)
     array = np.empty(shape, dtype)
     array.fill(value)
     return array
+
+
+@numba.njit(cache=True)
+def batch_rows(rows):  # pragma: no cover - compiled
+    """Batch size a graph runs with for ``rows`` rows: the next power of two, at least 8. Few distinct shapes
+    (onnxruntime's first run of a new shape is slow), and in onnxruntime's CPU kernels a row's result does
+    not depend on the batch size from 4 rows up (measured), so results do not depend on how notes group."""
+    size = 8
+    while size < rows:
+        size *= 2
+    return size

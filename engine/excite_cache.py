@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from engine.buffers import prefaulted
+from engine.buffers import batch_rows, prefaulted
 
 CACHE_ROWS = 256
 """Most excite rows kept per instrument."""
@@ -84,7 +84,7 @@ def lookup(controls, bits, n, keys, used, pending, source, stats):  # pragma: no
 
     controls: (>= n, 4) float32 this instrument's graph input rows, in event order; bits: the same memory as
     (>= n, 2) int64. Hits get ``source[r]`` = their entry; misses are moved to the front of ``controls`` (in
-    order; rows up to the next batch size repeat the first, see ``synth_kernel.batch_rows``) and get a free or
+    order; rows up to the next batch size repeat the first, see ``buffers.batch_rows``) and get a free or
     least recently used entry not used by this call (``pending`` = their graph row), else ``source[r] = -1 - row``.
     """
     call = stats[CALL] + 1
@@ -125,10 +125,7 @@ def lookup(controls, bits, n, keys, used, pending, source, stats):  # pragma: no
         stats[MISSES] += 1
         misses += 1
     if misses:
-        size = 8
-        while size < misses:
-            size *= 2
-        for r in range(misses, min(size, controls.shape[0])):
+        for r in range(misses, min(batch_rows(misses), controls.shape[0])):
             controls[r] = controls[0]
     return misses
 

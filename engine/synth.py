@@ -104,7 +104,7 @@ def excite_row_bytes(instrument: Instrument) -> int:
 
 
 def batch_sizes(capacity: int) -> list[int]:
-    """The batch sizes graphs run with, up to ``capacity`` rows (see ``synth_kernel.batch_rows``)."""
+    """The batch sizes graphs run with, up to ``capacity`` rows (see ``buffers.batch_rows``)."""
     sizes = [8]
     while sizes[-1] < capacity:
         sizes.append(sizes[-1] * 2)

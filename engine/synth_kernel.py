@@ -28,6 +28,7 @@ import numpy as np
 from engine import excite_cache as ec
 from engine import modal_bank as mb
 from engine import voices as vp
+from engine.buffers import batch_rows
 
 CUT_SIGMA = math.log(1000.0) / 0.005
 """Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
@@ -90,17 +91,6 @@ def note_controls(events, n_events, part_of, controls, rows, capacity, last_offs
             for r in range(rows[part], min(batch_rows(rows[part]), capacity)):
                 controls[part, r] = controls[part, 0]
     return position
-
-
-@numba.njit(cache=True)
-def batch_rows(rows):  # pragma: no cover - compiled
-    """Batch size a graph runs with for ``rows`` rows: the next power of two, at least 8. Few distinct shapes
-    (onnxruntime's first run of a new shape is slow), and in onnxruntime's CPU kernels a row's result does
-    not depend on the batch size from 4 rows up (measured), so results do not depend on how notes group."""
-    size = 8
-    while size < rows:
-        size *= 2
-    return size
 
 
 @numba.njit(cache=True)
