@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from eigentone.contract import reference
 from eigentone.contract.torch_twin import midi_to_hz, split_controls, unit_readout
 from eigentone.errors import EigentoneError
 from training.data.audio import Recording
-from training.metrics import cents
+from training.metrics import SCORE_SECONDS, cents
 
 MODES = 128
 """Modes per recorded note (and of the instrument)."""
@@ -206,7 +207,7 @@ class LawsInstrument(nn.Module):
             raise ValueError("no recorded notes")
         n_modes = max(f.freqs.size for f in fits)
         notes = np.array([f.note for f in fits])
-        tune = np.array([float(cents(f.f0, _midi_hz(f.note))) for f in fits])
+        tune = np.array([float(cents(f.f0, reference.midi_to_hz(f.note))) for f in fits])
         log_b = np.log(np.array([f.b for f in fits]))
         rows = {key: [] for key in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase", "log_f", "weight")}
         for f in fits:
@@ -345,16 +346,12 @@ class LawsInstrument(nn.Module):
         return torch.where(pos <= length - 1.0, out, torch.zeros_like(out))
 
 
-def _midi_hz(note: float) -> float:
-    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
-
-
 CANDIDATE_LAWS: tuple[tuple[str, ...], ...] = tuple(
     base + attack for base in ((), LAWS, ("pitch", "tracks"), ("tracks",), (*LAWS, "tracks"))
     for attack in ((), ("resample-attack",)))
 """The sets of laws ``fit_instrument`` chooses from by leave-one-out cross-validation on the recorded notes."""
-CV_SECONDS = 3.0
-"""Each left-out recorded note is scored over its first 3 s (the fidelity bench's span)."""
+CV_SECONDS = SCORE_SECONDS
+"""Each left-out recorded note is scored over the fidelity bench's span (its first 3 s)."""
 
 
 def leave_one_out(fits: list[NoteFit], recordings: list[Recording], candidates=CANDIDATE_LAWS,
@@ -370,9 +367,10 @@ def leave_one_out(fits: list[NoteFit], recordings: list[Recording], candidates=C
     for i in range(1, len(fits) - 1):
         rec = recordings[i]
         ref = rec.audio.astype(np.float64)[: int(seconds * rec.sample_rate)]
-        others = fits[:i] + fits[i + 1:]
+        model = LawsInstrument(fits[:i] + fits[i + 1:], velocity)  # its fits do not depend on the laws
         for laws in candidates:
-            pred = level_match(render_note(LawsInstrument(others, velocity, laws), rec.note, rec.velocity, ref.size), ref)
+            model.laws = tuple(laws)
+            pred = level_match(render_note(model, rec.note, rec.velocity, ref.size), ref)
             out[laws][i - 1] = (log_spectral_distance(pred, ref), mr_stft_distance(pred, ref))
     return out
 

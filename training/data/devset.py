@@ -47,6 +47,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
+from eigentone.contract.reference import midi_to_hz
 from eigentone.errors import EigentoneError
 from training.data.soundbanks import BankSample, SoundFont, read_gus_patch
 
@@ -177,7 +178,7 @@ def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COP
     a = resample_poly(a, step.denominator, step.numerator)[:n]
     b = _mono(other.recording())[:n]
     n = min(a.size, b.size)
-    cut = 3.0 * 440.0 * 2.0 ** ((max(kept.note, other.note) - 69.0) / 12.0)
+    cut = 3.0 * float(midi_to_hz(max(kept.note, other.note)))
     if n < 64 or cut >= 0.45 * other.sample_rate:
         return 0.0
     sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
