@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", required=True, help="the instrument's .etone bundle")
     parser.add_argument("--out", default="runs/recorded-demo", help="output folder")
     args = parser.parse_args(argv)
-    import soundfile as sf
 
     from training.data.audio import load_folder
     from training.data.devset import load_index
@@ -103,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from engine.render import write_wav
+
     for name, x in (("render", render), ("recordings", reference)):
-        with atomic_path(out / f"{name}.wav") as tmp:
-            sf.write(tmp, (0.89 * x / max(np.abs(x).max(), 1e-12)).astype(np.float32), int(fs), format="WAV")
+        write_wav(out / f"{name}.wav", (0.89 * x / max(np.abs(x).max(), 1e-12)).astype(np.float32)[None], fs, "pcm16")
     spectrograms(reference, render, fs, out / "spectrograms.png",
                  (f"{args.instrument}: the {len(recs)} recordings (FluidR3, MIT), one every {SECONDS / len(recs):.1f} s",
                   f"{Path(args.bundle).name} played by the engine, same keys and onsets"))
