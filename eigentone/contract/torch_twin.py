@@ -103,6 +103,7 @@ def block_rollout(
     block_size: int = 64,
     readout: Callable[[torch.Tensor], torch.Tensor] | None = None,
     nyquist_rule: bool = False,
+    block_omega: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Modal state (and output) under block-rate pole modulation and readout, exactly as the engine runs it.
 
@@ -110,6 +111,8 @@ def block_rollout(
     given) and c = ``readout(z)`` (when given); inside the block the recurrence is free. With
     ``nyquist_rule`` a mode whose block frequency is at or above Nyquist gets multiplier 0 for that
     block, as in the engine (training rollouts leave it off: their modes stay below Nyquist).
+    ``block_omega(z)`` -> (V, N), when given, replaces the contract's law (a model whose law the engine does
+    not hold, e.g. training/models/pole_law.py, rolled out by the same block rule).
     sigma, omega0, mod_alpha, mod_beta: (V, N) or (N,); z0 (V, N, 2).
     Returns z (V, N, n_samples, 2) and y (V, n_samples) (None without a readout). Python loops over
     blocks only (n_samples / block_size iterations), never over samples.
@@ -118,7 +121,10 @@ def block_rollout(
     z, zs, ys = z0, [], []
     for start in range(0, n_samples, block_size):
         n = min(block_size, n_samples - start)
-        omega = omega0 if mod_alpha is None else modulated_omega(omega0, z, mod_alpha, mod_beta)
+        if block_omega is not None:
+            omega = block_omega(z)
+        else:
+            omega = omega0 if mod_alpha is None else modulated_omega(omega0, z, mod_alpha, mod_beta)
         omega = omega.expand(z.shape[0], -1)
         decay = sigma.expand_as(omega)
         if nyquist_rule:

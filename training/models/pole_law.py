@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from eigentone.contract.torch_twin import modal_trajectory, read_out
+from eigentone.contract.torch_twin import block_rollout
 
 
 def complex_state(q: np.ndarray, sigma: np.ndarray, omega: np.ndarray, fs: float) -> np.ndarray:
@@ -95,14 +95,5 @@ def matrix_rollout(sigma: torch.Tensor, omega0: torch.Tensor, matrix: torch.Tens
     """Modal state under the matrix law, evaluated once per block from the block-start state (the block
     rule of ``eigentone.contract.torch_twin.block_rollout``). sigma, omega0 (N,) or (V, N); z0 (V, N, 2).
     Returns z (V, N, n_samples, 2) and the pickup y (V, n_samples) (None without a readout)."""
-    steps = torch.arange(block_size + 1, dtype=z0.dtype) / sample_rate
-    z, zs, ys = z0, [], []
-    for start in range(0, n_samples, block_size):
-        n = min(block_size, n_samples - start)
-        omega = matrix_omega(omega0, z, matrix)
-        traj = modal_trajectory(sigma.expand_as(omega), omega, z, steps[: n + 1])  # (V, N, n+1, 2)
-        if readout is not None:
-            ys.append(read_out(readout(z), traj[:, :, :n]))
-        zs.append(traj[:, :, :n])
-        z = traj[:, :, n]
-    return torch.cat(zs, dim=2), (torch.cat(ys, dim=1) if readout is not None else None)
+    return block_rollout(sigma, omega0, z0, None, None, sample_rate, n_samples, block_size, readout,
+                         block_omega=lambda z: matrix_omega(omega0, z, matrix))
