@@ -1,10 +1,12 @@
 // The modal bank of one instrument: every voice slot's complex one-pole modes, mirroring engine/modal_bank.py
 // operation for operation (docs/engine-semantics.md, "numerical scheme") in plain IEEE arithmetic (no fused
-// multiply-adds: the engine's kernels do not fuse either), so the native core renders what the engine renders.
+// multiply-adds but the two of the per-sample step, as in the engine), so the native core renders what the engine
+// renders.
 //
 //   state z (at the voice's anchor sample), output phasor w, per-sample pole p, readout c (float32):
 //   block start:   w = c z, anchor = 0
-//   every sample:  y += sum_m Re(w_m), then w <- p w
+//   every sample:  y += sum_m Re(w_m), then w <- p w as k = c (Re w + Im w), Re w <- fma(-Im w, c + d, k),
+//                  Im w <- fma(Re w, d - c, k) for p = c + id (the engine's rotated; d - c, c + d stored float32)
 //   anchor moves:  z <- z p^(k - anchor) by the binary powers p^(2^i) (formed in double, stored float32),
 //                  before a voice's poles change inside a block (release, bend) and at the block end
 //   p = r (cos theta + i sin theta), r = exp(-max(sigma / decay_scale, sigma_floor, 0) / fs) (after note-on and
@@ -33,7 +35,8 @@ public:
     double decay_scale = 1.0;
 
     // (slots x modes) float32, row-major per slot; pow: (levels x slots x modes).
-    std::vector<float> zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi;
+    // step_e, step_f: d - c and c + d of the per-sample pole p = c + id (c is powr at level 0).
+    std::vector<float> zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi, step_e, step_f;
     std::vector<int32_t> anchor, live, ended;
     std::vector<double> scale, sigma_floor, energy, level;   // per slot
     std::vector<double> radius;                               // (slots x modes) pole radius r
