@@ -84,7 +84,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void avx2_pass(float* 
     for (int m = 0; m < wide; m += 8) {
         __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
         __m256 c = _mm256_loadu_ps(pc + m), e = _mm256_loadu_ps(pe + m), f = _mm256_loadu_ps(pf + m);
-        for (int j = 0; j < U; ++j) {
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
             acc[j] = _mm256_add_ps(acc[j], a);
             step8(a, b, c, e, f);
         }
@@ -127,7 +128,8 @@ __attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pa
     for (int m = 0; m < wide; m += 16) {
         __m512 a = _mm512_loadu_ps(wr + m), b = _mm512_loadu_ps(wi + m);
         __m512 c = _mm512_loadu_ps(pc + m), e = _mm512_loadu_ps(pe + m), f = _mm512_loadu_ps(pf + m);
-        for (int j = 0; j < U; ++j) {
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
             acc[j] = _mm512_add_ps(acc[j], a);
             step16(a, b, c, e, f);
         }
@@ -179,8 +181,26 @@ void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
     }
 }
 
+__attribute__((target("avx2"))) void phasor_avx2(float* wr, float* wi, const float* zr, const float* zi,
+                                                 const float* cr, const float* ci, int n) {
+    int wide = n - n % 8;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 c = _mm256_loadu_ps(cr + m), d = _mm256_loadu_ps(ci + m);
+        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
+        _mm256_storeu_ps(wr + m, _mm256_sub_ps(_mm256_mul_ps(c, a), _mm256_mul_ps(d, b)));
+        _mm256_storeu_ps(wi + m, _mm256_add_ps(_mm256_mul_ps(c, b), _mm256_mul_ps(d, a)));
+    }
+    for (int m = wide; m < n; ++m) {
+        wr[m] = cr[m] * zr[m] - ci[m] * zi[m];
+        wi[m] = cr[m] * zi[m] + ci[m] * zr[m];
+    }
+}
+
+// w = c z per mode (block start); at -O2 the compiler does not vectorise the plain loop (measured: 16% of a
+// 128-voice block), hence the AVX2 version.
 void phasor(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
-    for (int m = 0; m < n; ++m) {   // the compiler vectorises this one (no reduction, no fusion)
+    if (cpu::avx2()) return phasor_avx2(wr, wi, zr, zi, cr, ci, n);
+    for (int m = 0; m < n; ++m) {
         wr[m] = cr[m] * zr[m] - ci[m] * zi[m];
         wi[m] = cr[m] * zi[m] + ci[m] * zr[m];
     }
