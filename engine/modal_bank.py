@@ -92,6 +92,7 @@ LIVE, ANCHOR, BAD, ATTACK_POS = range(4)
 FS, GAIN, DECAY_SCALE, BRIGHTNESS, ATTACK_STEP, MODULATED = range(6)
 RADIUS = 0
 STEP_C, STEP_E, STEP_F = range(3)
+STEP_PLANES = 3
 MODES32, MODES64, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK, WORK64, STEP = range(11)
 """Items of the ``bank`` tuple (``ModalBank.arrays``) the kernels take."""
 
@@ -568,7 +569,7 @@ class ModalBank:
         self.scratch = np.zeros(block_size, np.float32)
         self.work = prefaulted(max_voices + 1, np.int64)
         self.work64 = prefaulted((2, width), np.float64)
-        self.step = prefaulted((3, max_voices, width))
+        self.step = prefaulted((STEP_PLANES, max_voices, width))
         self.arrays = (self.modes32, self.modes64, self.powers, self.voice64, self.voice_i, self.attack, self.params,
                        self.scratch, self.work, self.work64, self.step)
 
