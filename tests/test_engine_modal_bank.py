@@ -196,5 +196,6 @@ def test_bank_arrays_are_cache_line_aligned():
         assert array.ctypes.data % ALIGN == 0 and array.flags.c_contiguous
     for shape, dtype in (((3, 1000), np.float32), (7, np.int64), ((0, 5), np.float64), ((2, 3, 5), np.uint8)):
         array = prefaulted(shape, dtype, 2)
-        assert array.ctypes.data % ALIGN == 0 and array.shape == np.empty(shape).shape and array.dtype == dtype
+        assert array.shape == np.empty(shape).shape and array.dtype == dtype and array.flags.c_contiguous
+        assert array.size == 0 or array.ctypes.data % ALIGN == 0  # (an empty view's address is numpy's choice)
         assert np.all(array == 2)
