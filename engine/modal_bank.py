@@ -221,8 +221,8 @@ def _step_form(pr, pi, c, e, f):  # pragma: no cover - compiled
     float64 from the float32 pole and rounded to float32 once)."""
     for m in range(pr.shape[0]):
         c[m] = pr[m]
-        e[m] = np.float32(float(pi[m]) - float(pr[m]))
-        f[m] = np.float32(float(pr[m]) + float(pi[m]))
+        e[m] = np.float32(np.float64(pi[m]) - np.float64(pr[m]))
+        f[m] = np.float32(np.float64(pr[m]) + np.float64(pi[m]))
 
 
 HALF_PI = math.pi / 2
