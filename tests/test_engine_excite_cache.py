@@ -11,7 +11,7 @@ from engine_instruments import engine_instruments
 
 from engine import excite_cache as ec
 from engine.instrument import Instrument
-from engine.synth import ROWS, Synth
+from engine.synth import LOOKAHEAD, ROWS, Synth
 
 FS = 48000
 BLOCK = 64
@@ -134,10 +134,12 @@ def test_the_cache_is_bounded():
     assert ec.cache_rows(ec.CACHE_BYTES + 1) == 0
 
 
-def test_note_ons_allocate_no_arrays(instruments):
-    """Hits, misses and the graph runs of a call allocate no array (a copy of a row would be > 6 kB here); the
-    remaining bytes are the numba dispatcher's boxed arguments (see the soak's allocation table)."""
-    synth = Synth(instruments["hard-pluck"])
+@pytest.mark.parametrize("lookahead", [0, LOOKAHEAD])
+def test_note_ons_allocate_no_arrays(instruments, lookahead):
+    """Hits, misses and the graph runs of a call allocate no array (a copy of a row would be > 6 kB here), with or
+    without the look-ahead's queue; the remaining bytes are the numba dispatcher's boxed arguments (see the soak's
+    allocation table)."""
+    synth = Synth(instruments["hard-pluck"], lookahead=lookahead)
     synth.prepare(FS, BLOCK, 32)
     blocks = performance(200, seed=1)
     for events in blocks[:100]:
