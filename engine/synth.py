@@ -53,7 +53,7 @@ from engine import excite_cache as ec
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
 from engine.instrument import BoundGraph, Instrument
-from engine.modal_bank import LANES, PLANES, ModalBank, limit
+from engine.modal_bank import LANES, PLANES, STEP_PLANES, ModalBank, limit
 from engine.voices import FIELDS as VOICE_FIELDS
 from engine.voices import VoicePool
 
@@ -318,7 +318,7 @@ class Synth:
         """Bytes ``prepare`` allocates for one instrument with ``slots`` voice slots (all written at once)."""
         width = -(-instrument.modes // LANES) * LANES
         levels = BLOCK.bit_length()
-        bank = slots * width * (PLANES * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
+        bank = slots * width * ((PLANES + STEP_PLANES) * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
         attack = slots * (instrument.attack_samples + 1) * 4
         excite_row = excite_row_bytes(instrument)
         readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0

@@ -12,13 +12,27 @@ import pytest
 from engine.bundle import MODELS_DIR, load_bundle
 from engine.instrument import Instrument
 from engine.render import render_note
-from training.assets_build import RECIPES
+from training.assets_build import ASSETS_RECORDED, RECIPES, RECORDED
 
 SHIPPED = sorted(MODELS_DIR.glob("*.etone"))
+SHIPPED_RECORDED = sorted(ASSETS_RECORDED.glob("*.etone"))
 
 
 def test_every_recipe_has_a_shipped_bundle_and_back():
     assert sorted(p.stem for p in SHIPPED) == sorted(RECIPES)
+    assert sorted(p.stem for p in SHIPPED_RECORDED) == sorted(RECORDED)
+
+
+@pytest.mark.parametrize("path", SHIPPED_RECORDED, ids=[p.stem for p in SHIPPED_RECORDED])
+def test_shipped_recorded_instruments_are_made_by_their_recipe_and_stay_small(path: Path):
+    """Built by `eigentone assets build` from the dev set's one-recording-per-note notes, laws chosen by
+    leave-one-out (the scores of every candidate are in the manifest)."""
+    training = load_bundle(path).manifest["training"]
+    assert training["recipe"] == path.stem and training["built_by"] == "eigentone assets build"
+    assert training["laws"] and training["leave_one_out"]
+    notes = training["recorded_notes"]
+    assert len(set(np.round(notes))) == len(notes)  # one recording per note
+    assert path.stat().st_size < 512 * 2**10, f"{path.name} is over 512 kB"
 
 
 def test_the_shipped_set_covers_every_family_and_stays_small():
@@ -69,3 +83,21 @@ def test_assets_build_reproduces_the_shipped_gong(tmp_path):
     assert shipped.keys() == rebuilt.keys() and shipped
     for key, value in shipped.items():
         assert rebuilt[key] == pytest.approx(value, rel=0.05, abs=1e-3), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_assets_build_reproduces_the_shipped_recorded_instrument(tmp_path, name: str):
+    """Rebuild from the Debian sample bank (about a minute of CPU): same notes, same laws, same sound."""
+    from eigentone.cli import main
+
+    assert main(["assets", "build", "--only", name, "--out", str(tmp_path)]) == 0
+    shipped, rebuilt = Instrument.load(ASSETS_RECORDED / f"{name}.etone"), Instrument.load(tmp_path / f"{name}.etone")
+    for key in ("recorded_notes", "laws"):
+        assert rebuilt.manifest["training"][key] == shipped.manifest["training"][key], key
+    lo, hi = shipped.note_range
+    notes = np.arange(lo, hi + 1, dtype=np.float32)
+    controls = np.stack([notes, np.full_like(notes, 0.8), np.full_like(notes, 0.5), np.full_like(notes, 0.5)], 1)
+    a, b = shipped.excite_raw(controls), rebuilt.excite_raw(controls)
+    for field in ("sigma", "omega", "z0", "attack"):
+        assert np.allclose(b[field], a[field], rtol=1e-3, atol=1e-5), field

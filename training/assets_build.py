@@ -1,10 +1,13 @@
-"""`eigentone assets build`: rebuild the shipped instruments in assets/models/ from nothing.
+"""`eigentone assets build`: rebuild the shipped instruments in assets/models/ and assets/recorded/ from nothing.
 
-Every shipped bundle is made by a recipe below: generate data with the project's own reference
+Every bundle of assets/models/ is made by a recipe below: generate data with the project's own reference
 solvers (a simulated dataset, or a "recording" WAV written by a solver, the same path a user's own
-recordings take), train one family with a fixed seed, export with the parity check. The bundle's
-manifest records the recipe and the exact commands (``training.recipe``, ``training.commands``),
-so ``eigentone list`` and the tests can tell how each instrument was made.
+recordings take), train one family with a fixed seed, export with the parity check. Every bundle of
+assets/recorded/ is made from real recordings: one instrument of the development set extracted from its
+Debian sample bank (``eigentone devset build``, this instrument only), laws fitted across its notes and
+chosen by leave-one-out (``training.conditioned_laws``), exported. The bundle's manifest records the
+recipe and the exact commands (``training.recipe``, ``training.commands``), so ``eigentone list`` and the
+tests can tell how each instrument was made.
 
 Torch on the CPU is deterministic for a fixed seed and thread count, so rebuilding on the same kind
 of machine reproduces the shipped metrics; tests/test_assets.py checks one recipe within tolerance.
@@ -26,10 +29,11 @@ import numpy as np
 import assets
 from eigentone.errors import EigentoneError
 
-HELP = "rebuild the shipped instruments (simulate -> train -> export, fixed seeds) into assets/models/"
+HELP = "rebuild the shipped instruments into assets/models/ (simulate -> train -> export, fixed seeds) and assets/recorded/"
 EXAMPLE = "eigentone assets build --only gong --out /tmp/instruments"
 
 ASSETS_MODELS = assets.path("models")
+ASSETS_RECORDED = assets.path("recorded")
 TRAIN_THREADS = 1  # fixed, so that a rebuild reproduces the shipped metrics
 
 
@@ -128,6 +132,54 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+@dataclass(frozen=True)
+class RecordedRecipe:
+    """A shipped instrument made from real recordings: ``name`` is its instrument in the development set
+    (``training.data.devset.INSTRUMENTS``), whose bank's licence must allow shipping a bundle made from it."""
+
+    name: str
+    description: str
+
+
+RECORDED: dict[str, RecordedRecipe] = {
+    recipe.name: recipe
+    for recipe in [
+        RecordedRecipe("fluid-nylon-guitar",
+                       "nylon guitar from the 9 FluidR3 GM recordings (MIT, Frank Wen): laws across notes"),
+    ]
+}
+
+
+def build_recorded(recipe: RecordedRecipe, out_dir: Path, work_root: Path | None = None,
+                   keep_work: bool = False) -> dict:
+    """Extract the instrument's recordings, fit its laws (chosen by leave-one-out), export OUT_DIR/NAME.etone;
+    returns its manifest (``training.laws``: the chosen laws, ``training.leave_one_out``: their scores)."""
+    import torch
+
+    from training.conditioned_laws import export_laws_bundle, fit_instrument
+    from training.data.audio import load_folder
+    from training.data.devset import INSTRUMENTS
+    from training.data.devset import build as build_devset
+
+    torch.set_num_threads(TRAIN_THREADS)
+    instrument = next(i for i in INSTRUMENTS if i.name == recipe.name)
+    work = Path(tempfile.mkdtemp(prefix=f"eigentone-{recipe.name}-", dir=work_root))
+    try:
+        build_devset(work / "devset", instruments=(instrument,))
+        report: dict = {}
+        model = fit_instrument(load_folder(work / "devset" / instrument.group / instrument.name), report=report)
+        out = out_dir / f"{recipe.name}.etone"
+        commands = [f"eigentone devset build (instrument {recipe.name} only: training.data.devset.build)",
+                    f"python -m training.conditioned_laws DEVSET/{instrument.group}/{recipe.name} --out {out.name}"]
+        provenance = {"recipe": recipe.name, "commands": commands, "built_by": "eigentone assets build",
+                      "data": recipe.name, **report}
+        return export_laws_bundle(model, out, name=recipe.name, description=recipe.description,
+                                  provenance=provenance)
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def build(recipe: Recipe, out_dir: Path, work_root: Path | None = None, keep_work: bool = False) -> dict:
     """Run one recipe; writes OUT_DIR/NAME.etone and returns its manifest."""
     import torch
@@ -153,22 +205,26 @@ def build(recipe: Recipe, out_dir: Path, work_root: Path | None = None, keep_wor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", action="append", choices=sorted(RECIPES), metavar="NAME",
-                        help=f"build only these (repeatable): {', '.join(RECIPES)}")
-    parser.add_argument("--out", default=str(ASSETS_MODELS), help="folder for the bundles (default: assets/models/)")
+    parser.add_argument("--only", action="append", choices=sorted([*RECIPES, *RECORDED]), metavar="NAME",
+                        help=f"build only these (repeatable): {', '.join([*RECIPES, *RECORDED])}")
+    parser.add_argument("--out", default=None, help="folder for the bundles (default: assets/models/, and "
+                        "assets/recorded/ for those made from real recordings)")
     parser.add_argument("--keep-work", action="store_true", help="keep the generated data and run dirs")
 
 
 def run(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = args.only or list(RECIPES)
+    names = args.only or [*RECIPES, *RECORDED]
     started = time.perf_counter()
     for name in names:
         t0 = time.perf_counter()
-        manifest = build(RECIPES[name], out_dir, keep_work=args.keep_work)
+        out_dir = Path(args.out or (ASSETS_RECORDED if name in RECORDED else ASSETS_MODELS))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if name in RECORDED:
+            manifest = build_recorded(RECORDED[name], out_dir, keep_work=args.keep_work)
+        else:
+            manifest = build(RECIPES[name], out_dir, keep_work=args.keep_work)
         size = (out_dir / f"{name}.etone").stat().st_size
-        print(f"built {name}: {manifest['family']}, {manifest['modes']} modes, {size / 1024:.0f} kB "
+        print(f"built {out_dir / name}.etone: {manifest['family']}, {manifest['modes']} modes, {size / 1024:.0f} kB "
               f"in {time.perf_counter() - t0:.0f} s")
-    print(f"built {len(names)} instrument(s) into {out_dir} in {time.perf_counter() - started:.0f} s")
+    print(f"built {len(names)} instrument(s) in {time.perf_counter() - started:.0f} s")
     return 0

@@ -1,18 +1,24 @@
 """A 30 s phrase of a real-recording instrument, played by the engine beside the recordings themselves.
 
-    python -m training.recorded_demo --devset runs/devset --instrument fluid-nylon-guitar \\
-        --bundle assets/recorded/fluid-nylon-guitar.etone --out runs/recorded-demo
+    python -m training.recorded_demo --out runs/recorded-demo      # the shipped fluid-nylon-guitar
 
 Plays every recorded note of the instrument once, lowest first, one every ``seconds / notes`` s (velocity
-100, no note-offs: each note rings on under the next), through the engine's ``Synth`` from the bundle, and
-overlays the recordings at the same onsets. Writes OUT/render.wav, OUT/recordings.wav (each peak-normalised
-to -1 dBFS) and OUT/spectrograms.png (the two log-magnitude spectrograms one above the other, same scale).
+100, no note-offs: each note rings on under the next), through the engine's ``Synth`` from the bundle
+(default: the shipped ``assets/recorded/INSTRUMENT.etone``), and overlays the recordings at the same onsets.
+The recordings come from a built development set (``--devset``) or, by default, are extracted from the
+instrument's sample bank into a temporary folder (``training.data.devset.build`` for this instrument only).
+Writes OUT/render.wav, OUT/recordings.wav (each peak-normalised to -1 dBFS) and OUT/spectrograms.png (the
+two log-magnitude spectrograms one above the other, same scale): all three are made before any is written,
+and each is written through a temporary file (no half-written output).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +59,8 @@ def overlay(recordings: list[np.ndarray], total: int) -> np.ndarray:
     return out
 
 
-def spectrograms(top: np.ndarray, bottom: np.ndarray, sample_rate: float, path: Path, titles: tuple[str, str]) -> None:
-    """Two log-magnitude spectrograms (2048-sample Hann, hop 512, dB re each one's peak, -90..0) in one PNG."""
+def spectrograms(top: np.ndarray, bottom: np.ndarray, sample_rate: float, titles: tuple[str, str]) -> bytes:
+    """Two log-magnitude spectrograms (2048-sample Hann, hop 512, dB re each one's peak, -90..0): one PNG's bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,43 +78,68 @@ def spectrograms(top: np.ndarray, bottom: np.ndarray, sample_rate: float, path: 
         ax.set_title(title)
     axes[-1].set_xlabel("s")
     fig.colorbar(mesh, ax=axes, label="dB")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    png = io.BytesIO()
+    fig.savefig(png, dpi=90, format="png")
     plt.close(fig)
+    return png.getvalue()
+
+
+def instrument_recordings(devset: str | None, instrument: str) -> list:
+    """The instrument's recordings (``training.data.audio.Recording``), lowest note first: from the built set at
+    ``devset``, or extracted from its sample bank into a temporary folder when ``devset`` is None."""
+    from training.data.audio import load_folder
+    from training.data.devset import INSTRUMENTS, build, load_index
+
+    if devset is not None:
+        files = [f for f in load_index(devset) if f["instrument"] == instrument]
+        if not files:
+            raise EigentoneError(f"{devset}: no instrument named {instrument!r} in the development set")
+        return sorted(load_folder(Path(devset) / Path(files[0]["file"]).parent), key=lambda r: r.note)
+    chosen = [i for i in INSTRUMENTS if i.name == instrument]
+    if not chosen:
+        raise EigentoneError(f"--instrument {instrument}: not an instrument of the development set "
+                             "(training/data/devset.py INSTRUMENTS)")
+    work = Path(tempfile.mkdtemp(prefix="eigentone-demo-"))
+    try:
+        build(work, instruments=(chosen[0],))
+        return sorted(load_folder(work / chosen[0].group / instrument), key=lambda r: r.note)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.recorded_demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--devset", default="runs/devset", help="folder written by `eigentone devset build`")
+    parser.add_argument("--devset", default=None, help="folder written by `eigentone devset build` (default: "
+                        "extract the instrument's recordings from its sample bank)")
     parser.add_argument("--instrument", default="fluid-nylon-guitar")
-    parser.add_argument("--bundle", required=True, help="the instrument's .etone bundle")
+    parser.add_argument("--bundle", default=None, help="the instrument's .etone bundle (default: the shipped "
+                        "assets/recorded/INSTRUMENT.etone)")
     parser.add_argument("--out", default="runs/recorded-demo", help="output folder")
+    parser.add_argument("--seconds", type=float, default=SECONDS, help=f"length of the phrase (default {SECONDS:g})")
     args = parser.parse_args(argv)
 
-    from training.data.audio import load_folder
-    from training.data.devset import load_index
-
-    try:
-        files = [f for f in load_index(args.devset) if f["instrument"] == args.instrument]
-        if not files:
-            raise EigentoneError(f"{args.devset}: no instrument named {args.instrument!r} in the development set")
-        folder = Path(args.devset) / Path(files[0]["file"]).parent
-        recs = sorted(load_folder(folder), key=lambda r: r.note)
-        fs = recs[0].sample_rate
-        render = phrase(Path(args.bundle), [r.note for r in recs], fs)
-        reference = overlay([r.audio.astype(np.float64) for r in recs], render.size)
-    except EigentoneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    import assets
     from engine.render import write_wav
 
-    for name, x in (("render", render), ("recordings", reference)):
-        write_wav(out / f"{name}.wav", (0.89 * x / max(np.abs(x).max(), 1e-12)).astype(np.float32)[None], fs, "pcm16")
-    spectrograms(reference, render, fs, out / "spectrograms.png",
-                 (f"{args.instrument}: the {len(recs)} recordings (FluidR3, MIT), one every {SECONDS / len(recs):.1f} s",
-                  f"{Path(args.bundle).name} played by the engine, same keys and onsets"))
+    bundle = Path(args.bundle) if args.bundle else assets.path("recorded") / f"{args.instrument}.etone"
+    try:
+        recs = instrument_recordings(args.devset, args.instrument)
+        fs = recs[0].sample_rate
+        render = phrase(bundle, [r.note for r in recs], fs, args.seconds)
+        reference = overlay([r.audio.astype(np.float64) for r in recs], render.size)
+        png = spectrograms(reference, render, fs, (
+            f"{args.instrument}: the {len(recs)} recordings, one every {args.seconds / len(recs):.1f} s",
+            f"{bundle.name} played by the engine, same keys and onsets"))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, x in (("render", render), ("recordings", reference)):
+            write_wav(out / f"{name}.wav", (0.89 * x / max(np.abs(x).max(), 1e-12)).astype(np.float32)[None], fs,
+                      "pcm16")
+        with atomic_path(out / "spectrograms.png") as tmp:
+            Path(tmp).write_bytes(png)
+    except (EigentoneError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {out}/render.wav, recordings.wav, spectrograms.png ({render.size / fs:.1f} s at {fs:g} Hz)")
     return 0
 
