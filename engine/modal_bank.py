@@ -190,17 +190,29 @@ def _rotations(theta, r):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _round_and_square(a, b, pr, pi):  # pragma: no cover - compiled
-    """(pr, pi) = the float32 pole (a, b), shrunk to |p| <= 1 if rounding made it larger; then (a, b) squared."""
+    """(pr, pi) = the float32 pole (a, b), shrunk to |p| <= 1 if rounding made it larger; then (a, b) squared.
+
+    |p|^2 is taken in float64 (numba's ``float()`` of a float32 stays float32, whose rounding hid most of the poles
+    rounding made larger than 1). The shrink (a square root and a division) is needed by few modes; done in the
+    vector loop for every mode it took most of the time of a bend. So the loop only notes whether any mode needs
+    it, and a second pass shrinks those (a float32 times 1 is itself)."""
+    over = False
     for m in range(a.shape[0]):
         a32 = np.float32(a[m])
         b32 = np.float32(b[m])
-        mag2 = float(a32) * float(a32) + float(b32) * float(b32)
-        shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2)) if mag2 > 1.0 else np.float32(1.0)
-        pr[m] = a32 * shrink
-        pi[m] = b32 * shrink
+        over |= np.float64(a32) * np.float64(a32) + np.float64(b32) * np.float64(b32) > 1.0
+        pr[m] = a32
+        pi[m] = b32
         x, y = a[m], b[m]
         a[m] = x * x - y * y
         b[m] = 2.0 * x * y
+    if over:
+        for m in range(pr.shape[0]):
+            mag2 = np.float64(pr[m]) * np.float64(pr[m]) + np.float64(pi[m]) * np.float64(pi[m])
+            if mag2 > 1.0:
+                shrink = np.float32((1.0 - 1e-7) / np.sqrt(mag2))
+                pr[m] = pr[m] * shrink
+                pi[m] = pi[m] * shrink
 
 
 @numba.njit(cache=True)
@@ -209,8 +221,8 @@ def _step_form(pr, pi, c, e, f):  # pragma: no cover - compiled
     float64 from the float32 pole and rounded to float32 once)."""
     for m in range(pr.shape[0]):
         c[m] = pr[m]
-        e[m] = np.float32(float(pi[m]) - float(pr[m]))
-        f[m] = np.float32(float(pr[m]) + float(pi[m]))
+        e[m] = np.float32(np.float64(pi[m]) - np.float64(pr[m]))
+        f[m] = np.float32(np.float64(pr[m]) + np.float64(pi[m]))
 
 
 HALF_PI = math.pi / 2

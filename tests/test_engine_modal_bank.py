@@ -199,3 +199,39 @@ def test_bank_arrays_are_cache_line_aligned():
         assert array.shape == np.empty(shape).shape and array.dtype == dtype and array.flags.c_contiguous
         assert array.size == 0 or array.ctypes.data % ALIGN == 0  # (an empty view's address is numpy's choice)
         assert np.all(array == 2)
+
+
+def test_pole_powers_are_the_rounded_float64_powers_shrunk_where_rounding_made_them_larger():
+    """Every stored power p^(2^i) (and the per-sample step form) is the float32 rounding of the float64 power,
+    times (1 - 1e-7) / |rounded| exactly where rounding made |p| > 1 (undamped modes do that often)."""
+    from engine import modal_bank as mb
+
+    rng = np.random.default_rng(5)
+    modes = 256
+    sigma = rng.uniform(0.5, 50.0, modes)
+    sigma[::2] = 0.0  # undamped: |p| = 1 in float64, so float32 rounding lands above 1 for about half of these
+    outputs = {"sigma": sigma[None].astype(np.float32),
+               "omega": rng.uniform(0.0, np.pi * FS * 1.05, (1, modes)).astype(np.float32),  # some above Nyquist
+               "z0": np.ones((1, modes, 2), np.float32), "c": np.ones((1, modes, 2), np.float32)}
+    bank = ModalBank(1, modes, FS, 64)
+    bank.load(0, outputs, 0, 1.03)  # a bend factor: omega = 1.03 omega0
+    omega = 1.03 * outputs["omega"][0].astype(np.float64)
+    inside = (omega < np.pi * FS) & (omega >= 0)
+    cos_sin = np.array([mb.cos_sin(t) for t in np.where(inside, omega / FS, 0.0)])
+    r = np.where(inside, bank.modes64[mb.RADIUS, 0, :modes], 0.0)
+    a, b = r * cos_sin[:, 0], r * cos_sin[:, 1]
+    shrunk = 0
+    for level in range(bank.powers.shape[0]):
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        mag2 = a32.astype(np.float64) ** 2 + b32.astype(np.float64) ** 2
+        over = mag2 > 1.0
+        shrink = np.where(over, ((1.0 - 1e-7) / np.sqrt(np.where(over, mag2, 1.0))).astype(np.float32), np.float32(1))
+        np.testing.assert_array_equal(bank.powers[level, 0, 0, :modes], a32 * shrink)
+        np.testing.assert_array_equal(bank.powers[level, 1, 0, :modes], b32 * shrink)
+        shrunk += int(over.sum())
+        a, b = a * a - b * b, 2.0 * a * b
+    assert shrunk > 50  # the shrink is exercised
+    pr, pi = bank.powers[0, 0, 0, :modes].astype(np.float64), bank.powers[0, 1, 0, :modes].astype(np.float64)
+    np.testing.assert_array_equal(bank.step[mb.STEP_C, 0, :modes], pr.astype(np.float32))
+    np.testing.assert_array_equal(bank.step[mb.STEP_E, 0, :modes], (pi - pr).astype(np.float32))
+    np.testing.assert_array_equal(bank.step[mb.STEP_F, 0, :modes], (pr + pi).astype(np.float32))
