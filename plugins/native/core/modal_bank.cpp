@@ -6,23 +6,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 namespace eigentone {
 namespace {
 
-// ---- the per-sample recurrence of one voice (engine/modal_bank.py advance) -----------------------------------
-// Samples in pairs: y = sum_m Re(w_m), y' = sum_m fma(c1, Re w, -(d1 Im w)) for p = c1 + i d1, then w <- q w for
-// q = p^2 = c + id given as (c, e = d - c, f = c + d): k = c (a + b), a' = fma(-b, f, k), b' = fma(a, e, k) for
-// w = a + ib (the engine's rotated). A piece ending inside a pair leaves w one sample behind (half). Every mode's
-// arithmetic is the same in each version; the vector versions add the sum over modes in another order than the
-// engine (whose vectorised sum is not reproducible anyway), so native and engine differ by rounding of the sums.
-
-struct Poles {   // one voice's rows: p (level 0) and p^2 in step form
-    const float *pr, *pi, *c, *e, *f;
-};
-
-inline float odd1(float a, float b, float c1, float d1) { return std::fma(c1, a, -(d1 * b)); }
+// ---- the per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), then w <- p w ----------------------
+// w <- p w in the engine's form (engine/modal_bank.py rotated): p = c + id as (c, e = d - c, f = c + d),
+// k = c (a + b), a' = fma(-b, f, k), b' = fma(a, e, k) for w = a + ib. Every mode's arithmetic is the same in each
+// version; the vector versions add the sum over modes in another order than the engine (whose vectorised sum is
+// not reproducible anyway), always the same order for a given sample, so the output does not depend on how a
+// block is cut into calls.
 
 inline void step1(float& a, float& b, float c, float e, float f) {
     float k = c * (a + b);
@@ -31,60 +24,23 @@ inline void step1(float& a, float& b, float c, float e, float f) {
     a = re;
 }
 
-// Scalar pass over modes [from, n_modes): `first` = start with a pair's second sample (U = 1), else U samples
-// from a pair's first; sums added to total[0..U).
-template <int U, bool first>
-inline void scalar_pass(float* wr, float* wi, const Poles& p, int from, int n_modes, float* total) {
-    for (int m = from; m < n_modes; ++m) {
-        float a = wr[m], b = wi[m];
-        if (first) {
-            total[0] += odd1(a, b, p.pr[m], p.pi[m]);
-            step1(a, b, p.c[m], p.e[m], p.f[m]);
-        } else if (U == 1) {
-            total[0] += a;
-            continue;
-        } else {
-            for (int j = 0; j < U; j += 2) {
-                total[j] += a;
-                total[j + 1] += odd1(a, b, p.pr[m], p.pi[m]);
-                step1(a, b, p.c[m], p.e[m], p.f[m]);
-            }
+void run_voice_scalar(float* wr, float* wi, const float* pc, const float* pe, const float* pf, int n_modes,
+                      float* scratch, int n) {
+    for (int k = 0; k < n; ++k) {
+        float acc = 0.0f;
+        for (int m = 0; m < n_modes; ++m) {
+            acc += wr[m];
+            step1(wr[m], wi[m], pc[m], pe[m], pf[m]);
         }
-        wr[m] = a;
-        wi[m] = b;
+        scratch[k] = acc;
     }
 }
 
-// One voice's n samples, whatever the vector pass (V = the vector kernel for (U, first) over the wide modes).
-template <class Pass>
-inline void run_voice(float* wr, float* wi, const Poles& p, int n_modes, float* scratch, int n, uint8_t& half,
-                      Pass pass) {
-    int k = 0;
-    if (half && n > 0) {
-        pass(std::integral_constant<int, 1>(), std::true_type(), wr, wi, p, n_modes, scratch);
-        half = 0;
-        k = 1;
-    }
-    for (; k + 4 <= n; k += 4) pass(std::integral_constant<int, 4>(), std::false_type(), wr, wi, p, n_modes, scratch + k);
-    for (; k + 2 <= n; k += 2) pass(std::integral_constant<int, 2>(), std::false_type(), wr, wi, p, n_modes, scratch + k);
-    if (k < n) {
-        pass(std::integral_constant<int, 1>(), std::false_type(), wr, wi, p, n_modes, scratch + k);
-        half = 1;
-    }
-}
-
-struct ScalarPass {
-    template <int U, bool first>
-    void operator()(std::integral_constant<int, U>, std::integral_constant<bool, first>, float* wr, float* wi,
-                    const Poles& p, int n_modes, float* scratch) const {
-        float total[U] = {};
-        scalar_pass<U, first>(wr, wi, p, 0, n_modes, total);
-        for (int j = 0; j < U; ++j) scratch[j] = total[j];
-    }
-};
-
-void run_voice_scalar(float* wr, float* wi, const Poles& p, int n_modes, float* scratch, int n, uint8_t& half) {
-    run_voice(wr, wi, p, n_modes, scratch, n, half, ScalarPass());
+__attribute__((target("avx2,fma"))) inline void step8(__m256& a, __m256& b, __m256 c, __m256 e, __m256 f) {
+    __m256 k = _mm256_mul_ps(c, _mm256_add_ps(a, b));
+    __m256 re = _mm256_fnmadd_ps(b, f, k);
+    b = _mm256_fmadd_ps(a, e, k);
+    a = re;
 }
 
 __attribute__((target("avx2"))) inline void rotate8(__m256& a, __m256& b, __m256 c, __m256 d) {
@@ -100,58 +56,52 @@ __attribute__((target("avx2"))) inline float sum8(__m256 v) {
     return _mm_cvtss_f32(half);
 }
 
-__attribute__((target("avx2,fma"))) inline void step8(__m256& a, __m256& b, __m256 c, __m256 e, __m256 f) {
-    __m256 k = _mm256_mul_ps(c, _mm256_add_ps(a, b));
-    __m256 re = _mm256_fnmadd_ps(b, f, k);
-    b = _mm256_fmadd_ps(a, e, k);
-    a = re;
-}
-
-__attribute__((target("avx2,fma"))) inline __m256 odd8(__m256 a, __m256 b, __m256 c1, __m256 d1) {
-    return _mm256_fmsub_ps(c1, a, _mm256_mul_ps(d1, b));
-}
-
-struct Avx2Pass {
-    template <int U, bool first>
-    __attribute__((target("avx2,fma"))) void operator()(
-        std::integral_constant<int, U>, std::integral_constant<bool, first>, float* wr, float* wi, const Poles& p,
-        int n_modes, float* scratch) const {
-        int wide = n_modes - n_modes % 8;
-        __m256 acc[U];
-        for (int j = 0; j < U; ++j) acc[j] = _mm256_setzero_ps();
-        for (int m = 0; m < wide; m += 8) {
-            __m256 a = _mm256_loadu_ps(wr + m);
-            if (!first && U == 1) {
-                acc[0] = _mm256_add_ps(acc[0], a);
-                continue;
-            }
-            __m256 b = _mm256_loadu_ps(wi + m);
-            __m256 c1 = _mm256_loadu_ps(p.pr + m), d1 = _mm256_loadu_ps(p.pi + m);
-            __m256 c = _mm256_loadu_ps(p.c + m), e = _mm256_loadu_ps(p.e + m), f = _mm256_loadu_ps(p.f + m);
-            if (first) {
-                acc[0] = _mm256_add_ps(acc[0], odd8(a, b, c1, d1));
-                step8(a, b, c, e, f);
-            } else {
-#pragma GCC unroll 2
-                for (int j = 0; j < U; j += 2) {   // unrolled: the sums stay in registers
-                    acc[j] = _mm256_add_ps(acc[j], a);
-                    acc[j + 1] = _mm256_add_ps(acc[j + 1], odd8(a, b, c1, d1));
-                    step8(a, b, c, e, f);
-                }
-            }
-            _mm256_storeu_ps(wr + m, a);
-            _mm256_storeu_ps(wi + m, b);
+// The modes left over after the last full vector (n_modes not a multiple of the width), U samples each, added
+// to the vector sums ``total``; the per-sample sums go to scratch.
+template <int U>
+inline void scalar_tail(float* wr, float* wi, const float* pc, const float* pe, const float* pf, int from,
+                        int n_modes, float* total, float* scratch) {
+    for (int m = from; m < n_modes; ++m) {
+        float a = wr[m], b = wi[m];
+        for (int j = 0; j < U; ++j) {
+            total[j] += a;
+            step1(a, b, pc[m], pe[m], pf[m]);
         }
-        float total[U];
-        for (int j = 0; j < U; ++j) total[j] = sum8(acc[j]);
-        scalar_pass<U, first>(wr, wi, p, wide, n_modes, total);
-        for (int j = 0; j < U; ++j) scratch[j] = total[j];
+        wr[m] = a;
+        wi[m] = b;
     }
-};
+    for (int j = 0; j < U; ++j) scratch[j] = total[j];
+}
 
-__attribute__((target("avx2,fma"))) void run_voice_avx2(float* wr, float* wi, const Poles& p, int n_modes,
-                                                        float* scratch, int n, uint8_t& half) {
-    run_voice(wr, wi, p, n_modes, scratch, n, half, Avx2Pass());
+// U samples per pass over the modes (as the engine's kernel does), eight modes per vector.
+template <int U>
+__attribute__((target("avx2,fma"), always_inline)) inline void avx2_pass(float* wr, float* wi, const float* pc,
+                                                                         const float* pe, const float* pf,
+                                                                         int n_modes, float* scratch) {
+    int wide = n_modes - n_modes % 8;
+    __m256 acc[U];
+    for (int j = 0; j < U; ++j) acc[j] = _mm256_setzero_ps();
+    for (int m = 0; m < wide; m += 8) {
+        __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
+        __m256 c = _mm256_loadu_ps(pc + m), e = _mm256_loadu_ps(pe + m), f = _mm256_loadu_ps(pf + m);
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
+            acc[j] = _mm256_add_ps(acc[j], a);
+            step8(a, b, c, e, f);
+        }
+        _mm256_storeu_ps(wr + m, a);
+        _mm256_storeu_ps(wi + m, b);
+    }
+    float total[U];
+    for (int j = 0; j < U; ++j) total[j] = sum8(acc[j]);
+    scalar_tail<U>(wr, wi, pc, pe, pf, wide, n_modes, total, scratch);
+}
+
+__attribute__((target("avx2,fma"))) void run_voice_avx2(float* wr, float* wi, const float* pc, const float* pe,
+                                                        const float* pf, int n_modes, float* scratch, int n) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) avx2_pass<4>(wr, wi, pc, pe, pf, n_modes, scratch + k);
+    for (; k < n; ++k) avx2_pass<1>(wr, wi, pc, pe, pf, n_modes, scratch + k);
 }
 
 __attribute__((target("avx512f"))) inline void step16(__m512& a, __m512& b, __m512 c, __m512 e, __m512 f) {
@@ -161,60 +111,45 @@ __attribute__((target("avx512f"))) inline void step16(__m512& a, __m512& b, __m5
     a = re;
 }
 
-__attribute__((target("avx512f"))) inline __m512 odd16(__m512 a, __m512 b, __m512 c1, __m512 d1) {
-    return _mm512_fmsub_ps(c1, a, _mm512_mul_ps(d1, b));
-}
-
 __attribute__((target("avx512f,avx2"))) inline float sum16(__m512 v) {
     alignas(64) float lanes[16];
     _mm512_store_ps(lanes, v);
     return sum8(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
 }
 
-struct Avx512Pass {
-    template <int U, bool first>
-    __attribute__((target("avx512f,avx2,fma"))) void operator()(
-        std::integral_constant<int, U>, std::integral_constant<bool, first>, float* wr, float* wi, const Poles& p,
-        int n_modes, float* scratch) const {
-        int wide = n_modes - n_modes % 16;
-        __m512 acc[U];
-        for (int j = 0; j < U; ++j) acc[j] = _mm512_setzero_ps();
-        for (int m = 0; m < wide; m += 16) {
-            __m512 a = _mm512_loadu_ps(wr + m);
-            if (!first && U == 1) {
-                acc[0] = _mm512_add_ps(acc[0], a);
-                continue;
-            }
-            __m512 b = _mm512_loadu_ps(wi + m);
-            __m512 c1 = _mm512_loadu_ps(p.pr + m), d1 = _mm512_loadu_ps(p.pi + m);
-            __m512 c = _mm512_loadu_ps(p.c + m), e = _mm512_loadu_ps(p.e + m), f = _mm512_loadu_ps(p.f + m);
-            if (first) {
-                acc[0] = _mm512_add_ps(acc[0], odd16(a, b, c1, d1));
-                step16(a, b, c, e, f);
-            } else {
-#pragma GCC unroll 2
-                for (int j = 0; j < U; j += 2) {   // unrolled: the sums stay in registers
-                    acc[j] = _mm512_add_ps(acc[j], a);
-                    acc[j + 1] = _mm512_add_ps(acc[j + 1], odd16(a, b, c1, d1));
-                    step16(a, b, c, e, f);
-                }
-            }
-            _mm512_storeu_ps(wr + m, a);
-            _mm512_storeu_ps(wi + m, b);
+template <int U>
+__attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pass(float* wr, float* wi,
+                                                                                   const float* pc, const float* pe,
+                                                                                   const float* pf, int n_modes,
+                                                                                   float* scratch) {
+    int wide = n_modes - n_modes % 16;
+    __m512 acc[U];
+    for (int j = 0; j < U; ++j) acc[j] = _mm512_setzero_ps();
+    for (int m = 0; m < wide; m += 16) {
+        __m512 a = _mm512_loadu_ps(wr + m), b = _mm512_loadu_ps(wi + m);
+        __m512 c = _mm512_loadu_ps(pc + m), e = _mm512_loadu_ps(pe + m), f = _mm512_loadu_ps(pf + m);
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
+            acc[j] = _mm512_add_ps(acc[j], a);
+            step16(a, b, c, e, f);
         }
-        float total[U];
-        for (int j = 0; j < U; ++j) total[j] = sum16(acc[j]);
-        scalar_pass<U, first>(wr, wi, p, wide, n_modes, total);
-        for (int j = 0; j < U; ++j) scratch[j] = total[j];
+        _mm512_storeu_ps(wr + m, a);
+        _mm512_storeu_ps(wi + m, b);
     }
-};
-
-__attribute__((target("avx512f,avx2,fma"))) void run_voice_avx512(float* wr, float* wi, const Poles& p, int n_modes,
-                                                                  float* scratch, int n, uint8_t& half) {
-    run_voice(wr, wi, p, n_modes, scratch, n, half, Avx512Pass());
+    float total[U];
+    for (int j = 0; j < U; ++j) total[j] = sum16(acc[j]);
+    scalar_tail<U>(wr, wi, pc, pe, pf, wide, n_modes, total, scratch);
 }
 
-using VoiceKernel = void (*)(float*, float*, const Poles&, int, float*, int, uint8_t&);
+__attribute__((target("avx512f,avx2,fma"))) void run_voice_avx512(float* wr, float* wi, const float* pc,
+                                                                  const float* pe, const float* pf, int n_modes,
+                                                                  float* scratch, int n) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) avx512_pass<4>(wr, wi, pc, pe, pf, n_modes, scratch + k);
+    for (; k < n; ++k) avx512_pass<1>(wr, wi, pc, pe, pf, n_modes, scratch + k);
+}
+
+using VoiceKernel = void (*)(float*, float*, const float*, const float*, const float*, int, float*, int);
 
 VoiceKernel voice_kernel() {
     return cpu::avx512() ? run_voice_avx512 : cpu::avx2() ? run_voice_avx2 : run_voice_scalar;
@@ -357,7 +292,6 @@ ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size
     energy.assign(size_t(slots), 0.0);
     level.assign(size_t(slots), 0.0);
     bad.assign(size_t(slots), 0);
-    half.assign(size_t(slots), 0);
     scratch.assign(size_t(block_size), 0.0f);
     theta_.assign(size_t(modes), 0.0);
     radius_work_.assign(size_t(modes), 0.0);
@@ -451,7 +385,7 @@ void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
                 a = x * x - y * y;
                 b = 2.0 * x * y;
             }
-            double c32 = power(powr, 1, v)[m], d32 = power(powi, 1, v)[m];   // the float32 p^2 (step form)
+            double c32 = power(powr, 0, v)[m], d32 = power(powi, 0, v)[m];   // the float32 per-sample pole
             row(step_e, v)[m] = float(d32 - c32);
             row(step_f, v)[m] = float(c32 + d32);
         }
@@ -462,7 +396,6 @@ void ModalBank::start_block(const int32_t* active, int count) {
     for (int j = 0; j < count; ++j) {
         int v = active[j];
         anchor[v] = 0;
-        half[v] = 0;
         phasor(row(wr, v), row(wi, v), row(zr, v), row(zi, v), row(cr, v), row(ci, v), live[v]);
     }
 }
@@ -472,8 +405,7 @@ void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
     float* s = scratch.data();
     for (int j = 0; j < count; ++j) {
         int v = active[j];
-        Poles p{power(powr, 0, v), power(powi, 0, v), power(powr, 1, v), row(step_e, v), row(step_f, v)};
-        kernel(row(wr, v), row(wi, v), p, live[v], s, n, half[v]);
+        kernel(row(wr, v), row(wi, v), power(powr, 0, v), row(step_e, v), row(step_f, v), live[v], s, n);
         if (attack_len > 0 && double(attack_pos[v]) * attack_step < attack_len) {
             const float* table = attack.data() + size_t(v) * size_t(attack_len + 1);
             double step_decay = std::exp(-sigma_floor[v] / sample_rate);
@@ -513,19 +445,9 @@ void ModalBank::move_to(const int32_t* voices, int count, int at) {
     }
 }
 
-void ModalBank::phasors_to_now(const int32_t* voices, int count) {
-    for (int j = 0; j < count; ++j) {
-        int v = voices[j];
-        if (!half[v]) continue;
-        rotate(row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v]);
-        half[v] = 0;
-    }
-}
-
 void ModalBank::release(int slot, double sigma_, int at) {
     int32_t one = slot;
     move_to(&one, 1, at);
-    phasors_to_now(&one, 1);
     sigma_floor[slot] = std::max(sigma_floor[slot], sigma_);
     decay(&one, 1);
     poles(&one, 1, false);
@@ -533,7 +455,6 @@ void ModalBank::release(int slot, double sigma_, int at) {
 
 void ModalBank::bend(const int32_t* voices, int count, double bend_scale, int at) {
     move_to(voices, count, at);
-    phasors_to_now(voices, count);
     for (int j = 0; j < count; ++j) scale[voices[j]] = bend_scale;
     poles(voices, count, false);
 }

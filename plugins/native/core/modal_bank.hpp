@@ -1,14 +1,12 @@
 // The modal bank of one instrument: every voice slot's complex one-pole modes, mirroring engine/modal_bank.py
 // operation for operation (docs/engine-semantics.md, "numerical scheme") in plain IEEE arithmetic (no fused
-// multiply-adds but those of the per-sample recurrence, as in the engine), so the native core renders what the engine
+// multiply-adds but the two of the per-sample step, as in the engine), so the native core renders what the engine
 // renders.
 //
 //   state z (at the voice's anchor sample), output phasor w, per-sample pole p, readout c (float32):
 //   block start:   w = c z, anchor = 0
-//   pairs of samples: y += sum_m Re(w_m), y' += sum_m fma(c1, Re w_m, -(d1 Im w_m)) for p = c1 + i d1, then
-//                  w <- q w for q = p^2 = c + id as k = c (Re w + Im w), Re w <- fma(-Im w, c + d, k),
-//                  Im w <- fma(Re w, d - c, k) (the engine's rotated; d - c, c + d stored float32); a piece ending
-//                  inside a pair leaves w one sample behind (half), moved by w <- p w before a pole change there
+//   every sample:  y += sum_m Re(w_m), then w <- p w as k = c (Re w + Im w), Re w <- fma(-Im w, c + d, k),
+//                  Im w <- fma(Re w, d - c, k) for p = c + id (the engine's rotated; d - c, c + d stored float32)
 //   anchor moves:  z <- z p^(k - anchor) by the binary powers p^(2^i) (formed in double, stored float32),
 //                  before a voice's poles change inside a block (release, bend) and at the block end
 //   p = r (cos theta + i sin theta), r = exp(-max(sigma / decay_scale, sigma_floor, 0) / fs) (after note-on and
@@ -56,13 +54,12 @@ public:
     double decay_scale = 1.0;
 
     // (slots x modes) float32, row-major per slot; pow: (levels x slots x modes).
-    // step_e, step_f: d - c and c + d of q = p^2 = c + id (c is powr at level 1).
+    // step_e, step_f: d - c and c + d of the per-sample pole p = c + id (c is powr at level 0).
     Floats zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi, step_e, step_f;
     std::vector<int32_t> anchor, live, ended;
     std::vector<double> scale, sigma_floor, energy, level;   // per slot
     std::vector<double> radius;                               // (slots x modes) pole radius r
     std::vector<uint8_t> bad;
-    std::vector<uint8_t> half;   // per slot: w is one sample behind (a piece ended inside a pair of samples)
     Floats scratch;
     // attack component: tables (slots x (attack_len + 1), last entry 0), samples played, release envelope
     int attack_len;
@@ -88,8 +85,6 @@ public:
     // Add the next n samples of voices active[0..count) to out[0..n).
     void advance(const int32_t* active, int count, float* out, int n);
     void move_to(const int32_t* voices, int count, int at);
-    // Slots whose phasor is one sample behind (half) get w <- p w: before their poles change inside a block.
-    void phasors_to_now(const int32_t* voices, int count);
     void release(int slot, double sigma, int at);
     void bend(const int32_t* voices, int count, double bend_scale, int at);
     // Block end: state to the block end, levels, flush near-zero modes, list bad/ended slots; returns how many.
