@@ -12,20 +12,16 @@ excite graph's decay rate divided by the player's ``decay_scale``. The readout w
 ``output_gain * c * tilt`` (``tilt``: the player's brightness, fixed per voice at note-on).
 
 How it is computed (the numerical scheme the native core mirrors): time is cut into internal blocks
-of ``block_size`` samples. At a block start every voice's output phasor is set to ``w = c z``. Samples come in
-pairs from there: the pair's first sample is ``y = sum_m Re(w_m)``, its second ``y = sum_m Re(p_m w_m)`` (one
-multiply and one fused multiply-add per mode, :func:`real_rotated`), then ``w <- p^2 w``, however the block is
-cut into calls (a call that ends inside a pair leaves ``w`` one sample behind, HALF, and the next call starts
-with the pair's second sample). The step ``w <- q w``, q = p^2 = c + id stored as (c, d - c, c + d), is taken
-in the form of :func:`rotated`: ``k = c (Re w + Im w)``, ``Re(q w) = k - Im(w) (c + d)``, ``Im(q w) = k + Re(w)
-(d - c)``, the last two fused. So a pair costs 4 multiplies (plus 2 fused multiply-adds on the same pipes)
-where two plain steps took 8: the loop is bound by its multiplies. Measured on 128 voices x 256 modes (Zen 4,
-same run), a block's start_block + advance + move_to: 196 us with the plain per-sample product, 160 us with
-one Gauss-form step per sample and the arrays 64-byte aligned (engine/buffers.py), 141 us with the pairs. A
-power table (y = sum_m Re(w_m p_m^j) from stored p^j, j < 8, one step per 8 samples: 2 multiplies per mode and
-sample) was measured too and was no faster here: its table (16 KB per voice) does not stay in cache across the
-block's pieces, and its loop is bound by loads. A pole change inside a block (release, bend) first brings a
-HALF phasor to its sample (``w <- p w``, :func:`phasors_to_now`).
+of ``block_size`` samples. At a block start every voice's output phasor is set to ``w = c z``; each
+sample outputs ``y = sum_m Re(w_m)`` and then sets ``w <- p w``, however the block is cut into
+calls. That product is taken in the form of :func:`rotated`: with p = c + id stored as
+(c, d - c, c + d), ``k = c (Re w + Im w)``, ``Re(p w) = k - Im(w) (c + d)`` and ``Im(p w) = k + Re(w) (d - c)``,
+the last two as fused multiply-adds: 3 multiplies where the plain product takes 4 (see :func:`rotated` for why
+that matters). Measured on 128 voices x 256 modes (Zen 4), a block's start_block + advance + move_to took 196 us
+with the plain product and 160 us with this one (with the arrays 64-byte aligned, engine/buffers.py). A power table
+(y = sum_m Re(w_m p_m^j) from stored p^j, j < 8, stepping w once per 8 samples: 2 multiplies per mode and sample)
+was measured too and was no faster here: its table (16 KB per voice) does not stay in cache across the block's
+pieces, and its loop is bound by loads.
 
 The state ``z`` itself is only moved at *anchors*: when a voice's poles change inside a block
 (release, bend) and at the block end it jumps from its last anchor ``a`` to sample ``k`` as
@@ -46,12 +42,12 @@ kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``)
   (pole modulation), TILT (brightness);
 * ``modes64`` (1, voices, modes) float64: RADIUS, the pole radius exp(-rate / fs);
 * ``powers`` (levels, 2, voices, modes) float32: p^(2^i) as (re, im); level 0 is the per-sample pole;
-* ``step`` (3, voices, modes) float32: the float32 p^2 (level 1 of ``powers``) as :func:`rotated` takes it,
-  STEP_C = Re, STEP_E = Im - Re, STEP_F = Re + Im (each rounded once);
+* ``step`` (3, voices, modes) float32: the per-sample pole as :func:`rotated` takes it, STEP_C = Re p,
+  STEP_E = Im p - Re p, STEP_F = Re p + Im p (each rounded once from the float32 pole);
 * ``voice64`` (5, voices) float64: SCALE (pitch-bend factor), FLOOR (release decay floor, 1/s), ENERGY
   (modulation), LEVEL (amplitude bound), ATTACK_GAIN (release envelope of the attack);
-* ``voice_i`` (5, voices) int64: LIVE (modes [LIVE, width) are exactly zero; a multiple of LANES), ANCHOR (sample of the block where
-  z is valid), BAD (non-finite samples), ATTACK_POS (attack samples played), HALF (w is one sample behind);
+* ``voice_i`` (4, voices) int64: LIVE (modes [LIVE, width) are exactly zero; a multiple of LANES), ANCHOR (sample of the block where
+  z is valid), BAD (non-finite samples), ATTACK_POS (attack samples played);
 * ``attack`` (voices, L + 1) float32 tables (L = 0: no attack component);
 * ``params`` float64: FS (Hz), GAIN (level gain), DECAY_SCALE, BRIGHTNESS, ATTACK_STEP (fs_a / fs), MODULATED;
 * ``scratch`` (block_size,) float32, ``work`` (voices + 1,) int64, ``work64`` (2, modes) float64: scratch.
@@ -92,7 +88,7 @@ SILENT_MODE = 1e-12
 Z_RE, Z_IM, W_RE, W_IM, C_RE, C_IM, SIGMA, OMEGA0, ALPHA, BETA, TILT = range(11)
 PLANES = 11
 SCALE, FLOOR, ENERGY, LEVEL, ATTACK_GAIN = range(5)
-LIVE, ANCHOR, BAD, ATTACK_POS, HALF = range(5)
+LIVE, ANCHOR, BAD, ATTACK_POS = range(4)
 FS, GAIN, DECAY_SCALE, BRIGHTNESS, ATTACK_STEP, MODULATED = range(6)
 RADIUS = 0
 STEP_C, STEP_E, STEP_F = range(3)
@@ -112,17 +108,11 @@ def fma(typingctx, x, y, z):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, fastmath=FASTMATH, inline="always")
 def rotated(a, b, c, e, f):  # pragma: no cover - compiled
-    """(a + ib) q for q = c + id given as (c, e = d - c, f = c + d): with k = c (a + b), Re = k - b f and
+    """(a + ib) p for p = c + id given as (c, e = d - c, f = c + d): with k = c (a + b), Re = k - b f and
     Im = k + a e, the last two fused. 3 multiplies and 2 adds where the plain product takes 4 and 2; the CPUs we
     run on multiply on half their floating-point pipes, so this is about a fifth faster (measured)."""
     k = c * (a + b)
     return fma(-b, f, k), fma(a, e, k)
-
-
-@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
-def real_rotated(a, b, c, d):  # pragma: no cover - compiled
-    """Re((a + ib) p) for p = c + id: fma(c, a, -(d b)) (one multiply, one fused multiply-add)."""
-    return fma(c, a, -(d * b))
 
 
 @numba.njit(cache=True)  # exact IEEE float64: the poles must not depend on how the compiler fuses this code
@@ -171,7 +161,7 @@ def update_poles(bank, voices, count, new_energy):  # pragma: no cover - compile
         _rotations(a, b)
         for level in range(powers.shape[0]):
             _round_and_square(a, b, powers[level, 0, v], powers[level, 1, v])
-        _step_form(powers[1, 0, v], powers[1, 1, v], bank[STEP][STEP_C, v], bank[STEP][STEP_E, v],
+        _step_form(powers[0, 0, v], powers[0, 1, v], bank[STEP][STEP_C, v], bank[STEP][STEP_E, v],
                    bank[STEP][STEP_F, v])
 
 
@@ -227,7 +217,7 @@ def _round_and_square(a, b, pr, pi):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _step_form(pr, pi, c, e, f):  # pragma: no cover - compiled
-    """The pole (pr, pi) (the float32 p^2) as :func:`rotated` takes it: c = pr, e = pi - pr, f = pr + pi (each formed in
+    """The per-sample pole (pr, pi) as :func:`rotated` takes it: c = pr, e = pi - pr, f = pr + pi (each formed in
     float64 from the float32 pole and rounded to float32 once)."""
     for m in range(pr.shape[0]):
         c[m] = pr[m]
@@ -281,7 +271,6 @@ def start_block(bank, active, count):  # pragma: no cover - compiled
     for j in range(count):
         v = active[j]
         voice_i[ANCHOR, v] = 0
-        voice_i[HALF, v] = 0
         for m in range(voice_i[LIVE, v]):
             wr[v, m] = cr[v, m] * zr[v, m] - ci[v, m] * zi[v, m]
             wi[v, m] = cr[v, m] * zi[v, m] + ci[v, m] * zr[v, m]
@@ -289,37 +278,22 @@ def start_block(bank, active, count):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, fastmath=FASTMATH)
 def advance(bank, active, count, out, out_start, n):  # pragma: no cover - compiled
-    """Render the next n samples of voices ``active[:count]`` and add them to out[out_start : out_start + n]: in pairs
-    of samples, y = sum_m Re(w_m) and y' = sum_m Re(p_m w_m) (:func:`real_rotated`), then w <- p^2 w
-    (:func:`rotated`), four samples per pass over the modes; plus the attack (if any). A piece of odd length
-    leaves the pair's second sample for the next call (HALF = 1: w is one sample behind).
+    """Render the next n samples of voices ``active[:count]`` and add them to out[out_start : out_start + n]:
+    y = sum_m Re(w_m), then w <- p w (:func:`rotated`), four samples per pass over the modes; plus the attack (if any).
 
     out: float32 buffer; n <= block_size. A voice whose samples are not finite adds nothing and gets BAD = 1.
     """
-    modes32, powers, step, voice_i, scratch = bank[MODES32], bank[POWERS], bank[STEP], bank[VOICE_I], bank[SCRATCH]
-    wr, wi, prs, pis = modes32[W_RE], modes32[W_IM], powers[0, 0], powers[0, 1]
-    cs, es, fs = step[STEP_C], step[STEP_E], step[STEP_F]
+    modes32, step, voice_i, scratch = bank[MODES32], bank[STEP], bank[VOICE_I], bank[SCRATCH]
+    wr, wi, cs, es, fs = modes32[W_RE], modes32[W_IM], step[STEP_C], step[STEP_E], step[STEP_F]
     for j in range(count):
         v = active[j]
         n_modes = voice_i[LIVE, v]
         wrv = wr[v]
         wiv = wi[v]
-        prv = prs[v]
-        piv = pis[v]
         cv = cs[v]
         ev = es[v]
         fv = fs[v]
         k = 0
-        if voice_i[HALF, v] and n > 0:  # the second sample of a pair begun by the previous call
-            acc = np.float32(0.0)
-            for m in range(n_modes):
-                a = wrv[m]
-                b = wiv[m]
-                acc += real_rotated(a, b, prv[m], piv[m])
-                wrv[m], wiv[m] = rotated(a, b, cv[m], ev[m], fv[m])
-            scratch[0] = acc
-            voice_i[HALF, v] = 0
-            k = 1
         while k + 4 <= n:
             acc0 = np.float32(0.0)
             acc1 = np.float32(0.0)
@@ -328,58 +302,31 @@ def advance(bank, active, count, out, out_start, n):  # pragma: no cover - compi
             for m in range(n_modes):
                 a = wrv[m]
                 b = wiv[m]
-                c = prv[m]
-                d = piv[m]
-                c2 = cv[m]
-                e2 = ev[m]
-                f2 = fv[m]
+                c = cv[m]
+                e = ev[m]
+                f = fv[m]
                 acc0 += a
-                acc1 += real_rotated(a, b, c, d)
-                a, b = rotated(a, b, c2, e2, f2)
+                a, b = rotated(a, b, c, e, f)
+                acc1 += a
+                a, b = rotated(a, b, c, e, f)
                 acc2 += a
-                acc3 += real_rotated(a, b, c, d)
-                wrv[m], wiv[m] = rotated(a, b, c2, e2, f2)
+                a, b = rotated(a, b, c, e, f)
+                acc3 += a
+                wrv[m], wiv[m] = rotated(a, b, c, e, f)
             scratch[k] = acc0
             scratch[k + 1] = acc1
             scratch[k + 2] = acc2
             scratch[k + 3] = acc3
             k += 4
-        if k + 2 <= n:
-            acc0 = np.float32(0.0)
-            acc1 = np.float32(0.0)
-            for m in range(n_modes):
-                a = wrv[m]
-                b = wiv[m]
-                acc0 += a
-                acc1 += real_rotated(a, b, prv[m], piv[m])
-                wrv[m], wiv[m] = rotated(a, b, cv[m], ev[m], fv[m])
-            scratch[k] = acc0
-            scratch[k + 1] = acc1
-            k += 2
-        if k < n:  # the first sample of a pair; w stays (HALF)
+        while k < n:
             acc = np.float32(0.0)
             for m in range(n_modes):
-                acc += wrv[m]
-            scratch[k] = acc
-            voice_i[HALF, v] = 1
-        _finish_voice(bank, v, n, out, out_start)
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def phasors_to_now(bank, voices, count):  # pragma: no cover - compiled
-    """Slots ``voices[:count]`` whose output phasor is one sample behind (HALF) get w <- p w (plain float32 complex
-    product): needed before their poles change inside a block (release, bend)."""
-    modes32, powers, voice_i = bank[MODES32], bank[POWERS], bank[VOICE_I]
-    for j in range(count):
-        v = voices[j]
-        if voice_i[HALF, v]:
-            wrv, wiv, qr, qi = modes32[W_RE, v], modes32[W_IM, v], powers[0, 0, v], powers[0, 1, v]
-            for m in range(voice_i[LIVE, v]):
                 a = wrv[m]
-                b = wiv[m]
-                wrv[m] = a * qr[m] - b * qi[m]
-                wiv[m] = a * qi[m] + b * qr[m]
-            voice_i[HALF, v] = 0
+                acc += a
+                wrv[m], wiv[m] = rotated(a, wiv[m], cv[m], ev[m], fv[m])
+            scratch[k] = acc
+            k += 1
+        _finish_voice(bank, v, n, out, out_start)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -542,7 +489,6 @@ def release(bank, slot, sigma, at):  # pragma: no cover - compiled
     one = work[-1:]
     one[0] = slot
     move_to(bank, one, 1, at)
-    phasors_to_now(bank, one, 1)
     voice64[FLOOR, slot] = max(voice64[FLOOR, slot], sigma)
     update_decay(bank, one, 1)
     update_poles(bank, one, 1, False)
@@ -553,7 +499,6 @@ def bend(bank, voices, count, scale, at):  # pragma: no cover - compiled
     """From sample ``at`` of the block on, slots ``voices[:count]`` play at ``scale`` x their frequencies."""
     voice64 = bank[VOICE64]
     move_to(bank, voices, count, at)
-    phasors_to_now(bank, voices, count)
     for j in range(count):
         voice64[SCALE, voices[j]] = scale
     update_poles(bank, voices, count, False)
@@ -627,7 +572,7 @@ class ModalBank:
         self.powers = prefaulted((levels, 2, max_voices, width))
         self.voice64 = prefaulted((5, max_voices), np.float64)
         self.voice64[SCALE] = 1.0
-        self.voice_i = prefaulted((5, max_voices), np.int64)
+        self.voice_i = prefaulted((4, max_voices), np.int64)
         self.attack = prefaulted((max_voices if attack_samples else 0, int(attack_samples) + 1))
         self.params = np.zeros(6)
         self.params[[FS, GAIN, DECAY_SCALE, BRIGHTNESS, MODULATED]] = (
