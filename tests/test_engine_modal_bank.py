@@ -235,3 +235,31 @@ def test_pole_powers_are_the_rounded_float64_powers_shrunk_where_rounding_made_t
     np.testing.assert_array_equal(bank.step[mb.STEP_C, 0, :modes], pr.astype(np.float32))
     np.testing.assert_array_equal(bank.step[mb.STEP_E, 0, :modes], (pi - pr).astype(np.float32))
     np.testing.assert_array_equal(bank.step[mb.STEP_F, 0, :modes], (pr + pi).astype(np.float32))
+
+
+@pytest.mark.parametrize("at", [13, 37, 38])
+def test_release_inside_a_block_changes_the_decay_from_that_sample(plain, at):
+    """A release at sample ``at`` of a block: the output follows the old poles up to it and the new ones from it,
+    against float64 per-sample poles (the phasor and the anchored state both switch at that sample)."""
+    from engine import modal_bank as mb
+
+    outputs = plain.excite_raw(np.array([[45.0, 0.8, 0.2, 0.37]], np.float32))
+    bank = ModalBank(1, plain.modes, FS, 64)
+    bank.load(0, outputs, 0, 1.0)
+    active = np.zeros(1, np.int64)
+    out = np.zeros(64, np.float32)
+    bank.advance(active, 1, out, 0, at)
+    mb.release(bank.arrays, 0, 300.0, at)
+    bank.advance(active, 1, out, at, 64)
+    sigma = outputs["sigma"][0].astype(np.float64)
+    omega = outputs["omega"][0].astype(np.float64)
+    w0 = (outputs["c"][0, :, 0] + 1j * outputs["c"][0, :, 1]) * (outputs["z0"][0, :, 0] + 1j * outputs["z0"][0, :, 1])
+    before = np.exp((-sigma + 1j * omega) / FS)
+    after = np.exp((-np.maximum(sigma, 300.0) + 1j * omega) / FS)
+    k = np.arange(64)[:, None]
+    phasors = np.where(k <= at, w0 * before**k, w0 * before**at * after ** (k - at))
+    expected = phasors.real.sum(axis=1)  # the bank here has output_gain 1
+    np.testing.assert_allclose(out, expected, atol=2e-6 * np.abs(expected).max())
+    bank.settle(active, 1, 0.0)
+    z_end = (outputs["z0"][0, :, 0] + 1j * outputs["z0"][0, :, 1]) * before**at * after ** (64 - at)
+    np.testing.assert_allclose(bank.zr[0] + 1j * bank.zi[0], z_end, atol=2e-6 * np.abs(z_end).max())
