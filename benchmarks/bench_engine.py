@@ -9,10 +9,13 @@ samples (how close the synth is to the arithmetic), and the offline render of a 
 song (real-time factor). Note-on velocities are drawn uniformly from 1..127 (seeded), so a note-on's controls
 repeat about as rarely as in played music (7 notes x 127 velocities, more distinct rows than the synth's excite cache
 keeps): the cache (engine/excite_cache.py) serves only rows that came back recently, and each row prints its hit rate.
+The synth runs with the look-ahead `eigentone play` uses (``engine.synth.LOOKAHEAD``, printed in the header): a
+note-on's excite graph runs in the block that receives it, its voice starts ``LOOKAHEAD`` samples later, so a
+chord's work falls in more than one block; its row reports every block from the chord's reception to its sounding.
 Floors (a miss makes the command exit 1):
 
 * 128 voices x 256 modes, one note-on per block (stealing at the limit): p99.9 <= 50 % of the budget;
-* the blocks where a 16-note chord lands (one every 100 ms): max <= 80 %;
+* every block from a 16-note chord's reception to the block where it sounds (one chord every 100 ms): max <= 80 %;
 * offline render of the 60 s, 16-voice song >= 50x real time.
 """
 
@@ -35,7 +38,7 @@ from engine.instrument import Instrument
 from engine.midi_file import write_demo_song
 from engine.render import render_midi
 from engine.signal_chain import SignalChain
-from engine.synth import Synth
+from engine.synth import LOOKAHEAD, Synth
 from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
 HELP = "benchmark the engine on a performance: block-time percentiles per scenario, offline real-time factor"
@@ -69,13 +72,15 @@ class Scenario:
     name: str
     events: Callable[[int], Events]
     marked: Callable[[int], bool] | None = None
+    """Blocks reported separately: a chord's window, from the block receiving it to the block where it sounds."""
 
 
 VELOCITY_SEED = 11
 
 
-def scenarios(voices: int, notes: np.ndarray, blocks_per_chord: int) -> list[Scenario]:
-    """The performance scenarios on one MIDI channel (notes cycle through ``notes``; velocities uniform in 1..127)."""
+def scenarios(voices: int, notes: np.ndarray, blocks_per_chord: int, lead_blocks: int = 0) -> list[Scenario]:
+    """The performance scenarios on one MIDI channel (notes cycle through ``notes``; velocities uniform in 1..127).
+    ``lead_blocks``: the synth's look-ahead in blocks (a chord received at block b sounds at b + lead_blocks)."""
     cycle = len(notes)
     velocities = np.random.default_rng(VELOCITY_SEED).integers(1, 128, 4099)
 
@@ -98,7 +103,7 @@ def scenarios(voices: int, notes: np.ndarray, blocks_per_chord: int) -> list[Sce
                  lambda b: [(0, 0x90, note(b // blocks_per_chord + 3 * k), velocity(16 * (b // blocks_per_chord) + k))
                             for k in range(16)]
                  if b % blocks_per_chord == 0 else [],
-                 marked=lambda b: b % blocks_per_chord == 0),
+                 marked=lambda b: b % blocks_per_chord <= lead_blocks),
         Scenario("pitch-bend sweep", bend),
     ]
 
@@ -116,7 +121,7 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
     deadline = time.perf_counter()
     for b in range(blocks):
         events = scenario.events(b)
-        missing = voices - synth.voices  # notes that decayed are struck again (a sustained scenario stays full)
+        missing = voices - synth.voices - synth.queued  # decayed notes are struck again (sustained stays full)
         if missing > 0 and not events:
             events = [(0, 0x90, int(notes[(b + j) % len(notes)]), 90) for j in range(min(missing, 4))]
         if scenario.marked is not None:
@@ -238,13 +243,15 @@ def run(args: argparse.Namespace) -> int:
             chain_text = "synth only" if effects is None else f"synth + effects ({Path(DEFAULT_CHAIN).name})"
             print(f"eigentone bench engine: SignalChain.process ({chain_text}), {sample_rate} Hz, {block}-sample "
                   f"blocks (budget {budget * 1e3:.3f} ms), {blocks} blocks per row, paced at block rate, 1 core, "
-                  f"{priority}")
+                  f"{priority}; note-on look-ahead {LOOKAHEAD} samples ({LOOKAHEAD / sample_rate * 1e3:.2f} ms "
+                  f"from reception to sound)")
             print(f"{'scenario':<34} {'voices':>6} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7}  (of the budget)")
             notes = np.arange(24, 31)  # all 256 modes of these notes stay below Nyquist
             blocks_per_chord = round(CHORD_EVERY_S * sample_rate / block)
             results: dict[str, np.ndarray] = {}
-            for scenario in scenarios(args.voices, notes, blocks_per_chord):
-                chain = SignalChain(Synth(string), effects)
+            lead_blocks = LOOKAHEAD // block
+            for scenario in scenarios(args.voices, notes, blocks_per_chord, lead_blocks):
+                chain = SignalChain(Synth(string, lookahead=LOOKAHEAD), effects)
                 chain.prepare(sample_rate, block, args.voices)
                 before = _cache_counts(chain.synth)
                 times, marked = time_scenario(chain, scenario, blocks, args.voices, notes, block, sample_rate)
@@ -253,14 +260,15 @@ def run(args: argparse.Namespace) -> int:
                            _hit_rate(before, _cache_counts(chain.synth))))
                 if marked.any():
                     chords = times[marked]
-                    print(f"{'  the chord blocks only':<34} {args.voices:>6} {np.median(chords) / budget:>7.1%} "
-                          f"{np.percentile(chords, 99) / budget:>7.1%} {'':>7} {chords.max() / budget:>7.1%}  "
-                          f"({marked.sum()} chords)")
+                    print(f"{'  chord windows (reception..sound)':<34} {args.voices:>6} "
+                          f"{np.median(chords) / budget:>7.1%} {np.percentile(chords, 99) / budget:>7.1%} {'':>7} "
+                          f"{chords.max() / budget:>7.1%}  ({marked.sum() // (lead_blocks + 1)} chords x "
+                          f"{lead_blocks + 1} blocks)")
                     results["chords"] = chords
                 chain.release()
             lo, hi = koopman.note_range
             koopman_notes = np.arange(lo, hi + 1)
-            chain = SignalChain(Synth(koopman), effects)
+            chain = SignalChain(Synth(koopman, lookahead=LOOKAHEAD), effects)
             chain.prepare(sample_rate, block, args.koopman_voices)
             one_per_block = scenarios(args.koopman_voices, koopman_notes, blocks_per_chord)[1]
             before = _cache_counts(chain.synth)
@@ -286,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
         misses.append("note-on")
     chord = results["chords"].max() / budget
     verdict = "met" if chord <= CHORD_FLOOR else "NOT met"
-    print(f"floor: {args.voices} voices x 256 modes, block where a 16-note chord lands: max = {chord:.1%} of the "
-          f"budget (<= {CHORD_FLOOR:.0%}): {verdict}")
+    print(f"floor: {args.voices} voices x 256 modes, every block from a 16-note chord's reception to its sound: max = "
+          f"{chord:.1%} of the budget (<= {CHORD_FLOOR:.0%}): {verdict}")
     if verdict != "met":
         misses.append("chord")
     if args.song_seconds > 0:

@@ -305,10 +305,10 @@ def _instrument(args: argparse.Namespace, tmp: Path):
 def _chain(instrument):
     """The signal chain `eigentone play --effects assets/effects/default.json` runs."""
     from engine.signal_chain import SignalChain
-    from engine.synth import Synth
+    from engine.synth import LOOKAHEAD, Synth
     from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
-    return SignalChain(Synth(instrument), EffectsChain.from_json(DEFAULT_CHAIN))
+    return SignalChain(Synth(instrument, lookahead=LOOKAHEAD), EffectsChain.from_json(DEFAULT_CHAIN))
 
 
 def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:

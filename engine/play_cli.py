@@ -16,7 +16,7 @@ from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
 from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
 from engine.signal_chain import SignalChain, describe_guard
-from engine.synth import Synth
+from engine.synth import LOOKAHEAD, Synth
 from plugins.effects import EffectsChain
 
 HELP = "play instrument bundles in real time from MIDI input (PortAudio/JACK output)"
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         duration = schedule.length / args.sample_rate + 2.0
     if args.record and duration is None:
         raise EigentoneError("--record needs --duration or --midi-file (the recording buffer is preallocated)")
-    synth = Synth(channel_map, **synth_options(args))
+    synth = Synth(channel_map, lookahead=LOOKAHEAD, **synth_options(args))
     device = output_device(args.device)
     engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
                             max_voices=args.voices, device=device, schedule=schedule,
@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if engine.live_events:
         latency = engine.live_latencies()
         print(f"live MIDI: {engine.live_events} events, each sounded {latency.min()}..{latency.max()} frames after it "
-              f"arrived on the stream clock (target {engine.midi_latency})", file=sys.stderr)
+              f"arrived on the stream clock (target {engine.midi_latency + engine.lookahead}: one block to place it, "
+              f"{engine.lookahead} of look-ahead; the output guard adds {engine.chain.guard.latency})", file=sys.stderr)
     p50, p99, p999 = engine.percentiles(50, 99, 99.9)
     budget_ms = 1000 * args.block / args.sample_rate
     print(f"played {engine.frame / args.sample_rate:.1f} s at {args.sample_rate} Hz, {args.block}-sample blocks on "

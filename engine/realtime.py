@@ -18,9 +18,11 @@ gets that clock's time at its start (``time_info.currentTime``) and knows how ma
 rendered, which gives the stream time of frame 0; a callback that starts late only makes that
 estimate larger, so the smallest value seen is kept (when every callback of a half second was more
 than half a block late, frames were lost in an xrun: the estimate moves to that window's smallest).
-An event stamped ``t`` then sounds at frame ``round((t - origin) * fs) + block``:
+An event stamped ``t`` is then given to the synth at frame ``round((t - origin) * fs) + block``:
 one block after its arrival on the audio clock, whatever the jitter of the callbacks' start
-(:func:`live_frame`). An event that arrives too late for that sounds at the start of the next block.
+(:func:`live_frame`), and sounds the synth's look-ahead later (``Synth.lookahead``: 64 samples in `eigentone play`,
+docs/engine-semantics.md section 6). An event that arrives too late for that is given at the start of the next
+block.
 
 A MIDI file can also be played "live": its schedule is walked inside the callback by frame
 count, exactly as the offline renderer does, so a recording taken from the callback is
@@ -77,7 +79,9 @@ class RealtimeEngine:
         self.clock: Callable[[], float] = self._stream_time
         """Stream clock in seconds stamping MIDI arrivals (replaceable in tests, like ``time_info``)."""
         self.midi_latency = block_size
-        """Live MIDI latency in frames: an event sounds this many frames after it arrived (on the audio clock)."""
+        """Frames from a live MIDI event's arrival (on the audio clock) to the frame it is given to the synth."""
+        self.lookahead = getattr(chain.synth, "lookahead", 0)
+        """Frames from an event given to the synth to its sound (the synth's look-ahead)."""
         self.origin = math.inf
         """Stream time (s) of frame 0, estimated from the callbacks (see the module doc)."""
         self._window = max(1, round(0.5 * sample_rate / block_size))  # callbacks in 0.5 s
@@ -85,7 +89,7 @@ class RealtimeEngine:
         chain.prepare(sample_rate, block_size, max_voices)
         self.durations_ns = np.zeros(timing_slots, np.int64)
         self.live_log = np.zeros((timing_slots, 3))
-        """Per live event: (arrival stamp on the stream clock in s, frame it sounded at, the clock's origin then);
+        """Per live event: (arrival stamp on the stream clock in s, frame it sounds at, the clock's origin then);
         ``live_events`` rows."""
         self.live_events = 0
         self.callbacks = 0
@@ -94,9 +98,9 @@ class RealtimeEngine:
         self.max_voices_seen = 0
         self.recording = np.zeros((chain.channels, int(record_s * sample_rate)), np.float32)
         self.latency = getattr(chain, "latency", 0)
-        """Samples the chain's output trails the synth (the output guard's look-ahead). The recording leaves them
-        out, so it lines up sample for sample with ``eigentone render``: its first ``frame - latency`` samples
-        are filled."""
+        """Samples the chain's output trails the events it is given (the synth's and the output guard's
+        look-ahead). The recording leaves them out, so it lines up sample for sample with ``eigentone render``: its
+        first ``frame - latency`` samples are filled."""
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
         self.midi_in: MidiInput | None = None
@@ -152,7 +156,7 @@ class RealtimeEngine:
                 latest = offset
                 events.append((offset, message[1], message[2], message[3]))
                 if self.live_events < len(self.live_log):
-                    self.live_log[self.live_events] = (message[0], first + offset, self.origin)
+                    self.live_log[self.live_events] = (message[0], first + offset + self.lookahead, self.origin)
                     self.live_events += 1
             if self.schedule is not None:
                 live = len(events)
@@ -234,8 +238,8 @@ class RealtimeEngine:
         return self.durations_ns[:n] / 1e9
 
     def live_latencies(self) -> np.ndarray:
-        """(live_events,) int: frames from each live event's arrival on the stream clock to the frame it sounded at
-        (``midi_latency`` unless it arrived too late for that)."""
+        """(live_events,) int: frames from each live event's arrival on the stream clock to the frame it sounds at
+        (``midi_latency + lookahead`` unless it arrived too late for that)."""
         stamps, frames, origins = self.live_log[: self.live_events].T
         return frames.astype(np.int64) - np.round((stamps - origins) * self.sample_rate).astype(np.int64)
 

@@ -24,7 +24,7 @@ from engine.instrument import Instrument
 from engine.midi_file import MidiSchedule, read_midi
 from engine.modal_bank import ModalBank
 from engine.signal_chain import OutputGuard, SignalChain, describe_guard
-from engine.synth import Synth
+from engine.synth import LOOKAHEAD, Synth
 from plugins.effects import EffectsChain
 
 WAV_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
@@ -167,8 +167,9 @@ def render_midi(
     a real-time stream in ``block_size`` blocks plays, with less overhead per sample.
     ``progress(frames)`` is called per call. ``sink(block)``: each (channels, n) block
     goes there instead of into ``result.audio`` (memory stays bounded whatever the song's length).
-    Every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its limiter);
-    its look-ahead delay is removed, so sample k of the result is sample k of the song.
+    The synth receives each event ``lookahead`` samples (``synth_options``, default LOOKAHEAD) before it sounds,
+    as in real time, and every block passes the output guard (engine/signal_chain.py; ``limit=False`` skips its
+    limiter); both delays are removed, so sample k of the result is sample k of the song, whatever the look-ahead.
     Deterministic: the same inputs give the same samples.
     """
     schedule = song if isinstance(song, MidiSchedule) else read_midi(song, sample_rate)
@@ -178,7 +179,9 @@ def render_midi(
         channel_map = instruments_for_channels([models])
     else:
         channel_map = instruments_for_channels(list(models))
+    synth_options.setdefault("lookahead", LOOKAHEAD)
     chain = SignalChain(Synth(channel_map, **synth_options), effects, limit=limit)
+    lead = chain.synth.lookahead
     call = block_size * max(1, 4096 // block_size)
     limit_frames = schedule.length + int(tail_s * sample_rate)
     extra = int(effects_tail_s * sample_rate) if effects is not None else 0
@@ -188,8 +191,8 @@ def render_midi(
     chain.prepare(sample_rate, call, max_voices)
     audio = np.zeros((chain.channels, 0 if sink else limit_frames + extra + call), np.float32)
     last_event = int(schedule.frames[-1]) if len(schedule.frames) else -1
-    frame, end, written = 0, None, 0
-    skip = chain.latency  # the guard's look-ahead: its first output samples precede the song
+    frame, end, written = 0, None, 0  # frame: the song's sample now sounding in the synth
+    skip = chain.latency  # the synth's and the guard's look-ahead: the first output samples precede the song
 
     def emit(block: np.ndarray) -> None:
         nonlocal skip, written
@@ -203,6 +206,8 @@ def render_midi(
         written += block.shape[1]
 
     started, cpu_started = time.perf_counter(), time.process_time()
+    if lead:  # the song's first ``lead`` samples of events, received before any of them sounds
+        emit(chain.process(schedule.block_events(0, lead), lead))
     while True:
         if end is None and (frame >= limit_frames
                             or (frame >= schedule.length and frame > last_event and chain.synth.voices == 0)):
@@ -210,12 +215,12 @@ def render_midi(
         if end is not None and frame >= end:
             break
         n = call if end is None else min(call, end - frame)
-        emit(chain.process(schedule.block_events(frame, n), n))
+        emit(chain.process(schedule.block_events(frame + lead, n), n))  # sound at frame, frame + n
         frame += n
         if progress is not None:
             progress(n)
-    for flush in range(0, chain.latency, call):  # what the look-ahead still holds
-        emit(chain.process((), min(call, chain.latency - flush)))
+    for flush in range(0, chain.guard.latency, call):  # what the guard's look-ahead still holds
+        emit(chain.process((), min(call, chain.guard.latency - flush)))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     return RenderResult(audio[:, :written], float(sample_rate), seconds, cpu_seconds, chain.synth.peak_voices,
                         list(chain.synth.faults), written, chain.guard, chain.length_faults)

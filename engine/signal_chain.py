@@ -279,8 +279,8 @@ class SignalChain:
     ``channels``, run through the effects chain (if any) and the output guard.
 
     ``limit=False`` turns off the guard's limiter (float output only); non-finite samples are zeroed
-    always. The output trails the synth by ``latency`` samples (the guard's look-ahead). The returned
-    array is a preallocated buffer, valid until the next call.
+    always. The output trails the events by ``latency`` samples (the synth's look-ahead, then the guard's). The
+    returned array is a preallocated buffer, valid until the next call.
     """
 
     def __init__(self, synth: Synth, effects: EffectsChain | None = None, channels: int = 2, limit: bool = True):
@@ -288,8 +288,8 @@ class SignalChain:
         self.effects = effects
         self.channels = channels
         self.guard = OutputGuard(limit, channels=channels)
-        self.latency = self.guard.latency
-        """Samples by which the output trails the synth (the guard's look-ahead)."""
+        self.latency = getattr(synth, "lookahead", 0) + self.guard.latency
+        """Samples by which the output trails the events (the synth's look-ahead plus the guard's)."""
         self.length_faults = 0
         """Blocks an effect returned with another length than it was given (padded with zeros or cut)."""
 

@@ -7,21 +7,30 @@ with a sample offset inside the call::
     events: sequence of (offset, status, data1, data2), sorted by offset, 0 <= offset < n_frames
 
 (or an (n, 4) integer array of the same) and are applied sample-accurately (an offset past the call's
-end is applied at its last sample, an offset below the previous event's at the previous event's).
-docs/engine-semantics.md is the full specification; the native plugin core follows it sample for sample.
+end is applied at its last sample, an offset below the previous event's at the previous event's), ``lookahead``
+samples after they are received (0 by default; ``LOOKAHEAD`` = 64 in `eigentone render`, `play` and the bench):
+an event received at stream sample ``k`` sounds at sample ``k + lookahead``, so the output is the zero-look-ahead
+output delayed by exactly ``lookahead`` samples. What a note-on needs that does not depend on the state when it
+sounds (its excite graph row) is computed when it is received: a chord's excite work and its voices' starts
+fall in different blocks. docs/engine-semantics.md is the full specification; the native plugin core follows it
+sample for sample (with no look-ahead).
 
 Internal blocks: block-rate work happens every ``BLOCK`` (64) samples of the stream, counted from
 the first ``process`` call, whatever ``n_frames`` the caller uses: at a block start the readout
 graph (if any) and the pole modulation (if declared) are evaluated for the sounding voices; at a
 block end the level bounds are updated and silent voices freed. So the output does not depend on
-how the stream is cut into calls. Note-ons of a call share one batched excite call per instrument
+how the stream is cut into calls. Note-ons received in a call share one batched excite call per instrument
 (a pure function of the controls in effect at each note-on's own offset).
 
-How a call runs: the compiled :func:`engine.synth_kernel.note_controls` lists the excite rows of
-the call's note-ons; onnxruntime runs the excite graph on them (arrays bound once, one row alone, more
-rounded up to powers of two from 8); then for each piece of an internal block inside the call and each
-instrument, the compiled :func:`engine.synth_kernel.play` applies the events and renders the voices
-(at a block start after the readout graph ran on the state gathered at the previous block end).
+How a call runs: the compiled :func:`engine.synth_kernel.receive` queues the call's events and lists the excite
+rows of its note-ons; the excite cache (engine/excite_cache.py) serves the rows it keeps and onnxruntime runs
+the excite graph on the others (arrays bound once, one row alone, more rounded up to powers of two from 8); the
+rows are kept (pinned) in the cache until their notes sound; :func:`engine.synth_kernel.due` takes the events
+that sound in the call from the queue; then for each piece of an internal block inside the call and each
+instrument, the compiled :func:`engine.synth_kernel.play` applies them and renders the voices (at a block start
+after the readout graph ran on the state gathered at the previous block end). A note-on whose controls changed
+between reception and sounding (a ``position`` or ``position_y`` written in between) or that found no free cache
+entry runs the graph alone when it sounds, so the look-ahead never changes a sample.
 Python does no per-event or per-voice work, and a call allocates nothing.
 
 Handled messages: note on/off (velocity -> control 0..1), CC1 (mod wheel: ``position`` = value / 127),
@@ -53,7 +62,7 @@ from engine import excite_cache as ec
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
 from engine.instrument import BoundGraph, Instrument
-from engine.modal_bank import LANES, PLANES, ModalBank, limit
+from engine.modal_bank import LANES, PLANES, STEP_PLANES, ModalBank, limit
 from engine.voices import FIELDS as VOICE_FIELDS
 from engine.voices import VoicePool
 
@@ -69,11 +78,19 @@ CUT_SIGMA = sk.CUT_SIGMA
 BLOCK = 64
 """Internal block (samples): block-rate work every BLOCK samples from the stream start, at every sample rate."""
 
+LOOKAHEAD = 64
+"""The look-ahead (samples) `eigentone render`, `play` and the bench use: one internal block (1.33 ms at 48 kHz).
+A multiple of BLOCK, so the delayed stream keeps the same internal blocks."""
+
 ROWS = 256
-"""Note-ons per instrument and call that get an excite row (more in one call are dropped and counted)."""
+"""Note-ons per instrument received in one call that get an excite row (more are dropped and counted)."""
 
 MAX_EVENTS = 4096
 """Events per call (more are dropped and counted)."""
+
+QUEUE = 2 * MAX_EVENTS
+"""Events received and not yet applied (calls of at least ``lookahead`` samples keep at most two calls' events;
+an event that finds the queue full is dropped and counted)."""
 
 DECAY_SCALE_RANGE = (0.25, 4.0)
 BRIGHTNESS_RANGE = (-1.0, 1.0)
@@ -127,7 +144,9 @@ class _Part:
         self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in
                             ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack"))
         controls = synth._controls[index]
-        self.controls, self.control_bits = controls, controls.view(np.int64)
+        self.controls, self.control_bits = controls, synth._control_bits[index]
+        self.entry_of, self.row_event = synth._entry_of, synth._row_event[index]  # where queued note-ons get rows
+        self.strike_controls = controls[ROWS:]
         self.cache = ec.ExciteCache(self.excite, ROWS, ec.cache_rows(excite_row_bytes(instrument)))
         per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
         self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs,
@@ -152,8 +171,7 @@ class _Part:
         self.part_f[sk.BEND : sk.BEND + 16] = 1.0
         self.faults = np.zeros((64, 3), np.int64)
         self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
-                      (self.cache.source, self.cache.pending, self.cache.rows), self.readout, self.part_i, self.part_f,
-                      self.faults)
+                      (self.cache.pins, self.cache.rows), self.readout, self.part_i, self.part_f, self.faults)
 
     def warm_up(self, synth: Synth) -> None:
         """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
@@ -169,12 +187,15 @@ class _Part:
         self.part_i[sk.READOUT_ROWS] = 0
 
     def excite_rows(self, rows: int) -> None:
-        """The call's ``rows`` note-on rows: served from the excite cache, the misses computed by the graph."""
+        """The ``rows`` note-on rows received in the call: served from the excite cache, the misses computed by the
+        graph and kept in the cache; each queued note-on gets its entry (``entry_of[row_event[r]]``)."""
         cache = self.cache
-        misses = ec.lookup(self.controls, self.control_bits, rows, cache.keys, cache.used, cache.pending,
+        misses = ec.lookup(self.controls, self.control_bits, rows, cache.keys, cache.used, cache.pins, cache.pending,
                            cache.source, cache.stats)
         if misses:
             self.excite_graph.run(misses)
+        ec.stage(self.excite, cache.rows, cache.pending, cache.pins, cache.source, rows, self.entry_of,
+                 self.row_event)
 
     def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
         """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""
@@ -185,9 +206,9 @@ class _Part:
                 self.readout_graph.run(int(part_i[sk.READOUT_ROWS]))
                 part_i[sk.READOUT_READY] = 1
                 event, begin = int(part_i[sk.RESUME_EVENT]), True
-            else:  # mono mode returns to a held key: excite its row, then go on from that event
+            else:  # a mono return to a held key, or a note-on without a usable row: excite it, go on from there
                 event, begin = int(part_i[sk.STRIKE_EVENT]), False
-                controls = synth._controls[self.index, ROWS:]
+                controls = self.strike_controls
                 controls[:] = (part_i[sk.STRIKE_NOTE], part_i[sk.STRIKE_VELOCITY] / 127.0,
                                synth._event_position[event], synth.position_y)
                 self.strike_graph.run(1)
@@ -213,7 +234,8 @@ class Synth:
     * ``brightness`` (-1..1): readout tilt ``clamp((omega_n / omega_note) ** brightness, 1/16, 16)``;
     * ``position``, ``position_y`` (0..1): excitation point controls sent to the excite graphs
       (MIDI CC1 also sets ``position``);
-    * ``mono``, ``limiter``, ``steal_fade``: see the module doc.
+    * ``mono``, ``limiter``, ``steal_fade``: see the module doc;
+    * ``lookahead``: samples from an event's reception to its sound (a multiple of BLOCK; see the module doc).
 
     >>> synth = Synth(Instrument.load("modal.etone"))
     >>> synth.prepare(48000, 64, 32)
@@ -234,6 +256,7 @@ class Synth:
         release_time: float | None = None,
         decay_scale: float = 1.0,
         brightness: float = 0.0,
+        lookahead: int = 0,
     ):
         if isinstance(instruments, Instrument):
             channel_map = {ch: instruments for ch in range(16)}
@@ -244,6 +267,10 @@ class Synth:
             channel_map = {ch: instruments[ch] if ch < len(instruments) else instruments[0] for ch in range(16)}
         check_options(release_time=release_time, decay_scale=decay_scale, brightness=brightness, position=position,
                       position_y=position_y, gain=gain, bend_range=bend_range)
+        if lookahead < 0 or lookahead % BLOCK:
+            raise ValueError(f"lookahead {lookahead}: expected a multiple of {BLOCK} samples >= 0")
+        self.lookahead = int(lookahead)
+        """Samples from an event's reception to its sound (the output trails the events by this much)."""
         self.channel_map = channel_map
         self.bend_range = bend_range
         self.mono = mono
@@ -272,9 +299,19 @@ class Synth:
                 instruments.append(instrument)
             self._part_of[channel] = next(i for i, known in enumerate(instruments) if known is instrument)
         self._controls = prefaulted((len(instruments), ROWS + 8, 4))
+        self._control_bits = self._controls.view(np.int64)
         self._rows = np.zeros(len(instruments), np.int64)
-        self._events = prefaulted((MAX_EVENTS, 4), np.int64)
-        self._event_position = prefaulted(MAX_EVENTS, np.float64)
+        self._row_event = prefaulted((len(instruments), ROWS), np.int64)
+        self._incoming = prefaulted((MAX_EVENTS, 4), np.int64)
+        self._queue = prefaulted((QUEUE, sk.QUEUE_COLUMNS), np.int64)
+        self._queue_state = np.zeros(3, np.int64)
+        self._entry_of = self._queue[:, sk.ENTRY]
+        self._events = prefaulted((QUEUE, sk.EVENT_COLUMNS), np.int64)
+        self._event_position = prefaulted(QUEUE, np.float64)
+        self._positions = np.full(2, float(self.position))
+        self._position_written = False
+        self._check = np.zeros(4, np.float32)
+        self._check_bits = self._check.view(np.int64)
         self._mix = prefaulted(max(block_size, BLOCK))
         self._views: dict[int, np.ndarray] = {}
         self._limiter_gain = np.ones(1)
@@ -284,10 +321,10 @@ class Synth:
             part.part_i[sk.MAPPED : sk.MAPPED + 16] = self._part_of == index
             part.warm_up(self)
         limit(self._mix, 0, self._limiter_gain, 0.977, self._release_coef)
-        sk.note_controls(self._events, 0, self._part_of, self._controls, self._rows, ROWS, 0, self.position,
-                         self.position_y, self._event_position)
-        self._mix[:] = 0.0
         self.frames = 0
+        self._receive(0, 0)
+        self._due(0)
+        self._mix[:] = 0.0
         self.dropped_events = 0
         self._begun = -1  # index of the last internal block whose start work was done
         self.prepared = True
@@ -318,12 +355,28 @@ class Synth:
         """Bytes ``prepare`` allocates for one instrument with ``slots`` voice slots (all written at once)."""
         width = -(-instrument.modes // LANES) * LANES
         levels = BLOCK.bit_length()
-        bank = slots * width * (PLANES * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
+        bank = slots * width * ((PLANES + STEP_PLANES) * 4 + 8 + levels * 2 * 4) + slots * (5 * 8 + 4 * 8 + VOICE_FIELDS * 8 + 8)
         attack = slots * (instrument.attack_samples + 1) * 4
         excite_row = excite_row_bytes(instrument)
         readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0
         cache = ec.ExciteCache.bytes(excite_row, ROWS, ec.cache_rows(excite_row))
         return bank + attack + (ROWS + 8) * excite_row + readout + cache
+
+    @property
+    def position(self) -> float:
+        """The mod-wheel position (0..1) of later note-ons: the player's option, or the value of the last CC1 that
+        sounded (last writer wins). A write applies to note-ons that sound after it."""
+        return self._position
+
+    @position.setter
+    def position(self, value: float) -> None:
+        self._position = value
+        self._position_written = True
+
+    @property
+    def queued(self) -> int:
+        """Events received and not yet applied (at most ``lookahead`` samples old)."""
+        return int(self._queue_state[sk.TAIL] - self._queue_state[sk.HEAD]) if self.prepared else 0
 
     @property
     def voices(self) -> int:
@@ -350,26 +403,31 @@ class Synth:
         """
         if n_frames > self.block_size:
             raise ValueError(f"process: n_frames {n_frames} exceeds the prepared block size {self.block_size}")
-        n_events = self._take_events(events)
+        n_in = self._take_events(events)
         mix = self._views.get(n_frames)
         if mix is None:  # one view object per call size, made once (a new view per call is an allocation)
             mix = self._views[n_frames] = self._mix[:n_frames]
         mix[:] = 0.0
         threshold = SILENCE / max(abs(self.gain), 1e-12)
-        self.position = sk.note_controls(self._events, n_events, self._part_of, self._controls, self._rows, ROWS,
-                                         max(n_frames - 1, 0), self.position, self.position_y, self._event_position)
+        if self._position_written:  # sounds from now on; later note-ons are received with it too
+            self._positions.fill(self._position)
+            self._position_written = False
+        self._receive(n_in, n_frames)
         for index, part in enumerate(self.parts):
             rows = self._rows.item(index)
-            part.part_i[sk.ROWS] = rows
-            part.part_i[sk.CURSOR] = 0
             part.part_f[sk.THRESHOLD] = threshold
             if rows:
                 part.excite_rows(rows)
+        n_events = self._due(n_frames)
         begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
         for part in self.parts:
             part.play(self, n_events, n_frames, begin)
         if n_frames or begin:  # the block holding the call's last sample has begun
             self._begun = (self.frames + max(n_frames - 1, 0)) // BLOCK
+        self._position = self._positions.item(sk.SOUNDED)
+        if self._queue_state.item(sk.OVERFLOW):
+            self.dropped_events += self._queue_state.item(sk.OVERFLOW)
+            self._queue_state[sk.OVERFLOW] = 0
         for part in self.parts:
             if part.part_i.item(sk.DROPPED):
                 self.dropped_events += part.part_i.item(sk.DROPPED)
@@ -381,13 +439,24 @@ class Synth:
         self.frames += n_frames
         return mix
 
+    def _receive(self, n_in: int, n_frames: int) -> None:
+        """Queue the ``n_in`` events taken in (see ``sk.receive``); list the excite rows of their note-ons."""
+        sk.receive(self._incoming, n_in, self._part_of, self._controls, self._control_bits, self._rows,
+                   self._row_event, ROWS, max(n_frames - 1, 0), self.frames, self.lookahead, self._positions,
+                   self.position_y, self._queue, self._queue_state)
+
+    def _due(self, n_frames: int) -> int:
+        """Move the events that sound in this call from the queue to ``_events`` (see ``sk.due``); how many."""
+        return sk.due(self._queue, self._queue_state, self._events, self._event_position, self.frames, n_frames,
+                      self._positions, self.position_y, self._check, self._check_bits)
+
     def _take_events(self, events: Sequence[Event] | np.ndarray) -> int:
         """Copy the call's events into the preallocated (MAX_EVENTS, 4) array; returns how many were taken."""
         n = len(events)
         if n > MAX_EVENTS:
             self.dropped_events += n - MAX_EVENTS
             n = MAX_EVENTS
-        buffer = self._events
+        buffer = self._incoming
         if isinstance(events, np.ndarray):
             buffer[:n] = events[:n]
             return n

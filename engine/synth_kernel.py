@@ -6,11 +6,14 @@ offset, and does the block-start and block-end work when told to. It is the exec
 docs/engine-semantics.md sections 3-5 and 10: allocation and stealing (engine/voices.py), note
 on/off, sustain pedal, CC120/121/123, pitch bend, mono mode, the NaN guard and freeing.
 
-Python (engine/synth.py) does only what cannot be compiled: the onnxruntime calls. Before ``play``
-it has run the excite graph for this call's note-ons (rows in event order, controls from
-:func:`note_controls`) and, at a block start, the readout graph on the state gathered at the previous
-block end. A note-off in mono mode that returns to a held key needs one more excite row: ``play``
-then stops before that event and returns STRIKE; Python computes the row and calls again.
+Python (engine/synth.py) does only what cannot be compiled: the onnxruntime calls. Events are *received* by
+:func:`receive` (offsets tidied, each event queued to sound ``lookahead`` samples later, an excite controls row
+listed per note-on); the excite graph runs on the received note-ons then (rows kept in the excite cache, pinned
+until they sound, engine/excite_cache.py); :func:`due` takes from the queue the events that sound in the call;
+``play`` applies them. At a block start Python has run the readout graph on the state gathered at the previous
+block end. A note-off in mono mode that returns to a held key needs one more excite row, and so does a note-on
+that has no usable row when it sounds (its controls changed after reception, or the cache had no free entry):
+``play`` then stops before that event and returns STRIKE; Python computes the row and calls again.
 
 Per-part state (preallocated, in place): ``part_i`` int64 and ``part_f`` float64, indexed by the
 constants below (scalars, then 16-entry channel tables, then the mono key stacks), and ``faults``
@@ -25,7 +28,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from engine import excite_cache as ec
 from engine import modal_bank as mb
 from engine import voices as vp
 from engine.buffers import batch_rows
@@ -41,8 +43,8 @@ NON_FINITE_EXCITE, NON_FINITE_SAMPLES = 1, 2
 """Problem codes in ``faults``."""
 
 # part_i (int64): scalars
-(ROWS, CURSOR, FAULTS, DROPPED, MONO, MAX_VOICES, HAS_READOUT, READOUT_ROWS, READOUT_READY, RESUME_EVENT, STRIKE_READY,
- STRIKE_EVENT, STRIKE_NOTE, STRIKE_VELOCITY, RESUME_AT, PEAK) = range(16)
+(FAULTS, DROPPED, MONO, MAX_VOICES, HAS_READOUT, READOUT_ROWS, READOUT_READY, RESUME_EVENT, STRIKE_READY,
+ STRIKE_EVENT, STRIKE_NOTE, STRIKE_VELOCITY, RESUME_AT, PEAK) = range(14)
 MAPPED = 16  # [MAPPED + channel]: this part plays the channel
 SUSTAIN = 32  # [SUSTAIN + channel]: pedal down
 HELD_COUNT = 48  # [HELD_COUNT + channel]: mono stack depth
@@ -54,43 +56,109 @@ RELEASE_SIGMA, THRESHOLD, BEND_RANGE = range(3)
 BEND = 16  # [BEND + channel]: pitch-bend frequency factor
 PART_F = 32
 
+# the queue of received events, (capacity, QUEUE_COLUMNS) int64: the stream frame each sounds at, the message,
+# the excite cache entry of a note-on (ROWLESS: none, it is excited when it sounds; DROPPED_ROW: past ROWS
+# note-ons of its call, dropped), the bits of the controls its row was computed with (two int64 words)
+FRAME, STATUS, DATA1, DATA2, ENTRY, KEY0, KEY1 = range(7)
+QUEUE_COLUMNS = 7
+# the events of a call, (capacity, EVENT_COLUMNS) int64: offset in the call, message, entry, and whether the entry
+# holds the row of the controls in effect when the note-on sounds
+OFFSET, USABLE = 0, 5
+EVENT_COLUMNS = 6
+ROWLESS, DROPPED_ROW = -1, -2
+# queue state (int64): ring head and tail (counts of events ever queued / taken), events dropped on a full queue
+HEAD, TAIL, OVERFLOW = range(3)
+# positions (float64): the mod-wheel position after the last received event, and at the last sounded event
+RECEIVED, SOUNDED = range(2)
+
 
 @numba.njit(cache=True)
-def note_controls(events, n_events, part_of, controls, rows, capacity, last_offset, position, position_y,
-                  event_position):  # pragma: no cover - compiled
-    """Tidy the offsets of ``events[:n_events]`` and list the excite rows of their note-ons, in event order.
+def receive(incoming, n_in, part_of, controls, bits, rows, row_event, capacity, last_offset, frame, lookahead,
+            positions, position_y, queue, state):  # pragma: no cover - compiled
+    """Receive the call's events: tidy their offsets, queue them to sound ``lookahead`` samples later, and list
+    the excite rows of their note-ons, in event order.
 
-    events: (n, 4) int64 (offset, status, data1, data2); offsets are clamped in place to [previous event's
-    offset, last_offset]. part_of: (16,) int64 part index per MIDI channel (-1: silent); controls:
-    (parts, >= capacity, 4) float32 gets (note, velocity / 127, position, position_y) per note-on, with
-    ``position`` as set by the CC1 (mod wheel, any channel) events before it; rows: (parts,) int64 row
-    counts (note-ons past ``capacity`` are left out); event_position: (>= n_events,) float64, the position
-    in effect at each event. Returns the position after the last event. Rows from the count up to the
-    next batch size (see :func:`batch_rows`) repeat row 0.
+    incoming: (n, 4) int64 (offset, status, data1, data2); offsets are clamped in place to [previous event's
+    offset, last_offset]. frame: the stream frame of the call's first sample. part_of: (16,) int64 part index per
+    MIDI channel (-1: silent); controls: (parts, >= capacity, 4) float32 gets (note, velocity / 127, position,
+    position_y) per note-on, ``position`` as set by the CC1 (mod wheel, any channel) events received before it
+    (``positions[RECEIVED]``); bits: the same memory as (parts, >= capacity, 2) int64; rows: (parts,) int64 row
+    counts (note-ons past ``capacity`` get no row: DROPPED_ROW); row_event: (parts, capacity) the queue index of
+    each row's note-on. queue: (size, QUEUE_COLUMNS) ring, ``state`` its HEAD / TAIL / OVERFLOW (an event that
+    finds the queue full is dropped and counted).
     """
     rows[:] = 0
     previous = 0
-    for i in range(n_events):
-        offset = min(max(events[i, 0], previous), last_offset)
-        events[i, 0] = offset
+    size = queue.shape[0]
+    for i in range(n_in):
+        offset = min(max(incoming[i, 0], previous), last_offset)
         previous = offset
-        kind, channel = events[i, 1] & 0xF0, events[i, 1] & 0x0F
-        if kind == 0xB0 and events[i, 2] == 1:
-            position = events[i, 3] / 127.0
-        event_position[i] = position
+        status = incoming[i, 1]
+        kind, channel = status & 0xF0, status & 0x0F
+        if kind == 0xB0 and incoming[i, 2] == 1:
+            positions[RECEIVED] = incoming[i, 3] / 127.0
+        if state[TAIL] - state[HEAD] >= size:
+            state[OVERFLOW] += 1
+            continue
+        q = state[TAIL] % size
+        state[TAIL] += 1
+        queue[q, FRAME] = frame + offset + lookahead
+        queue[q, STATUS] = status
+        queue[q, DATA1] = incoming[i, 2]
+        queue[q, DATA2] = incoming[i, 3]
+        queue[q, ENTRY] = ROWLESS
         part = part_of[channel]
-        if kind == 0x90 and events[i, 3] > 0 and part >= 0 and rows[part] < capacity:
-            row = controls[part, rows[part]]
-            row[0] = events[i, 2]
-            row[1] = events[i, 3] / 127.0
-            row[2] = position
+        if kind == 0x90 and incoming[i, 3] > 0 and part >= 0:
+            r = rows[part]
+            if r >= capacity:
+                queue[q, ENTRY] = DROPPED_ROW
+                continue
+            row = controls[part, r]
+            row[0] = incoming[i, 2]
+            row[1] = incoming[i, 3] / 127.0
+            row[2] = positions[RECEIVED]
             row[3] = position_y
-            rows[part] += 1
-    for part in range(controls.shape[0]):
-        if rows[part]:
-            for r in range(rows[part], min(batch_rows(rows[part]), capacity)):
-                controls[part, r] = controls[part, 0]
-    return position
+            queue[q, KEY0] = bits[part, r, 0]
+            queue[q, KEY1] = bits[part, r, 1]
+            row_event[part, r] = q
+            rows[part] = r + 1
+
+
+@numba.njit(cache=True)
+def due(queue, state, events, event_position, frame, n, positions, position_y, check,
+        check_bits):  # pragma: no cover - compiled
+    """Move the queued events that sound in the call (stream frames [frame, frame + n)) to ``events`` (offsets in
+    the call); returns how many. event_position: (>= count,) float64 the mod-wheel position in effect at each
+    (``positions[SOUNDED]``, updated by the CC1 events as they sound). A note-on's USABLE is 1 when the controls it
+    would have now (note, velocity / 127, that position, ``position_y``) have the bits its row was computed with;
+    check / check_bits: (4,) float32 scratch and the same memory as (2,) int64.
+    """
+    size = queue.shape[0]
+    count = 0
+    while state[HEAD] < state[TAIL] and count < events.shape[0]:
+        q = state[HEAD] % size
+        if queue[q, FRAME] >= frame + n:
+            break
+        state[HEAD] += 1
+        events[count, OFFSET] = queue[q, FRAME] - frame
+        events[count, STATUS] = queue[q, STATUS]
+        events[count, DATA1] = queue[q, DATA1]
+        events[count, DATA2] = queue[q, DATA2]
+        events[count, ENTRY] = queue[q, ENTRY]
+        kind = queue[q, STATUS] & 0xF0
+        if kind == 0xB0 and queue[q, DATA1] == 1:
+            positions[SOUNDED] = queue[q, DATA2] / 127.0
+        event_position[count] = positions[SOUNDED]
+        usable = 0
+        if kind == 0x90 and queue[q, DATA2] > 0 and queue[q, ENTRY] >= 0:
+            check[0] = queue[q, DATA1]
+            check[1] = queue[q, DATA2] / 127.0
+            check[2] = positions[SOUNDED]
+            check[3] = position_y
+            usable = check_bits[0] == queue[q, KEY0] and check_bits[1] == queue[q, KEY1]
+        events[count, USABLE] = usable
+        count += 1
+    return count
 
 
 @numba.njit(cache=True)
@@ -102,15 +170,17 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
     frame: the stream frame of out[0]; begin: out[start] starts an internal block whose start work is not done
     yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
     end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
-    pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite outputs (sigma, omega,
-    z0, c, mod_alpha, mod_beta, attack) of this call's graph rows, the mono strike row last; cache: (source,
-    pending, rows) of the excite cache: note-on r of the call (in event order) starts from the row
-    ``excite_cache.take`` gives (its cache entry, or a graph row when it bypasses the cache);
+    events also carry each note-on's ENTRY and USABLE (see :func:`due`).
+    pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite graph's output buffers
+    (sigma, omega, z0, c, mod_alpha, mod_beta, attack), the strike row last; cache: (pins, rows) of the excite
+    cache: a note-on starts from its entry's row (and unpins it) when USABLE, else from the strike row;
     readout: (z, c) buffers of the readout graph (capacity, N, 2).
 
     Returns DONE, or stops early: READOUT at a block start that needs the readout graph (run it on the
     READOUT_ROWS gathered rows, set READOUT_READY, call again from RESUME_EVENT / RESUME_AT with begin=True),
-    STRIKE before a mono return (see the module doc; call again from STRIKE_EVENT / RESUME_AT, begin=False).
+    STRIKE before a mono return or a note-on without a usable row (the strike row must be computed for
+    STRIKE_NOTE / STRIKE_VELOCITY at STRIKE_EVENT's position; call again from STRIKE_EVENT / RESUME_AT,
+    begin=False, with STRIKE_READY set).
     """
     active, counts = pool[1], pool[2]
     block = bank[mb.SCRATCH].shape[0]
@@ -162,15 +232,26 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cac
         at = phase + now - start
         data1, data2 = events[i, 2], events[i, 3]
         if kind == 0x90 and data2 > 0:
+            entry = events[i, ENTRY]
+            late = entry != DROPPED_ROW and not events[i, USABLE]
+            if late and not part_i[STRIKE_READY]:  # excite its row now (before any change this event makes)
+                part_i[STRIKE_NOTE] = data1
+                part_i[STRIKE_VELOCITY] = data2
+                part_i[STRIKE_EVENT] = i
+                part_i[RESUME_AT] = now
+                return STRIKE
             if part_i[MONO]:
                 _hold(part_i, channel, data1, data2)
-            row = part_i[CURSOR]
-            part_i[CURSOR] += 1
-            if row < part_i[ROWS]:
-                rows, r = ec.take(excite, cache, row)
-                _start(pool, bank, rows, part_i, part_f, faults, r, channel, data1, at)
-            else:
+            if entry == DROPPED_ROW:
                 part_i[DROPPED] += 1
+                continue
+            if entry >= 0:
+                cache[0][entry] -= 1  # unpin
+            if late:
+                part_i[STRIKE_READY] = 0
+                _start(pool, bank, excite, part_i, part_f, faults, excite[0].shape[0] - 1, channel, data1, at)
+            else:
+                _start(pool, bank, cache[1], part_i, part_f, faults, entry, channel, data1, at)
         elif kind == 0x80 or kind == 0x90:
             if part_i[MONO] and _returns_to_held(part_i, channel, data1):
                 if not part_i[STRIKE_READY]:
@@ -388,13 +469,13 @@ def _finite(values, row):  # pragma: no cover - compiled
 
 def _drop_stale_cache() -> None:
     """numba checks a cached kernel against the modification time of its own source file only, but the kernels
-    here contain code compiled from engine/modal_bank.py, engine/voices.py and engine/excite_cache.py: after one
+    here contain code compiled from engine/modal_bank.py and engine/voices.py: after one
     of those changes (an update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's
     cached kernels that are older than any of those files, so numba compiles them again."""
     folder = getattr(getattr(play, "_cache", None), "_cache_path", None)  # numba's cache folder (internal name)
     if folder is None:
         return
-    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp, ec))
+    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp))
     for path in Path(folder).glob(f"{Path(__file__).stem}.*.nb[ic]"):
         try:
             if path.stat().st_mtime < newest:

@@ -11,6 +11,7 @@ import argparse
 import pytest
 
 from benchmarks import bench_engine
+from engine.synth import LOOKAHEAD
 
 ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False)
 
@@ -26,13 +27,16 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
     code = bench_engine.run(ARGS)
     out = capsys.readouterr().out
     for row in ("sustained 8 voices", "1 note-on per block", "8 note-ons per block", "16-note chord every 100 ms",
-                "the chord blocks only", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
+                "chord windows (reception..sound)", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
                 "offline render"):
         assert row in out, row
+    assert f"note-on look-ahead {LOOKAHEAD} samples" in out.splitlines()[0]
+    windows = next(line for line in out.splitlines() if "chord windows" in line)
+    assert windows.endswith(f"(1 chords x {LOOKAHEAD // 64 + 1} blocks)"), windows  # 20 blocks: one chord
     for line in out.splitlines():  # every row with note-ons prints its excite cache's hit rate
         if line.startswith(("string-256: 1 note-on", "string-256: 8 note-ons", "string-256: 16-note", "hard-pluck")):
             assert "excite cache hits" in line, line
     if reachable:
         assert code == 0 and "NOT met" not in out
     else:
-        assert code == 1 and "16-note chord lands: max" in out and "NOT met" in out and "floor(s) missed" in out
+        assert code == 1 and "16-note chord's reception to its sound: max" in out and "NOT met" in out and "floor(s) missed" in out

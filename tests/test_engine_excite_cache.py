@@ -7,11 +7,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from engine_instruments import engine_instruments
 
 from engine import excite_cache as ec
 from engine.instrument import Instrument
-from engine.synth import ROWS, Synth
-from export.modal_bundle import write_modal_bundle
+from engine.synth import LOOKAHEAD, ROWS, Synth
 
 FS = 48000
 BLOCK = 64
@@ -19,12 +19,7 @@ BLOCK = 64
 
 @pytest.fixture(scope="module")
 def instruments(tmp_path_factory) -> dict[str, Instrument]:
-    folder = tmp_path_factory.mktemp("cache")
-    write_modal_bundle(folder / "attack.etone", modes=48, attack_samples=40, nan_notes=(61,))
-    write_modal_bundle(folder / "modulated.etone", modes=32, modulation=True, readout=True)
-    return {"attack": Instrument.load(folder / "attack.etone"),
-            "modulated": Instrument.load(folder / "modulated.etone"),
-            "hard-pluck": Instrument.load("hard-pluck")}
+    return engine_instruments(tmp_path_factory.mktemp("cache"))
 
 
 def performance(blocks: int, seed: int = 3) -> list[list[tuple[int, int, int, int]]]:
@@ -92,13 +87,17 @@ OUTPUTS = (np.zeros((ROWS + 8, 4), np.float32),) + (np.zeros((0, 0), np.float32)
 
 
 def lookup(cache: ec.ExciteCache, controls: np.ndarray, start: bool = True) -> int:
-    """The graph rows a call with these note-on controls runs; then (``start``) its notes start as in the kernel."""
+    """The graph rows a call with these note-on controls runs; its rows are staged (pinned) for its notes, which
+    then (``start``) start, unpinning them, as in the kernel."""
     n = int(np.count_nonzero(controls[:, 0]))
     OUTPUTS[0][:] = np.arange(ROWS + 8)[:, None] + 1000 * cache.stats[ec.CALL] + 1000  # graph row r of this call
-    misses = ec.lookup(controls, controls.view(np.int64), n, cache.keys, cache.used, cache.pending, cache.source,
-                       cache.stats)
-    for row in range(n if start else 0):
-        ec.take(OUTPUTS, (cache.source, cache.pending, cache.rows), row)
+    misses = ec.lookup(controls, controls.view(np.int64), n, cache.keys, cache.used, cache.pins, cache.pending,
+                       cache.source, cache.stats)
+    entry_of = np.full(ROWS, -9, np.int64)
+    ec.stage(OUTPUTS, cache.rows, cache.pending, cache.pins, cache.source, n, entry_of, np.arange(ROWS)[::-1].copy())
+    assert entry_of[::-1][:n].tolist() == cache.source[:n].tolist()  # each note-on's queue slot gets its entry
+    for entry in entry_of[entry_of >= 0] if start else ():
+        cache.pins[entry] -= 1
     return misses
 
 
@@ -112,13 +111,20 @@ def test_lookup_keeps_the_most_recently_used_rows():
     assert lookup(cache, keys(a)) == 0 and lookup(cache, keys(b)) == 1  # a kept, b evicted (it takes c's entry)
     assert lookup(cache, keys(c)) == 1
     controls = keys(b, (64, 0.5, 0.2, 0.37), b, (65, 0.5, 0.2, 0.37))
-    assert lookup(cache, controls) == 2  # b is a hit (twice); 64 and 65 run the graph, moved to the front
-    assert controls[:2, 0].tolist() == [64, 65] and (controls[2:8] == controls[0]).all()  # padded to 8 rows
+    assert lookup(cache, controls) == 1  # b is a hit (twice); 64 runs the graph, moved to the front; 65 bypasses
+    assert controls[:1, 0].tolist() == [64] and (controls[1:8] == controls[0]).all()  # padded to 8 rows
     assert cache.source[0] == cache.source[2] >= 0  # b from its entry
-    assert cache.source[1] >= 0 and cache.source[3] == -1 - 1  # 64 took the entry not used in the call; 65 bypasses
-    assert cache.stats[ec.BYPASSED] == 1
-    assert lookup(cache, keys((70, 0.5, 0.2, 0.37)), start=False) == 1  # a row no note started with is not kept
-    assert lookup(cache, keys((70, 0.5, 0.2, 0.37))) == 1
+    assert cache.source[1] >= 0 and cache.source[3] == -1  # 64 took the entry not used in the call; 65 has none
+    assert cache.stats[ec.BYPASSED] == 1 and cache.pins.tolist() == [0, 0]
+    assert lookup(cache, keys((70, 0.5, 0.2, 0.37)), start=False) == 1  # its note waits to sound: pinned
+    pinned = int(np.flatnonzero(cache.pins)[0])
+    assert cache.rows[0][pinned, 0] == 1000 * cache.stats[ec.CALL]
+    for note in (71, 72, 73):  # later misses never take the pinned entry
+        assert lookup(cache, keys((note, 0.5, 0.2, 0.37))) == 1
+        assert cache.keys[pinned].tolist() == keys((70, 0.5, 0.2, 0.37)).view(np.int64)[0].tolist()
+    cache.pins[pinned] = 0  # it sounded
+    assert lookup(cache, keys((74, 0.5, 0.2, 0.37))) == 1 and lookup(cache, keys((75, 0.5, 0.2, 0.37))) == 1
+    assert cache.keys[pinned].tolist() != keys((70, 0.5, 0.2, 0.37)).view(np.int64)[0].tolist()
 
 
 def test_the_cache_is_bounded():
@@ -128,10 +134,12 @@ def test_the_cache_is_bounded():
     assert ec.cache_rows(ec.CACHE_BYTES + 1) == 0
 
 
-def test_note_ons_allocate_no_arrays(instruments):
-    """Hits, misses and the graph runs of a call allocate no array (a copy of a row would be > 6 kB here); the
-    remaining bytes are the numba dispatcher's boxed arguments (see the soak's allocation table)."""
-    synth = Synth(instruments["hard-pluck"])
+@pytest.mark.parametrize("lookahead", [0, LOOKAHEAD])
+def test_note_ons_allocate_no_arrays(instruments, lookahead):
+    """Hits, misses and the graph runs of a call allocate no array (a copy of a row would be > 6 kB here), with or
+    without the look-ahead's queue; the remaining bytes are the numba dispatcher's boxed arguments (see the soak's
+    allocation table)."""
+    synth = Synth(instruments["hard-pluck"], lookahead=lookahead)
     synth.prepare(FS, BLOCK, 32)
     blocks = performance(200, seed=1)
     for events in blocks[:100]:

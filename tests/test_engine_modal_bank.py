@@ -157,3 +157,81 @@ def test_pole_radii_are_libm_exp_of_each_decay_rate(plain, floor):
         assert len(set(expected)) > plain.modes // 2  # mostly distinct rates: one exp each
     if floor == 1e4:
         assert len(set(expected)) == 1  # one run at the floor
+
+
+def test_per_sample_step_is_the_complex_product_with_fused_roundings():
+    """w <- p w as the kernels take it (p as (c, d - c, c + d), two fused multiply-adds): each part of the result is
+    the float32 rounding of k -/+ (exact product), k = c (Re w + Im w); so within a few float32 ulps of p w."""
+    from engine.modal_bank import _step_form, rotated
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    theta = rng.uniform(0.0, np.pi, n)
+    pr = (0.9999 * np.cos(theta)).astype(np.float32)
+    pi = (0.9999 * np.sin(theta)).astype(np.float32)
+    c, e, f = (np.zeros(n, np.float32) for _ in range(3))
+    _step_form(pr, pi, c, e, f)
+    assert np.array_equal(c, pr) and np.array_equal(e, (pi.astype(np.float64) - pr).astype(np.float32))
+    a, b = rng.standard_normal((2, n)).astype(np.float32)
+    got = np.array([rotated(a[m], b[m], c[m], e[m], f[m]) for m in range(n)], np.float32)
+    k = (c * (a + b)).astype(np.float32)  # float32 sum and product, each rounded once
+    fused = np.stack([(k - b.astype(np.float64) * f).astype(np.float32),  # b f exact in float64; one rounding
+                      (k + a.astype(np.float64) * e).astype(np.float32)], axis=1)
+    np.testing.assert_array_equal(got, fused)
+    unfused = np.stack([k - b * f, k + a * e], axis=1)  # the product rounded to float32 first
+    assert (unfused != fused).mean() > 0.1  # so the check above tells fused from unfused arithmetic
+    exact = (a.astype(np.float64) + 1j * b) * (pr.astype(np.float64) + 1j * pi)
+    error = np.abs(got[:, 0] + 1j * got[:, 1] - exact) / np.abs(a.astype(np.float64) + 1j * b)
+    assert error.max() < 8 * np.finfo(np.float32).eps
+
+
+def test_bank_arrays_are_cache_line_aligned():
+    """The kernels load 16 floats (64 bytes) at a time: arrays must start on a cache line (numpy's large arrays start
+    16 bytes into a page, so without this every vector load straddles two lines)."""
+    from engine.buffers import ALIGN, prefaulted
+
+    bank = ModalBank(160, 256, FS, 64)
+    for array in (bank.modes32, bank.modes64, bank.powers, bank.step, bank.voice64, bank.voice_i, bank.work,
+                  bank.work64):
+        assert array.ctypes.data % ALIGN == 0 and array.flags.c_contiguous
+    for shape, dtype in (((3, 1000), np.float32), (7, np.int64), ((0, 5), np.float64), ((2, 3, 5), np.uint8)):
+        array = prefaulted(shape, dtype, 2)
+        assert array.shape == np.empty(shape).shape and array.dtype == dtype and array.flags.c_contiguous
+        assert array.size == 0 or array.ctypes.data % ALIGN == 0  # (an empty view's address is numpy's choice)
+        assert np.all(array == 2)
+
+
+def test_pole_powers_are_the_rounded_float64_powers_shrunk_where_rounding_made_them_larger():
+    """Every stored power p^(2^i) (and the per-sample step form) is the float32 rounding of the float64 power,
+    times (1 - 1e-7) / |rounded| exactly where rounding made |p| > 1 (undamped modes do that often)."""
+    from engine import modal_bank as mb
+
+    rng = np.random.default_rng(5)
+    modes = 256
+    sigma = rng.uniform(0.5, 50.0, modes)
+    sigma[::2] = 0.0  # undamped: |p| = 1 in float64, so float32 rounding lands above 1 for about half of these
+    outputs = {"sigma": sigma[None].astype(np.float32),
+               "omega": rng.uniform(0.0, np.pi * FS * 1.05, (1, modes)).astype(np.float32),  # some above Nyquist
+               "z0": np.ones((1, modes, 2), np.float32), "c": np.ones((1, modes, 2), np.float32)}
+    bank = ModalBank(1, modes, FS, 64)
+    bank.load(0, outputs, 0, 1.03)  # a bend factor: omega = 1.03 omega0
+    omega = 1.03 * outputs["omega"][0].astype(np.float64)
+    inside = (omega < np.pi * FS) & (omega >= 0)
+    cos_sin = np.array([mb.cos_sin(t) for t in np.where(inside, omega / FS, 0.0)])
+    r = np.where(inside, bank.modes64[mb.RADIUS, 0, :modes], 0.0)
+    a, b = r * cos_sin[:, 0], r * cos_sin[:, 1]
+    shrunk = 0
+    for level in range(bank.powers.shape[0]):
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        mag2 = a32.astype(np.float64) ** 2 + b32.astype(np.float64) ** 2
+        over = mag2 > 1.0
+        shrink = np.where(over, ((1.0 - 1e-7) / np.sqrt(np.where(over, mag2, 1.0))).astype(np.float32), np.float32(1))
+        np.testing.assert_array_equal(bank.powers[level, 0, 0, :modes], a32 * shrink)
+        np.testing.assert_array_equal(bank.powers[level, 1, 0, :modes], b32 * shrink)
+        shrunk += int(over.sum())
+        a, b = a * a - b * b, 2.0 * a * b
+    assert shrunk > 50  # the shrink is exercised
+    pr, pi = bank.powers[0, 0, 0, :modes].astype(np.float64), bank.powers[0, 1, 0, :modes].astype(np.float64)
+    np.testing.assert_array_equal(bank.step[mb.STEP_C, 0, :modes], pr.astype(np.float32))
+    np.testing.assert_array_equal(bank.step[mb.STEP_E, 0, :modes], (pi - pr).astype(np.float32))
+    np.testing.assert_array_equal(bank.step[mb.STEP_F, 0, :modes], (pr + pi).astype(np.float32))

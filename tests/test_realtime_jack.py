@@ -27,6 +27,7 @@ import soundfile as sf
 
 from engine.midi_file import write_demo_song
 from engine.render import render_midi
+from engine.synth import LOOKAHEAD
 from export.modal_bundle import write_modal_bundle
 from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
@@ -117,9 +118,11 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
 
     print(f"\nJACK MIDI input: {midi_summary}\n{live_timing}")
     assert "8 voices max" in midi_summary  # the 8 note-ons sent through JACK MIDI were played
-    # placed by the stream's clock: each note sounded exactly one block after its arrival on JACK's frame clock
-    # (stamps from Stream.time, blocks from time_info: were they on different clocks, the notes would be late)
-    assert live_timing.startswith(f"live MIDI: 8 events, each sounded {BLOCK}..{BLOCK} frames after"), live_timing
+    # placed by the stream's clock: each note sounded exactly one block plus the synth's look-ahead after its arrival
+    # on JACK's frame clock (stamps from Stream.time, blocks from time_info: were they on different clocks, the notes
+    # would be late)
+    latency = BLOCK + LOOKAHEAD
+    assert live_timing.startswith(f"live MIDI: 8 events, each sounded {latency}..{latency} frames after"), live_timing
 
     assert played.returncode == 0, played.stderr
     summary = played.stdout.strip().splitlines()[-1]

@@ -11,21 +11,36 @@ namespace eigentone {
 namespace {
 
 // ---- the per-sample recurrence of one voice: scratch[k] = sum_m Re(w_m), then w <- p w ----------------------
-// Every mode's arithmetic is the same in each version (a*c - b*d, a*d + b*c in float32); the vector versions add
-// the sum over modes in another order than the engine (whose vectorised sum is not reproducible anyway), always
-// the same order for a given sample, so the output does not depend on how a block is cut into calls.
+// w <- p w in the engine's form (engine/modal_bank.py rotated): p = c + id as (c, e = d - c, f = c + d),
+// k = c (a + b), a' = fma(-b, f, k), b' = fma(a, e, k) for w = a + ib. Every mode's arithmetic is the same in each
+// version; the vector versions add the sum over modes in another order than the engine (whose vectorised sum is
+// not reproducible anyway), always the same order for a given sample, so the output does not depend on how a
+// block is cut into calls.
 
-void run_voice_scalar(float* wr, float* wi, const float* pr, const float* pi, int n_modes, float* scratch, int n) {
+inline void step1(float& a, float& b, float c, float e, float f) {
+    float k = c * (a + b);
+    float re = std::fma(-b, f, k);
+    b = std::fma(a, e, k);
+    a = re;
+}
+
+void run_voice_scalar(float* wr, float* wi, const float* pc, const float* pe, const float* pf, int n_modes,
+                      float* scratch, int n) {
     for (int k = 0; k < n; ++k) {
         float acc = 0.0f;
         for (int m = 0; m < n_modes; ++m) {
-            float a = wr[m], b = wi[m];
-            acc += a;
-            wr[m] = a * pr[m] - b * pi[m];
-            wi[m] = a * pi[m] + b * pr[m];
+            acc += wr[m];
+            step1(wr[m], wi[m], pc[m], pe[m], pf[m]);
         }
         scratch[k] = acc;
     }
+}
+
+__attribute__((target("avx2,fma"))) inline void step8(__m256& a, __m256& b, __m256 c, __m256 e, __m256 f) {
+    __m256 k = _mm256_mul_ps(c, _mm256_add_ps(a, b));
+    __m256 re = _mm256_fnmadd_ps(b, f, k);
+    b = _mm256_fmadd_ps(a, e, k);
+    a = re;
 }
 
 __attribute__((target("avx2"))) inline void rotate8(__m256& a, __m256& b, __m256 c, __m256 d) {
@@ -44,15 +59,13 @@ __attribute__((target("avx2"))) inline float sum8(__m256 v) {
 // The modes left over after the last full vector (n_modes not a multiple of the width), U samples each, added
 // to the vector sums ``total``; the per-sample sums go to scratch.
 template <int U>
-inline void scalar_tail(float* wr, float* wi, const float* pr, const float* pi, int from, int n_modes, float* total,
-                        float* scratch) {
+inline void scalar_tail(float* wr, float* wi, const float* pc, const float* pe, const float* pf, int from,
+                        int n_modes, float* total, float* scratch) {
     for (int m = from; m < n_modes; ++m) {
         float a = wr[m], b = wi[m];
         for (int j = 0; j < U; ++j) {
             total[j] += a;
-            float re = a * pr[m] - b * pi[m];
-            b = a * pi[m] + b * pr[m];
-            a = re;
+            step1(a, b, pc[m], pe[m], pf[m]);
         }
         wr[m] = a;
         wi[m] = b;
@@ -62,36 +75,39 @@ inline void scalar_tail(float* wr, float* wi, const float* pr, const float* pi, 
 
 // U samples per pass over the modes (as the engine's kernel does), eight modes per vector.
 template <int U>
-__attribute__((target("avx2"), always_inline)) inline void avx2_pass(float* wr, float* wi, const float* pr,
-                                                                     const float* pi, int n_modes, float* scratch) {
+__attribute__((target("avx2,fma"), always_inline)) inline void avx2_pass(float* wr, float* wi, const float* pc,
+                                                                         const float* pe, const float* pf,
+                                                                         int n_modes, float* scratch) {
     int wide = n_modes - n_modes % 8;
     __m256 acc[U];
     for (int j = 0; j < U; ++j) acc[j] = _mm256_setzero_ps();
     for (int m = 0; m < wide; m += 8) {
         __m256 a = _mm256_loadu_ps(wr + m), b = _mm256_loadu_ps(wi + m);
-        __m256 c = _mm256_loadu_ps(pr + m), d = _mm256_loadu_ps(pi + m);
-        for (int j = 0; j < U; ++j) {
+        __m256 c = _mm256_loadu_ps(pc + m), e = _mm256_loadu_ps(pe + m), f = _mm256_loadu_ps(pf + m);
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
             acc[j] = _mm256_add_ps(acc[j], a);
-            rotate8(a, b, c, d);
+            step8(a, b, c, e, f);
         }
         _mm256_storeu_ps(wr + m, a);
         _mm256_storeu_ps(wi + m, b);
     }
     float total[U];
     for (int j = 0; j < U; ++j) total[j] = sum8(acc[j]);
-    scalar_tail<U>(wr, wi, pr, pi, wide, n_modes, total, scratch);
+    scalar_tail<U>(wr, wi, pc, pe, pf, wide, n_modes, total, scratch);
 }
 
-__attribute__((target("avx2"))) void run_voice_avx2(float* wr, float* wi, const float* pr, const float* pi,
-                                                    int n_modes, float* scratch, int n) {
+__attribute__((target("avx2,fma"))) void run_voice_avx2(float* wr, float* wi, const float* pc, const float* pe,
+                                                        const float* pf, int n_modes, float* scratch, int n) {
     int k = 0;
-    for (; k + 4 <= n; k += 4) avx2_pass<4>(wr, wi, pr, pi, n_modes, scratch + k);
-    for (; k < n; ++k) avx2_pass<1>(wr, wi, pr, pi, n_modes, scratch + k);
+    for (; k + 4 <= n; k += 4) avx2_pass<4>(wr, wi, pc, pe, pf, n_modes, scratch + k);
+    for (; k < n; ++k) avx2_pass<1>(wr, wi, pc, pe, pf, n_modes, scratch + k);
 }
 
-__attribute__((target("avx512f"))) inline void rotate16(__m512& a, __m512& b, __m512 c, __m512 d) {
-    __m512 re = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, d));
-    b = _mm512_add_ps(_mm512_mul_ps(a, d), _mm512_mul_ps(b, c));
+__attribute__((target("avx512f"))) inline void step16(__m512& a, __m512& b, __m512 c, __m512 e, __m512 f) {
+    __m512 k = _mm512_mul_ps(c, _mm512_add_ps(a, b));
+    __m512 re = _mm512_fnmadd_ps(b, f, k);
+    b = _mm512_fmadd_ps(a, e, k);
     a = re;
 }
 
@@ -102,35 +118,38 @@ __attribute__((target("avx512f,avx2"))) inline float sum16(__m512 v) {
 }
 
 template <int U>
-__attribute__((target("avx512f,avx2"), always_inline)) inline void avx512_pass(float* wr, float* wi, const float* pr,
-                                                                               const float* pi, int n_modes,
-                                                                               float* scratch) {
+__attribute__((target("avx512f,avx2,fma"), always_inline)) inline void avx512_pass(float* wr, float* wi,
+                                                                                   const float* pc, const float* pe,
+                                                                                   const float* pf, int n_modes,
+                                                                                   float* scratch) {
     int wide = n_modes - n_modes % 16;
     __m512 acc[U];
     for (int j = 0; j < U; ++j) acc[j] = _mm512_setzero_ps();
     for (int m = 0; m < wide; m += 16) {
         __m512 a = _mm512_loadu_ps(wr + m), b = _mm512_loadu_ps(wi + m);
-        __m512 c = _mm512_loadu_ps(pr + m), d = _mm512_loadu_ps(pi + m);
-        for (int j = 0; j < U; ++j) {
+        __m512 c = _mm512_loadu_ps(pc + m), e = _mm512_loadu_ps(pe + m), f = _mm512_loadu_ps(pf + m);
+#pragma GCC unroll 4
+        for (int j = 0; j < U; ++j) {   // unrolled: the sums stay in registers (at -O2 GCC kept them in memory)
             acc[j] = _mm512_add_ps(acc[j], a);
-            rotate16(a, b, c, d);
+            step16(a, b, c, e, f);
         }
         _mm512_storeu_ps(wr + m, a);
         _mm512_storeu_ps(wi + m, b);
     }
     float total[U];
     for (int j = 0; j < U; ++j) total[j] = sum16(acc[j]);
-    scalar_tail<U>(wr, wi, pr, pi, wide, n_modes, total, scratch);
+    scalar_tail<U>(wr, wi, pc, pe, pf, wide, n_modes, total, scratch);
 }
 
-__attribute__((target("avx512f,avx2"))) void run_voice_avx512(float* wr, float* wi, const float* pr,
-                                                              const float* pi, int n_modes, float* scratch, int n) {
+__attribute__((target("avx512f,avx2,fma"))) void run_voice_avx512(float* wr, float* wi, const float* pc,
+                                                                  const float* pe, const float* pf, int n_modes,
+                                                                  float* scratch, int n) {
     int k = 0;
-    for (; k + 4 <= n; k += 4) avx512_pass<4>(wr, wi, pr, pi, n_modes, scratch + k);
-    for (; k < n; ++k) avx512_pass<1>(wr, wi, pr, pi, n_modes, scratch + k);
+    for (; k + 4 <= n; k += 4) avx512_pass<4>(wr, wi, pc, pe, pf, n_modes, scratch + k);
+    for (; k < n; ++k) avx512_pass<1>(wr, wi, pc, pe, pf, n_modes, scratch + k);
 }
 
-using VoiceKernel = void (*)(float*, float*, const float*, const float*, int, float*, int);
+using VoiceKernel = void (*)(float*, float*, const float*, const float*, const float*, int, float*, int);
 
 VoiceKernel voice_kernel() {
     return cpu::avx512() ? run_voice_avx512 : cpu::avx2() ? run_voice_avx2 : run_voice_scalar;
@@ -162,8 +181,26 @@ void rotate(float* zr, float* zi, const float* qr, const float* qi, int n) {
     }
 }
 
+__attribute__((target("avx2"))) void phasor_avx2(float* wr, float* wi, const float* zr, const float* zi,
+                                                 const float* cr, const float* ci, int n) {
+    int wide = n - n % 8;
+    for (int m = 0; m < wide; m += 8) {
+        __m256 c = _mm256_loadu_ps(cr + m), d = _mm256_loadu_ps(ci + m);
+        __m256 a = _mm256_loadu_ps(zr + m), b = _mm256_loadu_ps(zi + m);
+        _mm256_storeu_ps(wr + m, _mm256_sub_ps(_mm256_mul_ps(c, a), _mm256_mul_ps(d, b)));
+        _mm256_storeu_ps(wi + m, _mm256_add_ps(_mm256_mul_ps(c, b), _mm256_mul_ps(d, a)));
+    }
+    for (int m = wide; m < n; ++m) {
+        wr[m] = cr[m] * zr[m] - ci[m] * zi[m];
+        wi[m] = cr[m] * zi[m] + ci[m] * zr[m];
+    }
+}
+
+// w = c z per mode (block start); at -O2 the compiler does not vectorise the plain loop (measured: 16% of a
+// 128-voice block), hence the AVX2 version.
 void phasor(float* wr, float* wi, const float* zr, const float* zi, const float* cr, const float* ci, int n) {
-    for (int m = 0; m < n; ++m) {   // the compiler vectorises this one (no reduction, no fusion)
+    if (cpu::avx2()) return phasor_avx2(wr, wi, zr, zi, cr, ci, n);
+    for (int m = 0; m < n; ++m) {
         wr[m] = cr[m] * zr[m] - ci[m] * zi[m];
         wi[m] = cr[m] * zi[m] + ci[m] * zr[m];
     }
@@ -242,7 +279,7 @@ ModalBank::ModalBank(int slots_, int modes_, double sample_rate_, int block_size
     levels = 1;
     while ((1 << levels) <= block_size) ++levels;   // bit_length(block_size): moves up to 2 * block_size - 1
     size_t n = size_t(slots) * size_t(modes);
-    for (auto* a : {&zr, &zi, &wr, &wi, &cr, &ci, &sigma, &omega0, &alpha, &beta}) a->assign(n, 0.0f);
+    for (auto* a : {&zr, &zi, &wr, &wi, &cr, &ci, &sigma, &omega0, &alpha, &beta, &step_e, &step_f}) a->assign(n, 0.0f);
     tilt.assign(n, 1.0f);
     radius.assign(n, 0.0);
     powr.assign(n * size_t(levels), 0.0f);
@@ -348,6 +385,9 @@ void ModalBank::poles(const int32_t* voices, int count, bool new_energy) {
                 a = x * x - y * y;
                 b = 2.0 * x * y;
             }
+            double c32 = power(powr, 0, v)[m], d32 = power(powi, 0, v)[m];   // the float32 per-sample pole
+            row(step_e, v)[m] = float(d32 - c32);
+            row(step_f, v)[m] = float(c32 + d32);
         }
     }
 }
@@ -365,7 +405,7 @@ void ModalBank::advance(const int32_t* active, int count, float* out, int n) {
     float* s = scratch.data();
     for (int j = 0; j < count; ++j) {
         int v = active[j];
-        kernel(row(wr, v), row(wi, v), power(powr, 0, v), power(powi, 0, v), live[v], s, n);
+        kernel(row(wr, v), row(wi, v), power(powr, 0, v), row(step_e, v), row(step_f, v), live[v], s, n);
         if (attack_len > 0 && double(attack_pos[v]) * attack_step < attack_len) {
             const float* table = attack.data() + size_t(v) * size_t(attack_len + 1);
             double step_decay = std::exp(-sigma_floor[v] / sample_rate);

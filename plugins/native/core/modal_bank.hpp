@@ -1,10 +1,12 @@
 // The modal bank of one instrument: every voice slot's complex one-pole modes, mirroring engine/modal_bank.py
 // operation for operation (docs/engine-semantics.md, "numerical scheme") in plain IEEE arithmetic (no fused
-// multiply-adds: the engine's kernels do not fuse either), so the native core renders what the engine renders.
+// multiply-adds but the two of the per-sample step, as in the engine), so the native core renders what the engine
+// renders.
 //
 //   state z (at the voice's anchor sample), output phasor w, per-sample pole p, readout c (float32):
 //   block start:   w = c z, anchor = 0
-//   every sample:  y += sum_m Re(w_m), then w <- p w
+//   every sample:  y += sum_m Re(w_m), then w <- p w as k = c (Re w + Im w), Re w <- fma(-Im w, c + d, k),
+//                  Im w <- fma(Re w, d - c, k) for p = c + id (the engine's rotated; d - c, c + d stored float32)
 //   anchor moves:  z <- z p^(k - anchor) by the binary powers p^(2^i) (formed in double, stored float32),
 //                  before a voice's poles change inside a block (release, bend) and at the block end
 //   p = r (cos theta + i sin theta), r = exp(-max(sigma / decay_scale, sigma_floor, 0) / fs) (after note-on and
@@ -14,11 +16,30 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace eigentone {
 
 constexpr double kSilentMode = 1e-12;   // |z| below which a mode is flushed to 0 at a block end
+
+// Allocator of 64-byte aligned storage (one cache line, one AVX-512 register): with rows whose length is a multiple
+// of 16 floats, the kernels' vector loads never straddle two cache lines (as in the engine, engine/buffers.py).
+template <class T>
+struct CacheAligned {
+    using value_type = T;
+    static constexpr std::align_val_t kAlign{64};
+    CacheAligned() = default;
+    template <class U>
+    CacheAligned(const CacheAligned<U>&) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, kAlign); }
+    template <class U>
+    bool operator==(const CacheAligned<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const CacheAligned<U>&) const { return false; }
+};
+using Floats = std::vector<float, CacheAligned<float>>;
 
 class ModalBank {
 public:
@@ -33,12 +54,13 @@ public:
     double decay_scale = 1.0;
 
     // (slots x modes) float32, row-major per slot; pow: (levels x slots x modes).
-    std::vector<float> zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi;
+    // step_e, step_f: d - c and c + d of the per-sample pole p = c + id (c is powr at level 0).
+    Floats zr, zi, wr, wi, cr, ci, sigma, omega0, alpha, beta, tilt, powr, powi, step_e, step_f;
     std::vector<int32_t> anchor, live, ended;
     std::vector<double> scale, sigma_floor, energy, level;   // per slot
     std::vector<double> radius;                               // (slots x modes) pole radius r
     std::vector<uint8_t> bad;
-    std::vector<float> scratch;
+    Floats scratch;
     // attack component: tables (slots x (attack_len + 1), last entry 0), samples played, release envelope
     int attack_len;
     double attack_step;
@@ -46,8 +68,8 @@ public:
     std::vector<int64_t> attack_pos;
     std::vector<double> attack_gain;
 
-    float* row(std::vector<float>& a, int slot) { return a.data() + size_t(slot) * size_t(modes); }
-    float* power(std::vector<float>& a, int level, int slot) {
+    float* row(Floats& a, int slot) { return a.data() + size_t(slot) * size_t(modes); }
+    float* power(Floats& a, int level, int slot) {
         return a.data() + (size_t(level) * size_t(slots) + size_t(slot)) * size_t(modes);
     }
 
