@@ -600,13 +600,48 @@ def _peak_decays(signal, sample_rate, freqs_hz, seconds, max_window_s, min_windo
             end = top + (int(below[0]) if below.size else db.size - top)
             end = max(end, min(db.size, top + 3))
         spans[k] = (top * hop / sample_rate, end * hop / sample_rate)
-        if end - top < 2:
-            continue
-        t_fit = np.arange(top, end) * hop / sample_rate
-        t_fit = t_fit - t_fit.mean()
-        slope = float(np.sum(t_fit * db[top:end]) / np.sum(t_fit**2))  # dB/s, least-squares line
-        out[k] = -60.0 / slope if slope < 0 else np.inf
+        out[k] = _line_t60(db[top:end], hop / sample_rate)
     return out, widths, spans
+
+
+def _line_t60(db: np.ndarray, step_s: float) -> float:
+    """T60 (s) of the least-squares line through an envelope ``db`` (frames,) sampled every ``step_s`` seconds;
+    inf when it does not fall or has fewer than 2 frames."""
+    if db.size < 2:
+        return float("inf")
+    t_fit = np.arange(db.size) * step_s
+    t_fit = t_fit - t_fit.mean()
+    slope = float(np.sum(t_fit * db) / np.sum(t_fit**2))  # dB/s
+    return -60.0 / slope if slope < 0 else float("inf")
+
+
+def modal_peak_t60(est: ModalEstimate, sample_rate: float, n_samples: int, like: SpectralPeaks) -> np.ndarray:
+    """(P,) T60 in seconds that ``peak_t60(est.synthesise(sample_rate, n_samples), ..., like=like)`` measures at
+    ``like``'s peaks, computed from the modes without synthesising them.
+
+    Smoothing a damped exponential c e^{s t} by the envelope window w multiplies it by W(s) = sum_j w_j e^{-s j / fs},
+    so the heterodyned, smoothed envelope at peak f is |sum_n (a_n / 2) W(s_n) e^{s_n t}| with s_n = -sigma_n + 2 pi i
+    (f_n - f), evaluated at the frame times only. Modes more than 6 window bandwidths from f (and every mode's
+    negative-frequency image) are left out: the Blackman-Harris window's sidelobes put them > 90 dB down.
+    Cost O(P (modes near a peak) (window + frames)) instead of O(n_samples modes) for the synthesis alone.
+    """
+    out = np.full(like.freqs_hz.size, np.inf)
+    for k, f in enumerate(like.freqs_hz):
+        width = max(16, min(int(np.rint(like.window_s[k] * sample_rate)), n_samples // 2))
+        hop = max(1, width // 4)
+        frames = -(-(n_samples - width + 1) // hop)
+        top, end = (int(np.rint(v * sample_rate / hop)) for v in like.span_s[k])
+        top, end = min(top, frames - 3), min(max(end, top + 3), frames)
+        local = np.abs(est.freqs_hz - f) <= 6.0 * sample_rate / width
+        if not local.any() or top < 0:
+            continue
+        s = -est.sigma[local] + 2j * np.pi * (est.freqs_hz[local] - f)  # (local,) 1/s
+        window = sps.windows.blackmanharris(width)
+        gain = (window / window.sum()) @ np.exp(-np.outer(np.arange(width) / sample_rate, s))  # (local,) W(s_n)
+        times = (np.arange(top, end) * hop + width - 1) / sample_rate  # (frames,) end of each frame's window
+        env = np.abs(np.exp(np.outer(times, s)) @ (0.5 * est.amplitudes[local] * gain))
+        out[k] = _line_t60(20.0 * np.log10(np.maximum(env, 1e-300)), hop / sample_rate)
+    return out
 
 
 # ---------------------------------------------------------------- one recording: modes + attack residual
@@ -629,6 +664,14 @@ then spans 3x the time, so it separates modes 3x closer, and each band holds 3x 
 apart that the first pass merged into one pole (decaying unlike the cluster it stood for) come out separately."""
 DENSE_NOISE_FACTOR = 3.0
 """Subband eigenvalue / noise-floor ratio for dense spectra: a noise-like band is modelled by many decaying modes."""
+CALIBRATE_PEAKS = 64
+"""Strongest spectral peaks of a dense recording whose envelope decays its modes are calibrated to: in a cymbal a
+peak is a cluster of modes, and the analysis' least squares fit (ruled by the loud start) leaves the cluster's
+envelope decaying 20-50% off the recording's further on; the classic resynthesis measures each peak's envelope."""
+CALIBRATE_ROUNDS = 3
+"""Rounds of decay calibration (each measures every peak's envelope in the modes and rescales their decays)."""
+CALIBRATE_STEP = 2.0
+"""Largest factor one calibration round changes a mode's decay rate by."""
 
 
 @dataclass
@@ -658,7 +701,8 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
        the modes;
     3. if they leave more than ``DENSE_RESIDUAL`` of the energy after 0.1 s unexplained (cymbals, gongs), the
        analysis is repeated as a dense spectrum (``DENSE_BANDS`` finer subbands, ``DENSE_NOISE_FACTOR``, up to
-       ``DENSE_MODES`` modes) and the better of the two is kept;
+       ``DENSE_MODES`` modes) and the better of the two is kept, its decays then calibrated to the envelopes of
+       the recording's strongest spectral peaks (``_calibrate_peak_decays``);
     4. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
 
     ValueError when the recording holds no decaying partial.
@@ -674,6 +718,7 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
             dense, dense_residual = _ranked_modes(fine, max(max_modes, DENSE_MODES), DENSE_NOISE_FACTOR)
             if dense_residual < residual:
                 est = dense
+            est = _calibrate_peak_decays(est, seg, sample_rate)
     span = int(min(n, round(attack_seconds * sample_rate)))
     residual = seg[:span] - est.synthesise(sample_rate, span)
     half = span // 2
@@ -702,3 +747,36 @@ def _ranked_modes(bands: SubbandDecomposition, max_modes: int, noise_factor: flo
     tail = seg[start:]
     unexplained = float(np.sum((tail - est.synthesise(sample_rate, seg.size)[start:]) ** 2) / max(np.sum(tail**2), 1e-300))
     return est, unexplained
+
+
+def _calibrate_peak_decays(est: ModalEstimate, seg: np.ndarray, sample_rate: float) -> ModalEstimate:
+    """``est`` with the decays of the modes under each strong spectral peak of ``seg`` (samples,) scaled so that the
+    peak's envelope in the modes decays as it does in ``seg``; frequencies unchanged.
+
+    The ``CALIBRATE_PEAKS`` strongest peaks of ``seg`` and their envelope decays come from ``spectral_peaks`` (the
+    independent peak analysis the classic resynthesis uses). Each mode belongs to the peak nearest it when it lies
+    within that peak's envelope bandwidth (4 / window seconds, Hz). A round measures every peak's T60 in the modes
+    (``modal_peak_t60``, same window and span) and multiplies its modes' decay rates by T60_modes / T60_recording
+    (clipped to 1/``CALIBRATE_STEP``..``CALIBRATE_STEP``); a mode made to decay slower keeps its level at the
+    middle of its peak's span (from t = 0 it would otherwise ring louder than fitted), one made to decay faster
+    keeps its starting amplitude. ``CALIBRATE_ROUNDS`` rounds: a cluster's envelope is not one exponential, so
+    one scaling does not land it exactly.
+    """
+    seconds = seg.size / sample_rate
+    ref = spectral_peaks(seg, sample_rate, count=CALIBRATE_PEAKS, decay_seconds=seconds)
+    ref = ref.subset(np.nonzero(np.isfinite(ref.t60))[0])
+    if ref.freqs_hz.size == 0 or est.freqs_hz.size == 0:
+        return est
+    dist = np.abs(est.freqs_hz[:, None] - ref.freqs_hz[None, :])  # (K, P) Hz
+    owner = np.argmin(dist, axis=1)  # (K,)
+    near = dist[np.arange(owner.size), owner] <= 4.0 / ref.window_s[owner]
+    anchor = np.where(near, ref.span_s.mean(axis=1)[owner], 0.0)  # (K,) s
+    slowest = 3.0 * np.log(10.0) / (20.0 * seconds)  # as _ranked_modes: T60 at most 20 x the analysed length
+    sigma, amps = est.sigma.copy(), est.amplitudes.copy()
+    for _ in range(CALIBRATE_ROUNDS):
+        t60 = modal_peak_t60(ModalEstimate(est.freqs_hz, sigma, amps), sample_rate, seg.size, ref)  # (P,)
+        ratio = np.clip(np.where(np.isfinite(t60), t60 / ref.t60, 1.0), 1.0 / CALIBRATE_STEP, CALIBRATE_STEP)
+        new_sigma = np.maximum(np.where(near, sigma * ratio[owner], sigma), slowest)
+        amps = amps * np.exp(np.minimum(new_sigma - sigma, 0.0) * anchor)
+        sigma = new_sigma
+    return ModalEstimate(est.freqs_hz, sigma, amps)
