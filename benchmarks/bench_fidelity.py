@@ -15,8 +15,8 @@ independent peak matching) and summarised per group and part (``tune``: what set
 
 Conditioned instruments (``--conditioned``): the instrument's notes of the dev set (one recording per note:
 repitched copies of another note's sample are left out by ``eigentone devset build``) sorted by note, the
-1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``, the set of laws chosen
-by leave-one-out cross-validation on those trained notes only) and the 2nd, 4th, ... held out; the held-out
+1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``, its default laws: pitch,
+decay and body) and the 2nd, 4th, ... held out; the held-out
 notes are played by (a) that model, (b) the single-note model of the nearest trained note transposed,
 (c) a plain sampler: the nearest trained recording resampled to the held-out pitch.
 
@@ -217,10 +217,9 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
         _label_link(folder, root / f["file"], f["note"])
     start = time.perf_counter()
     chosen: dict = {}
-    excite = fit_instrument(load_folder(folder), report=chosen)  # laws chosen on the trained notes only
+    excite = fit_instrument(load_folder(folder), report=chosen)
     seconds = time.perf_counter() - start
-    print(f"  laws chosen by leave-one-out on the trained notes: {'+'.join(chosen.get('laws', [])) or 'transposed'}",
-          flush=True)
+    print(f"  laws: {'+'.join(chosen['laws']) or 'transposed'}", flush=True)
     singles = {}
     out = {"instrument": instrument, "group": notes[0]["group"], "part": notes[0]["part"], "fit_seconds": seconds,
            "trained_notes": [f["note"] for f in trained], "laws": chosen, "notes": []}

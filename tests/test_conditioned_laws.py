@@ -13,6 +13,7 @@ import torch
 from eigentone.errors import EigentoneError
 from training.conditioned_laws import (
     ALL_LAWS,
+    CANDIDATE_LAWS,
     LAWS,
     LawsInstrument,
     NoteFit,
@@ -112,6 +113,25 @@ def test_recordings_fitted_across_notes_play_the_note_between_within_the_floors(
     assert abs(scores["f0_cents"]) <= 5 and scores["partial_cents_median"] <= 3 and scores["t60_error_median"] <= 0.2
 
 
+def test_fit_plays_the_default_laws_unless_asked_to_choose_them_by_leave_one_out():
+    recordings = [_recording(n) for n in (48, 54, 60)]
+    report: dict = {}
+    assert fit_instrument(recordings, modes=24, report=report).laws == LAWS and report == {"laws": list(LAWS)}
+    report = {}
+    model = fit_instrument(recordings, modes=24, laws="cv", report=report)
+    assert set(report["leave_one_out"]) == {"+".join(c) or "transposed" for c in CANDIDATE_LAWS}
+    assert report["laws"] == list(model.laws) and tuple(model.laws) in CANDIDATE_LAWS
+
+
+def test_the_command_refuses_an_unknown_law_in_one_line_writing_nothing(tmp_path, capsys):
+    from training.conditioned_laws import main
+
+    code = main([str(tmp_path), "--out", str(tmp_path / "x.etone"), "--laws", "pitch+wobble"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: --laws: unknown law 'wobble' (known: " + ", ".join(ALL_LAWS) + ", or cv)\n"
+    assert not (tmp_path / "x.etone").exists()
+
+
 def test_fit_refuses_an_unlabelled_note_naming_the_file():
     rec = _recording(48)
     rec.note, rec.path = math.nan, "strings/mystery.wav"
@@ -123,7 +143,8 @@ def test_the_bundle_plays_the_laws_and_the_attack_in_the_engine(tmp_path):
     from engine.instrument import Instrument
     from engine.synth import Synth
 
-    attack = 0.05 * np.sin(np.arange(160) * 0.7) * np.linspace(1, 0, 160)
+    raw = 0.05 * np.sin(np.arange(160) * 0.7)
+    attack = raw * _fade(np.arange(160))  # a residual as the analysis leaves it
     model = LawsInstrument([_fit(48, attack), _fit(60, attack * 0.5)], laws=ALL_LAWS)  # every law exports
     manifest = export_laws_bundle(model, tmp_path / "laws.etone", name="laws")
     assert manifest["attack"] == {"samples": 160, "sample_rate": float(FS)} and manifest["family"] == "laws"
@@ -136,10 +157,13 @@ def test_the_bundle_plays_the_laws_and_the_attack_in_the_engine(tmp_path):
     with torch.no_grad():
         exc = model(controls_tensor(54.0, 100 / 127))
     ref = render_contract(exc, FS, played.size)[0]
-    # note 54 is as near 48 as 60: the lower recording is the donor, its attack plays at velocity 100 unscaled,
-    # resampled half an octave up
+    # note 54 is half way between 48 and 60: "blend-attack" (it supersedes "resample-attack") plays both residuals at
+    # velocity 100 unscaled, each resampled to 54 (the one played slower faded on the output's time axis), at half
+    # their power
     attack_played = played[:160] - ref[:160]
-    expected = np.interp(np.arange(160) * 2 ** 0.5, np.arange(160), attack, right=0.0)
+    n = np.arange(160)
+    expected = math.sqrt(0.5) * (np.interp(n * 2 ** 0.5, n, attack, right=0.0)
+                                 + np.interp(n * 2 ** -0.5, n, 0.5 * raw) * _fade(n))
     assert np.abs(attack_played - expected).max() < 1e-2 * np.abs(attack).max()
     ref[:160] += exc["attack"][0].double().numpy()
     err = np.sum((played - ref) ** 2) / np.sum(ref**2)
@@ -238,6 +262,33 @@ def test_resampled_attack_plays_the_donors_residual_at_the_notes_pitch():
     expected = np.interp(2 * n, n, attack, right=0.0)  # an octave up: twice as fast, half as long
     assert np.abs(out - expected).max() < 1e-4
     assert np.abs(_excite(LawsInstrument(fits), 60.0)["attack"] - attack).max() < 1e-6  # default: as recorded
+
+
+def _fade(n: np.ndarray) -> np.ndarray:
+    """The analysis' fade of an attack residual of n.size samples: flat, then a half cosine over the second half."""
+    half = n.size // 2
+    return np.r_[np.ones(half), 0.5 * (1 + np.cos(np.pi * np.arange(n.size - half) / (n.size - half)))]
+
+
+def test_blended_attack_mixes_both_neighbours_residuals_at_the_notes_pitch_keeping_their_power():
+    rng = np.random.default_rng(0)
+    n = np.arange(4000)
+    noise_below, noise_above = rng.standard_normal(n.size), rng.standard_normal(n.size)
+    below, above = noise_below * _fade(n), noise_above * _fade(n)  # residuals as the analysis leaves them
+    fits = [_fit(48, below), _fit(60, above), _fit(72, np.zeros(n.size))]
+    model = LawsInstrument(fits, laws=LAWS + ("blend-attack",))
+    out = _excite(model, 51.0)["attack"]  # a quarter of the way from 48 to 60: weights 3/4 and 1/4 in power
+    # the lower residual played faster ends early, faded as recorded; the upper one played slower is faded out
+    # on the output's time axis, so that it is not cut off mid-fade at the end of the table
+    expected = (math.sqrt(0.75) * np.interp(n * 2 ** (3 / 12), n, below, right=0.0)
+                + math.sqrt(0.25) * np.interp(n * 2 ** (-9 / 12), n, noise_above) * _fade(n))
+    assert np.abs(out - expected).max() < 1e-3
+    assert abs(out[-1]) < 1e-3 * np.abs(out).max()  # no click at the end
+    mid = _excite(model, 54.0)["attack"]  # half way: each residual at half power, together the power of one
+    assert np.sum(mid**2) == pytest.approx(0.5 * np.sum(np.interp(n * 2 ** (6 / 12), n, below, right=0.0) ** 2)
+                                           + 0.5 * np.sum((np.interp(n * 2 ** (-6 / 12), n, noise_above) * _fade(n)) ** 2),
+                                           rel=0.05)
+    assert np.abs(_excite(model, 60.0)["attack"] - above).max() < 1e-5  # a recorded note: its own residual
 
 
 def _bar_recording(note: float, seconds: float = 0.6) -> Recording:

@@ -4,8 +4,8 @@ Every bundle of assets/models/ is made by a recipe below: generate data with the
 solvers (a simulated dataset, or a "recording" WAV written by a solver, the same path a user's own
 recordings take), train one family with a fixed seed, export with the parity check. Every bundle of
 assets/recorded/ is made from real recordings: one instrument of the development set extracted from its
-Debian sample bank (``eigentone devset build``, this instrument only), laws fitted across its notes and
-chosen by leave-one-out (``training.conditioned_laws``), exported. The bundle's manifest records the
+Debian sample bank (``eigentone devset build``, this instrument only), laws fitted across its notes
+(``training.conditioned_laws``, its default laws), exported. The bundle's manifest records the
 recipe and the exact commands (``training.recipe``, ``training.commands``), so ``eigentone list`` and the
 tests can tell how each instrument was made.
 
@@ -152,8 +152,8 @@ RECORDED: dict[str, RecordedRecipe] = {
 
 def build_recorded(recipe: RecordedRecipe, out_dir: Path, work_root: Path | None = None,
                    keep_work: bool = False) -> dict:
-    """Extract the instrument's recordings, fit its laws (chosen by leave-one-out), export OUT_DIR/NAME.etone;
-    returns its manifest (``training.laws``: the chosen laws, ``training.leave_one_out``: their scores)."""
+    """Extract the instrument's recordings, fit its laws (the default ones), export OUT_DIR/NAME.etone; returns its
+    manifest (``training.laws``: the laws it plays)."""
     import torch
 
     from training.conditioned_laws import export_laws_bundle, fit_instrument
