@@ -7,7 +7,10 @@ met, to check that a miss makes the command fail and a pass lets it succeed.
 from __future__ import annotations
 
 import argparse
+import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from benchmarks import bench_engine
@@ -40,3 +43,39 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
         assert code == 0 and "NOT met" not in out
     else:
         assert code == 1 and "16-note chord's reception to its sound: max" in out and "NOT met" in out and "floor(s) missed" in out
+
+
+class _SleepingChain:
+    """A chain whose every block sleeps 2 ms: wall time without CPU time, as when the thread is preempted."""
+
+    synth = SimpleNamespace(voices=0, queued=0)
+
+    def process(self, events, frames):
+        time.sleep(0.002)
+
+
+def test_block_times_separate_wall_time_from_cpu_time():
+    scenario = bench_engine.Scenario("sustained", lambda b: [])
+    times, cpu, marked = bench_engine.time_scenario(_SleepingChain(), scenario, 5, 0, np.arange(24, 25), 64, 48000)
+    assert times.min() >= 0.002 and cpu.max() < 0.001, (times, cpu)
+    assert not marked.any()
+
+
+def test_rows_print_wall_and_cpu_columns_and_the_floor_is_on_wall_time(monkeypatch, capsys):
+    """A run whose blocks sleep past the budget while using little CPU misses the floors: they are deadlines."""
+
+    def slow_wall(chain, scenario, blocks, *args):
+        wall = np.full(blocks, 0.002)  # 150% of the 1.333 ms budget
+        marked = np.zeros(blocks, bool) if scenario.marked is None else np.array([scenario.marked(b)
+                                                                                  for b in range(blocks)])
+        return wall, np.full(blocks, 1e-5), marked
+
+    monkeypatch.setattr(bench_engine, "time_scenario", slow_wall)
+    monkeypatch.setattr(bench_engine, "RENDER_FLOOR", 0.0)
+    code = bench_engine.run(argparse.Namespace(**{**vars(ARGS), "song_seconds": 0.0}))
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("string-256: 1 note-on"))
+    figures = row.split()[row.split().index("8") + 1:][:6]  # after the voices column
+    assert figures == ["150.0%", "150.0%", "150.0%", "150.0%", "0.8%", "0.8%"], row
+    assert code == 1 and "p99.9 = 150.0% of the budget (<= 50%): NOT met (CPU time p99.9 0.8%)" in out
+    assert "hypervisor steal while the rows ran" in out
