@@ -158,19 +158,18 @@ def build_recorded(recipe: RecordedRecipe, out_dir: Path, work_root: Path | None
 
     from training.conditioned_laws import export_laws_bundle, fit_instrument
     from training.data.audio import load_folder
-    from training.data.devset import INSTRUMENTS
-    from training.data.devset import build as build_devset
+    from training.data.devset import extract_instrument
 
     torch.set_num_threads(TRAIN_THREADS)
-    instrument = next(i for i in INSTRUMENTS if i.name == recipe.name)
     work = Path(tempfile.mkdtemp(prefix=f"eigentone-{recipe.name}-", dir=work_root))
     try:
-        build_devset(work / "devset", instruments=(instrument,))
+        recordings = extract_instrument(recipe.name, work / "devset")
         report: dict = {}
-        model = fit_instrument(load_folder(work / "devset" / instrument.group / instrument.name), report=report)
+        model = fit_instrument(load_folder(recordings), report=report)
         out = out_dir / f"{recipe.name}.etone"
         commands = [f"eigentone devset build (instrument {recipe.name} only: training.data.devset.build)",
-                    f"python -m training.conditioned_laws DEVSET/{instrument.group}/{recipe.name} --out {out.name}"]
+                    (f"python -m training.conditioned_laws DEVSET/{recordings.parent.name}/{recipe.name} "
+                     f"--out {out.name}")]
         provenance = {"recipe": recipe.name, "commands": commands, "built_by": "eigentone assets build",
                       "data": recipe.name, **report}
         return export_laws_bundle(model, out, name=recipe.name, description=recipe.description,

@@ -88,21 +88,16 @@ def instrument_recordings(devset: str | None, instrument: str) -> list:
     """The instrument's recordings (``training.data.audio.Recording``), lowest note first: from the built set at
     ``devset``, or extracted from its sample bank into a temporary folder when ``devset`` is None."""
     from training.data.audio import load_folder
-    from training.data.devset import INSTRUMENTS, build, load_index
+    from training.data.devset import extract_instrument, load_index
 
     if devset is not None:
         files = [f for f in load_index(devset) if f["instrument"] == instrument]
         if not files:
             raise EigentoneError(f"{devset}: no instrument named {instrument!r} in the development set")
         return sorted(load_folder(Path(devset) / Path(files[0]["file"]).parent), key=lambda r: r.note)
-    chosen = [i for i in INSTRUMENTS if i.name == instrument]
-    if not chosen:
-        raise EigentoneError(f"--instrument {instrument}: not an instrument of the development set "
-                             "(training/data/devset.py INSTRUMENTS)")
     work = Path(tempfile.mkdtemp(prefix="eigentone-demo-"))
     try:
-        build(work, instruments=(chosen[0],))
-        return sorted(load_folder(work / chosen[0].group / instrument), key=lambda r: r.note)
+        return sorted(load_folder(extract_instrument(instrument, work)), key=lambda r: r.note)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

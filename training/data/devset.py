@@ -264,6 +264,23 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
     return files
 
 
+def instrument_named(name: str) -> DevInstrument:
+    """The instrument of the set called ``name``; EigentoneError if there is none."""
+    for inst in INSTRUMENTS:
+        if inst.name == name:
+            return inst
+    raise EigentoneError(f"instrument {name}: not an instrument of the development set (training/data/devset.py "
+                         "INSTRUMENTS)")
+
+
+def extract_instrument(name: str, out: str | Path) -> Path:
+    """Build the set for instrument ``name`` alone under ``out``; returns the folder of its recordings (WAVs and
+    labels.csv, as ``training.data.audio.load_folder`` reads them)."""
+    inst = instrument_named(name)
+    build(out, instruments=(inst,))
+    return Path(out) / inst.group / inst.name
+
+
 def load_index(root: str | Path) -> list[dict]:
     """The file list of a built set (out/devset.json); EigentoneError naming the command if absent."""
     path = Path(root) / "devset.json"
