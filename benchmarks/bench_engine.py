@@ -121,8 +121,9 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
     thread's CPU time (it leaves out the time other threads of this machine held the core), and the mask of its
     marked blocks."""
     synth = chain.synth
-    for k in range(voices):  # fill the voices first (one note per block, as a player would)
+    for k in range(voices):  # fill the voices first (one note per block, paced, as a player would)
         chain.process([(0, 0x90, int(notes[k % len(notes)]), 90)], block)
+        time.sleep(block / sample_rate)
     times = np.empty(blocks)
     cpu = np.empty(blocks)
     marked = np.zeros(blocks, bool)
@@ -235,7 +236,7 @@ def _worker_counts(synth: Synth) -> tuple[float, int]:
 
 
 def _worker_cost(before: tuple[float, int], after: tuple[float, int], blocks: int, budget: float) -> str:
-    """The excite worker's CPU time per timed block (the voices' fill blocks included) and the late note-ons."""
+    """The excite worker's CPU time per timed block and the late note-ons (the voices' fill blocks included)."""
     cpu, late = after[0] - before[0], after[1] - before[1]
     return f"  worker CPU {cpu / blocks / budget:.1%}/block, {late} late"
 
