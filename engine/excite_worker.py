@@ -14,8 +14,8 @@ Who writes what (the race-free part):
 * the queue's events are written by the audio thread when received; of a queued note-on the worker writes only
   its ENTRY, and only while the note has not been taken by ``due`` (its queue index >= ``consumed``);
 * the excite cache (keys, use stamps, rows, pins) is written by the worker alone: the kernel's unpin goes to an
-  array nobody reads (``Synth._spent``), and the worker unpins the entries of the note-ons that sounded, which
-  the audio thread reports by ``consumed`` (the queue head after the call's notes started), so an entry is
+  array nobody reads (see ``synth._Part``), and the worker unpins the entries of the note-ons that sounded, which
+  the audio thread reports by ``CONSUMED`` (the queue head after the call's notes started), so an entry is
   never replaced while a call may still start a voice from it;
 * every compiled call that reads or writes this shared state holds the GIL (none of them is ``nogil``), and the
   Python reads and writes of ``shared`` do too, so the GIL orders them (CPython with the GIL, checked at import);
@@ -51,14 +51,27 @@ audio thread), the queue index up to which the worker has handled note-ons, and 
 
 
 @numba.njit(cache=True)
-def gather(queue, state, shared, part_of, bits, row_event, rows, capacity):  # pragma: no cover - compiled
-    """Collect the note-ons received and not yet handled: their control bits into each part's ``bits`` rows and
-    their queue index into ``row_event`` (parts, capacity), ``rows`` (parts,) counts. Starts at the last handled
-    index (or the queue head reported consumed, if later: those sounded already, struck) and stops at the tail or
-    at the first note-on of a part whose ``capacity`` rows are full; returns the index it stopped at."""
+def gather(queue, state, shared, part_of, bits, row_event, rows, capacity, pinned,
+           pins):  # pragma: no cover - compiled
+    """First unpin the entries of the note-ons that sounded since the last call (queue indices from
+    ``shared[UNPINNED]`` up to ``shared[CONSUMED]``: they started, or were struck, in calls that have returned);
+    pinned: (queue, 2) int64 per queue slot the (part, entry) the worker pinned for it, (-1, -1) when none; pins:
+    (parts, entries) int64. Then collect the note-ons received and not yet handled: their control bits into each
+    part's ``bits`` rows and their queue index into ``row_event`` (parts, capacity), ``rows`` (parts,) counts.
+    Starts at the last handled index (or the consumed head, if later: those sounded already, struck) and stops at
+    the tail or at the first note-on of a part whose ``capacity`` rows are full; returns the index it stopped at.
+    One compiled call, so the audio thread's ``CONSUMED`` cannot move in between."""
     size = queue.shape[0]
+    consumed = shared[CONSUMED]
+    for h in range(shared[UNPINNED], consumed):
+        q = h % size
+        if pinned[q, 0] >= 0:
+            pins[pinned[q, 0], pinned[q, 1]] -= 1
+            pinned[q, 0] = -1
+            pinned[q, 1] = -1
+    shared[UNPINNED] = consumed
     rows[:] = 0
-    h = max(shared[DONE], shared[CONSUMED])
+    h = max(shared[DONE], consumed)
     tail = state[sk.TAIL]
     while h < tail:
         q = h % size
@@ -78,26 +91,12 @@ def gather(queue, state, shared, part_of, bits, row_event, rows, capacity):  # p
 
 
 @numba.njit(cache=True)
-def unpin(shared, pinned, pins, part):  # pragma: no cover - compiled
-    """Unpin this part's entries of the note-ons from ``shared[UNPINNED]`` up to ``shared[CONSUMED]``: they started
-    (or were struck) in a call that has returned. pinned: (queue, 2) int64 per queue slot (part, entry) the worker
-    pinned, (-1, -1) when none."""
-    size = pinned.shape[0]
-    for h in range(shared[UNPINNED], shared[CONSUMED]):
-        q = h % size
-        if pinned[q, 0] == part:
-            pins[pinned[q, 1]] -= 1
-            pinned[q, 0] = -1
-            pinned[q, 1] = -1
-
-
-@numba.njit(cache=True)
 def publish(outputs, cache_rows, pending, pins, source, n, row_event, queue, shared, pinned,
             part):  # pragma: no cover - compiled
     """After the graph ran on :func:`excite_cache.lookup`'s misses: copy each miss's row into its entry
     (``excite_cache.stage``'s copy), then give each gathered note-on that has not sounded yet its entry in the
-    queue and pin it (``pinned`` records it for :func:`unpin`). A note-on the audio thread took meanwhile keeps no
-    pin: it was struck."""
+    queue and pin it (``pinned`` records it for :func:`gather` to unpin). A note-on the audio thread took
+    meanwhile gets no pin: it was struck."""
     ec.copy_pending(outputs, cache_rows, pending)
     size = queue.shape[0]
     for r in range(n):
@@ -121,6 +120,10 @@ class ExciteWorker:
         parts = len(synth.parts)
         self.shared = np.zeros(3, np.int64)
         self.pinned = np.full((synth._queue.shape[0], 2), -1, np.int64)
+        # every part's pins in one array, so that one compiled call unpins them all: the caches use rows of it
+        self.pins = np.zeros((parts, max([part.cache.entries for part in synth.parts] + [1])), np.int64)
+        for part in synth.parts:
+            part.cache.pins = self.pins[part.index, : part.cache.entries]
         self.rows = np.zeros(parts, np.int64)
         self.row_event = np.zeros((parts, synth._row_event.shape[1]), np.int64)
         self.cpu_seconds = 0.0
@@ -139,10 +142,9 @@ class ExciteWorker:
         """Load the compiled kernels for these arrays' types now (nothing queued yet: each call does nothing)."""
         synth, shared = self.synth, self.shared
         gather(synth._queue, synth._queue_state, shared, synth._part_of, synth._worker_bits, self.row_event,
-               self.rows, self.row_event.shape[1])
+               self.rows, self.row_event.shape[1], self.pinned, self.pins)
         for part in synth.parts:
             cache = part.cache
-            unpin(shared, self.pinned, cache.pins, part.index)
             publish(part.excite, cache.rows, cache.pending, cache.pins, cache.source, 0, self.row_event[part.index],
                     synth._queue, shared, self.pinned, part.index)
 
@@ -191,11 +193,8 @@ class ExciteWorker:
         """Handle every note-on received so far (in rounds of at most ROWS per part)."""
         synth, shared, rows = self.synth, self.shared, self.rows
         while True:
-            for part in synth.parts:
-                unpin(shared, self.pinned, part.cache.pins, part.index)
-            shared[UNPINNED] = shared[CONSUMED]
             end = gather(synth._queue, synth._queue_state, shared, synth._part_of, synth._worker_bits,
-                         self.row_event, rows, self.row_event.shape[1])
+                         self.row_event, rows, self.row_event.shape[1], self.pinned, self.pins)
             if end == shared[DONE]:
                 return
             for part in synth.parts:

@@ -17,7 +17,8 @@ import pytest
 from benchmarks import bench_engine
 from engine.synth import LOOKAHEAD
 
-ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False)
+ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False,
+                          no_worker=False)
 
 
 @pytest.mark.parametrize("reachable", [True, False])

@@ -59,6 +59,11 @@ def test_a_served_note_sounds_as_without_the_worker(instruments, monkeypatch, na
         synth = Synth(_played(instruments, name), lookahead=lookahead, excite_worker=True)
         delayed = play(synth, events, frames, calls, after=_drain)
         late = synth.late_note_ons
+        while synth.queued:
+            synth.process([], BLOCK)
+        synth._worker.post()  # a wake-up with nothing new: it unpins what sounded
+        _drain(synth)
+        assert not synth._worker.pins.any()  # every pin taken was given back
         synth.release()
         assert not delayed[:lookahead].any()
         np.testing.assert_array_equal(delayed[lookahead:], reference[: frames - lookahead])
