@@ -63,10 +63,6 @@ def run(args: argparse.Namespace) -> int:
     engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
                             max_voices=args.voices, device=device, schedule=schedule,
                             record_s=duration if args.record else 0.0)
-    latency = args.block + engine.lookahead + engine.chain.guard.latency
-    print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
-          f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker thread "
-          f"meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
     midi_port = None
     if args.midi_in is not None or schedule is None:
         midi_port = open_midi_input(args.midi_in)
@@ -86,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     gc.disable()  # and no collection can start inside the audio callback while the stream runs
     try:
         engine.start()
+        latency = args.block + engine.lookahead + engine.chain.guard.latency
+        print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
+              f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "
+              f"thread meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
         if midi_port is not None:
             print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
         wait(duration, stop, status, period=0.25 if interactive else 3600.0)
