@@ -495,22 +495,29 @@ def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compi
     sigma, omega, z0, c, mod_alpha, mod_beta, table = outputs
     n_modes = sigma.shape[1]
     brightness = params[BRIGHTNESS]
+    modulated = params[MODULATED] != 0.0
     gain = np.float32(params[GAIN])
     omega_note = 2.0 * np.pi * 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+    # one loop per plane over row views, each simple enough to be vectorised (measured: a fifth of a load)
+    _copy(sigma[row], modes32[SIGMA, slot], n_modes)
+    _copy(omega[row], modes32[OMEGA0, slot], n_modes)
+    z0_row, c_row, tilt = z0[row], c[row], modes32[TILT, slot]
+    zr, zi, cr, ci = modes32[Z_RE, slot], modes32[Z_IM, slot], modes32[C_RE, slot], modes32[C_IM, slot]
     for m in range(n_modes):
-        modes32[SIGMA, slot, m] = sigma[row, m]
-        modes32[OMEGA0, slot, m] = omega[row, m]
-        modes32[Z_RE, slot, m] = z0[row, m, 0]
-        modes32[Z_IM, slot, m] = z0[row, m, 1]
-        tilt = np.float32(1.0)
-        if brightness != 0.0:
-            tilt = np.float32(brightness_factor(float(omega[row, m]), omega_note, brightness))
-        modes32[TILT, slot, m] = tilt
-        modes32[C_RE, slot, m] = gain * c[row, m, 0] * tilt
-        modes32[C_IM, slot, m] = gain * c[row, m, 1] * tilt
-        if params[MODULATED] != 0.0:
-            modes32[ALPHA, slot, m] = mod_alpha[row, m]
-            modes32[BETA, slot, m] = mod_beta[row, m]
+        zr[m] = z0_row[m, 0]
+        zi[m] = z0_row[m, 1]
+    if brightness != 0.0:
+        omega_row = omega[row]
+        for m in range(n_modes):
+            tilt[m] = np.float32(brightness_factor(float(omega_row[m]), omega_note, brightness))
+    else:
+        tilt[:n_modes] = 1.0
+    for m in range(n_modes):
+        cr[m] = gain * c_row[m, 0] * tilt[m]
+        ci[m] = gain * c_row[m, 1] * tilt[m]
+    if modulated:
+        _copy(mod_alpha[row], modes32[ALPHA, slot], n_modes)
+        _copy(mod_beta[row], modes32[BETA, slot], n_modes)
     length = attack.shape[1] - 1
     if length > 0:
         for k in range(length):
@@ -532,6 +539,12 @@ def load(bank, slot, outputs, row, scale, note, at):  # pragma: no cover - compi
     voice_i[ANCHOR, slot] = at
     voice_i[RENDERED, slot] = at
     voice_i[FIRST, slot] = at
+
+
+@numba.njit(cache=True)
+def _copy(source, dest, n):  # pragma: no cover - compiled
+    for m in range(n):
+        dest[m] = source[m]
 
 
 @numba.njit(cache=True)
