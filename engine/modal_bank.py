@@ -310,25 +310,32 @@ def emit(bank, active, count, at, out, base, unfinished):  # pragma: no cover - 
     """Render voices ``active[:count]`` up to sample ``at`` of the block and add their samples [FIRST, at) to
     ``out`` (sample k at out[base + k]), voice after voice; then FIRST = at. A voice whose samples are not all finite
     adds nothing here: its slot goes to ``unfinished`` (returns how many), its samples stay in PENDING."""
-    voice_i, pending = bank[VOICE_I], bank[PENDING]
+    voice_i, pending, scratch = bank[VOICE_I], bank[PENDING], bank[SCRATCH]
     n_unfinished = 0
     for j in range(count):
         v = active[j]
-        done = voice_i[RENDERED, v]
-        row = pending[v]
-        if at > done:
-            voice_samples(bank, v, row, done, at - done)
-            voice_i[RENDERED, v] = at
-        first = voice_i[FIRST, v]
+        first, done, row = voice_i[FIRST, v], voice_i[RENDERED, v], pending[v]
+        if first >= at:  # nothing to add (a flush before a steal at the piece's start)
+            continue
+        n = max(at - done, 0)
+        voice_samples(bank, v, scratch, 0, n)  # the rest into scratch (stays in cache), not into its row
         finite = True
-        for k in range(first, at):
+        for k in range(first, done):
             if not np.isfinite(row[k]):
                 finite = False
+        for k in range(n):
+            if not np.isfinite(scratch[k]):
+                finite = False
+        voice_i[RENDERED, v] = done + n
         if finite:
-            for k in range(first, at):
+            for k in range(first, done):
                 out[base + k] += row[k]
-            voice_i[FIRST, v] = at
+            for k in range(n):
+                out[base + done + k] += scratch[k]
+            voice_i[FIRST, v] = done + n
         else:
+            for k in range(n):
+                row[done + k] = scratch[k]
             unfinished[n_unfinished] = v
             n_unfinished += 1
     return n_unfinished
