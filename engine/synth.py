@@ -214,6 +214,7 @@ class _Part:
         if hasattr(self, "late_graph"):
             for size in self.late_graph.sizes:
                 self.late_graph.run(size)
+            self.excite_late(synth, 0)  # the compiled late_rows, loaded now
         if self.instrument.has_readout:
             for size in self.readout_graph.sizes:
                 self.readout_graph.run(size)
