@@ -9,9 +9,14 @@ samples (how close the synth is to the arithmetic), and the offline render of a 
 song (real-time factor). Note-on velocities are drawn uniformly from 1..127 (seeded), so a note-on's controls
 repeat about as rarely as in played music (7 notes x 127 velocities, more distinct rows than the synth's excite cache
 keeps): the cache (engine/excite_cache.py) serves only rows that came back recently, and each row prints its hit rate.
-The synth runs with the look-ahead `eigentone play` uses (``engine.synth.LOOKAHEAD``, printed in the header): a
-note-on's excite graph runs in the block that receives it, its voice starts ``LOOKAHEAD`` samples later, so a
-chord's work falls in more than one block; its row reports every block from the chord's reception to its sounding.
+The synth runs as `eigentone play` runs it at 64-sample periods: look-ahead ``engine.synth.LOOKAHEAD`` (printed in
+the header) and the excite worker (engine/excite_worker.py): a note-on's excite graph runs on the worker thread
+after the block that receives it (the worker is on the same pinned core at normal priority, so it runs in the idle
+part of each period), its voice starts ``LOOKAHEAD`` samples later; a note the worker has not served by then is
+excited on the audio thread when it sounds. Each row prints the worker's CPU time per block (mean, as a share of
+the budget: time the core spends on the workload outside the timed call) and how many note-ons were excited late.
+``--no-worker`` runs the graph in the receiving block instead (the synchronous path, for comparison). A chord's
+row reports every block from the chord's reception to its sounding.
 Floors (a miss makes the command exit 1):
 
 * 128 voices x 256 modes, one note-on per block (stealing at the limit): p99.9 <= 50 % of the budget;
@@ -59,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="polyphony of the Koopman (hard-pluck) scenario (default 64)")
     parser.add_argument("--song-seconds", type=float, default=60.0, help="length of the offline song (0 skips it)")
     parser.add_argument("--no-effects", action="store_true", help="time the synth alone (floors still apply)")
+    parser.add_argument("--no-worker", action="store_true",
+                        help="excite received note-ons in the receiving block, not on the excite worker thread")
     parser.add_argument("--native", action="store_true",
                         help="bench the native plugin core instead: graph and demo parity, speed beside the engine "
                              "(benchmarks/bench_native.py; uses --blocks, capped at 2000, and --voices)")
@@ -114,8 +121,9 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
     thread's CPU time (it leaves out the time other threads of this machine held the core), and the mask of its
     marked blocks."""
     synth = chain.synth
-    for k in range(voices):  # fill the voices first (one note per block, as a player would)
+    for k in range(voices):  # fill the voices first (one note per block, paced, as a player would)
         chain.process([(0, 0x90, int(notes[k % len(notes)]), 90)], block)
+        time.sleep(block / sample_rate)
     times = np.empty(blocks)
     cpu = np.empty(blocks)
     marked = np.zeros(blocks, bool)
@@ -222,6 +230,17 @@ def _hit_rate(before: np.ndarray, after: np.ndarray) -> str:
     return f"  excite cache hits {hits / (hits + misses):.0%} of {hits + misses}" if hits + misses else ""
 
 
+def _worker_counts(synth: Synth) -> tuple[float, int]:
+    """(excite worker CPU seconds, note-ons excited when they sounded) so far."""
+    return synth.worker_cpu_seconds, synth.late_note_ons
+
+
+def _worker_cost(before: tuple[float, int], after: tuple[float, int], blocks: int, budget: float) -> str:
+    """The excite worker's CPU time per timed block and the late note-ons (the voices' fill blocks included)."""
+    cpu, late = after[0] - before[0], after[1] - before[1]
+    return f"  worker CPU {cpu / blocks / budget:.1%}/block, {late} late"
+
+
 def _time_engine(instrument: Instrument, voices: int, block: int, blocks: int, sample_rate: int,
                  notes: np.ndarray) -> tuple[np.ndarray, int, int]:
     """Block times (s) of ``voices`` sustained voices of ``instrument`` (synth only, paced), for the native core's
@@ -258,10 +277,13 @@ def run(args: argparse.Namespace) -> int:
             string = Instrument.load(path)
             koopman = Instrument.load("hard-pluck")
             chain_text = "synth only" if effects is None else f"synth + effects ({Path(DEFAULT_CHAIN).name})"
+            worker = not args.no_worker
+            worker_text = ("excite worker thread (normal priority, same core)" if worker else
+                           "no excite worker (graph in the receiving block)")
             print(f"eigentone bench engine: SignalChain.process ({chain_text}), {sample_rate} Hz, {block}-sample "
                   f"blocks (budget {budget * 1e3:.3f} ms), {blocks} blocks per row, paced at block rate, 1 core, "
                   f"{priority}; note-on look-ahead {LOOKAHEAD} samples ({LOOKAHEAD / sample_rate * 1e3:.2f} ms "
-                  f"from reception to sound)")
+                  f"from reception to sound), {worker_text}")
             print(f"{'':<41} {'wall time':^31} {'CPU time':^15}")
             print(f"{'scenario':<34} {'voices':>6} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'p99.9':>7} "
                   f"{'max':>7}  (of the budget)")
@@ -272,14 +294,15 @@ def run(args: argparse.Namespace) -> int:
             cpu_results: dict[str, np.ndarray] = {}
             lead_blocks = LOOKAHEAD // block
             for scenario in scenarios(args.voices, notes, blocks_per_chord, lead_blocks):
-                chain = SignalChain(Synth(string, lookahead=LOOKAHEAD), effects)
+                chain = SignalChain(Synth(string, lookahead=LOOKAHEAD, excite_worker=worker), effects)
                 chain.prepare(sample_rate, block, args.voices)
-                before = _cache_counts(chain.synth)
+                before, worker_before = _cache_counts(chain.synth), _worker_counts(chain.synth)
                 times, cpu, marked = time_scenario(chain, scenario, blocks, args.voices, notes, block, sample_rate)
                 results[scenario.name] = times
                 cpu_results[scenario.name] = cpu
                 print(_row(f"string-256: {scenario.name}", args.voices, times, cpu, budget,
-                           _hit_rate(before, _cache_counts(chain.synth))))
+                           _hit_rate(before, _cache_counts(chain.synth))
+                           + _worker_cost(worker_before, _worker_counts(chain.synth), blocks, budget)))
                 if marked.any():
                     chords = times[marked]
                     print(f"{'  chord windows (reception..sound)':<34} {args.voices:>6} "
@@ -291,15 +314,16 @@ def run(args: argparse.Namespace) -> int:
                 chain.release()
             lo, hi = koopman.note_range
             koopman_notes = np.arange(lo, hi + 1)
-            chain = SignalChain(Synth(koopman, lookahead=LOOKAHEAD), effects)
+            chain = SignalChain(Synth(koopman, lookahead=LOOKAHEAD, excite_worker=worker), effects)
             chain.prepare(sample_rate, block, args.koopman_voices)
             one_per_block = scenarios(args.koopman_voices, koopman_notes, blocks_per_chord)[1]
-            before = _cache_counts(chain.synth)
+            before, worker_before = _cache_counts(chain.synth), _worker_counts(chain.synth)
             times, cpu, _ = time_scenario(chain, one_per_block, blocks, args.koopman_voices, koopman_notes, block,
                                           sample_rate)
             print(_row(f"hard-pluck (Koopman, readout graph, modulation, {koopman.modes} modes): "
                        f"1 note-on per block", args.koopman_voices, times, cpu, budget,
-                       _hit_rate(before, _cache_counts(chain.synth))))
+                       _hit_rate(before, _cache_counts(chain.synth))
+                       + _worker_cost(worker_before, _worker_counts(chain.synth), blocks, budget)))
             chain.release()
             steal, timed = steal_seconds() - steal_before, time.perf_counter() - rows_started
     finally:

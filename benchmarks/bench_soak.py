@@ -7,7 +7,9 @@ notes):
 
 1. baseline: a callback that does nothing but write silence (and drains the same MIDI input);
 2. engine: ``eigentone play``'s real-time engine (RealtimeEngine + SignalChain with the default effects
-   chain and the output guard) at ``--block`` samples per callback.
+   chain and the output guard) at ``--block`` samples per callback, with its excite worker thread (look-ahead
+   ``engine.synth.realtime_lookahead(--block)``); the worker's CPU time and the note-ons it did not serve in
+   time (excited in the callback instead) are printed.
 
 The flood is sent by a separate process (as a keyboard or a sequencer would be), so no thread of the
 bench itself competes with the audio callback for Python's GIL.
@@ -302,13 +304,15 @@ def _instrument(args: argparse.Namespace, tmp: Path):
     return Instrument.load(tmp / "soak.etone")
 
 
-def _chain(instrument):
-    """The signal chain `eigentone play --effects assets/effects/default.json` runs."""
+def _chain(instrument, block: int, worker: bool = True):
+    """The signal chain `eigentone play --block BLOCK --effects assets/effects/default.json` runs (``worker``
+    False: the received note-ons are excited in the receiving call instead of on the excite worker thread)."""
     from engine.signal_chain import SignalChain
-    from engine.synth import LOOKAHEAD, Synth
+    from engine.synth import Synth, realtime_lookahead
     from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
-    return SignalChain(Synth(instrument, lookahead=LOOKAHEAD), EffectsChain.from_json(DEFAULT_CHAIN))
+    return SignalChain(Synth(instrument, lookahead=realtime_lookahead(block), excite_worker=worker),
+                       EffectsChain.from_json(DEFAULT_CHAIN))
 
 
 def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
@@ -321,7 +325,7 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
     sd._terminate()  # PortAudio lists devices when it starts: start it again now that the server runs
     sd._initialize()
     instrument = _instrument(args, tmp)
-    chain = _chain(instrument)
+    chain = _chain(instrument, args.block)
     events = flood(args.seconds)
     budget = args.block / SAMPLE_RATE
     slots = int((args.seconds + 20) / budget)
@@ -381,6 +385,9 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
         engine.stop()
         gc.enable()
         midi_in.close()
+    synth = chain.synth
+    worker_cpu, late = synth.worker_cpu_seconds, synth.late_note_ons
+    chain.release()  # ends the excite worker thread
     timer, _ = server.stalls(mark, server.log_size())
     walls, cpus = log.seconds("wall_ns"), log.seconds("cpu_ns")
     slow = int(np.sum(cpus > budget))
@@ -405,11 +412,13 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
           f"callbacks that waited (voluntary context switch) {int(np.sum(log.waits[: log.count] > 0))}, baseline "
           f"{int(np.sum(base_log.waits[: base_log.count] > 0))}; "
           f"MIDI messages received of {len(events)} sent: engine {engine.live_events}, baseline {received[0]}; "
-          f"dropped events {chain.synth.dropped_events}")
+          f"dropped events {synth.dropped_events}; excite worker (look-ahead {engine.lookahead} samples): CPU "
+          f"{worker_cpu:.2f} s ({worker_cpu / max(played, 1e-9):.1%} of the played time), {late} note-ons excited "
+          f"late, in the callback")
     guard = chain.guard
     print(f"output after the guard: peak {stats[0]:.4f} (full scale 1.0), {int(stats[1])} non-finite samples; guard "
           f"replaced {guard.nonfinite} non-finite samples, limited {guard.limited} samples; muted voices "
-          f"{len(chain.synth.faults)}")
+          f"{len(synth.faults)}")
     failures = []
     if played < 0.95 * args.seconds:
         failures.append(f"the engine played {played:.1f} s of {args.seconds:.0f} s")
@@ -432,7 +441,7 @@ def allocations(args: argparse.Namespace, instrument, events: list[tuple[float, 
     from engine import signal_chain as chain_module
     from plugins import effects as effects_module
 
-    chain = _chain(instrument)
+    chain = _chain(instrument, args.block, worker=False)  # the graph runs inside process: its allocations count
     chain.prepare(SAMPLE_RATE, args.block, args.voices)
     tracker = AllocationTracker()
     wrapped = [(instrument_module.BoundGraph, "run", "onnxruntime"),
@@ -462,7 +471,8 @@ def allocations(args: argparse.Namespace, instrument, events: list[tuple[float, 
     failures = []
     allocating = sum(tracker.calls.values())
     print(f"allocations inside SignalChain.process: the flood replayed for {calls} calls under tracemalloc (no other "
-          f"thread running); calls that allocated, by source: {allocating or 'none'}")
+          f"thread running: no excite worker, the excite graph runs inside process and is counted); calls that "
+          f"allocated, by source: {allocating or 'none'}")
     for source, count in tracker.calls.most_common():
         reason = KNOWN_ALLOCATIONS.get(source)
         print(f"  {source}: {count} of {tracker.entries[source]} calls, up to {tracker.largest[source]} bytes at once"

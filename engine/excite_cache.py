@@ -139,6 +139,17 @@ def stage(outputs, rows, pending, pins, source, n, entry_of, row_event):  # prag
     entries of the same; entry_of: (queue,) int64, where the synth keeps each waiting note-on's entry;
     row_event: (>= n,) int64 the queue index of note-on row r.
     """
+    copy_pending(outputs, rows, pending)
+    for r in range(n):
+        entry = source[r]
+        entry_of[row_event[r]] = entry
+        if entry >= 0:
+            pins[entry] += 1
+
+
+@numba.njit(cache=True)
+def copy_pending(outputs, rows, pending):  # pragma: no cover - compiled
+    """Copy the graph's output row of each entry :func:`lookup` gave a graph row (``pending``) into the entry."""
     for e in range(pending.shape[0]):
         r = pending[e]
         if r >= 0:
@@ -150,11 +161,6 @@ def stage(outputs, rows, pending, pins, source, n, entry_of, row_event):  # prag
             _copy_row(outputs[4], rows[4], r, e)
             _copy_row(outputs[5], rows[5], r, e)
             _copy_row(outputs[6], rows[6], r, e)
-    for r in range(n):
-        entry = source[r]
-        entry_of[row_event[r]] = entry
-        if entry >= 0:
-            pins[entry] += 1
 
 
 @numba.njit(cache=True)

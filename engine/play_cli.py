@@ -16,7 +16,7 @@ from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
 from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
 from engine.signal_chain import SignalChain, describe_guard
-from engine.synth import LOOKAHEAD, Synth
+from engine.synth import Synth, realtime_lookahead
 from plugins.effects import EffectsChain
 
 HELP = "play instrument bundles in real time from MIDI input (PortAudio/JACK output)"
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         duration = schedule.length / args.sample_rate + 2.0
     if args.record and duration is None:
         raise EigentoneError("--record needs --duration or --midi-file (the recording buffer is preallocated)")
-    synth = Synth(channel_map, lookahead=LOOKAHEAD, **synth_options(args))
+    synth = Synth(channel_map, lookahead=realtime_lookahead(args.block), excite_worker=True, **synth_options(args))
     device = output_device(args.device)
     engine = RealtimeEngine(SignalChain(synth, effects), sample_rate=args.sample_rate, block_size=args.block,
                             max_voices=args.voices, device=device, schedule=schedule,
@@ -82,11 +82,16 @@ def run(args: argparse.Namespace) -> int:
     gc.disable()  # and no collection can start inside the audio callback while the stream runs
     try:
         engine.start()
+        latency = args.block + engine.lookahead + engine.chain.guard.latency
+        print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
+              f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "
+              f"thread meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
         if midi_port is not None:
             print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
         wait(duration, stop, status, period=0.25 if interactive else 3600.0)
     finally:
         engine.stop()
+        engine.chain.release()  # ends the excite worker thread
         gc.enable()
         if midi_port is not None:
             midi_port.close()

@@ -30,7 +30,10 @@ that sound in the call from the queue; then for each piece of an internal block 
 instrument, the compiled :func:`engine.synth_kernel.play` applies them and renders the voices (at a block start
 after the readout graph ran on the state gathered at the previous block end). A note-on whose controls changed
 between reception and sounding (a ``position`` or ``position_y`` written in between) or that found no free cache
-entry runs the graph alone when it sounds, so the look-ahead never changes a sample.
+entry runs the graph alone when it sounds, so the look-ahead never changes a sample. With ``excite_worker=True``
+(real time: `eigentone play` and the benches) the cache lookup, the graph and the pinning run on a worker thread
+after the call returns (engine/excite_worker.py); a note-on it has not served when it sounds runs the graph alone
+then, as above.
 Python does no per-event or per-voice work, and a call allocates nothing.
 
 Handled messages: note on/off (velocity -> control 0..1), CC1 (mod wheel: ``position`` = value / 127),
@@ -61,6 +64,7 @@ import numpy as np
 from engine import excite_cache as ec
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
+from engine.excite_worker import CONSUMED, ExciteWorker
 from engine.instrument import BoundGraph, Instrument
 from engine.modal_bank import LANES, PLANES, STEP_PLANES, ModalBank, limit
 from engine.voices import FIELDS as VOICE_FIELDS
@@ -81,6 +85,15 @@ BLOCK = 64
 LOOKAHEAD = 64
 """The look-ahead (samples) `eigentone render`, `play` and the bench use: one internal block (1.33 ms at 48 kHz).
 A multiple of BLOCK, so the delayed stream keeps the same internal blocks."""
+
+
+
+def realtime_lookahead(block_size: int) -> int:
+    """The look-ahead (samples) of a real-time synth with the excite worker and calls of up to ``block_size``
+    samples (`eigentone play`, the benches): LOOKAHEAD, or ``block_size`` rounded up to BLOCK when larger, so every
+    note-on sounds in a later call than the one receiving it and its excite work can go to the worker."""
+    return max(LOOKAHEAD, -(-block_size // BLOCK) * BLOCK)
+
 
 ROWS = 256
 """Note-ons per instrument received in one call that get an excite row (more are dropped and counted)."""
@@ -147,12 +160,18 @@ class _Part:
         self.controls, self.control_bits = controls, synth._control_bits[index]
         self.entry_of, self.row_event = synth._entry_of, synth._row_event[index]  # where queued note-ons get rows
         self.strike_controls = controls[ROWS:]
+        # with the excite worker the excite graph reads the worker's own rows (the audio thread's receive writes
+        # the synth's rows meanwhile); the strike graph always reads the synth's rows [ROWS, ROWS + 8)
+        self.worker_controls, self.worker_bits = synth._worker_controls[index], synth._worker_bits[index]
+        graph_controls = self.worker_controls if synth.excite_worker else controls
         self.cache = ec.ExciteCache(self.excite, ROWS, ec.cache_rows(excite_row_bytes(instrument)))
         per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
-        self.excite_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs,
+        self.excite_graph = BoundGraph(instrument.excite_session, {"controls": graph_controls}, outputs,
                                        excite_batch_sizes(ROWS), per_row=per_row)
-        self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [8],
-                                       first=ROWS + 7 if per_row else ROWS, per_row=per_row)
+        # one row, the last (a third of an 8-row call's time; the same bits: a batch-invariant graph's row alone is
+        # its row in any batch, and a graph that is not runs one row per call anyway)
+        self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [1],
+                                       first=ROWS + 7)
         if instrument.has_readout:
             rows = batch_sizes(slots)[-1]
             z, c = prefaulted((rows, modes, 2)), prefaulted((rows, modes, 2))
@@ -170,8 +189,11 @@ class _Part:
         self.part_f[sk.BEND_RANGE] = synth.bend_range
         self.part_f[sk.BEND : sk.BEND + 16] = 1.0
         self.faults = np.zeros((64, 3), np.int64)
+        # with the excite worker, pins are the worker's: the kernel's unpins go to an array nobody reads (the
+        # worker unpins what sounded, engine/excite_worker.py)
+        pins = np.zeros_like(self.cache.pins) if synth.excite_worker else self.cache.pins
         self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
-                      (self.cache.pins, self.cache.rows), self.readout, self.part_i, self.part_f, self.faults)
+                      (pins, self.cache.rows), self.readout, self.part_i, self.part_f, self.faults)
 
     def warm_up(self, synth: Synth) -> None:
         """Pay first-call costs here, not on the audio thread: compiled kernels (loaded from numba's cache), and
@@ -235,7 +257,9 @@ class Synth:
     * ``position``, ``position_y`` (0..1): excitation point controls sent to the excite graphs
       (MIDI CC1 also sets ``position``);
     * ``mono``, ``limiter``, ``steal_fade``: see the module doc;
-    * ``lookahead``: samples from an event's reception to its sound (a multiple of BLOCK; see the module doc).
+    * ``lookahead``: samples from an event's reception to its sound (a multiple of BLOCK; see the module doc);
+    * ``excite_worker``: received note-ons are excited on a worker thread (engine/excite_worker.py; needs
+      ``lookahead`` >= the prepared block size, so every note sounds in a later call than it is received).
 
     >>> synth = Synth(Instrument.load("modal.etone"))
     >>> synth.prepare(48000, 64, 32)
@@ -257,6 +281,7 @@ class Synth:
         decay_scale: float = 1.0,
         brightness: float = 0.0,
         lookahead: int = 0,
+        excite_worker: bool = False,
     ):
         if isinstance(instruments, Instrument):
             channel_map = {ch: instruments for ch in range(16)}
@@ -271,6 +296,9 @@ class Synth:
             raise ValueError(f"lookahead {lookahead}: expected a multiple of {BLOCK} samples >= 0")
         self.lookahead = int(lookahead)
         """Samples from an event's reception to its sound (the output trails the events by this much)."""
+        self.excite_worker = bool(excite_worker)
+        """Compute received note-ons' excite rows on a worker thread (needs ``lookahead`` >= the block size)."""
+        self._worker: ExciteWorker | None = None
         self.channel_map = channel_map
         self.bend_range = bend_range
         self.mono = mono
@@ -289,6 +317,10 @@ class Synth:
     def prepare(self, sample_rate: float, block_size: int, max_voices: int) -> None:
         """Allocate everything for calls of up to ``block_size`` samples at ``sample_rate`` Hz; the stream
         (and its internal blocks) starts at the next ``process`` call."""
+        if self.excite_worker and self.lookahead < block_size:
+            raise ValueError(f"excite_worker needs lookahead >= the block size: lookahead {self.lookahead}, block "
+                             f"size {block_size} (a note would sound in the call that receives it)")
+        self._stop_worker()
         self.sample_rate = float(sample_rate)
         self.block_size = int(block_size)
         self.max_voices = int(max_voices)
@@ -300,11 +332,13 @@ class Synth:
             self._part_of[channel] = next(i for i, known in enumerate(instruments) if known is instrument)
         self._controls = prefaulted((len(instruments), ROWS + 8, 4))
         self._control_bits = self._controls.view(np.int64)
+        self._worker_controls = prefaulted((len(instruments), ROWS + 8, 4)) if self.excite_worker else self._controls
+        self._worker_bits = self._worker_controls.view(np.int64)
         self._rows = np.zeros(len(instruments), np.int64)
         self._row_event = prefaulted((len(instruments), ROWS), np.int64)
         self._incoming = prefaulted((MAX_EVENTS, 4), np.int64)
         self._queue = prefaulted((QUEUE, sk.QUEUE_COLUMNS), np.int64)
-        self._queue_state = np.zeros(3, np.int64)
+        self._queue_state = np.zeros(sk.QUEUE_STATE, np.int64)
         self._entry_of = self._queue[:, sk.ENTRY]
         self._events = prefaulted((QUEUE, sk.EVENT_COLUMNS), np.int64)
         self._event_position = prefaulted(QUEUE, np.float64)
@@ -327,10 +361,14 @@ class Synth:
         self._mix[:] = 0.0
         self.dropped_events = 0
         self._begun = -1  # index of the last internal block whose start work was done
+        if self.excite_worker:
+            self._worker = ExciteWorker(self)
+            self._worker.start()
         self.prepared = True
 
     def release(self) -> None:
-        """Free the buffers allocated by ``prepare``."""
+        """Stop the excite worker and free the buffers allocated by ``prepare``."""
+        self._stop_worker()
         self.parts = []
         self._mix = np.zeros(0, np.float32)
         self.prepared = False
@@ -374,6 +412,22 @@ class Synth:
         self._position_written = True
 
     @property
+    def late_note_ons(self) -> int:
+        """Note-ons that sounded without a row computed at reception and were excited when they sounded (the
+        strike path): a position written in between, no free cache entry, or the excite worker not done in time."""
+        return int(self._queue_state[sk.LATE]) if self.prepared else 0
+
+    @property
+    def worker_cpu_seconds(self) -> float:
+        """CPU time (s) the excite worker thread has used since ``prepare`` (0 without the worker)."""
+        return self._worker.cpu_seconds if self._worker is not None else 0.0
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    @property
     def queued(self) -> int:
         """Events received and not yet applied (at most ``lookahead`` samples old)."""
         return int(self._queue_state[sk.TAIL] - self._queue_state[sk.HEAD]) if self.prepared else 0
@@ -413,11 +467,15 @@ class Synth:
             self._positions.fill(self._position)
             self._position_written = False
         self._receive(n_in, n_frames)
+        worker, wake = self._worker, False
         for index, part in enumerate(self.parts):
             rows = self._rows.item(index)
             part.part_f[sk.THRESHOLD] = threshold
             if rows:
-                part.excite_rows(rows)
+                if worker is None:
+                    part.excite_rows(rows)
+                else:
+                    wake = True
         n_events = self._due(n_frames)
         begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
         for part in self.parts:
@@ -425,6 +483,10 @@ class Synth:
         if n_frames or begin:  # the block holding the call's last sample has begun
             self._begun = (self.frames + max(n_frames - 1, 0)) // BLOCK
         self._position = self._positions.item(sk.SOUNDED)
+        if worker is not None:  # the notes taken by due have started: their entries may be unpinned
+            worker.shared[CONSUMED] = self._queue_state[sk.HEAD]
+            if wake:
+                worker.post()
         if self._queue_state.item(sk.OVERFLOW):
             self.dropped_events += self._queue_state.item(sk.OVERFLOW)
             self._queue_state[sk.OVERFLOW] = 0
@@ -448,7 +510,7 @@ class Synth:
     def _due(self, n_frames: int) -> int:
         """Move the events that sound in this call from the queue to ``_events`` (see ``sk.due``); how many."""
         return sk.due(self._queue, self._queue_state, self._events, self._event_position, self.frames, n_frames,
-                      self._positions, self.position_y, self._check, self._check_bits)
+                      self._positions, self.position_y, self._check, self._check_bits, self._part_of)
 
     def _take_events(self, events: Sequence[Event] | np.ndarray) -> int:
         """Copy the call's events into the preallocated (MAX_EVENTS, 4) array; returns how many were taken."""

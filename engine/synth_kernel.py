@@ -66,8 +66,10 @@ QUEUE_COLUMNS = 7
 OFFSET, USABLE = 0, 5
 EVENT_COLUMNS = 6
 ROWLESS, DROPPED_ROW = -1, -2
-# queue state (int64): ring head and tail (counts of events ever queued / taken), events dropped on a full queue
-HEAD, TAIL, OVERFLOW = range(3)
+# queue state (int64): ring head and tail (counts of events ever queued / taken), events dropped on a full queue,
+# note-ons that sounded without a usable row (excited when they sound: the strike path)
+HEAD, TAIL, OVERFLOW, LATE = range(4)
+QUEUE_STATE = 4
 # positions (float64): the mod-wheel position after the last received event, and at the last sounded event
 RECEIVED, SOUNDED = range(2)
 
@@ -125,13 +127,15 @@ def receive(incoming, n_in, part_of, controls, bits, rows, row_event, capacity, 
 
 
 @numba.njit(cache=True)
-def due(queue, state, events, event_position, frame, n, positions, position_y, check,
-        check_bits):  # pragma: no cover - compiled
+def due(queue, state, events, event_position, frame, n, positions, position_y, check, check_bits,
+        part_of):  # pragma: no cover - compiled
     """Move the queued events that sound in the call (stream frames [frame, frame + n)) to ``events`` (offsets in
     the call); returns how many. event_position: (>= count,) float64 the mod-wheel position in effect at each
     (``positions[SOUNDED]``, updated by the CC1 events as they sound). A note-on's USABLE is 1 when the controls it
     would have now (note, velocity / 127, that position, ``position_y``) have the bits its row was computed with;
-    check / check_bits: (4,) float32 scratch and the same memory as (2,) int64.
+    check / check_bits: (4,) float32 scratch and the same memory as (2,) int64. part_of: (16,) int64 part per
+    channel; a played note-on without a usable row (it will be excited when it sounds) is counted in
+    ``state[LATE]``.
     """
     size = queue.shape[0]
     count = 0
@@ -156,6 +160,9 @@ def due(queue, state, events, event_position, frame, n, positions, position_y, c
             check[2] = positions[SOUNDED]
             check[3] = position_y
             usable = check_bits[0] == queue[q, KEY0] and check_bits[1] == queue[q, KEY1]
+        if (kind == 0x90 and queue[q, DATA2] > 0 and not usable and queue[q, ENTRY] != DROPPED_ROW
+                and part_of[queue[q, STATUS] & 0x0F] >= 0):
+            state[LATE] += 1
         events[count, USABLE] = usable
         count += 1
     return count

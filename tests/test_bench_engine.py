@@ -7,6 +7,7 @@ met, to check that a miss makes the command fail and a pass lets it succeed.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from types import SimpleNamespace
 
@@ -16,7 +17,8 @@ import pytest
 from benchmarks import bench_engine
 from engine.synth import LOOKAHEAD
 
-ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False)
+ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False,
+                          no_worker=False)
 
 
 @pytest.mark.parametrize("reachable", [True, False])
@@ -36,9 +38,12 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
     assert f"note-on look-ahead {LOOKAHEAD} samples" in out.splitlines()[0]
     windows = next(line for line in out.splitlines() if "chord windows" in line)
     assert windows.endswith(f"(1 chords x {LOOKAHEAD // 64 + 1} blocks)"), windows  # 20 blocks: one chord
+    assert "excite worker thread (normal priority, same core)" in out.splitlines()[0]
     for line in out.splitlines():  # every row with note-ons prints its excite cache's hit rate
         if line.startswith(("string-256: 1 note-on", "string-256: 8 note-ons", "string-256: 16-note", "hard-pluck")):
             assert "excite cache hits" in line, line
+        if line.startswith(("string-256", "hard-pluck")):  # and every row the worker's CPU time and late note-ons
+            assert re.search(r"worker CPU \d+\.\d%/block, \d+ late$", line), line
     if reachable:
         assert code == 0 and "NOT met" not in out
     else:

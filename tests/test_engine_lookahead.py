@@ -49,10 +49,13 @@ def performance(blocks: int, seed: int = 5) -> list[tuple[int, int, int, int]]:
     return sorted(events, key=lambda e: e[0])
 
 
-def play(synth: Synth, events: list, frames: int, calls: list[int], writes: dict | None = None) -> np.ndarray:
-    """``frames`` samples of ``synth`` (prepared here) given the stream-frame ``events``, in calls cycling through
-    ``calls`` sizes; ``writes``: {frame: (name, value)} player options set before the call starting at that frame."""
-    synth.prepare(FS, max(calls), 8)
+def play(synth: Synth, events: list, frames: int, calls: list[int], writes: dict | None = None,
+         after=None, prepared: bool = False) -> np.ndarray:
+    """``frames`` samples of ``synth`` (prepared here unless ``prepared``) given the stream-frame ``events``, in
+    calls cycling through ``calls`` sizes; ``writes``: {frame: (name, value)} player options set before the call
+    starting at that frame; ``after(synth)`` runs after each call."""
+    if not prepared:
+        synth.prepare(FS, max(calls), 8)
     out, frame, i, k = [], 0, 0, 0
     while frame < frames:
         n = min(calls[k % len(calls)], frames - frame)
@@ -64,6 +67,8 @@ def play(synth: Synth, events: list, frames: int, calls: list[int], writes: dict
             given.append((events[i][0] - frame, *events[i][1:]))
             i += 1
         out.append(synth.process(given, n).copy())
+        if after is not None:
+            after(synth)
         frame += n
     return np.concatenate(out)
 

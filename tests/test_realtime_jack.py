@@ -27,7 +27,7 @@ import soundfile as sf
 
 from engine.midi_file import write_demo_song
 from engine.render import render_midi
-from engine.synth import LOOKAHEAD
+from engine.synth import realtime_lookahead
 from export.modal_bundle import write_modal_bundle
 from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
@@ -121,10 +121,11 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
     # placed by the stream's clock: each note sounded exactly one block plus the synth's look-ahead after its arrival
     # on JACK's frame clock (stamps from Stream.time, blocks from time_info: were they on different clocks, the notes
     # would be late)
-    latency = BLOCK + LOOKAHEAD
+    latency = BLOCK + realtime_lookahead(BLOCK)  # the look-ahead of play's excite worker: one period here
     assert live_timing.startswith(f"live MIDI: 8 events, each sounded {latency}..{latency} frames after"), live_timing
 
     assert played.returncode == 0, played.stderr
+    assert f"note-on to sound: {latency + 32} samples" in played.stderr, played.stderr
     summary = played.stdout.strip().splitlines()[-1]
     print(f"\n{summary}\njackd logged {late_driver} late cycles of its own timer (host stalls, not the client)")
     found = re.search(r"(\d+) xruns, (\d+) voices max, callback p50 ([\d.]+)% p99 ([\d.]+)%.*\((\d+) callbacks\)",
@@ -159,5 +160,6 @@ def test_soak_engine_adds_no_xruns_beyond_the_do_nothing_baseline():
     engine = re.search(r"engine\s+(\d+)s\s+(\d+)\s+(\d+)", result.stdout)
     assert found and engine and int(engine[1]) >= 5 and int(engine[2]) > 0.9 * 6 * RATE / BLOCK
     assert "0 non-finite samples" in result.stdout and "NOT EXPLAINED" not in result.stdout
+    assert re.search(r"excite worker \(look-ahead 128 samples\): CPU [\d.]+ s", result.stdout)
     attributed = re.search(r"engine\s+\d+s\s+\d+\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|", result.stdout)
     assert attributed and int(attributed[1]) == sum(int(attributed[k]) for k in range(2, 6))  # every xrun charged

@@ -1,0 +1,155 @@
+"""The excite worker (``Synth(lookahead=L, excite_worker=True)``, engine/excite_worker.py): received note-ons are
+excited on a worker thread; a note the worker has not served in time is excited when it sounds. Either way the
+output is the zero-look-ahead output delayed by exactly L samples; the thread ends with ``release``; the audio
+thread's calls allocate nothing."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from engine_instruments import engine_instruments
+from test_engine_lookahead import FS, performance, play
+
+from engine import excite_cache as ec
+from engine.instrument import Instrument
+from engine.synth import BLOCK, LOOKAHEAD, Synth
+
+CASES = ((LOOKAHEAD, [BLOCK]), (LOOKAHEAD, [37, 64, 5, 1]), (4 * BLOCK, [256, 100]))
+"""(look-ahead, call sizes): every call at most the look-ahead, so every note sounds in a later call."""
+
+
+@pytest.fixture(scope="module")
+def instruments(tmp_path_factory) -> dict[str, Instrument]:
+    return engine_instruments(tmp_path_factory.mktemp("worker"))
+
+
+def _played(instruments, name: str):
+    return {0: instruments["attack"], 1: instruments["hard-pluck"]} if name == "two instruments" else instruments[name]
+
+
+def _drain(synth: Synth) -> None:
+    synth._worker.drain()
+
+
+def _hold(synth: Synth) -> None:
+    synth._worker.held.set()
+
+
+def _worker_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "eigentone-excite-worker"]
+
+
+@pytest.mark.parametrize("name", ["attack", "modulated", "two instruments"])
+@pytest.mark.parametrize("entries", [None, 3])
+def test_a_served_note_sounds_as_without_the_worker(instruments, monkeypatch, name, entries):
+    """The worker given time after every call (``drain``): it serves every note-on a synth without the worker
+    serves at reception (the same late count: 0 with the default cache), and the samples are the zero-look-ahead
+    ones delayed by L. With a 3-entry cache most note-ons find no free entry and are excited when they sound."""
+    if entries is not None:
+        monkeypatch.setattr(ec, "CACHE_ROWS", entries)
+    events = performance(300)
+    frames = BLOCK * 300
+    reference = play(Synth(_played(instruments, name)), events, frames, [BLOCK])
+    for lookahead, calls in CASES:
+        synchronous = Synth(_played(instruments, name), lookahead=lookahead)
+        play(synchronous, events, frames, calls)
+        synth = Synth(_played(instruments, name), lookahead=lookahead, excite_worker=True)
+        delayed = play(synth, events, frames, calls, after=_drain)
+        late = synth.late_note_ons
+        while synth.queued:
+            synth.process([], BLOCK)
+        synth._worker.post()  # a wake-up with nothing new: it unpins what sounded
+        _drain(synth)
+        assert not synth._worker.pins.any()  # every pin taken was given back
+        synth.release()
+        assert not delayed[:lookahead].any()
+        np.testing.assert_array_equal(delayed[lookahead:], reference[: frames - lookahead])
+        if entries is None:
+            assert late == synchronous.late_note_ons == 0
+        else:  # the worker unpins sounded notes before its lookup, the synchronous path after: fewer bypasses
+            assert 0 < late <= synchronous.late_note_ons
+
+
+@pytest.mark.parametrize("name", ["hard-pluck", "two instruments"])
+def test_a_held_worker_makes_every_note_late_and_changes_no_sample(instruments, name):
+    events = performance(300, seed=7)
+    frames = BLOCK * 300
+    reference = play(Synth(_played(instruments, name)), events, frames, [BLOCK])
+    for lookahead, calls in CASES:
+        synth = Synth(_played(instruments, name), lookahead=lookahead, excite_worker=True)
+        synth.prepare(FS, max(calls), 8)
+        _hold(synth)
+        delayed = play(synth, events, frames, calls, prepared=True)
+        sounded = [e for e in events if e[0] < frames - lookahead and e[1] & 0xF0 == 0x90 and e[3] > 0]
+        assert synth.late_note_ons == len(sounded)
+        assert synth.worker_cpu_seconds == 0.0
+        synth.release()
+        np.testing.assert_array_equal(delayed[lookahead:], reference[: frames - lookahead])
+
+
+def test_the_worker_free_running_changes_no_sample(instruments):
+    """No waiting at all: which notes the worker serves in time depends on the machine, the samples do not."""
+    events = performance(300, seed=8)
+    frames = BLOCK * 300
+    reference = play(Synth(instruments["attack"]), events, frames, [BLOCK])
+    synth = Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True)
+    delayed = play(synth, events, frames, [BLOCK])
+    synth.release()
+    np.testing.assert_array_equal(delayed[LOOKAHEAD:], reference[: frames - LOOKAHEAD])
+
+
+def test_release_and_prepare_leave_no_thread_behind(instruments):
+    before = len(_worker_threads())
+    synth = Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True)
+    synth.prepare(FS, BLOCK, 8)
+    synth.prepare(FS, BLOCK, 8)  # a second prepare replaces the worker
+    assert len(_worker_threads()) == before + 1
+    _hold(synth)  # requests pending when it stops
+    synth.process([(k, 0x90, 50 + k, 90) for k in range(8)], BLOCK)
+    synth.release()
+    assert len(_worker_threads()) == before
+    synth.prepare(FS, BLOCK, 8)
+    synth.process([(0, 0x90, 60, 90)], BLOCK)
+    _drain(synth)
+    assert synth.worker_cpu_seconds > 0.0
+    synth.release()
+    assert len(_worker_threads()) == before
+
+
+def test_the_worker_needs_a_lookahead_of_at_least_the_block_size(instruments):
+    synth = Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True)
+    with pytest.raises(ValueError, match="lookahead >= the block size"):
+        synth.prepare(FS, 2 * LOOKAHEAD, 8)
+    assert not _worker_threads()
+
+
+def test_the_audio_thread_allocates_nothing_with_the_worker(instruments):
+    """Measured with the worker held during each call (tracemalloc counts every thread) and drained between."""
+    synth = Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True)
+    synth.prepare(FS, BLOCK, 32)
+    blocks = performance(200, seed=1)
+    frames = [[(e[0] % BLOCK, *e[1:]) for e in blocks if e[0] // BLOCK == b] for b in range(200)]
+    for events in frames[:100]:
+        synth.process(events, BLOCK)
+        _drain(synth)
+    largest = 0
+    tracemalloc.start()
+    try:
+        for events in frames[100:]:
+            _hold(synth)
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            synth.process(events, BLOCK)
+            largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
+            synth._worker.held.clear()
+            _drain(synth)
+    finally:
+        tracemalloc.stop()
+    stats, late = synth.parts[0].cache.stats, synth.late_note_ons
+    synth.release()
+    assert stats[ec.HITS] > 0 and stats[ec.MISSES] > 0
+    assert late == 0
+    assert largest < 4096, largest
