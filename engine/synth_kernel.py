@@ -1,8 +1,8 @@
 """The synth's compiled block loop: MIDI events of one instrument applied sample-accurately, voices rendered.
 
 ``play`` renders one piece of an internal block (never crossing a block boundary) for one instrument
-(a *part*): it applies that part's events in order, rendering the modal bank up to each event's
-offset, and does the block-start and block-end work when told to. It is the executable form of
+(a *part*): it applies that part's events in order (a voice an event changes is rendered up to the event's
+offset first, the others in one pass at the piece's end), and does the block-start and block-end work when told to. It is the executable form of
 docs/engine-semantics.md sections 3-5 and 10: allocation and stealing (engine/voices.py), note
 on/off, sustain pedal, CC120/121/123, pitch bend, mono mode, the NaN guard and freeing.
 
@@ -224,14 +224,16 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
 def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cache, part_i, part_f,
            faults):  # pragma: no cover - compiled
     """Apply events[first:last] and render out[start:stop] inside one internal block (``phase``: the block's
-    sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set)."""
+    sample index at ``start``). Returns DONE or STRIKE (RESUME_AT, STRIKE_EVENT set).
+
+    Only the voices an event changes are rendered up to its offset first (:func:`engine.modal_bank.catch_up`); the
+    others render the piece in one pass at its end (:func:`_flush`), which adds every voice's samples to ``out`` in
+    voice order. The samples are those of rendering every voice up to every event (each sample is the same sum,
+    added in the same order), at the cost of one pass for the voices the events touch, not for all."""
     active, counts = pool[1], pool[2]
     now = start
     for i in range(first, last):
-        offset = events[i, 0]
-        if offset > now:
-            mb.advance(bank, active, counts[vp.COUNT], out, now, offset - now)
-            now = offset
+        now = max(now, events[i, 0])
         status = events[i, 1]
         kind, channel = status & 0xF0, status & 0x0F
         if not part_i[MAPPED + channel]:
@@ -242,6 +244,7 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cac
             entry = events[i, ENTRY]
             late = entry != DROPPED_ROW and not events[i, USABLE]
             if late and not part_i[STRIKE_READY]:  # excite its row now (before any change this event makes)
+                _flush(events, first, last, start, phase, at, out, pool, bank)
                 part_i[STRIKE_NOTE] = data1
                 part_i[STRIKE_VELOCITY] = data2
                 part_i[STRIKE_EVENT] = i
@@ -254,6 +257,8 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cac
                 continue
             if entry >= 0:
                 cache[0][entry] -= 1  # unpin
+            if counts[vp.COUNT] == active.shape[0]:  # the steal may cut a voice: the order of the voices changes
+                _flush(events, first, last, start, phase, at, out, pool, bank)
             if late:
                 part_i[STRIKE_READY] = 0
                 _start(pool, bank, excite, part_i, part_f, faults, excite[0].shape[0] - 1, channel, data1, at)
@@ -262,11 +267,14 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cac
         elif kind == 0x80 or kind == 0x90:
             if part_i[MONO] and _returns_to_held(part_i, channel, data1):
                 if not part_i[STRIKE_READY]:
+                    _flush(events, first, last, start, phase, at, out, pool, bank)
                     part_i[STRIKE_EVENT] = i
                     part_i[RESUME_AT] = now
                     return STRIKE
                 part_i[STRIKE_READY] = 0
                 _forget_key(part_i, channel, data1)
+                if counts[vp.COUNT] == active.shape[0]:
+                    _flush(events, first, last, start, phase, at, out, pool, bank)
                 _start(pool, bank, excite, part_i, part_f, faults, excite[0].shape[0] - 1, channel,
                        part_i[STRIKE_NOTE], at)
             else:
@@ -277,10 +285,30 @@ def _piece(events, first, last, start, stop, phase, out, pool, bank, excite, cac
             semitones = ((data2 << 7 | data1) - 8192) / 8192.0 * part_f[BEND_RANGE]
             _bend(pool, bank, part_f, channel, 2.0 ** (semitones / 12.0), at)
         elif kind == 0xB0:
+            if data1 == 120:  # frees voices: the order of the voices changes
+                _flush(events, first, last, start, phase, at, out, pool, bank)
             _control(pool, bank, part_i, part_f, channel, data1, data2, at)
-    if stop > now:
-        mb.advance(bank, active, counts[vp.COUNT], out, now, stop - now)
+    _flush(events, first, last, start, phase, phase + stop - start, out, pool, bank)
     return DONE
+
+
+@numba.njit(cache=True)
+def _flush(events, first, last, start, phase, at, out, pool, bank):  # pragma: no cover - compiled
+    """Render every voice up to sample ``at`` of the block and add its samples not yet added to ``out`` (out[start]
+    is sample ``phase``), voice after voice in ``active`` order."""
+    active, count = pool[1], pool[2][vp.COUNT]
+    voice_i, pending, work = bank[mb.VOICE_I], bank[mb.PENDING], bank[mb.WORK]
+    base = start - phase
+    for j in range(mb.emit(bank, active, count, at, out, base, work)):
+        # not finite: muted piece by piece, the pieces ending at the events' offsets (as when rendered event by event)
+        v = work[j]
+        done = voice_i[mb.FIRST, v]
+        for i in range(first, last + 1):
+            end = at if i == last else min(max(phase + events[i, 0] - start, done), at)
+            if end > done:
+                mb.add_if_finite(voice_i, v, pending[v], done, end - done, out, base + done)
+                done = end
+        voice_i[mb.FIRST, v] = at
 
 
 @numba.njit(cache=True)
@@ -310,6 +338,9 @@ def _release(pool, bank, slot, sigma, at):  # pragma: no cover - compiled
     flags[vp.KEY_DOWN, slot] = 0
     flags[vp.SUSTAINED, slot] = 0
     flags[vp.RELEASING, slot] = 1
+    one = bank[mb.WORK][-1:]  # (callers pass slots listed in work[:-1])
+    one[0] = slot
+    mb.catch_up(bank, one, 1, at)  # its samples before ``at`` with the poles it had
     mb.release(bank, slot, sigma, at)
 
 
@@ -332,6 +363,7 @@ def _bend(pool, bank, part_f, channel, factor, at):  # pragma: no cover - compil
     part_f[BEND + channel] = factor
     work = bank[mb.WORK]
     n = vp.on_channel(flags, active, counts, channel, work)
+    mb.catch_up(bank, work, n, at)
     if n:
         mb.bend(bank, work, n, factor, at)
 
