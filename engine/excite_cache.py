@@ -50,7 +50,8 @@ class ExciteCache:
 
     ``outputs``: the excite graph's output buffers (sigma, omega, z0, c, mod_alpha, mod_beta, attack), each
     (rows, ...) float32 or an empty (0, 0) placeholder; ``capacity``: graph rows per call (size of ``source``);
-    ``entries``: cache rows (0 disables the cache: every note-on bypasses it).
+    ``entries``: cache rows (0 disables the cache: every note-on bypasses it); ``spare``: rows after the entries
+    that are no cache entries (the audio thread's late rows with the excite worker, engine/excite_worker.py).
 
     Arrays: ``rows`` (the outputs' shapes with ``entries`` rows), ``keys`` (entries, 2) int64 control bits,
     ``used`` (entries,) int64 the call that last used an entry (-1: empty), ``pins`` (entries,) int64 note-ons
@@ -59,9 +60,10 @@ class ExciteCache:
     call: its entry, or -1 (bypassed), ``stats`` (see HITS ...).
     """
 
-    def __init__(self, outputs: tuple[np.ndarray, ...], capacity: int, entries: int):
+    def __init__(self, outputs: tuple[np.ndarray, ...], capacity: int, entries: int, spare: int = 0):
         self.entries = entries
-        self.rows = tuple(prefaulted((entries, *array.shape[1:])) if array.shape[0] else array for array in outputs)
+        self.rows = tuple(prefaulted((entries + spare, *array.shape[1:])) if array.shape[0] else array
+                          for array in outputs)
         self.keys = prefaulted((entries, 2), np.int64)
         self.used = np.full(entries, -1, np.int64)
         self.pins = np.zeros(entries, np.int64)
@@ -70,9 +72,10 @@ class ExciteCache:
         self.stats = np.zeros(4, np.int64)
 
     @staticmethod
-    def bytes(row_bytes: int, capacity: int, entries: int) -> int:
-        """Bytes the cache allocates for ``entries`` rows of ``row_bytes`` and ``capacity`` graph rows per call."""
-        return entries * (row_bytes + 5 * 8) + capacity * 8
+    def bytes(row_bytes: int, capacity: int, entries: int, spare: int = 0) -> int:
+        """Bytes the cache allocates for ``entries`` rows of ``row_bytes`` (and ``spare`` rows) and ``capacity``
+        graph rows per call."""
+        return entries * (row_bytes + 5 * 8) + spare * row_bytes + capacity * 8
 
     @property
     def hit_rate(self) -> float:

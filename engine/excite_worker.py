@@ -5,8 +5,9 @@ samples later, in a later call. The audio thread only queues it (``synth_kernel.
 (one ``os.eventfd_write``); the worker looks the note-on's controls up in the excite cache, runs the excite graph
 on the misses, copies the rows into their cache entries and pins them (what ``Synth`` does in the receiving call
 without the worker), then writes the entry into the queued event. When the note sounds (``synth_kernel.due``) it
-starts from that entry if the worker has written it, else it takes the strike path: the graph runs alone for it
-on the audio thread, so a late worker costs time, never a sample (the rows are the same bits either way: the
+starts from that entry if the worker has written it, else it is excited late on the audio thread: the call's late
+note-ons of an instrument run the graph together (:func:`late_rows`, into spare rows after the cache's entries
+that only the audio thread uses), so a late worker costs time, never a sample (the rows are the same bits either way: the
 graph is batch-invariant or run per row, engine/excite_cache.py). The audio thread never waits for the worker.
 
 Who writes what (the race-free part):
@@ -109,6 +110,33 @@ def publish(outputs, cache_rows, pending, pins, source, n, row_event, queue, sha
         pins[entry] += 1
         pinned[q, 0] = part
         pinned[q, 1] = entry
+
+
+@numba.njit(cache=True)
+def late_rows(events, n, part_of, part, controls, base, capacity, event_position,
+              position_y):  # pragma: no cover - compiled
+    """On the audio thread, after ``synth_kernel.due``: give this part's note-ons of the call that have no usable
+    row (the worker had not served them, their controls changed, or the cache had no free entry) the spare rows
+    ``base + r`` of the cache (``controls`` (base + capacity, 4) float32 gets each one's controls as the strike path
+    would: note, velocity / 127, the position in effect, ``position_y``), marking them usable; returns how many (the
+    graph then runs once on them all). Past ``capacity`` they keep the strike path."""
+    r = 0
+    for i in range(n):
+        status = events[i, sk.STATUS]
+        if (events[i, sk.USABLE] or events[i, sk.ENTRY] == sk.DROPPED_ROW or status & 0xF0 != 0x90
+                or events[i, sk.DATA2] == 0 or part_of[status & 0x0F] != part):
+            continue
+        if r >= capacity:
+            break
+        row = controls[base + r]
+        row[0] = events[i, sk.DATA1]
+        row[1] = events[i, sk.DATA2] / 127.0
+        row[2] = event_position[i]
+        row[3] = position_y
+        events[i, sk.ENTRY] = base + r
+        events[i, sk.USABLE] = 1
+        r += 1
+    return r
 
 
 class ExciteWorker:

@@ -32,8 +32,8 @@ after the readout graph ran on the state gathered at the previous block end). A 
 between reception and sounding (a ``position`` or ``position_y`` written in between) or that found no free cache
 entry runs the graph alone when it sounds, so the look-ahead never changes a sample. With ``excite_worker=True``
 (real time: `eigentone play` and the benches) the cache lookup, the graph and the pinning run on a worker thread
-after the call returns (engine/excite_worker.py); a note-on it has not served when it sounds runs the graph alone
-then, as above.
+after the call returns (engine/excite_worker.py); the note-ons it has not served when they sound run the graph
+then, on the audio thread (one call for the call's late note-ons of an instrument).
 Python does no per-event or per-voice work, and a call allocates nothing.
 
 Handled messages: note on/off (velocity -> control 0..1), CC1 (mod wheel: ``position`` = value / 127),
@@ -64,7 +64,7 @@ import numpy as np
 from engine import excite_cache as ec
 from engine import synth_kernel as sk
 from engine.buffers import prefaulted
-from engine.excite_worker import CONSUMED, ExciteWorker
+from engine.excite_worker import CONSUMED, ExciteWorker, late_rows
 from engine.instrument import BoundGraph, Instrument
 from engine.modal_bank import LANES, PLANES, STEP_PLANES, ModalBank, limit
 from engine.voices import FIELDS as VOICE_FIELDS
@@ -104,6 +104,9 @@ MAX_EVENTS = 4096
 QUEUE = 2 * MAX_EVENTS
 """Events received and not yet applied (calls of at least ``lookahead`` samples keep at most two calls' events;
 an event that finds the queue full is dropped and counted)."""
+
+EXCITE_OUTPUTS = ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack")
+"""The excite graph's outputs in the order of the synth's excite buffers (absent ones are empty placeholders)."""
 
 DECAY_SCALE_RANGE = (0.25, 4.0)
 BRIGHTNESS_RANGE = (-1.0, 1.0)
@@ -154,8 +157,7 @@ class _Part:
                               decay_scale=synth.decay_scale, brightness=synth.brightness)
         # excite: rows [0, ROWS) for the call's note-ons, the last 8 rows for a mono return (strike)
         outputs = instrument.excite_buffers(ROWS + 8)
-        self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in
-                            ("sigma", "omega", "z0", "c", "mod_alpha", "mod_beta", "attack"))
+        self.excite = tuple(outputs.get(name, np.zeros((0, 0), np.float32)) for name in EXCITE_OUTPUTS)
         controls = synth._controls[index]
         self.controls, self.control_bits = controls, synth._control_bits[index]
         self.entry_of, self.row_event = synth._entry_of, synth._row_event[index]  # where queued note-ons get rows
@@ -164,7 +166,8 @@ class _Part:
         # the synth's rows meanwhile); the strike graph always reads the synth's rows [ROWS, ROWS + 8)
         self.worker_controls, self.worker_bits = synth._worker_controls[index], synth._worker_bits[index]
         graph_controls = self.worker_controls if synth.excite_worker else controls
-        self.cache = ec.ExciteCache(self.excite, ROWS, ec.cache_rows(excite_row_bytes(instrument)))
+        spare = ROWS if synth.excite_worker else 0  # the late rows (see excite_late)
+        self.cache = ec.ExciteCache(self.excite, ROWS, ec.cache_rows(excite_row_bytes(instrument)), spare)
         per_row = not instrument.excite_batch_invariant  # then one graph call per note-on (see Instrument)
         self.excite_graph = BoundGraph(instrument.excite_session, {"controls": graph_controls}, outputs,
                                        excite_batch_sizes(ROWS), per_row=per_row)
@@ -172,6 +175,12 @@ class _Part:
         # its row in any batch, and a graph that is not runs one row per call anyway)
         self.strike_graph = BoundGraph(instrument.excite_session, {"controls": controls}, outputs, [1],
                                        first=ROWS + 7)
+        if synth.excite_worker:  # the audio thread's own graph binding: its late rows into the cache's spare rows
+            base = self.cache.entries
+            self.late_controls = prefaulted((base + spare, 4))
+            self.late_graph = BoundGraph(instrument.excite_session, {"controls": self.late_controls},
+                                         {name: self.cache.rows[k] for k, name in enumerate(EXCITE_OUTPUTS)
+                                          if name in outputs}, excite_batch_sizes(ROWS), first=base, per_row=per_row)
         if instrument.has_readout:
             rows = batch_sizes(slots)[-1]
             z, c = prefaulted((rows, modes, 2)), prefaulted((rows, modes, 2))
@@ -191,7 +200,7 @@ class _Part:
         self.faults = np.zeros((64, 3), np.int64)
         # with the excite worker, pins are the worker's: the kernel's unpins go to an array nobody reads (the
         # worker unpins what sounded, engine/excite_worker.py)
-        pins = np.zeros_like(self.cache.pins) if synth.excite_worker else self.cache.pins
+        pins = np.zeros(self.cache.entries + spare, np.int64) if synth.excite_worker else self.cache.pins
         self.state = ((self.pool.flags, self.pool.active, self.pool.counts), self.bank.arrays, self.excite,
                       (pins, self.cache.rows), self.readout, self.part_i, self.part_f, self.faults)
 
@@ -202,6 +211,10 @@ class _Part:
             self.excite_graph.run(size)  # one call of each shape (a single row's when the graph runs per row)
         self.excite_rows(0)
         self.strike_graph.run(1)
+        if hasattr(self, "late_graph"):
+            for size in self.late_graph.sizes:
+                self.late_graph.run(size)
+            self.excite_late(synth, 0)  # the compiled late_rows, loaded now
         if self.instrument.has_readout:
             for size in self.readout_graph.sizes:
                 self.readout_graph.run(size)
@@ -218,6 +231,14 @@ class _Part:
             self.excite_graph.run(misses)
         ec.stage(self.excite, cache.rows, cache.pending, cache.pins, cache.source, rows, self.entry_of,
                  self.row_event)
+
+    def excite_late(self, synth: Synth, n_events: int) -> None:
+        """With the excite worker: the call's note-ons of this instrument that have no usable row run the graph
+        together here (one call, rows into the cache's spare rows), not one strike each."""
+        rows = late_rows(synth._events, n_events, synth._part_of, self.index, self.late_controls, self.cache.entries,
+                         ROWS, synth._event_position, synth.position_y)
+        if rows:
+            self.late_graph.run(rows)
 
     def play(self, synth: Synth, n_events: int, n_frames: int, begin: bool) -> None:
         """This call's events and samples for this instrument (``sk.play``), running the graphs it stops for."""
@@ -397,7 +418,7 @@ class Synth:
         attack = slots * (instrument.attack_samples + 1) * 4
         excite_row = excite_row_bytes(instrument)
         readout = 2 * batch_sizes(slots)[-1] * instrument.modes * 2 * 4 if instrument.has_readout else 0
-        cache = ec.ExciteCache.bytes(excite_row, ROWS, ec.cache_rows(excite_row))
+        cache = ec.ExciteCache.bytes(excite_row, ROWS, ec.cache_rows(excite_row), ROWS)  # with the worker's late rows
         return bank + attack + (ROWS + 8) * excite_row + readout + cache
 
     @property
@@ -476,7 +497,11 @@ class Synth:
                     part.excite_rows(rows)
                 else:
                     wake = True
+        late = self._queue_state.item(sk.LATE)
         n_events = self._due(n_frames)
+        if worker is not None and self._queue_state.item(sk.LATE) != late:
+            for part in self.parts:
+                part.excite_late(self, n_events)
         begin = self.frames % BLOCK == 0 and self.frames // BLOCK != self._begun
         for part in self.parts:
             part.play(self, n_events, n_frames, begin)

@@ -34,7 +34,8 @@ def test_shipped_recorded_instruments_are_made_by_their_recipe_and_stay_small(pa
     assert training["laws"] == list(LAWS)
     notes = training["recorded_notes"]
     assert len(set(np.round(notes))) == len(notes)  # one recording per note
-    assert path.stat().st_size < 512 * 2**10, f"{path.name} is over 512 kB"
+    # most of it is the recorded notes' residuals: (notes, RESIDUAL_SECONDS x fs) float32
+    assert path.stat().st_size < 1024 * 2**10, f"{path.name} is over 1 MB"
 
 
 def test_the_shipped_set_covers_every_family_and_stays_small():
