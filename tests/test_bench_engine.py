@@ -33,7 +33,7 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
     out = capsys.readouterr().out
     for row in ("sustained 8 voices", "1 note-on per block", "8 note-ons per block", "16-note chord every 100 ms",
                 "chord windows (reception..sound)", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
-                "offline render"):
+                "same-run machine baseline", "offline render"):
         assert row in out, row
     assert f"note-on look-ahead {LOOKAHEAD} samples" in out.splitlines()[0]
     windows = next(line for line in out.splitlines() if "chord windows" in line)
@@ -48,6 +48,18 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
         assert code == 0 and "NOT met" not in out
     else:
         assert code == 1 and "16-note chord's reception to its sound: max" in out and "NOT met" in out and "floor(s) missed" in out
+
+
+def test_the_machine_baseline_is_paced_constant_work():
+    """The fixed-work loop is paced at block rate (the run lasts the blocks' budget) and times only the loop: each
+    block's time is a small part of the period, none of the sleep."""
+    blocks, budget = 30, 64 / 48000
+    started = time.perf_counter()
+    times = bench_engine.paced_reference_times(4, 16, 64, 48000, blocks)
+    elapsed = time.perf_counter() - started
+    assert times.shape == (blocks,) and (times > 0).all()
+    assert elapsed >= (blocks - 1) * budget, elapsed
+    assert np.median(times) < budget / 2, times
 
 
 class _SleepingChain:
