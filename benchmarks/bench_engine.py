@@ -9,10 +9,10 @@ samples (how close the synth is to the arithmetic), and the offline render of a 
 song (real-time factor). Note-on velocities are drawn uniformly from 1..127 (seeded), so a note-on's controls
 repeat about as rarely as in played music (7 notes x 127 velocities, more distinct rows than the synth's excite cache
 keeps): the cache (engine/excite_cache.py) serves only rows that came back recently, and each row prints its hit rate.
-The synth runs as `eigentone play` runs it at 64-sample periods: look-ahead ``engine.synth.LOOKAHEAD`` (printed in
-the header) and the excite worker (engine/excite_worker.py): a note-on's excite graph runs on the worker thread
+The synth runs as `eigentone play` runs it at 64-sample periods: look-ahead ``engine.synth.realtime_lookahead(64)``
+= 128 samples (printed in the header) and the excite worker (engine/excite_worker.py): a note-on's excite graph runs on the worker thread
 after the block that receives it (the worker is on the same pinned core at normal priority, so it runs in the idle
-part of each period), its voice starts ``LOOKAHEAD`` samples later; a note the worker has not served by then is
+part of each period), its voice starts the look-ahead later; a note the worker has not served by then is
 excited on the audio thread when it sounds. Each row prints the worker's CPU time per block (mean, as a share of
 the budget: time the core spends on the workload outside the timed call) and how many note-ons were excited late.
 ``--no-worker`` runs the graph in the receiving block instead (the synchronous path, for comparison). A chord's
@@ -43,7 +43,7 @@ from engine.instrument import Instrument
 from engine.midi_file import write_demo_song
 from engine.render import render_midi
 from engine.signal_chain import SignalChain
-from engine.synth import LOOKAHEAD, Synth
+from engine.synth import Synth, realtime_lookahead
 from plugins.effects import DEFAULT_CHAIN, EffectsChain
 
 HELP = "benchmark the engine on a performance: block-time percentiles per scenario, offline real-time factor"
@@ -288,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
                                              blocks=min(args.blocks, 2000)))
     sample_rate, block = 48000, 64
     budget = block / sample_rate
+    lookahead = realtime_lookahead(block)  # as `eigentone play --block 64` runs
     blocks = max(args.blocks, 1)
     effects = None if args.no_effects else EffectsChain.from_json(DEFAULT_CHAIN)
     misses: list[str] = []
@@ -308,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
                            "no excite worker (graph in the receiving block)")
             print(f"eigentone bench engine: SignalChain.process ({chain_text}), {sample_rate} Hz, {block}-sample "
                   f"blocks (budget {budget * 1e3:.3f} ms), {blocks} blocks per row, paced at block rate, 1 core, "
-                  f"{priority}; note-on look-ahead {LOOKAHEAD} samples ({LOOKAHEAD / sample_rate * 1e3:.2f} ms "
+                  f"{priority}; note-on look-ahead {lookahead} samples ({lookahead / sample_rate * 1e3:.2f} ms "
                   f"from reception to sound), {worker_text}")
             print(f"{'':<41} {'wall time':^31} {'CPU time':^15}")
             print(f"{'scenario':<34} {'voices':>6} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'p99.9':>7} "
@@ -318,9 +319,9 @@ def run(args: argparse.Namespace) -> int:
             blocks_per_chord = round(CHORD_EVERY_S * sample_rate / block)
             results: dict[str, np.ndarray] = {}
             cpu_results: dict[str, np.ndarray] = {}
-            lead_blocks = LOOKAHEAD // block
+            lead_blocks = lookahead // block
             for scenario in scenarios(args.voices, notes, blocks_per_chord, lead_blocks):
-                chain = SignalChain(Synth(string, lookahead=LOOKAHEAD, excite_worker=worker), effects)
+                chain = SignalChain(Synth(string, lookahead=lookahead, excite_worker=worker), effects)
                 chain.prepare(sample_rate, block, args.voices)
                 before, worker_before = _cache_counts(chain.synth), _worker_counts(chain.synth)
                 times, cpu, marked = time_scenario(chain, scenario, blocks, args.voices, notes, block, sample_rate)
@@ -340,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
                 chain.release()
             lo, hi = koopman.note_range
             koopman_notes = np.arange(lo, hi + 1)
-            chain = SignalChain(Synth(koopman, lookahead=LOOKAHEAD, excite_worker=worker), effects)
+            chain = SignalChain(Synth(koopman, lookahead=lookahead, excite_worker=worker), effects)
             chain.prepare(sample_rate, block, args.koopman_voices)
             one_per_block = scenarios(args.koopman_voices, koopman_notes, blocks_per_chord)[1]
             before, worker_before = _cache_counts(chain.synth), _worker_counts(chain.synth)

@@ -8,7 +8,8 @@ with a sample offset inside the call::
 
 (or an (n, 4) integer array of the same) and are applied sample-accurately (an offset past the call's
 end is applied at its last sample, an offset below the previous event's at the previous event's), ``lookahead``
-samples after they are received (0 by default; ``LOOKAHEAD`` = 64 in `eigentone render`, `play` and the bench):
+samples after they are received (0 by default; ``LOOKAHEAD`` = 64 in `eigentone render`, ``realtime_lookahead(period)``
+(at least 128) in `play` and the benches):
 an event received at stream sample ``k`` sounds at sample ``k + lookahead``, so the output is the zero-look-ahead
 output delayed by exactly ``lookahead`` samples. What a note-on needs that does not depend on the state when it
 sounds (its excite graph row) is computed when it is received: a chord's excite work and its voices' starts
@@ -83,16 +84,20 @@ BLOCK = 64
 """Internal block (samples): block-rate work every BLOCK samples from the stream start, at every sample rate."""
 
 LOOKAHEAD = 64
-"""The look-ahead (samples) `eigentone render`, `play` and the bench use: one internal block (1.33 ms at 48 kHz).
+"""The look-ahead (samples) `eigentone render` uses: one internal block (1.33 ms at 48 kHz).
 A multiple of BLOCK, so the delayed stream keeps the same internal blocks."""
 
 
 
 def realtime_lookahead(block_size: int) -> int:
     """The look-ahead (samples) of a real-time synth with the excite worker and calls of up to ``block_size``
-    samples (`eigentone play`, the benches): LOOKAHEAD, or ``block_size`` rounded up to BLOCK when larger, so every
-    note-on sounds in a later call than the one receiving it and its excite work can go to the worker."""
-    return max(LOOKAHEAD, -(-block_size // BLOCK) * BLOCK)
+    samples (`eigentone play`, the benches): ``block_size`` rounded up to BLOCK, and at least two internal blocks
+    (128 samples), so every note-on sounds in a later call than the one receiving it and its excite work can go to
+    the worker, which runs while the audio thread is idle. At 64-sample periods the two blocks give it two idle
+    gaps of ~0.9 ms rather than one: with one (a 64-sample look-ahead) the worker had not finished 5 of 267 16-note
+    chords in a run of `eigentone bench engine` on a quiet 2-core VM, each costing its sounding block 1.1-2x the
+    budget, and none with two."""
+    return max(2 * BLOCK, -(-block_size // BLOCK) * BLOCK)
 
 
 ROWS = 256

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_engine
-from engine.synth import LOOKAHEAD
+from engine.synth import realtime_lookahead
 
 ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False,
                           no_worker=False)
@@ -35,9 +35,9 @@ def test_exit_code_follows_the_floors(monkeypatch, capsys, reachable):
                 "chord windows (reception..sound)", "pitch-bend sweep", "hard-pluck (Koopman", "same-run baseline",
                 "same-run machine baseline", "offline render"):
         assert row in out, row
-    assert f"note-on look-ahead {LOOKAHEAD} samples" in out.splitlines()[0]
+    assert f"note-on look-ahead {realtime_lookahead(64)} samples" in out.splitlines()[0]
     windows = next(line for line in out.splitlines() if "chord windows" in line)
-    assert windows.endswith(f"(1 chords x {LOOKAHEAD // 64 + 1} blocks)"), windows  # 20 blocks: one chord
+    assert windows.endswith(f"(1 chords x {realtime_lookahead(64) // 64 + 1} blocks)"), windows  # 20 blocks: one chord
     assert "excite worker thread (normal priority, same core)" in out.splitlines()[0]
     for line in out.splitlines():  # every row with note-ons prints its excite cache's hit rate
         if line.startswith(("string-256: 1 note-on", "string-256: 8 note-ons", "string-256: 16-note", "hard-pluck")):

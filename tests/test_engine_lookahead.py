@@ -12,7 +12,7 @@ from engine_instruments import engine_instruments
 from engine import excite_cache as ec
 from engine.instrument import Instrument
 from engine.render import render_midi
-from engine.synth import BLOCK, LOOKAHEAD, Synth
+from engine.synth import BLOCK, LOOKAHEAD, Synth, realtime_lookahead
 
 FS = 48000
 
@@ -157,3 +157,10 @@ def test_render_is_unchanged_by_the_lookahead(instruments, tmp_path):
     assert results[0].shape[1] > frames[-1]
     for audio in results[1:]:
         np.testing.assert_array_equal(audio, results[0])
+
+
+@pytest.mark.parametrize(("period", "lookahead"), [(1, 128), (64, 128), (100, 128), (128, 128), (256, 256), (300, 320)])
+def test_the_realtime_lookahead_is_the_period_in_whole_blocks_and_at_least_two_blocks(period, lookahead):
+    """A note-on always sounds in a later call than the one receiving it, with at least two internal blocks for the
+    excite worker to run in (docs/engine-semantics.md section 6)."""
+    assert realtime_lookahead(period) == lookahead
