@@ -88,7 +88,6 @@ LOOKAHEAD = 64
 A multiple of BLOCK, so the delayed stream keeps the same internal blocks."""
 
 
-
 def realtime_lookahead(block_size: int) -> int:
     """The look-ahead (samples) of a real-time synth with the excite worker and calls of up to ``block_size``
     samples (`eigentone play`, the benches): ``block_size`` rounded up to BLOCK, and at least two internal blocks
