@@ -24,7 +24,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from engine import buffers
 from engine.buffers import batch_rows, prefaulted
+from engine.kernel_cache import drop_stale_kernels
 
 CACHE_ROWS = 256
 """Most excite rows kept per instrument."""
@@ -171,3 +173,6 @@ def _copy_row(source, target, r, e):  # pragma: no cover - compiled
     """target[e] = source[r] (optional outputs are empty arrays: nothing to copy)."""
     if source.shape[0] > r and target.shape[0] > e:
         target[e] = source[r]
+
+
+drop_stale_kernels(lookup, __file__, (buffers,))  # lookup compiles in buffers.batch_rows

@@ -38,8 +38,10 @@ import time
 import numba
 import numpy as np
 
+from engine import buffers
 from engine import excite_cache as ec
 from engine import synth_kernel as sk
+from engine.kernel_cache import drop_stale_kernels
 
 if getattr(sys, "_is_gil_enabled", lambda: True)():
     GIL = True
@@ -246,3 +248,6 @@ def _normal_scheduling() -> None:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):  # pragma: no cover - platforms without these calls
         pass
+
+
+drop_stale_kernels(gather, __file__, (buffers, ec, sk))  # they compile in code and constants of these modules

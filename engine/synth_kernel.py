@@ -23,14 +23,15 @@ constants below (scalars, then 16-entry channel tables, then the mono key stacks
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
 
+from engine import buffers
 from engine import modal_bank as mb
 from engine import voices as vp
 from engine.buffers import batch_rows
+from engine.kernel_cache import drop_stale_kernels
 
 CUT_SIGMA = math.log(1000.0) / 0.005
 """Decay rate (1/s) of a voice cut by mono mode or stolen: 60 dB in 5 ms."""
@@ -507,21 +508,4 @@ def _finite(values, row):  # pragma: no cover - compiled
     return bad == 0
 
 
-def _drop_stale_cache() -> None:
-    """numba checks a cached kernel against the modification time of its own source file only, but the kernels
-    here contain code compiled from engine/modal_bank.py and engine/voices.py: after one
-    of those changes (an update, a ``git pull``) the cached ``play`` would run the old code. Delete this module's
-    cached kernels that are older than any of those files, so numba compiles them again."""
-    folder = getattr(getattr(play, "_cache", None), "_cache_path", None)  # numba's cache folder (internal name)
-    if folder is None:
-        return
-    newest = max(Path(module.__file__).stat().st_mtime for module in (mb, vp))
-    for path in Path(folder).glob(f"{Path(__file__).stem}.*.nb[ic]"):
-        try:
-            if path.stat().st_mtime < newest:
-                path.unlink()
-        except OSError:  # another process removed or rewrote it
-            pass
-
-
-_drop_stale_cache()
+drop_stale_kernels(play, __file__, (mb, vp, buffers))  # they compile in code of these modules
