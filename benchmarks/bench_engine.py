@@ -31,7 +31,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,9 +127,7 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
     times = np.empty(blocks)
     cpu = np.empty(blocks)
     marked = np.zeros(blocks, bool)
-    budget = block / sample_rate
-    deadline = time.perf_counter()
-    for b in range(blocks):
+    for b in paced_blocks(blocks, block / sample_rate):
         events = scenario.events(b)
         missing = voices - synth.voices - synth.queued  # decayed notes are struck again (sustained stays full)
         if missing > 0 and not events:
@@ -142,12 +140,21 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
         finished = time.perf_counter()
         cpu[b] = time.thread_time() - cpu_started
         times[b] = finished - started
+    return times, cpu, marked
+
+
+def paced_blocks(blocks: int, budget: float) -> Iterator[int]:
+    """0 .. blocks - 1, one per ``budget`` seconds like an audio callback: after each block's work (the loop body)
+    it sleeps until the next block's deadline; a late block moves the deadlines, as a callback cannot catch up."""
+    deadline = time.perf_counter()
+    for b in range(blocks):
+        yield b
+        finished = time.perf_counter()
         deadline += budget
         if deadline > finished:
             time.sleep(deadline - finished)
         else:
             deadline = finished
-    return times, cpu, marked
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -195,19 +202,11 @@ def paced_reference_times(voices: int, modes: int, block: int, sample_rate: int,
     """Block times (s) of :func:`reference_loop`, paced like the scenarios: the same work in every block, no Python
     in the timed call, nothing allocated. Its tail over its median is what this machine adds to constant work."""
     state = _reference_state(voices, modes, block, sample_rate)
-    budget = block / sample_rate
     times = np.empty(blocks)
-    deadline = time.perf_counter()
-    for i in range(blocks):
+    for i in paced_blocks(blocks, block / sample_rate):
         started = time.perf_counter()
         reference_loop(*state, block)
-        finished = time.perf_counter()
-        times[i] = finished - started
-        deadline += budget
-        if deadline > finished:
-            time.sleep(deadline - finished)
-        else:
-            deadline = finished
+        times[i] = time.perf_counter() - started
     return times
 
 
