@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from engine_instruments import engine_instruments
+from engine_instruments import engine_instruments, peak_allocation
 
 from engine import excite_cache as ec
 from engine.instrument import Instrument
@@ -134,6 +134,16 @@ def test_the_cache_is_bounded():
     assert ec.cache_rows(ec.CACHE_BYTES + 1) == 0
 
 
+def test_the_allocation_probe_sees_an_array():
+    """peak_allocation (used by the no-allocation tests) does see a call that allocates."""
+    tracemalloc.start()
+    try:
+        assert peak_allocation(np.zeros, 100_000) >= 800_000
+        assert peak_allocation(len, "abc") < 1024
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("lookahead", [0, LOOKAHEAD])
 def test_note_ons_allocate_no_arrays(instruments, lookahead):
     """Hits, misses and the graph runs of a call allocate no array (a copy of a row would be > 6 kB here), with or
@@ -148,10 +158,7 @@ def test_note_ons_allocate_no_arrays(instruments, lookahead):
     tracemalloc.start()
     try:
         for events in blocks[100:]:
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            synth.process(events, BLOCK)
-            largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
+            largest = max(largest, peak_allocation(synth.process, events, BLOCK))
     finally:
         tracemalloc.stop()
     stats = synth.parts[0].cache.stats

@@ -10,7 +10,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from engine_instruments import engine_instruments
+from engine_instruments import engine_instruments, peak_allocation
 from test_engine_lookahead import FS, Counter, performance, play
 
 from engine import excite_cache as ec
@@ -189,19 +189,13 @@ def test_the_audio_thread_allocates_nothing_with_the_worker(instruments):
     try:
         for events in frames[100:]:
             _hold(synth)
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            synth.process(events, BLOCK)
-            largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
+            largest = max(largest, peak_allocation(synth.process, events, BLOCK))
             synth._worker.held.clear()
             _drain(synth)
         late = synth.late_note_ons
         _hold(synth)
         for events in frames[150:]:
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            synth.process(events, BLOCK)
-            largest = max(largest, tracemalloc.get_traced_memory()[1] - start)
+            largest = max(largest, peak_allocation(synth.process, events, BLOCK))
     finally:
         tracemalloc.stop()
     stats, held_late = synth.parts[0].cache.stats, synth.late_note_ons
