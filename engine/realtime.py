@@ -21,8 +21,8 @@ than half a block late, frames were lost in an xrun: the estimate moves to that 
 An event stamped ``t`` is then given to the synth at frame ``round((t - origin) * fs) + block``:
 one block after its arrival on the audio clock, whatever the jitter of the callbacks' start
 (:func:`live_frame`), and sounds the synth's look-ahead later (``Synth.lookahead``: ``realtime_lookahead(period)``,
-at least 128 samples, in `eigentone play`; docs/engine-semantics.md section 6). An event that arrives too late for that is given at the start of the next
-block.
+at least 128 samples, in `eigentone play`; docs/engine-semantics.md section 6). An event that arrives too late
+for that is given at the start of the next block.
 
 A MIDI file can also be played "live": its schedule is walked inside the callback by frame
 count, exactly as the offline renderer does, so a recording taken from the callback is
