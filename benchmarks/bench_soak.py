@@ -22,19 +22,30 @@ looks back over the callbacks of the ``ATTRIBUTION_WINDOW`` seconds before it an
 * **engine, too slow**: a callback there used more *CPU time* than the period;
 * **waited**: a callback there took longer than the period in wall time, used less CPU time than the period,
   and made a voluntary context switch: it waited, in practice for Python's GIL, which the callback gives up
-  inside onnxruntime and pedalboard and the MIDI input thread takes to parse messages (printed: how many
-  callbacks waited at all; a sleep or a lock taken in the callback would land here too);
+  inside onnxruntime and pedalboard and another thread running Python (the excite worker) can take then
+  (printed: how many callbacks waited at all; a sleep or a lock taken in the callback would land here too);
 * **preempted**: a callback there took longer than the period in wall time but used less CPU time than the
   period and never waited: the OS or the hypervisor took the CPU from it;
-* **outside the callback**: no callback there overran: the client woke up late, the server's timer ran late
-  or another client was late. The do-nothing baseline, whose callbacks never overrun, measures how often
-  this happens on the machine during the run; its xruns all land here.
+* **entered late**: no callback there overran in its own time, but one entered our Python code so late that,
+  counted from PortAudio's call, it ended after the period: entry delay + wall time > the period. The entry delay
+  is the time from PortAudio's call (its ``time_info.currentTime``, which PortAudio's JACK host API takes from
+  ``jack_frame_time`` just before it calls sounddevice's callback) to the first line of our wrapper, read on the
+  same JACK frame clock (:class:`JackClock`), less the phase's usual shortest (sounddevice's own per-call work,
+  the same in every call; :meth:`CallbackLog.entry_delays`). A wait for the GIL before our code runs shows
+  there: sounddevice's cffi callback must take the GIL first, and while another thread of the process holds it
+  (the excite worker, the main thread) the callback starts late; so does a host stall in that window (the
+  baseline measures those). Resolution: one frame (21 us at 48 kHz).
+* **outside the callback**: none of the above: the client woke up late, the server's timer ran late or another
+  client was late. The do-nothing baseline, whose callbacks never overrun, measures how often this happens on the
+  machine during the run; its xruns land here (or under "entered late" when its own entry was delayed).
 
 It prints the attribution for both phases, the JACK server's own late cycles (its timer ran late: host
-stalls every client suffers) and, for the engine, callback p50 / p99.9 / max in wall and CPU time. Then it
-checks what left the signal chain: no NaN/Inf sample, no sample at or above full scale, the guard's counts;
-and replays the same flood offline through ``SignalChain.process`` with tracemalloc (no audio or MIDI thread
-running) to count the allocations inside ``process`` by source.
+stalls every client suffers), per phase the entry delays (p99.9, max, how many callbacks entered more than
+``LATE_ENTRY`` of the period late) and how many callbacks waited inside our code (a voluntary context switch),
+and, for the engine, callback p50 / p99.9 / max in wall and CPU time. Then it checks what left the signal
+chain: no NaN/Inf sample, no sample at or above full scale, the guard's counts; and replays the same flood
+offline through ``SignalChain.process`` with tracemalloc (no audio or MIDI thread running) to count the
+allocations inside ``process`` by source.
 
 Exit 1 when: more than ``TOO_SLOW_SHARE`` (1 %) of the engine's callbacks used more CPU time than the period;
 any non-finite or full-scale output sample; an allocation inside ``process`` from a source not named in
@@ -51,9 +62,12 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import ctypes
+import functools
 import math
 import os
 import resource
+import select
 import shutil
 import subprocess
 import sys
@@ -74,7 +88,9 @@ SAMPLE_RATE = 48000
 KEYS_PORT = "eigentone-soak-keys"
 ATTRIBUTION_WINDOW = 0.1
 """Seconds of callbacks before the one reporting an xrun that are searched for its cause (see the module doc)."""
-CAUSES = ("engine, too slow", "waited", "preempted", "outside the callback")
+CAUSES = ("engine, too slow", "waited", "preempted", "entered late", "outside the callback")
+LATE_ENTRY = 0.25
+"""Entry delays above this share of the period are counted (printed per phase)."""
 TOO_SLOW_SHARE = 0.01
 """The run fails when more than this share of the engine's callbacks used more CPU time than the period."""
 KNOWN_ALLOCATIONS = {
@@ -217,28 +233,67 @@ class FloodSender:
         self.process.stdin.flush()
 
     def wait(self) -> None:
+        """Block until the sender exits (at most ``seconds`` + 15 s, then kill it). One wait in the kernel, without
+        the GIL: ``Popen.wait(timeout)`` would wake every 50 ms and take the GIL from the audio callback."""
+        exited = os.pidfd_open(self.process.pid)
         try:
-            self.process.wait(timeout=self.seconds + 15)
-        except subprocess.TimeoutExpired:
+            ready, _, _ = select.select([exited], [], [], self.seconds + 15)
+        finally:
+            os.close(exited)
+        if not ready:
             self.process.kill()
-            self.process.wait()
+        self.process.wait()
+
+
+class JackClock:
+    """JACK's frame clock, read through a JACK client of our own (opened, never activated: it joins no process
+    cycle) with ``ctypes.PyDLL``, whose calls keep the GIL: reading the clock in the callback hands the GIL to no
+    other thread (sounddevice's ``Stream.time`` goes through cffi, which releases the GIL around each C call)."""
+
+    def __init__(self, name: str = "eigentone-soak-clock"):
+        try:
+            jack = ctypes.PyDLL("libjack.so.0")
+        except OSError as exc:
+            raise EigentoneError(f"bench soak needs libjack.so.0 (apt-get install jackd2): {exc}") from None
+        jack.jack_client_open.restype = ctypes.c_void_p
+        jack.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        jack.jack_client_close.argtypes = [ctypes.c_void_p]
+        jack.jack_frame_time.restype = ctypes.c_uint32
+        jack.jack_frame_time.argtypes = [ctypes.c_void_p]
+        status = ctypes.c_int(0)
+        self._client = jack.jack_client_open(name.encode(), 1, ctypes.byref(status))  # 1: JackNoStartServer
+        if not self._client:
+            raise EigentoneError(f"bench soak: could not open a JACK client to read the frame clock (status "
+                                 f"{status.value:#x})")
+        self._jack = jack
+        self.frame_time = functools.partial(jack.jack_frame_time, self._client)
+        """() -> int: JACK's estimate of the current time in frames (``jack_frame_time``)."""
+
+    def close(self) -> None:
+        self._jack.jack_client_close(self._client)
 
 
 class CallbackLog:
     """Per callback, in preallocated arrays: wall time (ns), CPU time of the callback's thread (ns), voluntary context
-    switches made inside it (it waited on something), and whether PortAudio flagged an xrun on it."""
+    switches made inside it (it waited on something), whether PortAudio flagged an xrun on it, and ``entry`` (frames):
+    JACK's frame time at the wrapper's first line less PortAudio's ``time_info.currentTime`` in frames (the entry
+    delay plus a constant: :meth:`entry_delays`; zero without a ``clock``)."""
 
-    def __init__(self, callbacks: int):
+    def __init__(self, callbacks: int, clock: JackClock | None = None):
         self.wall_ns = np.zeros(callbacks, np.int64)
         self.cpu_ns = np.zeros(callbacks, np.int64)
         self.waits = np.zeros(callbacks, np.int64)
         self.xrun = np.zeros(callbacks, np.bool_)
+        self.entry = np.zeros(callbacks, np.int64)
         self.count = 0
+        self.clock = clock
 
     def measure(self, callback):
         """``callback`` wrapped to log each call (the wrapper's own work is outside the timed span)."""
+        frame_time = self.clock.frame_time if self.clock is not None else _no_clock
 
         def measured(outdata, frames, time_info, status) -> None:
+            entered = frame_time()
             waits = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
             wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
             callback(outdata, frames, time_info, status)
@@ -248,12 +303,30 @@ class CallbackLog:
                 self.wall_ns[i], self.cpu_ns[i] = wall, cpu
                 self.waits[i] = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - waits
                 self.xrun[i] = status.output_underflow or status.output_overflow
+                self.entry[i] = entered - round(time_info.currentTime * SAMPLE_RATE)
                 self.count = i + 1
 
         return measured
 
     def seconds(self, which: str) -> np.ndarray:
         return getattr(self, which)[: self.count] / 1e9
+
+    def entry_delays(self) -> np.ndarray:
+        """(count,) s: each callback's entry delay, from PortAudio's call to the wrapper's first line, less the
+        phase's usual shortest (PortAudio's stream time counts from the stream's first frame, and sounddevice's
+        per-call work is the same in every call), at least 0. The usual shortest is the 1st percentile, not the
+        minimum: in some runs one callback's difference came out tens of periods below all the others (2 of the
+        first 4 engine phases of 90 s, never more than one callback), which would make every other callback look
+        late. ``jack_frame_time`` is an estimate extrapolated from the start of the current cycle; when the server's
+        own timer is late it overshoots and then steps back, which can explain it (not proven)."""
+        entry = self.entry[: self.count]
+        if self.clock is None or not len(entry):
+            return np.zeros(len(entry))
+        return np.maximum(entry - np.percentile(entry, 1), 0) / SAMPLE_RATE
+
+
+def _no_clock() -> int:
+    return 0
 
 
 def attribute(log: CallbackLog, budget: float, window: int) -> dict[str, int]:
@@ -267,11 +340,12 @@ def attribute(log: CallbackLog, budget: float, window: int) -> dict[str, int]:
     n = log.count
     wall, cpu = log.wall_ns[:n] / 1e9, log.cpu_ns[:n] / 1e9
     over = wall > budget
-    causes = np.select([cpu > budget, over & (log.waits[:n] > 0), over], [0, 1, 2], 3)
+    entered_late = log.entry_delays() + wall > budget
+    causes = np.select([cpu > budget, over & (log.waits[:n] > 0), over, entered_late], [0, 1, 2, 3], 4)
     counts = dict.fromkeys(CAUSES, 0)
     for k in np.flatnonzero(log.xrun[:n]):
         before = causes[max(0, k - window):k]
-        counts[CAUSES[int(before.min(initial=3))]] += 1
+        counts[CAUSES[int(before.min(initial=4))]] += 1
     return counts
 
 
@@ -316,14 +390,24 @@ def _chain(instrument, block: int, worker: bool = True):
 
 
 def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
+    import sounddevice as sd
+
+    sd._terminate()  # PortAudio lists devices when it starts: start it again now that the server runs
+    sd._initialize()
+    clock = JackClock()
+    try:
+        return _phases(args, server, tmp, clock)
+    finally:
+        clock.close()
+
+
+def _phases(args: argparse.Namespace, server: JackServer, tmp: Path, clock: JackClock) -> int:
     import gc
 
     import sounddevice as sd
 
     from engine.realtime import RealtimeEngine, open_midi_input
 
-    sd._terminate()  # PortAudio lists devices when it starts: start it again now that the server runs
-    sd._initialize()
     instrument = _instrument(args, tmp)
     chain = _chain(instrument, args.block)
     events = flood(args.seconds)
@@ -336,7 +420,7 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
 
     # phase 1: the do-nothing baseline, same MIDI traffic, drained from the input as the engine does
     received = [0]  # messages the baseline's callback drained
-    base_log = CallbackLog(slots)
+    base_log = CallbackLog(slots, clock)
     sender = FloodSender(args.seconds)
     midi_in = open_midi_input(KEYS_PORT)
     poll = midi_in.poll
@@ -367,7 +451,7 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
         callback(outdata, frames, time_info, status)
         scan(outdata, stats)
 
-    log = CallbackLog(slots)
+    log = CallbackLog(slots, clock)
     engine._callback = log.measure(checked)
     scan(np.zeros((1, 2), np.float32), stats)  # compiled here, for the callback's (frames, 2) arrays
     sender = FloodSender(args.seconds)
@@ -386,35 +470,40 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
         gc.enable()
         midi_in.close()
     synth = chain.synth
-    worker_cpu, late = synth.worker_cpu_seconds, synth.late_note_ons
+    worker_cpu, late_notes = synth.worker_cpu_seconds, synth.late_note_ons
     chain.release()  # ends the excite worker thread
     timer, _ = server.stalls(mark, server.log_size())
     walls, cpus = log.seconds("wall_ns"), log.seconds("cpu_ns")
     slow = int(np.sum(cpus > budget))
-    late = (walls > budget) & (cpus <= budget)
-    waited = int(np.sum(late & (log.waits[: log.count] > 0)))
-    preempted = int(np.sum(late)) - waited
+    overran = (walls > budget) & (cpus <= budget)
+    waited = int(np.sum(overran & (log.waits[: log.count] > 0)))
+    preempted = int(np.sum(overran)) - waited
     played = engine.frame / SAMPLE_RATE
     phases = [("baseline", base_log.count * budget, base_log, base_timer), ("engine", played, log, timer)]
     print(f"xruns by cause (each charged from the callbacks of the {ATTRIBUTION_WINDOW:g} s before it; the rule: "
           f"docs/realtime.md):")
     print(f"{'phase':<9} {'played':>7} {'callbacks':>9} {'xruns':>5} | " + " | ".join(CAUSES) + " | server timer late")
-    for name, seconds, phase_log, late in phases:
+    for name, seconds, phase_log, timer_late in phases:
         counts = attribute(phase_log, budget, window)
         cells = " | ".join(f"{counts[c]:>{len(c)}}" for c in CAUSES)
         print(f"{name:<9} {seconds:>6.0f}s {phase_log.count:>9} {int(phase_log.xrun[: phase_log.count].sum()):>5} | "
-              f"{cells} | {late:>17}")
+              f"{cells} | {timer_late:>17}")
+    for name, _, phase_log, _ in phases:
+        delays = phase_log.entry_delays()
+        print(f"{name}: entry delay (PortAudio's call to our first line, on JACK's frame clock, less the smallest) "
+              f"p99.9 {_percent(delays, budget, 99.9):.1%} max {delays.max(initial=0) / budget:.1%} of the budget, "
+              f"{int(np.sum(delays > LATE_ENTRY * budget))} callbacks entered more than {LATE_ENTRY:.0%} of it late; "
+              f"{int(np.sum(phase_log.waits[: phase_log.count] > 0))} callbacks waited inside (voluntary context "
+              f"switch)")
     print(f"engine ({instrument.name}, {args.voices} voices, {engine.max_voices_seen} sounding at most, effects + "
           f"guard): callback p50 {_percent(walls, budget, 50):.1%} p99.9 {_percent(walls, budget, 99.9):.1%} "
           f"max {walls.max(initial=0) / budget:.1%} of the budget (wall time); CPU time p99.9 "
           f"{_percent(cpus, budget, 99.9):.1%}, max {cpus.max(initial=0) / budget:.1%}; callbacks over the period: "
           f"{slow} in CPU time ({slow / max(log.count, 1):.2%}; the run fails above {TOO_SLOW_SHARE:.0%}), {waited} in wall time after waiting, {preempted} in wall time only (preempted); "
-          f"callbacks that waited (voluntary context switch) {int(np.sum(log.waits[: log.count] > 0))}, baseline "
-          f"{int(np.sum(base_log.waits[: base_log.count] > 0))}; "
           f"MIDI messages received of {len(events)} sent: engine {engine.live_events}, baseline {received[0]}; "
           f"dropped events {synth.dropped_events}; excite worker (look-ahead {engine.lookahead} samples): CPU "
-          f"{worker_cpu:.2f} s ({worker_cpu / max(played, 1e-9):.1%} of the played time), {late} note-ons excited "
-          f"late, in the callback")
+          f"{worker_cpu:.2f} s ({worker_cpu / max(played, 1e-9):.1%} of the played time), {late_notes} note-ons "
+          f"excited late, in the callback; {engine.worker_placement}")
     guard = chain.guard
     print(f"output after the guard: peak {stats[0]:.4f} (full scale 1.0), {int(stats[1])} non-finite samples; guard "
           f"replaced {guard.nonfinite} non-finite samples, limited {guard.limited} samples; muted voices "

@@ -23,13 +23,22 @@ Who writes what (the race-free part):
   the excite graph runs without the GIL on the worker's own input rows and on output rows the audio thread's
   strike graph does not use.
 
-The worker runs at normal priority (a thread inherits its creator's SCHED_FIFO; the worker sets itself back to
+The worker starts at normal priority (a thread inherits its creator's SCHED_FIFO; the worker sets itself back to
 SCHED_OTHER) on the CPUs of the thread that called ``prepare``, so on one pinned core its work is paid in the idle
-part of each period.
+part of each period. In real time (engine/realtime.py) two more rules keep it from making the audio callback wait
+for the GIL, which the callback needs to run any Python at all:
+
+* it is woken when the callback returns (``deferred``, :meth:`ExciteWorker.wake`), not when ``Synth.process``
+  posts: the rest of the callback gives the GIL up (the effects chain does, in pedalboard), and a worker woken
+  already on another core takes it then, and the callback waits to get it back;
+* it follows the callback's thread (:meth:`ExciteWorker.follow`): its CPUs, and SCHED_FIFO one step below it when
+  the callback runs at a real-time priority, so no ordinary process of the machine can preempt it while it holds
+  the GIL (between two compiled calls) and leave the next callback waiting for as long as it is off the CPU.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -47,6 +56,10 @@ if getattr(sys, "_is_gil_enabled", lambda: True)():
     GIL = True
 else:  # pragma: no cover - a free-threaded CPython: the ordering above does not hold
     raise ImportError("engine.excite_worker needs a CPython with the GIL (the free-threaded build is not supported)")
+
+_eventfd_write = ctypes.PyDLL(None).eventfd_write  # libc's; PyDLL: the call keeps the GIL (see ExciteWorker.wake)
+_eventfd_write.argtypes = [ctypes.c_int, ctypes.c_uint64]
+_eventfd_write.restype = ctypes.c_int
 
 CONSUMED, DONE, UNPINNED = range(3)
 """Entries of ``ExciteWorker.shared`` (int64): the queue head after the last call's notes started (written by the
@@ -161,10 +174,15 @@ class ExciteWorker:
         self.handled = 0
         """Wake-ups handled so far (``drain`` waits for it to reach the posts)."""
         self.posts = 0
+        self.deferred = False
+        """False: ``post`` wakes the worker at once. True (real time, set by engine/realtime.py): ``post`` only counts
+        the wake-up and the audio callback's last call, ``wake``, delivers it (see ``wake``)."""
+        self._undelivered = 0
         self.held = threading.Event()  # set: the worker waits before handling (a test hook: every note is late)
         self._fd = os.eventfd(0)
         self._done = threading.Condition()
         self._stopping = False
+        self._scheduled = threading.Event()  # set once the thread has chosen its starting policy (see follow)
         self._thread = threading.Thread(target=self._run, name="eigentone-excite-worker", daemon=True)
         self._warm_up()
 
@@ -182,9 +200,23 @@ class ExciteWorker:
         self._thread.start()
 
     def post(self) -> None:
-        """Wake the worker (audio thread: one system call, no lock, nothing allocated)."""
+        """Wake the worker (audio thread: one system call, no lock, nothing allocated), or with ``deferred`` only
+        count the wake-up for ``wake``."""
         self.posts += 1
-        os.eventfd_write(self._fd, 1)
+        if self.deferred:
+            self._undelivered += 1
+        else:
+            os.eventfd_write(self._fd, 1)
+
+    def wake(self) -> None:
+        """Deliver the wake-ups ``post`` deferred: the audio callback's last call. The write keeps the GIL (libc's
+        ``eventfd_write`` through ``ctypes.PyDLL``; ``os.eventfd_write`` gives the GIL up around the system call),
+        so the worker, woken on another core, cannot take the GIL before the callback returns. Waking it from
+        inside ``Synth.process`` instead let it take the GIL whenever the rest of the callback gave it up (the
+        effects chain does, in pedalboard), and the callback then waited for the worker to give it back."""
+        if self._undelivered:
+            _eventfd_write(self._fd, self._undelivered)
+            self._undelivered = 0
 
     def stop(self) -> None:
         """End the thread (pending note-ons are left unhandled: they are struck if they ever sound)."""
@@ -193,6 +225,29 @@ class ExciteWorker:
         os.eventfd_write(self._fd, 1)
         self._thread.join()
         os.close(self._fd)
+
+    def follow(self, thread_id: int) -> str:
+        """Run on the CPUs of the thread ``thread_id`` (a Linux thread id: the audio callback's) and, when that thread
+        runs at SCHED_FIFO or SCHED_RR priority p > 1, at SCHED_FIFO p - 1 (the module doc says why). Returns what
+        was done, for the caller to print; a refusal by the system (no permission) keeps the current placement and
+        says so."""
+        if not self._scheduled.wait(5.0):
+            return "excite worker: not started"
+        worker = self._thread.native_id
+        try:
+            cpus = os.sched_getaffinity(thread_id)
+            os.sched_setaffinity(worker, cpus)
+            policy, priority = os.sched_getscheduler(thread_id), os.sched_getparam(thread_id).sched_priority
+        except OSError as exc:
+            return f"excite worker: left where it was ({exc.strerror})"
+        where = f"CPUs {','.join(map(str, sorted(cpus)))}"
+        if policy not in (os.SCHED_FIFO, os.SCHED_RR) or priority <= 1:
+            return f"excite worker: {where}, normal priority (the audio callback has no real-time priority)"
+        try:
+            os.sched_setscheduler(worker, os.SCHED_FIFO, os.sched_param(priority - 1))
+        except OSError as exc:
+            return f"excite worker: {where}, normal priority (SCHED_FIFO {priority - 1} refused: {exc.strerror})"
+        return f"excite worker: {where}, SCHED_FIFO {priority - 1} (the audio callback's {priority} less one)"
 
     @property
     def alive(self) -> bool:
@@ -207,6 +262,7 @@ class ExciteWorker:
 
     def _run(self) -> None:
         _normal_scheduling()
+        self._scheduled.set()
         while True:
             wakes = os.eventfd_read(self._fd)  # blocks without the GIL; a count of the posts since the last read
             while self.held.is_set() and not self._stopping:

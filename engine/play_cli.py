@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
               f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "
               f"thread meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
+        if engine.worker_placement:
+            print(engine.worker_placement, file=sys.stderr)
         if midi_port is not None:
             print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
         wait(duration, stop, status, period=0.25 if interactive else 3600.0)

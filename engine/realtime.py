@@ -30,6 +30,10 @@ sample-identical to ``eigentone render`` of the same file.
 
 The callback writes into preallocated arrays and measures its own duration into a
 preallocated ring of timings (ns) for percentiles.
+
+A synth with an excite worker (engine/excite_worker.py) gets it woken by the callback's last call, and, once the
+first callback has run, moved next to the callback's thread (its CPUs, SCHED_FIFO one step below it):
+``worker_placement`` says what was done. Both keep the worker from holding the GIL when the callback needs it.
 """
 
 from __future__ import annotations
@@ -96,6 +100,10 @@ class RealtimeEngine:
         self.xruns = 0
         self.frame = 0
         self.max_voices_seen = 0
+        self.audio_thread = 0
+        """Linux thread id of the audio callback (0 until its first call)."""
+        self.worker_placement = ""
+        """Where ``start`` put the synth's excite worker (ExciteWorker.follow's description; "" without a worker)."""
         self.recording = np.zeros((chain.channels, int(record_s * sample_rate)), np.float32)
         self.latency = getattr(chain, "latency", 0)
         """Samples the chain's output trails the events it is given (the synth's and the output guard's
@@ -103,6 +111,9 @@ class RealtimeEngine:
         first ``frame - latency`` samples are filled."""
         self._events: list[tuple[int, int, int, int]] = []
         self._stream = None
+        self._worker = getattr(chain.synth, "_worker", None)  # the synth's excite worker (engine/excite_worker.py)
+        if self._worker is not None:
+            self._worker.deferred = True  # woken at the end of each callback (ExciteWorker.wake)
         self.midi_in: MidiInput | None = None
         """MIDI input drained at the start of each callback (see the module doc), or None."""
         self._midi_elapsed = 0.0  # s from the input's first message to its latest, by rtmidi's timestamps
@@ -123,6 +134,8 @@ class RealtimeEngine:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         started = time.perf_counter_ns()
+        if not self.audio_thread:
+            self.audio_thread = threading.get_native_id()
         if status.output_underflow or status.output_overflow:
             self.xruns += 1
         rate = self.sample_rate
@@ -178,6 +191,8 @@ class RealtimeEngine:
         self.max_voices_seen = max(self.max_voices_seen, voices)
         self.durations_ns[self.callbacks % len(self.durations_ns)] = time.perf_counter_ns() - started
         self.callbacks += 1
+        if self._worker is not None:
+            self._worker.wake()  # last: the worker starts when this callback no longer needs the GIL
 
     def _drain(self, now: float) -> None:
         """Queue the MIDI input's waiting channel messages, stamped on the stream clock (``now``: this callback's
@@ -219,6 +234,20 @@ class RealtimeEngine:
             self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise EigentoneError(f"could not open output device {self.device!r} ({exc})") from None
+        self.worker_placement = self._place_worker()
+
+    def _place_worker(self) -> str:
+        """Once the callback has run, move the synth's excite worker next to it (``ExciteWorker.follow``: the
+        callback's CPUs, SCHED_FIFO one step below it); returns what was done ("" without a worker)."""
+        worker = self._worker
+        if worker is None:
+            return ""
+        deadline = time.monotonic() + 2.0
+        while not self.audio_thread and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if not self.audio_thread:
+            return "excite worker: left where it was (no audio callback within 2 s)"
+        return worker.follow(self.audio_thread)
 
     def stop(self) -> None:
         """Stop and close the stream (PortAudio stays initialised; see ``terminate_portaudio``)."""

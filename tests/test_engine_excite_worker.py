@@ -5,7 +5,10 @@ thread's calls allocate nothing."""
 
 from __future__ import annotations
 
+import math
+import os
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -203,3 +206,92 @@ def test_the_audio_thread_allocates_nothing_with_the_worker(instruments):
     assert stats[ec.HITS] > 0 and stats[ec.MISSES] > 0
     assert late == 0 and held_late > 10
     assert largest < 4096, largest
+
+
+def _thread_at(policy: int, priority: int, cpus: set[int]):
+    """A thread standing in for the audio callback: runs with (policy, priority) on ``cpus``; returns (its Linux
+    thread id, the event that ends it), or None when the system refuses the policy (not root, no RLIMIT_RTPRIO)."""
+    ready, done, found = threading.Event(), threading.Event(), []
+
+    def run():
+        try:
+            os.sched_setaffinity(0, cpus)
+            os.sched_setscheduler(0, policy, os.sched_param(priority))
+            found.append(threading.get_native_id())
+        except OSError:
+            pass
+        ready.set()
+        done.wait()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    if not found:
+        done.set()
+        return None
+    return found[0], done
+
+
+@pytest.mark.parametrize("policy", ["fifo", "other"])
+def test_the_worker_follows_the_audio_thread(instruments, policy):
+    """``follow``: the worker takes the audio thread's CPUs and, when that thread runs at SCHED_FIFO p, SCHED_FIFO
+    p - 1 (below it, above every normal process); it stays at normal priority beside a normal thread."""
+    cpus = {min(os.sched_getaffinity(0))}
+    audio = _thread_at(os.SCHED_FIFO if policy == "fifo" else os.SCHED_OTHER, 40 if policy == "fifo" else 0, cpus)
+    if audio is None:
+        pytest.skip("the system refuses SCHED_FIFO here (not root, no RLIMIT_RTPRIO)")
+    thread_id, done = audio
+    synth = Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True)
+    synth.prepare(FS, BLOCK, 8)
+    try:
+        said = synth._worker.follow(thread_id)
+        worker = synth._worker._thread.native_id
+        assert os.sched_getaffinity(worker) == cpus, said
+        if policy == "fifo":
+            assert os.sched_getscheduler(worker) == os.SCHED_FIFO, said
+            assert os.sched_getparam(worker).sched_priority == 39, said
+            assert "SCHED_FIFO 39" in said
+        else:
+            assert os.sched_getscheduler(worker) == os.SCHED_OTHER, said
+            assert "normal priority" in said
+        synth.process([(0, 0x90, 60, 100)], BLOCK)  # the worker still serves note-ons where it now runs
+        synth._worker.drain()
+        synth.process([], BLOCK)  # the note sounds here
+        assert synth.voices == 1 and synth.late_note_ons == 0
+    finally:
+        synth.release()
+        done.set()
+
+
+def test_the_realtime_callback_wakes_the_worker_only_when_it_returns(instruments):
+    """In real time (RealtimeEngine) the worker is woken by the callback's last call (``ExciteWorker.wake``, which
+    keeps the GIL), not inside ``Synth.process``: the rest of the callback gives the GIL up (pedalboard does; here a
+    50 ms sleep after the synth, standing in for it), and a worker woken already would take the GIL then and make
+    the callback wait for it. Checked: no wake-up was handled during the sleep, and after the callback every one is."""
+    from types import SimpleNamespace
+
+    from engine.realtime import RealtimeEngine
+    from engine.signal_chain import SignalChain
+
+    chain = SignalChain(Synth(instruments["attack"], lookahead=LOOKAHEAD, excite_worker=True))
+    engine = RealtimeEngine(chain, sample_rate=FS, block_size=BLOCK, max_voices=8)
+    worker, process, seen = chain.synth._worker, chain.process, []
+
+    def process_then_give_up_the_gil(events, frames):
+        block = process(events, frames)
+        handled = worker.handled
+        time.sleep(0.05)
+        seen.append((worker.posts, handled, worker.handled))
+        return block
+
+    chain.process = process_then_give_up_the_gil
+    status = SimpleNamespace(output_underflow=False, output_overflow=False)
+    try:
+        for k in range(3):
+            engine.push(0x90, 60 + k, 100, stamp=-math.inf)  # at once
+            engine._callback(np.zeros((BLOCK, 2), np.float32), BLOCK, SimpleNamespace(currentTime=k * BLOCK / FS),
+                             status)
+            worker.drain()
+    finally:
+        chain.release()
+    assert seen == [(k + 1, k, k) for k in range(3)], seen
+    assert worker.handled == 3 and chain.synth.late_note_ons == 0

@@ -57,6 +57,11 @@ def _start_jackd(env: dict[str, str], log: Path) -> subprocess.Popen:
     raise RuntimeError(f"jackd did not start: {log.read_text()[-500:]}")
 
 
+def _assert_worker_below_the_callback(output: str) -> None:
+    placed = re.search(r"excite worker: CPUs [\d,]+, SCHED_FIFO (\d+) \(the audio callback's (\d+) less one\)", output)
+    assert placed and int(placed[1]) == int(placed[2]) - 1, output
+
+
 def _play(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "eigentone", "play", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, check=False, timeout=120)
@@ -126,6 +131,8 @@ def test_realtime_on_jack_matches_offline_render(tmp_path, monkeypatch):
 
     assert played.returncode == 0, played.stderr
     assert f"note-on to sound: {latency + 32} samples" in played.stderr, played.stderr
+    if os.geteuid() == 0:
+        _assert_worker_below_the_callback(played.stderr)
     summary = played.stdout.strip().splitlines()[-1]
     print(f"\n{summary}\njackd logged {late_driver} late cycles of its own timer (host stalls, not the client)")
     found = re.search(r"(\d+) xruns, (\d+) voices max, callback p50 ([\d.]+)% p99 ([\d.]+)%.*\((\d+) callbacks\)",
@@ -161,5 +168,57 @@ def test_soak_engine_adds_no_xruns_beyond_the_do_nothing_baseline():
     assert found and engine and int(engine[1]) >= 5 and int(engine[2]) > 0.9 * 6 * RATE / BLOCK
     assert "0 non-finite samples" in result.stdout and "NOT EXPLAINED" not in result.stdout
     assert re.search(r"excite worker \(look-ahead 128 samples\): CPU [\d.]+ s", result.stdout)
-    attributed = re.search(r"engine\s+\d+s\s+\d+\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|", result.stdout)
-    assert attributed and int(attributed[1]) == sum(int(attributed[k]) for k in range(2, 6))  # every xrun charged
+    if os.geteuid() == 0:  # jackd runs at SCHED_FIFO, and so does its client's callback thread: the worker one below
+        _assert_worker_below_the_callback(result.stdout)
+    assert re.search(r"^engine: entry delay .* p99\.9 [\d.]+% max [\d.]+% of the budget", result.stdout, re.MULTILINE)
+    attributed = re.search(r"engine\s+\d+s\s+\d+\s+(\d+)" + r" \|\s+(\d+)" * 5 + r" \|", result.stdout)
+    assert attributed and int(attributed[1]) == sum(int(attributed[k]) for k in range(2, 7))  # every xrun charged
+
+
+def test_the_soak_sees_a_callback_wait_for_the_gil_before_it_enters_python(tmp_path):
+    """The soak's entry delay (bench_soak.CallbackLog with JackClock: PortAudio's ``time_info.currentTime`` against
+    JACK's frame clock read at the wrapper's first line) sees the wait for the GIL that happens before any of our
+    code runs: while this thread holds the GIL for 4 ms (a ``ctypes.PyDLL`` call keeps it; 1.5 periods), the
+    callback that PortAudio calls in that time cannot enter Python. Each hold covers at least one callback's start,
+    which enters at least 4 - 2.67 ms = half a period late; nothing is timed by luck (a hold cannot be shorter)."""
+    import ctypes
+
+    import sounddevice as sd
+
+    from benchmarks.bench_soak import CallbackLog, JackClock
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": f"eigentone-entry-{os.getpid()}", "JACK_NO_AUDIO_RESERVATION": "1",
+           "JACK_NO_START_SERVER": "1"}
+    server = _start_jackd(env, tmp_path / "jackd.log")
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ.update({k: env[k] for k in saved})
+    holds, usleep = 10, ctypes.PyDLL(None).usleep
+    try:
+        sd._terminate()
+        sd._initialize()
+        clock = JackClock("eigentone-test-clock")
+        log = CallbackLog(4096, clock)
+        stream = sd.OutputStream(samplerate=RATE, blocksize=BLOCK, device="system", channels=2, dtype="float32",
+                                 callback=log.measure(lambda outdata, *_: outdata.fill(0.0)))
+        stream.start()
+        time.sleep(0.5)
+        for _ in range(holds):
+            usleep(4000)  # the GIL stays held: PyDLL
+            time.sleep(0.1)
+        stream.stop()
+        stream.close()
+        clock.close()
+    finally:
+        sd._terminate()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.terminate()
+        server.wait(timeout=10)
+        sd._initialize()  # as sounddevice's import left it
+    delays = log.entry_delays() * RATE / BLOCK  # in periods
+    print(f"\nentry delays over 0.4 periods: {np.round(delays[delays > 0.4], 2)}")
+    assert log.count > 0.9 * 1.5 * RATE / BLOCK
+    assert np.sum(delays > 0.4) >= holds
