@@ -35,8 +35,11 @@ looks back over the callbacks of the ``ATTRIBUTION_WINDOW`` seconds before it an
   there: sounddevice's cffi callback must take the GIL first, and while another thread of the process holds it
   (the excite worker, the main thread) the callback starts late; so does a host stall in that window (the
   baseline measures those). Resolution: one frame (21 us at 48 kHz).
-* **outside the callback**: none of the above: the client woke up late, the server's timer ran late or another
-  client was late. The do-nothing baseline, whose callbacks never overrun, measures how often this happens on the
+* **woke late**: none of the above, but a callback there ended after its cycle: the frames since the JACK cycle
+  began when our wrapper's first line ran (``jack_frames_since_cycle_start``: the client thread's late wake-up,
+  PortAudio and the entry delay together) + its wall time > the period. Only a callback that runs a large part
+  of the period can be pushed over this way: the do-nothing baseline's callbacks are too short.
+* **outside the callback**: none of the above: the server's timer ran late or another client was late. The do-nothing baseline, whose callbacks never overrun, measures how often this happens on the
   machine during the run; its xruns land here (or under "entered late" when its own entry was delayed).
 
 It prints the attribution for both phases, the JACK server's own late cycles (its timer ran late: host
@@ -88,7 +91,7 @@ SAMPLE_RATE = 48000
 KEYS_PORT = "eigentone-soak-keys"
 ATTRIBUTION_WINDOW = 0.1
 """Seconds of callbacks before the one reporting an xrun that are searched for its cause (see the module doc)."""
-CAUSES = ("engine, too slow", "waited", "preempted", "entered late", "outside the callback")
+CAUSES = ("engine, too slow", "waited", "preempted", "entered late", "woke late", "outside the callback")
 LATE_ENTRY = 0.25
 """Entry delays above this share of the period are counted (printed per phase)."""
 TOO_SLOW_SHARE = 0.01
@@ -258,8 +261,9 @@ class JackClock:
         jack.jack_client_open.restype = ctypes.c_void_p
         jack.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
         jack.jack_client_close.argtypes = [ctypes.c_void_p]
-        jack.jack_frame_time.restype = ctypes.c_uint32
-        jack.jack_frame_time.argtypes = [ctypes.c_void_p]
+        for function in (jack.jack_frame_time, jack.jack_frames_since_cycle_start):
+            function.restype = ctypes.c_uint32
+            function.argtypes = [ctypes.c_void_p]
         status = ctypes.c_int(0)
         self._client = jack.jack_client_open(name.encode(), 1, ctypes.byref(status))  # 1: JackNoStartServer
         if not self._client:
@@ -268,6 +272,8 @@ class JackClock:
         self._jack = jack
         self.frame_time = functools.partial(jack.jack_frame_time, self._client)
         """() -> int: JACK's estimate of the current time in frames (``jack_frame_time``)."""
+        self.frames_since_cycle_start = functools.partial(jack.jack_frames_since_cycle_start, self._client)
+        """() -> int: JACK's estimate of the frames since the current process cycle began."""
 
     def close(self) -> None:
         self._jack.jack_client_close(self._client)
@@ -275,9 +281,10 @@ class JackClock:
 
 class CallbackLog:
     """Per callback, in preallocated arrays: wall time (ns), CPU time of the callback's thread (ns), voluntary context
-    switches made inside it (it waited on something), whether PortAudio flagged an xrun on it, and ``entry`` (frames):
+    switches made inside it (it waited on something), whether PortAudio flagged an xrun on it, ``entry`` (frames):
     JACK's frame time at the wrapper's first line less PortAudio's ``time_info.currentTime`` in frames (the entry
-    delay plus a constant: :meth:`entry_delays`; zero without a ``clock``)."""
+    delay plus a constant: :meth:`entry_delays`), and ``cycle`` (frames): JACK's frames since the cycle began, read
+    at the wrapper's first line (both zero without a ``clock``)."""
 
     def __init__(self, callbacks: int, clock: JackClock | None = None):
         self.wall_ns = np.zeros(callbacks, np.int64)
@@ -285,15 +292,17 @@ class CallbackLog:
         self.waits = np.zeros(callbacks, np.int64)
         self.xrun = np.zeros(callbacks, np.bool_)
         self.entry = np.zeros(callbacks, np.int64)
+        self.cycle = np.zeros(callbacks, np.int64)
         self.count = 0
         self.clock = clock
 
     def measure(self, callback):
         """``callback`` wrapped to log each call (the wrapper's own work is outside the timed span)."""
         frame_time = self.clock.frame_time if self.clock is not None else _no_clock
+        in_cycle = self.clock.frames_since_cycle_start if self.clock is not None else _no_clock
 
         def measured(outdata, frames, time_info, status) -> None:
-            entered = frame_time()
+            entered, cycle = frame_time(), in_cycle()
             waits = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
             wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
             callback(outdata, frames, time_info, status)
@@ -304,6 +313,7 @@ class CallbackLog:
                 self.waits[i] = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - waits
                 self.xrun[i] = status.output_underflow or status.output_overflow
                 self.entry[i] = entered - round(time_info.currentTime * SAMPLE_RATE)
+                self.cycle[i] = cycle
                 self.count = i + 1
 
         return measured
@@ -341,11 +351,12 @@ def attribute(log: CallbackLog, budget: float, window: int) -> dict[str, int]:
     wall, cpu = log.wall_ns[:n] / 1e9, log.cpu_ns[:n] / 1e9
     over = wall > budget
     entered_late = log.entry_delays() + wall > budget
-    causes = np.select([cpu > budget, over & (log.waits[:n] > 0), over, entered_late], [0, 1, 2, 3], 4)
+    woke_late = log.cycle[:n] / SAMPLE_RATE + wall > budget
+    causes = np.select([cpu > budget, over & (log.waits[:n] > 0), over, entered_late, woke_late], range(5), 5)
     counts = dict.fromkeys(CAUSES, 0)
     for k in np.flatnonzero(log.xrun[:n]):
         before = causes[max(0, k - window):k]
-        counts[CAUSES[int(before.min(initial=4))]] += 1
+        counts[CAUSES[int(before.min(initial=5))]] += 1
     return counts
 
 
@@ -493,6 +504,8 @@ def _phases(args: argparse.Namespace, server: JackServer, tmp: Path, clock: Jack
         print(f"{name}: entry delay (PortAudio's call to our first line, on JACK's frame clock, less the smallest) "
               f"p99.9 {_percent(delays, budget, 99.9):.1%} max {delays.max(initial=0) / budget:.1%} of the budget, "
               f"{int(np.sum(delays > LATE_ENTRY * budget))} callbacks entered more than {LATE_ENTRY:.0%} of it late; "
+              f"frames since the cycle began, at entry: p99.9 {_percent(phase_log.cycle[: phase_log.count], args.block, 99.9):.1%} "
+              f"of the period; "
               f"{int(np.sum(phase_log.waits[: phase_log.count] > 0))} callbacks waited inside (voluntary context "
               f"switch)")
     print(f"engine ({instrument.name}, {args.voices} voices, {engine.max_voices_seen} sounding at most, effects + "

@@ -8,14 +8,17 @@ from benchmarks.bench_soak import SAMPLE_RATE, CallbackLog, attribute
 BUDGET = 128 / SAMPLE_RATE
 
 
-def _log(walls: list[float], cpus: list[float], entries: list[int], xrun_at: int, clock=True) -> CallbackLog:
-    """A log of len(walls) callbacks (wall and CPU time in budgets, entry in frames) with an xrun reported on
-    callback ``xrun_at``; ``clock`` False: logged without a JACK clock (no entry delays)."""
+def _log(walls: list[float], cpus: list[float], entries: list[int], xrun_at: int, clock=True,
+         cycles: list[int] | None = None) -> CallbackLog:
+    """A log of len(walls) callbacks (wall and CPU time in budgets, entry and frames since the cycle began at entry
+    in frames) with an xrun reported on callback ``xrun_at``; ``clock`` False: logged without a JACK clock (no
+    entry delays)."""
     log = CallbackLog(len(walls), clock=object() if clock else None)
     log.count = len(walls)
     log.wall_ns[:] = [round(w * BUDGET * 1e9) for w in walls]
     log.cpu_ns[:] = [round(c * BUDGET * 1e9) for c in cpus]
     log.entry[:] = entries
+    log.cycle[:] = cycles if cycles is not None else [4] * len(walls)
     log.xrun[xrun_at] = True
     return log
 
@@ -57,3 +60,11 @@ def test_one_callback_beside_a_stalled_server_cycle_does_not_shift_every_entry_d
     delays = log.entry_delays() * SAMPLE_RATE
     assert delays.min() == 0 and delays[200] == 64 and delays.max() == 64
     assert sorted(set(delays.round().astype(int))) == [0, 1, 2, 64]
+
+
+def test_a_long_callback_whose_thread_woke_late_in_its_cycle_is_charged_to_the_wake_up():
+    """Entered as usual (no entry delay) but 40 frames into its cycle, then 80 % of the period of work: it ended
+    after its cycle ("woke late"); 4 frames into the cycle it would not have."""
+    walls, entries = [0.3, 0.8, 0.3, 0.3], [1000, 1000, 1001, 1000]
+    assert attribute(_log(walls, walls, entries, 3, cycles=[4, 40, 4, 4]), BUDGET, 3)["woke late"] == 1
+    assert attribute(_log(walls, walls, entries, 3, cycles=[4, 4, 4, 4]), BUDGET, 3)["outside the callback"] == 1
