@@ -228,6 +228,43 @@ def test_conditioned_floors_need_the_model_below_both_baselines():
     assert missed == ["conditioned g: held-out f0 cents median"]
 
 
+def test_conditioned_all_takes_every_instrument_with_five_distinct_notes_of_the_chosen_part():
+    from benchmarks.bench_fidelity import eligible_instruments
+
+    def files(name, part, notes):
+        return [{"instrument": name, "part": part, "note": n} for n in notes]
+
+    index = (files("harp", "holdout", range(40, 54, 2)) + files("guitar", "tune", [40, 45, 50, 55, 60])
+             + files("banjo", "tune", [50, 52, 52.001, 55, 57]) + files("bell", "tune", [60]))
+    assert eligible_instruments(index) == ["guitar", "harp"]  # banjo: 4 distinct notes (two labels for one)
+    assert eligible_instruments(index, "tune") == ["guitar"]
+    assert eligible_instruments(index, "holdout") == ["harp"]
+
+
+def test_conditioned_counts_tell_per_part_how_many_instruments_meet_each_floor():
+    from benchmarks.bench_fidelity import conditioned_counts
+
+    def scores(mr, lsd, cents_=1.0):
+        return {"f0_cents": 1.0, "partial_cents_median": cents_, "t60_error_median": 0.1, "mr_stft": mr, "lsd_db": lsd}
+
+    def inst(part, model):
+        return {"instrument": "x", "part": part, "notes": [{"model": scores(*model), "transposed": scores(1.2, 3.5),
+                                                             "sampler": scores(1.1, 3.2)}]}
+
+    counts = conditioned_counts([inst("tune", (1.0, 3.0)), inst("tune", (1.0, 3.3, 4.0)), inst("holdout", (1.5, 3.0))])
+    assert counts["tune"] == {"instruments": 2, "f0": 2, "partials": 1, "T60": 2, "MR-STFT": 2, "LSD": 1, "all": 1}
+    assert counts["holdout"] == {"instruments": 1, "f0": 1, "partials": 1, "T60": 1, "MR-STFT": 0, "LSD": 1, "all": 0}
+
+
+def test_the_sampler_baseline_plays_a_recording_made_at_another_rate_in_tune():
+    from benchmarks.bench_fidelity import at_rate, sampler
+    from training.metrics import spectral_peaks
+
+    x = np.sin(2 * np.pi * 200.0 * np.arange(20000) / 20000.0)  # 1 s at 20 kHz; scored at 44.1 kHz
+    y = sampler(at_rate(x, 20000.0, 44100.0), 60.0, 67.0, 22050)
+    assert abs(cents(spectral_peaks(y, 44100.0, count=1).freqs_hz[0], 200.0 * 2 ** (7 / 12))) < 1.0
+
+
 BAR_RATIOS = np.array([1.0, 3.93, 9.7, 15.2])
 BAR_SIGMA = np.array([2.0, 9.0, 4.0, 14.0])  # 1/s: decays set per bar by its resonator and mounting, not by frequency
 
