@@ -16,7 +16,8 @@ independent peak matching) and summarised per group and part (``tune``: what set
 Conditioned instruments (``--conditioned``): the instrument's notes of the dev set (one recording per note:
 repitched copies of another note's sample are left out by ``eigentone devset build``) sorted by note, the
 1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``, its default laws: pitch,
-decay and body, and the nearest trained note's 0.5 s residual resampled to the pitch) and the 2nd, 4th, ...
+decay and body, each partial's deviations from them moved part of the way toward the other neighbour's, and the
+nearest trained note's 0.5 s residual resampled to the pitch) and the 2nd, 4th, ...
 held out; the held-out notes are played by (a) that model, (b) the single-note model of the nearest trained note transposed,
 (c) a plain sampler: the nearest trained recording resampled to the held-out pitch.
 ``--conditioned all`` does this for every instrument with at least 5 distinct notes in the parts chosen by
