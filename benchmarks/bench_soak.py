@@ -501,7 +501,7 @@ def _phases(args: argparse.Namespace, server: JackServer, tmp: Path, clock: Jack
               f"{cells} | {timer_late:>17}")
     for name, _, phase_log, _ in phases:
         delays = phase_log.entry_delays()
-        print(f"{name}: entry delay (PortAudio's call to our first line, on JACK's frame clock, less the smallest) "
+        print(f"{name}: entry delay (PortAudio's call to our first line, on JACK's frame clock, less the usual shortest) "
               f"p99.9 {_percent(delays, budget, 99.9):.1%} max {delays.max(initial=0) / budget:.1%} of the budget, "
               f"{int(np.sum(delays > LATE_ENTRY * budget))} callbacks entered more than {LATE_ENTRY:.0%} of it late; "
               f"frames since the cycle began, at entry: p99.9 {_percent(phase_log.cycle[: phase_log.count], args.block, 99.9):.1%} "
