@@ -18,9 +18,12 @@ independent peak matching) and summarised per group and part (``tune``: what set
 Conditioned instruments (``--conditioned``): the instrument's notes of the dev set (one recording per note:
 repitched copies of another note's sample are left out by ``eigentone devset build``) sorted by note, the
 1st, 3rd, 5th, ... trained on (laws fitted across notes, ``training.conditioned_laws``, its default laws: pitch,
-decay and body, and the nearest trained note's 0.5 s residual resampled to the pitch) and the 2nd, 4th, ...
+decay and body, each partial's deviations from them moved part of the way toward the other neighbour's, and the
+nearest trained note's 0.5 s residual resampled to the pitch) and the 2nd, 4th, ...
 held out; the held-out notes are played by (a) that model, (b) the single-note model of the nearest trained note transposed,
 (c) a plain sampler: the nearest trained recording resampled to the held-out pitch.
+``--conditioned all`` does this for every instrument with at least 5 distinct notes in the parts chosen by
+``--part`` (both by default), and prints per part how many instruments meet each floor.
 
 Floors (exit status 1 when any is missed, each printed with its value): on the holdout part, per group,
 the model's median MR-STFT and LSD at most the classic's, with its attack component and without it (the modes
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
@@ -56,6 +60,9 @@ CONDITIONED = ("fluid-nylon-guitar", "fluid-glockenspiel", "freepats-nylon-guita
 """Instruments trained on every other note by default: a guitar and a bar instrument of each part. The bars are
 those of each part with the most distinct recordings (FluidR3's marimba and xylophone are one bar each,
 repitched)."""
+ELIGIBLE_NOTES = 5
+"""``--conditioned all``: every dev-set instrument with at least this many distinct notes (every other one held out
+leaves 2 or more to score) in the parts chosen by ``--part``."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-instrument", type=int, default=0, help="at most N notes per instrument, spread "
                         "over its range (default 0 = all)")
     parser.add_argument("--conditioned", nargs="*", default=None, help="instruments for the held-out-note test "
-                        f"(default: {' '.join(CONDITIONED)}; give none to skip)")
+                        f"(default: {' '.join(CONDITIONED)}; 'all': every instrument with >= {ELIGIBLE_NOTES} "
+                        "distinct notes in the parts chosen by --part; give none to skip)")
     parser.add_argument("--no-single", action="store_true", help="skip the per-recording fits")
     parser.add_argument("--jobs", type=int, default=1, help="fit N recordings at a time, one process and one "
                         "thread each (default 1; the scores do not depend on it, the wall times do)")
@@ -89,6 +97,18 @@ def classic_resynthesis(x: np.ndarray, sample_rate: float, n_samples: int, peaks
     poles = -sigma + 2j * np.pi * pk.freqs_hz
     t = np.arange(n_samples) / sample_rate
     return np.real(np.exp(np.outer(t, poles)) @ amps)
+
+
+def at_rate(x: np.ndarray, rate: float, target: float) -> np.ndarray:
+    """(samples at ``target`` Hz,) float64: x recorded at ``rate`` Hz, resampled as ``load_folder`` does (soxr)
+    when the rates differ. A dev-set instrument's samples can come at several rates (freepats' xylophone: 20000 and
+    44100 Hz); a sampler or a score that took samples of one for samples of the other would be off by the ratio."""
+    x = np.asarray(x, np.float64)
+    if rate == target:
+        return x
+    import librosa
+
+    return librosa.resample(x, orig_sr=rate, target_sr=target, res_type="soxr_hq")
 
 
 def sampler(x: np.ndarray, from_note: float, to_note: float, n_samples: int) -> np.ndarray:
@@ -234,6 +254,17 @@ def single_recordings(root: Path, files: list[dict], work: Path, jobs: int = 1) 
     return rows
 
 
+def eligible_instruments(files: list[dict], part: str = "both", min_notes: int = ELIGIBLE_NOTES) -> list[str]:
+    """Instruments of the dev-set index with at least ``min_notes`` distinct notes, in ``part`` ("tune", "holdout"
+    or "both"), tune part first, then by name."""
+    notes: dict[tuple[str, str], set[float]] = {}
+    for f in files:
+        if part in ("both", f["part"]):
+            notes.setdefault((f["part"], f["instrument"]), set()).add(round(float(f["note"]), 2))
+    return [name for (p, name), n in sorted(notes.items(), key=lambda kv: (kv[0][0] != "tune", kv[0][1]))
+            if len(n) >= min_notes]
+
+
 def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> dict:
     """Train on every other note of ``instrument``; play the notes between three ways and score them.
 
@@ -256,20 +287,26 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
     chosen: dict = {}
     excite = fit_instrument(load_folder(folder), report=chosen)
     seconds = time.perf_counter() - start
+    fs = excite.sample_rate  # the trained recordings' common rate (load_folder): every note is scored at it
     print(f"  laws: {'+'.join(chosen['laws']) or 'transposed'}", flush=True)
     singles = {}
     out = {"instrument": instrument, "group": notes[0]["group"], "part": notes[0]["part"], "fit_seconds": seconds,
-           "trained_notes": [f["note"] for f in trained], "laws": chosen, "notes": []}
+           "trained_notes": [f["note"] for f in trained], "laws": chosen, "sample_rate": fs, "notes": []}
     for f in held:
         rec = load_recording(root / f["file"])
-        fs, ref = rec.sample_rate, rec.audio.astype(np.float64)
+        ref = at_rate(rec.audio, rec.sample_rate, fs)
         n = int(min(ref.size, SCORE_SECONDS * fs))
         near = min(trained, key=lambda t: abs(t["note"] - f["note"]))
+        near_rec = load_recording(root / near["file"])
+        near_audio = at_rate(near_rec.audio, near_rec.sample_rate, fs)
         if near["file"] not in singles:
             name = near["file"].replace("/", "_").rsplit(".", 1)[0]
-            singles[near["file"]] = fit(_label_link(work / "links" / name, root / near["file"], near["note"]),
+            source = root / near["file"]
+            if near_rec.sample_rate != fs:  # the single-note model is fitted at the rate it is played at
+                source = work / "conditioned" / instrument / f"{name}-{fs:g}Hz.wav"
+                sf.write(source, near_audio, int(fs), subtype="FLOAT")
+            singles[near["file"]] = fit(_label_link(work / "links" / name, source, near["note"]),
                                         work / "conditioned" / instrument / f"single-{name}")[0]
-        near_audio = load_recording(root / near["file"]).audio.astype(np.float64)
         row = {"file": f["file"], "note": f["note"], "nearest": near["file"],
                "model": recording_scores(render(excite, f["note"], rec.velocity, fs, n), ref, fs, note=f["note"]),
                "transposed": recording_scores(render(singles[near["file"]], f["note"], rec.velocity, fs, n), ref, fs,
@@ -339,21 +376,42 @@ def floors(table: dict, conditioned_results: list[dict]) -> list[tuple[str, floa
                 checks.append((f"{part} {group}: slowest fit of a recording <= {FIT_RECORDING_SECONDS:g} s, wall s",
                                value, FIT_SECONDS, value <= FIT_SECONDS))
     for inst in conditioned_results:
-        rows = inst["notes"]
-        f0 = float(np.median([abs(r["model"]["f0_cents"]) for r in rows]))
-        name = inst["instrument"]
-        checks += [
-            (f"conditioned {name}: held-out f0 cents median", f0, 5.0, f0 <= 5.0),
-            (f"conditioned {name}: partial cents median", _median(rows, "model", "partial_cents_median"), 3.0,
-             _median(rows, "model", "partial_cents_median") <= 3.0),
-            (f"conditioned {name}: T60 error median", _median(rows, "model", "t60_error_median"), 0.2,
-             _median(rows, "model", "t60_error_median") <= 0.2),
-        ]
-        for key in ("mr_stft", "lsd_db"):
-            best = min(_median(rows, "transposed", key), _median(rows, "sampler", key))
-            checks.append((f"conditioned {name}: {key} model < both baselines", _median(rows, "model", key), best,
-                           _median(rows, "model", key) < best))
+        checks += [(f"conditioned {inst['instrument']}: {what}", value, floor, ok)
+                   for _, what, value, floor, ok in conditioned_checks(inst)]
     return checks
+
+
+CONDITIONED_FLOORS = ("f0", "partials", "T60", "MR-STFT", "LSD")
+"""Short names of the conditioned floors, in the order ``conditioned_checks`` gives them."""
+
+
+def conditioned_checks(inst: dict) -> list[tuple[str, str, float, float, bool]]:
+    """(floor, what, value, floor value, passed) for one conditioned instrument's held-out notes (medians)."""
+    rows = inst["notes"]
+    f0 = float(np.median([abs(r["model"]["f0_cents"]) for r in rows]))
+    cents_, t60 = _median(rows, "model", "partial_cents_median"), _median(rows, "model", "t60_error_median")
+    checks = [("f0", "held-out f0 cents median", f0, 5.0, f0 <= 5.0),
+              ("partials", "partial cents median", cents_, 3.0, cents_ <= 3.0),
+              ("T60", "T60 error median", t60, 0.2, t60 <= 0.2)]
+    for short, key in (("MR-STFT", "mr_stft"), ("LSD", "lsd_db")):
+        best = min(_median(rows, "transposed", key), _median(rows, "sampler", key))
+        checks.append((short, f"{key} model < both baselines", _median(rows, "model", key), best,
+                       _median(rows, "model", key) < best))
+    return checks
+
+
+def conditioned_counts(conditioned_results: list[dict]) -> dict:
+    """Per part: {"instruments": n, floor: how many instruments meet it (``CONDITIONED_FLOORS``), "all": how many
+    meet every one}."""
+    counts: dict = {}
+    for inst in conditioned_results:
+        entry = counts.setdefault(inst["part"], {"instruments": 0, **dict.fromkeys(CONDITIONED_FLOORS, 0), "all": 0})
+        checks = conditioned_checks(inst)
+        entry["instruments"] += 1
+        for short, *_, ok in checks:
+            entry[short] += bool(ok)
+        entry["all"] += all(ok for *_, ok in checks)
+    return counts
 
 
 def print_tables(table: dict, conditioned_results: list[dict]) -> None:
@@ -393,6 +451,11 @@ def print_tables(table: dict, conditioned_results: list[dict]) -> None:
                   f"sampler {100 * _median(rows, 'sampler', 't60_error_median'):.0f}%; cents transposed "
                   f"{_median(rows, 'transposed', 'partial_cents_median'):.2f}, sampler "
                   f"{_median(rows, 'sampler', 'partial_cents_median'):.2f})")
+        print("\nconditioned instruments meeting each floor, per part (f0 <= 5 cents, partials <= 3 cents, "
+              "T60 <= 20%, MR-STFT and LSD below both baselines)")
+        for part, entry in conditioned_counts(conditioned_results).items():
+            n = entry["instruments"]
+            print(f"  {part:8s} " + "  ".join(f"{short} {entry[short]}/{n}" for short in (*CONDITIONED_FLOORS, "all")))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -414,11 +477,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"fitting {len(chosen)} recordings of {root} (model / classic per file)")
         rows = single_recordings(root, chosen, work, args.jobs)
     wanted = CONDITIONED if args.conditioned is None else args.conditioned
+    if wanted == ["all"]:
+        wanted = eligible_instruments(files, args.part)
     cond = []
-    for name in wanted:
+    for i, name in enumerate(wanted, 1):
         if args.instrument and name not in args.instrument:
             continue
-        print(f"conditioned: {name}")
+        print(f"conditioned [{i}/{len(wanted)}]: {name}")
         cond.append(conditioned(root, files, name, work))
     table = summarise(rows)
     print_tables(table, cond)
@@ -431,7 +496,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else work / "fidelity.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps({"files": rows, "summary": table, "conditioned": cond, "seconds": elapsed,
+        tmp.write_text(json.dumps({"files": rows, "summary": table, "conditioned": cond,
+                                   "conditioned_counts": conditioned_counts(cond), "seconds": elapsed,
                                    "floors": [{"what": w, "value": v, "floor": f, "passed": bool(p)}
                                               for w, v, f, p in checks]}, indent=1, default=float))
     print(f"wrote {out}")
