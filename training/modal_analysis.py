@@ -196,13 +196,15 @@ def significant_partials(estimate: ModalEstimate, rel_amplitude: float = 1e-3, m
 
 
 def fit_amplitudes(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray, sigma: np.ndarray,
-                   chunk: int = 8192) -> np.ndarray:
+                   chunk: int = 8192, ridge: float = 0.0) -> np.ndarray:
     """(K,) complex amplitudes of given partials, least squares on the whole real signal, all partials jointly.
 
     Solves min_a sum_k (x[k] - sum_n Re(a_n e^{s_n k / fs}))^2 with s_n = -sigma_n + 2 pi i f_n, as a real
     problem with columns (Re e^{s t}, -Im e^{s t}) for (Re a, Im a). The (samples, 2K) design is never built
     whole: its R factor is updated chunk by chunk (QR of [R, Q^T x; chunk rows, chunk x]), so memory stays
     O(chunk K) and close partials keep the conditioning of QR rather than of the normal equations.
+    ``ridge`` > 0 adds ridge x (mean squared column norm) x |a|^2 to the cost, which keeps nearly collinear
+    columns (modes a fraction of a hertz apart) from taking huge cancelling amplitudes.
     """
     x = np.asarray(signal, dtype=np.float64).ravel()
     poles = -np.asarray(sigma, np.float64) + 2j * np.pi * np.asarray(freqs_hz, np.float64)  # (K,)
@@ -215,7 +217,11 @@ def fit_amplitudes(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray,
         basis = np.exp(np.outer(t, poles))  # (chunk, K)
         block = np.concatenate([basis.real, -basis.imag, x[begin : begin + t.size, None]], axis=1)  # (chunk, 2K+1)
         r_aug = np.linalg.qr(np.concatenate([r_aug, block]), mode="r")
-    coef = np.linalg.lstsq(r_aug[: 2 * k, : 2 * k], r_aug[: 2 * k, -1], rcond=None)[0]  # (2K,)
+    r, rhs = r_aug[: 2 * k, : 2 * k], r_aug[: 2 * k, -1]
+    if ridge > 0:  # |R a - rhs|^2 + lam |a|^2 as one least-squares problem; ||R||_F^2 is the design's
+        lam = ridge * float(np.sum(r**2)) / (2 * k)
+        r, rhs = np.concatenate([r, np.sqrt(lam) * np.eye(2 * k)]), np.concatenate([rhs, np.zeros(2 * k)])
+    coef = np.linalg.lstsq(r, rhs, rcond=None)[0]  # (2K,)
     return coef[:k] + 1j * coef[k:]
 
 
@@ -672,6 +678,9 @@ CALIBRATE_ROUNDS = 3
 """Rounds of decay calibration (each measures every peak's envelope in the modes and rescales their decays)."""
 CALIBRATE_STEP = 2.0
 """Largest factor one calibration round changes a mode's decay rate by."""
+REFIT_RIDGE = 1e-9
+"""Ridge of the single-pass modes' amplitude refit (``fit_amplitudes``), relative to the mean squared column norm:
+keeps modes a fraction of a hertz apart from cancelling amplitudes too large for the bundle's float32."""
 
 
 @dataclass
@@ -702,7 +711,8 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
     3. if they leave more than ``DENSE_RESIDUAL`` of the energy after 0.1 s unexplained (cymbals, gongs), the
        analysis is repeated as a dense spectrum (``DENSE_BANDS`` finer subbands, ``DENSE_NOISE_FACTOR``, up to
        ``DENSE_MODES`` modes) and the better of the two is kept, its decays then calibrated to the envelopes of
-       the recording's strongest spectral peaks (``_calibrate_peak_decays``);
+       the recording's strongest spectral peaks (``_calibrate_peak_decays``); otherwise the modes' amplitudes
+       are refitted to the whole segment, so that they start at the recording's level (``_refit_to_segment``);
     4. attack = (x - modes) over the first ``attack_seconds`` with a half-cosine fade over its second half.
 
     ValueError when the recording holds no decaying partial.
@@ -719,6 +729,8 @@ def analyse_recording(signal: np.ndarray, sample_rate: float, max_modes: int = 1
             if dense_residual < residual:
                 est = dense
             est = _calibrate_peak_decays(est, seg, sample_rate)
+        else:
+            est = _refit_to_segment(est, seg, sample_rate)
     span = int(min(n, round(attack_seconds * sample_rate)))
     residual = seg[:span] - est.synthesise(sample_rate, span)
     half = span // 2
@@ -780,3 +792,20 @@ def _calibrate_peak_decays(est: ModalEstimate, seg: np.ndarray, sample_rate: flo
         amps = amps * np.exp(np.minimum(new_sigma - sigma, 0.0) * anchor)
         sigma = new_sigma
     return ModalEstimate(est.freqs_hz, sigma, amps)
+
+
+def _refit_to_segment(est: ModalEstimate, seg: np.ndarray, sample_rate: float) -> ModalEstimate:
+    """``est`` with amplitudes (and decays) refitted so that the modes alone start at the level of ``seg``
+    (samples,) and still decay like its spectral peaks.
+
+    The subband amplitudes are fitted after each band filter's start-up and extrapolated back to t = 0. A partial
+    whose envelope first rises comes out as a cluster of close modes whose large amplitudes cancel later but not
+    at the start, so without the attack residual the modes begin up to ~20 dB louder than the recording. Three
+    steps: amplitudes by least squares over the whole segment (the onset then counts, as in the classic
+    resynthesis), but that changes each cluster's envelope, so its decays are calibrated back to the recording's
+    peaks (``_calibrate_peak_decays``), and the amplitudes are refitted once more for the calibrated decays.
+    """
+    def refit(e: ModalEstimate) -> ModalEstimate:
+        return ModalEstimate(e.freqs_hz, e.sigma, fit_amplitudes(seg, sample_rate, e.freqs_hz, e.sigma, ridge=REFIT_RIDGE))
+
+    return refit(_calibrate_peak_decays(refit(est), seg, sample_rate))
