@@ -13,7 +13,8 @@ The synth runs as `eigentone play` runs it at 64-sample periods: look-ahead ``en
 = 128 samples (printed in the header) and the excite worker (engine/excite_worker.py): a note-on's excite graph runs on the worker thread
 after the block that receives it (the worker is on the same pinned core at normal priority, so it runs in the idle
 part of each period), its voice starts the look-ahead later; a note the worker has not served by then is
-excited on the audio thread when it sounds. Each row prints the worker's CPU time per block (mean, as a share of
+excited on the audio thread when it sounds. As in play, cyclic garbage collection is off while a row is timed
+(engine.realtime.no_garbage_collection), so no collection lands in a timed block. Each row prints the worker's CPU time per block (mean, as a share of
 the budget: time the core spends on the workload outside the timed call) and how many note-ons were excited late.
 ``--no-worker`` runs the graph in the receiving block instead (the synchronous path, for comparison). A chord's
 row reports every block from the chord's reception to its sounding.
@@ -41,6 +42,7 @@ import numpy as np
 from engine.excite_cache import HITS, MISSES
 from engine.instrument import Instrument
 from engine.midi_file import write_demo_song
+from engine.realtime import no_garbage_collection
 from engine.render import render_midi
 from engine.signal_chain import SignalChain
 from engine.synth import Synth, realtime_lookahead
@@ -119,7 +121,7 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
                   block: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Block times (s) of ``scenario`` paced at block rate after striking ``voices`` notes: wall time, the
     thread's CPU time (it leaves out the time other threads of this machine held the core), and the mask of its
-    marked blocks."""
+    marked blocks. Timed with garbage collection off, as ``eigentone play`` runs its callback."""
     synth = chain.synth
     for k in range(voices):  # fill the voices first (one note per block, paced, as a player would)
         chain.process([(0, 0x90, int(notes[k % len(notes)]), 90)], block)
@@ -127,19 +129,20 @@ def time_scenario(chain: SignalChain, scenario: Scenario, blocks: int, voices: i
     times = np.empty(blocks)
     cpu = np.empty(blocks)
     marked = np.zeros(blocks, bool)
-    for b in paced_blocks(blocks, block / sample_rate):
-        events = scenario.events(b)
-        missing = voices - synth.voices - synth.queued  # decayed notes are struck again (sustained stays full)
-        if missing > 0 and not events:
-            events = [(0, 0x90, int(notes[(b + j) % len(notes)]), 90) for j in range(min(missing, 4))]
-        if scenario.marked is not None:
-            marked[b] = scenario.marked(b)
-        cpu_started = time.thread_time()
-        started = time.perf_counter()
-        chain.process(events, block)
-        finished = time.perf_counter()
-        cpu[b] = time.thread_time() - cpu_started
-        times[b] = finished - started
+    with no_garbage_collection():  # as `eigentone play` runs its callback
+        for b in paced_blocks(blocks, block / sample_rate):
+            events = scenario.events(b)
+            missing = voices - synth.voices - synth.queued  # decayed notes are struck again (sustained stays full)
+            if missing > 0 and not events:
+                events = [(0, 0x90, int(notes[(b + j) % len(notes)]), 90) for j in range(min(missing, 4))]
+            if scenario.marked is not None:
+                marked[b] = scenario.marked(b)
+            cpu_started = time.thread_time()
+            started = time.perf_counter()
+            chain.process(events, block)
+            finished = time.perf_counter()
+            cpu[b] = time.thread_time() - cpu_started
+            times[b] = finished - started
     return times, cpu, marked
 
 
@@ -308,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
                            "no excite worker (graph in the receiving block)")
             print(f"eigentone bench engine: SignalChain.process ({chain_text}), {sample_rate} Hz, {block}-sample "
                   f"blocks (budget {budget * 1e3:.3f} ms), {blocks} blocks per row, paced at block rate, 1 core, "
-                  f"{priority}; note-on look-ahead {lookahead} samples ({lookahead / sample_rate * 1e3:.2f} ms "
+                  f"{priority}, garbage collection off (as in play); note-on look-ahead {lookahead} samples ({lookahead / sample_rate * 1e3:.2f} ms "
                   f"from reception to sound), {worker_text}")
             print(f"{'':<41} {'wall time':^31} {'CPU time':^15}")
             print(f"{'scenario':<34} {'voices':>6} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'p99.9':>7} "

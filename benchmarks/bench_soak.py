@@ -413,11 +413,9 @@ def _soak(args: argparse.Namespace, server: JackServer, tmp: Path) -> int:
 
 
 def _phases(args: argparse.Namespace, server: JackServer, tmp: Path, clock: JackClock) -> int:
-    import gc
-
     import sounddevice as sd
 
-    from engine.realtime import RealtimeEngine, open_midi_input
+    from engine.realtime import RealtimeEngine, no_garbage_collection, open_midi_input
 
     instrument = _instrument(args, tmp)
     chain = _chain(instrument, args.block)
@@ -468,18 +466,15 @@ def _phases(args: argparse.Namespace, server: JackServer, tmp: Path, clock: Jack
     sender = FloodSender(args.seconds)
     midi_in = open_midi_input(KEYS_PORT)
     engine.midi_in = midi_in  # drained at the start of each callback
-    gc.collect()
-    gc.freeze()
-    gc.disable()  # as `eigentone play` does: no collection inside the audio callback
     mark = server.log_size()
-    try:
-        engine.start()
-        sender.start()
-        sender.wait()
-    finally:
-        engine.stop()
-        gc.enable()
-        midi_in.close()
+    with no_garbage_collection():  # as `eigentone play` does: no collection inside the audio callback
+        try:
+            engine.start()
+            sender.start()
+            sender.wait()
+        finally:
+            engine.stop()
+            midi_in.close()
     synth = chain.synth
     worker_cpu, late_notes = synth.worker_cpu_seconds, synth.late_note_ons
     chain.release()  # ends the excite worker thread

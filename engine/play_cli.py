@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import signal
 import sys
@@ -12,7 +11,7 @@ import threading
 from eigentone import limits
 from eigentone.errors import EigentoneError, printable
 from engine.midi_file import read_midi
-from engine.realtime import RealtimeEngine, open_midi_input, output_device, wait
+from engine.realtime import RealtimeEngine, no_garbage_collection, open_midi_input, output_device, wait
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
 from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
 from engine.signal_chain import SignalChain, describe_guard
@@ -77,29 +76,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"\rvoices {synth.voices:3d}  callback p50 {p50:5.1%} p99 {p99:5.1%} of block  "
                   f"xruns {engine.xruns}  muted {len(synth.faults)}   ", end="", file=sys.stderr, flush=True)
 
-    gc.collect()
-    gc.freeze()  # objects made so far are never scanned again
-    gc.disable()  # and no collection can start inside the audio callback while the stream runs
-    try:
-        engine.start()
-        latency = args.block + engine.lookahead + engine.chain.guard.latency
-        print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
-              f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "
-              f"thread meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
-        if engine.worker_placement:
-            print(engine.worker_placement, file=sys.stderr)
-        if midi_port is not None:
-            print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
-        wait(duration, stop, status, period=0.25 if interactive else 3600.0)
-    finally:
-        engine.stop()
-        engine.chain.release()  # ends the excite worker thread
-        gc.enable()
-        if midi_port is not None:
-            midi_port.close()
-        signal.signal(signal.SIGINT, previous)
-        if interactive:
-            print(file=sys.stderr)
+    with no_garbage_collection():  # no collection can start inside the audio callback while it plays
+        try:
+            engine.start()
+            latency = args.block + engine.lookahead + engine.chain.guard.latency
+            print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
+                  f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "
+                  f"thread meanwhile) + the output guard ({engine.chain.guard.latency})", file=sys.stderr)
+            if engine.worker_placement:
+                print(engine.worker_placement, file=sys.stderr)
+            if midi_port is not None:
+                print(f"listening on MIDI input '{midi_port.name}' (Ctrl-C stops)", file=sys.stderr)
+            wait(duration, stop, status, period=0.25 if interactive else 3600.0)
+        finally:
+            engine.stop()
+            engine.chain.release()  # ends the excite worker thread
+            if midi_port is not None:
+                midi_port.close()
+            signal.signal(signal.SIGINT, previous)
+            if interactive:
+                print(file=sys.stderr)
     if args.record:
         write_wav(args.record, engine.recording[:, : max(engine.frame - engine.latency, 0)], args.sample_rate,
                   args.record_format)

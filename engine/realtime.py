@@ -39,11 +39,13 @@ first callback has run, moved next to the callback's thread (its CPUs, SCHED_FIF
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,6 +55,22 @@ from engine.signal_chain import SignalChain
 
 MIDI_BACKENDS = ("LINUX_ALSA", "UNIX_JACK")
 """python-rtmidi APIs tried in order for MIDI input (ALSA sequencer, then JACK MIDI)."""
+
+
+@contextlib.contextmanager
+def no_garbage_collection() -> Iterator[None]:
+    """No cyclic garbage collection while the block is run: what is alive is collected once and frozen (never
+    scanned again), and collection stays off until the block ends, so none can start inside an audio callback (a
+    collection pauses the thread that happens to allocate, for up to milliseconds with a large heap). Used by
+    ``eigentone play`` and by the real-time benches, which time what play does."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 class RealtimeEngine:

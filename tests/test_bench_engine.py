@@ -7,6 +7,7 @@ met, to check that a miss makes the command fail and a pass lets it succeed.
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import time
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_engine
+from engine.realtime import no_garbage_collection
 from engine.synth import realtime_lookahead
 
 ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False,
@@ -97,3 +99,28 @@ def test_rows_print_wall_and_cpu_columns_and_the_floor_is_on_wall_time(monkeypat
     assert figures == ["150.0%", "150.0%", "150.0%", "150.0%", "0.8%", "0.8%"], row
     assert code == 1 and "p99.9 = 150.0% of the budget (<= 50%): NOT met (CPU time p99.9 0.8%)" in out
     assert "hypervisor steal while the rows ran" in out
+
+
+def test_the_rows_are_timed_without_garbage_collection_as_play_runs(monkeypatch):
+    """`eigentone play` turns cyclic garbage collection off while it plays (engine.realtime.no_garbage_collection);
+    the bench times its rows the same way, so a collection never lands in a timed block."""
+    seen = []
+
+    def recording_blocks(blocks, budget):
+        for b in range(blocks):
+            seen.append(gc.isenabled())
+            yield b
+
+    monkeypatch.setattr(bench_engine, "paced_blocks", recording_blocks)
+    monkeypatch.setattr(bench_engine, "paced_reference_times", lambda *args: np.full(args[-1], 1e-5))
+    bench_engine.run(argparse.Namespace(**{**vars(ARGS), "song_seconds": 0.0}))
+    assert seen and not any(seen)
+    assert gc.isenabled()
+
+
+def test_no_garbage_collection_freezes_what_lives_and_restores_collection_after(monkeypatch):
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), no_garbage_collection():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+        raise RuntimeError("the block fails")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
