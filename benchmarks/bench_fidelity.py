@@ -99,18 +99,6 @@ def classic_resynthesis(x: np.ndarray, sample_rate: float, n_samples: int, peaks
     return np.real(np.exp(np.outer(t, poles)) @ amps)
 
 
-def at_rate(x: np.ndarray, rate: float, target: float) -> np.ndarray:
-    """(samples at ``target`` Hz,) float64: x recorded at ``rate`` Hz, resampled as ``load_folder`` does (soxr)
-    when the rates differ. A dev-set instrument's samples can come at several rates (freepats' xylophone: 20000 and
-    44100 Hz); a sampler or a score that took samples of one for samples of the other would be off by the ratio."""
-    x = np.asarray(x, np.float64)
-    if rate == target:
-        return x
-    import librosa
-
-    return librosa.resample(x, orig_sr=rate, target_sr=target, res_type="soxr_hq")
-
-
 def sampler(x: np.ndarray, from_note: float, to_note: float, n_samples: int) -> np.ndarray:
     """A plain sampler: recording x played at another pitch (resampled by 2^((to - from)/12)), (n_samples,)."""
     ratio = 2.0 ** ((to_note - from_note) / 12.0)
@@ -273,7 +261,7 @@ def conditioned(root: Path, files: list[dict], instrument: str, work: Path) -> d
     sampler: the nearest trained recording resampled.
     """
     from training.conditioned_laws import fit_instrument
-    from training.data.audio import load_folder, load_recording
+    from training.data.audio import at_rate, load_folder, load_recording
     from training.metrics import SCORE_SECONDS, recording_scores
 
     notes = sorted((f for f in files if f["instrument"] == instrument), key=lambda f: f["note"])

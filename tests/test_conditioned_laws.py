@@ -283,7 +283,8 @@ def test_conditioned_counts_tell_per_part_how_many_instruments_meet_each_floor()
 
 
 def test_the_sampler_baseline_plays_a_recording_made_at_another_rate_in_tune():
-    from benchmarks.bench_fidelity import at_rate, sampler
+    from benchmarks.bench_fidelity import sampler
+    from training.data.audio import at_rate
     from training.metrics import spectral_peaks
 
     x = np.sin(2 * np.pi * 200.0 * np.arange(20000) / 20000.0)  # 1 s at 20 kHz; scored at 44.1 kHz

@@ -203,12 +203,20 @@ def load_folder(folder: str | Path, *, min_seconds: float = MIN_SECONDS) -> list
     rate = max(set(rates), key=rates.count)
     peak = max(float(np.max(np.abs(r.audio))) for r in recs)
     for rec in recs:
-        audio = rec.audio.astype(np.float64)
-        if rec.sample_rate != rate:
-            import librosa
-
-            audio = librosa.resample(audio, orig_sr=rec.sample_rate, target_sr=rate, res_type="soxr_hq")
-            rec.sample_rate = rate
+        audio = at_rate(rec.audio, rec.sample_rate, rate)
+        rec.sample_rate = rate
         rec.gain = TARGET_PEAK / peak
         rec.audio = (audio * rec.gain).astype(np.float32)
     return recs
+
+
+def at_rate(x: np.ndarray, rate: float, target: float) -> np.ndarray:
+    """(samples at ``target`` Hz,) float64: ``x`` recorded at ``rate`` Hz, resampled (soxr) when the rates differ.
+    A folder's or a sample bank's recordings can come at several rates (freepats' xylophone: 20000 and 44100 Hz);
+    taking samples of one rate for samples of another would put the note off by the ratio."""
+    x = np.asarray(x, np.float64)
+    if rate == target:
+        return x
+    import librosa
+
+    return librosa.resample(x, orig_sr=rate, target_sr=target, res_type="soxr_hq")
