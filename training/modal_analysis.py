@@ -196,7 +196,7 @@ def significant_partials(estimate: ModalEstimate, rel_amplitude: float = 1e-3, m
 
 
 def fit_amplitudes(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray, sigma: np.ndarray,
-                   chunk: int = 8192, ridge: float = 0.0) -> np.ndarray:
+                   chunk: int = 8192, ridge: float = 0.0, weights: np.ndarray | None = None) -> np.ndarray:
     """(K,) complex amplitudes of given partials, least squares on the whole real signal, all partials jointly.
 
     Solves min_a sum_k (x[k] - sum_n Re(a_n e^{s_n k / fs}))^2 with s_n = -sigma_n + 2 pi i f_n, as a real
@@ -205,8 +205,10 @@ def fit_amplitudes(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray,
     O(chunk K) and close partials keep the conditioning of QR rather than of the normal equations.
     ``ridge`` > 0 adds ridge x (mean squared column norm) x |a|^2 to the cost, which keeps nearly collinear
     columns (modes a fraction of a hertz apart) from taking huge cancelling amplitudes.
+    ``weights`` (samples,) > 0 multiply each sample's residual (weighted least squares; default all 1).
     """
     x = np.asarray(signal, dtype=np.float64).ravel()
+    w = np.ones(x.size) if weights is None else np.asarray(weights, np.float64).ravel()
     poles = -np.asarray(sigma, np.float64) + 2j * np.pi * np.asarray(freqs_hz, np.float64)  # (K,)
     k = poles.size
     if k == 0:
@@ -216,6 +218,7 @@ def fit_amplitudes(signal: np.ndarray, sample_rate: float, freqs_hz: np.ndarray,
         t = np.arange(begin, min(begin + chunk, x.size)) / sample_rate
         basis = np.exp(np.outer(t, poles))  # (chunk, K)
         block = np.concatenate([basis.real, -basis.imag, x[begin : begin + t.size, None]], axis=1)  # (chunk, 2K+1)
+        block *= w[begin : begin + t.size, None]
         r_aug = np.linalg.qr(np.concatenate([r_aug, block]), mode="r")
     r, rhs = r_aug[: 2 * k, : 2 * k], r_aug[: 2 * k, -1]
     if ridge > 0:  # |R a - rhs|^2 + lam |a|^2 as one least-squares problem; ||R||_F^2 is the design's
@@ -681,6 +684,11 @@ CALIBRATE_STEP = 2.0
 REFIT_RIDGE = 1e-9
 """Ridge of the single-pass modes' amplitude refit (``fit_amplitudes``), relative to the mean squared column norm:
 keeps modes a fraction of a hertz apart from cancelling amplitudes too large for the bundle's float32."""
+TAIL_WEIGHT_RANGE_DB = 40.0
+"""Weights of the single-pass refit (``tail_weights``) are 1 / the recording's envelope down to this many dB below its
+peak and constant below (the noise floor and the silence after the note get no more weight than a partial there)."""
+TAIL_ENVELOPE_SECONDS = 0.02
+"""Length (s) of the moving RMS window that gives the recording's envelope for ``tail_weights``."""
 
 
 @dataclass
@@ -794,6 +802,20 @@ def _calibrate_peak_decays(est: ModalEstimate, seg: np.ndarray, sample_rate: flo
     return ModalEstimate(est.freqs_hz, sigma, amps)
 
 
+def tail_weights(seg: np.ndarray, sample_rate: float) -> np.ndarray:
+    """(samples,) least-squares weights that make a residual count relative to the level of ``seg`` (samples,)
+    at that moment: peak envelope / envelope, the envelope being a ``TAIL_ENVELOPE_SECONDS`` moving RMS floored
+    ``TAIL_WEIGHT_RANGE_DB`` below its peak (so weights run from 1 at the peak to 10^(range/20))."""
+    x = np.asarray(seg, np.float64).ravel()
+    width = max(round(TAIL_ENVELOPE_SECONDS * sample_rate), 1)
+    power = np.concatenate([[0.0], np.cumsum(x**2)])
+    start = np.arange(x.size) - width // 2  # window [start, start + width), zeros outside the segment
+    lo, hi = np.clip(start, 0, x.size), np.clip(start + width, 0, x.size)
+    env = np.sqrt(np.maximum(power[hi] - power[lo], 0.0) / width)  # (samples,) RMS around each sample
+    peak = max(float(env.max()), 1e-300)
+    return peak / np.maximum(env, peak * 10.0 ** (-TAIL_WEIGHT_RANGE_DB / 20.0))
+
+
 def _refit_to_segment(est: ModalEstimate, seg: np.ndarray, sample_rate: float) -> ModalEstimate:
     """``est`` with amplitudes (and decays) refitted so that the modes alone start at the level of ``seg``
     (samples,) and still decay like its spectral peaks.
@@ -804,8 +826,13 @@ def _refit_to_segment(est: ModalEstimate, seg: np.ndarray, sample_rate: float) -
     steps: amplitudes by least squares over the whole segment (the onset then counts, as in the classic
     resynthesis), but that changes each cluster's envelope, so its decays are calibrated back to the recording's
     peaks (``_calibrate_peak_decays``), and the amplitudes are refitted once more for the calibrated decays.
+    Both fits weigh each sample by ``tail_weights``: a plain least-squares fit is ruled by the loud start and
+    leaves the quiet tail's partials several dB off, which log-spectral scores (and ears) weigh as much.
     """
+    weights = tail_weights(seg, sample_rate)
+
     def refit(e: ModalEstimate) -> ModalEstimate:
-        return ModalEstimate(e.freqs_hz, e.sigma, fit_amplitudes(seg, sample_rate, e.freqs_hz, e.sigma, ridge=REFIT_RIDGE))
+        amps = fit_amplitudes(seg, sample_rate, e.freqs_hz, e.sigma, ridge=REFIT_RIDGE, weights=weights)
+        return ModalEstimate(e.freqs_hz, e.sigma, amps)
 
     return refit(_calibrate_peak_decays(refit(est), seg, sample_rate))
