@@ -23,11 +23,23 @@ such a copy is not a recording of its note (a sampler reproduces it exactly). Wa
 instrument's samples from the lowest note up, a sample is dropped when its waveform above 3 f0
 matches a lower sample of the instrument within an octave, resampled to its pitch (``repitch_similarity``
 >= ``COPY_SIMILARITY``): the lowest sample of each chain of copies stays.
+The same holds across instruments and banks: FluidR3's steel guitar plays a nylon-guitar sample for its top
+note, and freepats' harp is FluidR3's harp takes. A sample that matches a kept sample of an instrument listed
+earlier in its group (``copy_elsewhere``: both ways, each resampled to the other's pitch) is dropped, so a
+holdout instrument holds no take of a tune instrument (tune instruments come first in each group).
 Every entry of devset.json names its bank sample (``sample``: bank file and sample index), and
-``dropped`` lists each dropped sample with the kept one it copies and the similarity.
+``dropped`` lists each dropped sample with the kept one it copies (``copy_of_instrument`` names its
+instrument) and the similarity.
 
 Nothing of this is committed: the set is rebuilt on any machine (the packages are installed with
 apt-get when running as root; otherwise the command names them and stops).
+
+Debian's other sample banks add no instrument to the plucked and bar groups (checked for issue 14):
+``musescore-general-soundfont-lossless`` (and its lossy ``.sf3`` forms) plays FluidR3's own recordings for
+every plucked and bar preset with five or more notes (some with 50 ms of silence prepended and the loop
+removed, which ``repitch_similarity``'s 10 ms lag would not catch), apart from a music box of five 0.2 s
+samples; ``timgm6mb-soundfont`` and ``csound-soundfont`` hold under 0.15 s of attack before a
+sustain loop (no recorded decay survives ``MIN_SECONDS``); ``fluid-soundfont-gs`` holds sound effects only.
 """
 
 from __future__ import annotations
@@ -165,14 +177,19 @@ def _mono(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio, np.float64).mean(axis=1) if audio.ndim == 2 else np.asarray(audio, np.float64)
 
 
-def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COPY_SECONDS) -> float:
+def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COPY_SECONDS,
+                       common_band: bool = False) -> float:
     """How well ``kept``, resampled to play at ``other``'s pitch and rate, matches ``other``: the peak normalised
     cross-correlation (lags up to 10 ms) of their first ``seconds`` above 3x the higher fundamental, in 0..1.
 
     Above 3 f0 a note is its upper partials and its pluck or strike noise, which differ between two recordings
     (partial phases, inharmonicity, decays) and survive a pitch shift of one recording unchanged.
+    ``common_band``: compare only up to the band both hold (90% of it): ``kept`` played lower holds nothing above its
+    Nyquist frequency times the pitch ratio, which ``other`` may fill with noise (a copy would score low this way),
+    and resample at a finer ratio (a ratio 1e-4 off drifts a 5 kHz partial by 0.8 rad over 0.25 s).
     """
-    step = Fraction(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate).limit_denominator(200)
+    step = Fraction(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate).limit_denominator(
+        2000 if common_band else 200)
     n = int(seconds * other.sample_rate)
     a = _mono(kept.recording())[: int(n * step) + 64]
     a = resample_poly(a, step.denominator, step.numerator)[:n]
@@ -181,7 +198,13 @@ def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COP
     cut = 3.0 * float(midi_to_hz(max(kept.note, other.note)))
     if n < 64 or cut >= 0.45 * other.sample_rate:
         return 0.0
-    sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
+    top = 0.45 * min(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate, other.sample_rate)
+    if common_band and top < 0.45 * other.sample_rate:
+        if top <= 1.2 * cut:
+            return 0.0
+        sos = butter(4, [cut, top], "bandpass", fs=other.sample_rate, output="sos")
+    else:
+        sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
     a, b = sosfiltfilt(sos, a[:n]), sosfiltfilt(sos, b[:n])
     size = 1 << int(np.ceil(np.log2(2 * n)))
     corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
@@ -209,6 +232,24 @@ def drop_repitched(samples: list[BankSample]) -> tuple[list[BankSample], list[tu
     return kept, dropped
 
 
+def copy_elsewhere(sample: BankSample, earlier: list[tuple[BankSample, str, str]]) -> tuple[BankSample, str, str, float] | None:
+    """(kept sample, its instrument, its bank, similarity) when ``sample`` is a copy of one of ``earlier`` (kept
+    samples of other instruments, each with its instrument and bank names), else None.
+
+    Across instruments the similarity must hold both ways (the lower of ``repitch_similarity`` each way): two
+    different plucks' onsets can match one way only (FluidR3's harp C#3 played 10 semitones up against its
+    nylon guitar's B4: 0.86, and 0.20 the other way), while a copy matches both ways (0.99 and 0.999)."""
+    best = None
+    for other, name, bank in earlier:
+        if abs(other.note - sample.note) > 12.0 * COPY_OCTAVES:
+            continue
+        similarity = min(repitch_similarity(other, sample, common_band=True),
+                         repitch_similarity(sample, other, common_band=True))
+        if similarity >= COPY_SIMILARITY and (best is None or similarity > best[3]):
+            best = (other, name, bank, similarity)
+    return best
+
+
 def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
     """The usable samples of one instrument, lowest note first."""
     if inst.source == "freepats":
@@ -229,6 +270,7 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
     seen: set[str] = set()
     files: list[dict] = []
     dropped: list[dict] = []
+    earlier: dict[str, list[tuple[BankSample, str, str]]] = {}  # group -> kept samples of the instruments so far
     for inst in instruments:
         folder = out / inst.group / inst.name
         if folder.exists():
@@ -239,8 +281,21 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
         samples, copies = drop_repitched(instrument_samples(inst, fluid))
         dropped += [{"instrument": inst.name, "note": round(s.note, 3), "sample": f"{bank}#{s.sample_id}",
                      "bank_name": s.name, "copy_of": f"{bank}#{k.sample_id}", "copy_of_note": round(k.note, 3),
-                     "similarity": round(sim, 3)} for s, k, sim in copies]
+                     "copy_of_instrument": inst.name, "similarity": round(sim, 3)} for s, k, sim in copies]
+        group = earlier.setdefault(inst.group, [])
+        own = []
         for sample in samples:
+            found = copy_elsewhere(sample, group)
+            if found is None:
+                own.append(sample)
+                continue
+            other, name, other_bank, sim = found
+            dropped.append({"instrument": inst.name, "note": round(sample.note, 3), "sample": f"{bank}#{sample.sample_id}",
+                            "bank_name": sample.name, "copy_of": f"{other_bank}#{other.sample_id}",
+                            "copy_of_note": round(other.note, 3), "copy_of_instrument": name,
+                            "similarity": round(sim, 3)})
+        group += [(sample, inst.name, bank) for sample in own]
+        for sample in own:
             audio = sample.recording()
             digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
             if digest in seen:
@@ -294,7 +349,9 @@ def run(args: argparse.Namespace) -> int:
     dropped = json.loads((Path(args.out) / "devset.json").read_text())["dropped"]
     print(f"wrote {len(files)} recordings to {args.out}; left out {len(dropped)} repitched copies of another note's sample")
     for name in dict.fromkeys(d["instrument"] for d in dropped):
-        notes = [f"{d['note']:g} (copy of {d['copy_of_note']:g})" for d in dropped if d["instrument"] == name]
+        notes = [f"{d['note']:g} (copy of {d['copy_of_note']:g}"
+                 + (f" of {d['copy_of_instrument']})" if d["copy_of_instrument"] != name else ")")
+                 for d in dropped if d["instrument"] == name]
         print(f"  {name}: {len(notes)}: {', '.join(notes)}")
     for group in GROUPS:
         for part in ("tune", "holdout"):
