@@ -214,3 +214,21 @@ def test_copy_elsewhere_compares_the_band_both_samples_hold():
     copy = BankSample(resample_poly(noisy, 3, 5).astype(np.float32), rate, 60.0 + 12.0 * np.log2(5 / 3), None, "A4", 1)
     found = devset.copy_elsewhere(copy, [(original, "nylon", "bank-a")])
     assert found is not None and found[3] > 0.95
+
+
+def test_copy_elsewhere_finds_one_channel_of_a_stereo_take():
+    """Another bank kept the left channel of a stereo take (each channel with its own microphone noise): the mix
+    of both channels is not that copy, the left channel is."""
+    from training.data.soundbanks import BankSample
+
+    rate = 22050
+    pluck = plucked(60, rate, seed=7)
+    t = np.arange(pluck.size) / rate
+    noise = np.random.default_rng(11).standard_normal((t.size, 2)) * np.exp(-t / 0.05)[:, None] / 3
+    stereo = (pluck[:, None] + noise).astype(np.float32)
+    take = BankSample(stereo, rate, 60.0, None, "C4 (L+R)", 0)
+    left = BankSample(repitched(stereo[:, 0], 3.0), rate, 63.0, None, "D#4 (left channel, repitched)", 1)
+    mix = BankSample(stereo.mean(axis=1), rate, 60.0, None, "C4 mix", 2)
+    assert devset.repitch_similarity(mix, left) < devset.COPY_SIMILARITY  # what comparing the mix would miss
+    found = devset.copy_elsewhere(left, [(take, "fluid-harp", "bank-a")])
+    assert found is not None and found[0] is take and found[3] >= devset.COPY_SIMILARITY
