@@ -52,6 +52,7 @@ kernel in engine/synth_kernel.py calls them with the tuple ``ModalBank.arrays``)
 * ``attack`` (voices, L + 1) float32 tables (L = 0: no attack component);
 * ``params`` float64: FS (Hz), GAIN (level gain), DECAY_SCALE, BRIGHTNESS, ATTACK_STEP (fs_a / fs), MODULATED;
 * ``pending`` (voices, block_size) float32: samples rendered ahead of the others' (:func:`catch_up`);
+* ``phasor`` (2, modes) float32: the output phasors (re, im) of the voice :func:`whole_block` is rendering;
 * ``scratch`` (block_size,) float32, ``work`` (voices + 1,) int64, ``work64`` (2, modes) float64: scratch.
 
 All are 64-byte aligned (engine/buffers.py), so the kernels' 16-float vector loads never straddle cache lines.
@@ -95,7 +96,7 @@ FS, GAIN, DECAY_SCALE, BRIGHTNESS, ATTACK_STEP, MODULATED = range(6)
 RADIUS = 0
 STEP_C, STEP_E, STEP_F = range(3)
 STEP_PLANES = 3
-MODES32, MODES64, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK, WORK64, STEP, PENDING = range(12)
+MODES32, MODES64, POWERS, VOICE64, VOICE_I, ATTACK, PARAMS, SCRATCH, WORK, WORK64, STEP, PENDING, PHASOR = range(13)
 """Items of the ``bank`` tuple (``ModalBank.arrays``) the kernels take."""
 
 
@@ -268,16 +269,60 @@ def cos_sin(theta):  # pragma: no cover - compiled
 @numba.njit(cache=True, fastmath=FASTMATH)
 def start_block(bank, active, count):  # pragma: no cover - compiled
     """Block start for voices ``active[:count]``: output phasors w = c z, anchors at sample 0."""
+    for j in range(count):
+        _start_voice(bank, active[j])
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
+def _start_voice(bank, v):  # pragma: no cover - compiled
+    """Block start of voice v: w = c z, anchor, RENDERED and FIRST at sample 0."""
     modes32, voice_i = bank[MODES32], bank[VOICE_I]
-    zr, zi, wr, wi, cr, ci = modes32[Z_RE], modes32[Z_IM], modes32[W_RE], modes32[W_IM], modes32[C_RE], modes32[C_IM]
+    voice_i[ANCHOR, v] = 0
+    voice_i[RENDERED, v] = 0
+    voice_i[FIRST, v] = 0
+    _phasors(bank, v, modes32[W_RE][v], modes32[W_IM][v])
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
+def _phasors(bank, v, wr, wi):  # pragma: no cover - compiled
+    """(wr, wi) (modes,) = c z of voice v, its LIVE modes."""
+    modes32 = bank[MODES32]
+    zr, zi, cr, ci = modes32[Z_RE][v], modes32[Z_IM][v], modes32[C_RE][v], modes32[C_IM][v]
+    for m in range(bank[VOICE_I][LIVE, v]):
+        wr[m] = cr[m] * zr[m] - ci[m] * zi[m]
+        wi[m] = cr[m] * zi[m] + ci[m] * zr[m]
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def whole_block(bank, active, count, out, out_start, threshold, ended):  # pragma: no cover - compiled
+    """One whole block of voices ``active[:count]`` in which nothing changes their poles: for each voice in turn,
+    :func:`start_block`, its block_size samples added to out[out_start:] (:func:`advance`), the state moved to the
+    block end (:func:`move_to`) and :func:`settle` (``ended``, the returned count: as there).
+
+    The same arithmetic in the same order as those four passes over all voices, so the same bits; but one voice's
+    planes (~9 KB at 256 modes) are loaded once into the first-level cache instead of once per pass (the whole
+    bank, ~1.4 MB at 128 voices, does not stay in the second-level cache from pass to pass), and its output phasors
+    live in one (2, modes) PHASOR shared by all voices instead of its own W planes. Measured on 128 voices x 256
+    modes (thread CPU time, medians): 169 us against the four passes' 176 us in a tight loop; after the thread slept
+    0.8 ms both took ~257 us, so what a sleep adds is mostly not these passes' cache traffic."""
+    step, scratch, voice_i = bank[STEP], bank[SCRATCH], bank[VOICE_I]
+    wr, wi = bank[PHASOR][0], bank[PHASOR][1]
+    n = scratch.shape[0]
+    n_ended = 0
     for j in range(count):
         v = active[j]
+        _phasors(bank, v, wr, wi)  # into the shared PHASOR: the voice's W planes are not needed after the block
         voice_i[ANCHOR, v] = 0
-        voice_i[RENDERED, v] = 0
-        voice_i[FIRST, v] = 0
-        for m in range(voice_i[LIVE, v]):
-            wr[v, m] = cr[v, m] * zr[v, m] - ci[v, m] * zi[v, m]
-            wi[v, m] = cr[v, m] * zi[v, m] + ci[v, m] * zr[v, m]
+        _samples(wr, wi, step[STEP_C][v], step[STEP_E][v], step[STEP_F][v], voice_i[LIVE, v], scratch, 0, n)
+        _add_attack(bank, v, scratch, 0, n)
+        add_if_finite(voice_i, v, scratch, 0, n, out, out_start)
+        voice_i[RENDERED, v] = n
+        voice_i[FIRST, v] = n
+        _move_voice(bank, v, n)
+        if _settle_voice(bank, v, threshold):
+            ended[n_ended] = v
+            n_ended += 1
+    return n_ended
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -352,9 +397,14 @@ def voice_samples(bank, v, dest, dest_start, n):  # pragma: no cover - compiled
     n_modes = voice_i[LIVE, v]
     wrv = modes32[W_RE][v]
     wiv = modes32[W_IM][v]
-    cv = step[STEP_C][v]
-    ev = step[STEP_E][v]
-    fv = step[STEP_F][v]
+    _samples(wrv, wiv, step[STEP_C][v], step[STEP_E][v], step[STEP_F][v], n_modes, dest, dest_start, n)
+    _add_attack(bank, v, dest, dest_start, n)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
+def _samples(wrv, wiv, cv, ev, fv, n_modes, dest, dest_start, n):  # pragma: no cover - compiled
+    """:func:`voice_samples` without the attack, on one voice's rows: phasors (wrv, wiv) (modes,), changed in place,
+    and its step form (cv, ev, fv) (modes,); n_modes: the voice's LIVE."""
     k = 0
     while k + 4 <= n:
         acc0 = np.float32(0.0)
@@ -388,7 +438,6 @@ def voice_samples(bank, v, dest, dest_start, n):  # pragma: no cover - compiled
             wrv[m], wiv[m] = rotated(a, wiv[m], cv[m], ev[m], fv[m])
         dest[dest_start + k] = acc
         k += 1
-    _add_attack(bank, v, dest, dest_start, n)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -436,58 +485,68 @@ def add_if_finite(voice_i, v, samples, first, n, out, out_start):  # pragma: no 
 def move_to(bank, voices, count, at):  # pragma: no cover - compiled
     """Move the state of slots ``voices[:count]`` from their anchor sample to sample ``at`` of the block:
     z <- z p^(at - anchor) by the binary pole powers (lowest bit first); then anchor = at."""
-    modes32, powers, voice_i = bank[MODES32], bank[POWERS], bank[VOICE_I]
-    zr, zi = modes32[Z_RE], modes32[Z_IM]
     for j in range(count):
-        v = voices[j]
-        steps = at - voice_i[ANCHOR, v]
-        level = 0
-        while steps > 0:
-            if steps & 1:
-                qr = powers[level, 0, v]
-                qi = powers[level, 1, v]
-                for m in range(voice_i[LIVE, v]):
-                    a = zr[v, m]
-                    b = zi[v, m]
-                    zr[v, m] = a * qr[m] - b * qi[m]
-                    zi[v, m] = a * qi[m] + b * qr[m]
-            steps >>= 1
-            level += 1
-        voice_i[ANCHOR, v] = at
+        _move_voice(bank, voices[j], at)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
+def _move_voice(bank, v, at):  # pragma: no cover - compiled
+    """:func:`move_to` of slot v."""
+    modes32, powers, voice_i = bank[MODES32], bank[POWERS], bank[VOICE_I]
+    zr, zi = modes32[Z_RE][v], modes32[Z_IM][v]
+    steps = at - voice_i[ANCHOR, v]
+    level = 0
+    while steps > 0:
+        if steps & 1:
+            qr = powers[level, 0, v]
+            qi = powers[level, 1, v]
+            for m in range(voice_i[LIVE, v]):
+                a = zr[m]
+                b = zi[m]
+                zr[m] = a * qr[m] - b * qi[m]
+                zi[m] = a * qi[m] + b * qr[m]
+        steps >>= 1
+        level += 1
+    voice_i[ANCHOR, v] = at
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
 def settle(bank, active, count, threshold, ended):  # pragma: no cover - compiled
     """Level bounds of voices ``active[:count]`` (state at the block end or note-on): LEVEL = sum_m |c_m| |z_m|
     (a bound of the voice's modal |y| from now on while |p| <= 1); modes with |z| < SILENT_MODE become exact
-    zeros and LIVE = the last nonzero mode + 1, rounded up to LANES. Writes into ``ended`` the slots that are bad, or whose level
-    is below ``threshold`` and whose attack (if any) has played to its end; returns how many."""
-    modes32, voice64, voice_i, attack, params = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK], bank[PARAMS]
-    zr, zi, cr, ci = modes32[Z_RE], modes32[Z_IM], modes32[C_RE], modes32[C_IM]
-    length = attack.shape[1] - 1
-    floor2 = SILENT_MODE * SILENT_MODE
+    zeros and LIVE = the last nonzero mode + 1, rounded up to LANES. Writes into ``ended`` the slots that are bad,
+    or whose level is below ``threshold`` and whose attack (if any) has played to its end; returns how many."""
     n_ended = 0
     for j in range(count):
         v = active[j]
-        zrv, ziv, crv, civ = zr[v], zi[v], cr[v], ci[v]
-        total = 0.0
-        last = 0
-        for m in range(voice_i[LIVE, v]):  # branch-free, so the compiler vectorises it
-            a = zrv[m]
-            b = ziv[m]
-            z2 = a * a + b * b
-            keep = not z2 < floor2  # NaN compares false: such a mode is kept (and its voice reported via BAD)
-            zrv[m] = a if keep else np.float32(0.0)
-            ziv[m] = b if keep else np.float32(0.0)
-            total += np.sqrt(z2 * (crv[m] * crv[m] + civ[m] * civ[m])) if keep else np.float32(0.0)
-            last = max(last, (m + 1) * keep)
-        voice_i[LIVE, v] = min(-(-last // LANES) * LANES, zr.shape[1])
-        voice64[LEVEL, v] = total
-        attack_done = length == 0 or voice_i[ATTACK_POS, v] * params[ATTACK_STEP] >= length
-        if voice_i[BAD, v] or (not total >= threshold and attack_done):
+        if _settle_voice(bank, v, threshold):
             ended[n_ended] = v
             n_ended += 1
     return n_ended
+
+
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
+def _settle_voice(bank, v, threshold):  # pragma: no cover - compiled
+    """:func:`settle` of slot v; returns whether it has ended."""
+    modes32, voice64, voice_i, attack, params = bank[MODES32], bank[VOICE64], bank[VOICE_I], bank[ATTACK], bank[PARAMS]
+    zrv, ziv, crv, civ = modes32[Z_RE][v], modes32[Z_IM][v], modes32[C_RE][v], modes32[C_IM][v]
+    floor2 = SILENT_MODE * SILENT_MODE
+    total = 0.0
+    last = 0
+    for m in range(voice_i[LIVE, v]):  # branch-free, so the compiler vectorises it
+        a = zrv[m]
+        b = ziv[m]
+        z2 = a * a + b * b
+        keep = not z2 < floor2  # NaN compares false: such a mode is kept (and its voice reported via BAD)
+        zrv[m] = a if keep else np.float32(0.0)
+        ziv[m] = b if keep else np.float32(0.0)
+        total += np.sqrt(z2 * (crv[m] * crv[m] + civ[m] * civ[m])) if keep else np.float32(0.0)
+        last = max(last, (m + 1) * keep)
+    voice_i[LIVE, v] = min(-(-last // LANES) * LANES, zrv.shape[0])
+    voice64[LEVEL, v] = total
+    length = attack.shape[1] - 1
+    attack_done = length == 0 or voice_i[ATTACK_POS, v] * params[ATTACK_STEP] >= length
+    return voice_i[BAD, v] != 0 or (not total >= threshold and attack_done)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -665,8 +724,9 @@ class ModalBank:
         self.work64 = prefaulted((2, width), np.float64)
         self.step = prefaulted((STEP_PLANES, max_voices, width))
         self.pending = prefaulted((max_voices, block_size))
+        self.phasor = prefaulted((2, width))
         self.arrays = (self.modes32, self.modes64, self.powers, self.voice64, self.voice_i, self.attack, self.params,
-                       self.scratch, self.work, self.work64, self.step, self.pending)
+                       self.scratch, self.work, self.work64, self.step, self.pending, self.phasor)
 
     zr = property(lambda self: self.modes32[Z_RE][:, : self.modes])
     zi = property(lambda self: self.modes32[Z_IM][:, : self.modes])

@@ -177,7 +177,9 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
     events: (n, 4) int64 (offset in ``out``, status, data1, data2), offsets non-decreasing within [start, stop);
     frame: the stream frame of out[0]; begin: out[start] starts an internal block whose start work is not done
     yet. At each block start: the readout graph's c (see READOUT below), pole modulation, w = c z; at each block
-    end: state to the block end, level bounds, freeing, and the state gathered for the next readout.
+    end: state to the block end, level bounds, freeing, and the state gathered for the next readout. A whole block
+    in which no event lands is rendered voice by voice in one pass (:func:`engine.modal_bank.whole_block`, the same
+    samples).
     events also carry each note-on's ENTRY and USABLE (see :func:`due`).
     pool: VoicePool (flags, active, counts); bank: ModalBank.arrays; excite: the excite graph's output buffers
     (sigma, omega, z0, c, mod_alpha, mod_beta, attack), the strike row last; cache: (pins, rows) of the excite
@@ -205,17 +207,23 @@ def play(events, first, last, start, stop, frame, begin, out, pool, bank, excite
                 mb.scatter_readout(bank, active, count, readout[1])
             if bank[mb.PARAMS][mb.MODULATED] != 0.0:
                 mb.update_poles(bank, active, count, True)
-            mb.start_block(bank, active, count)
         phase = (frame + start) % block
         piece = min(stop, start + block - phase)
         j = i
         while j < last and (events[j, 0] < piece or piece == stop):
             j += 1
-        if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, cache, part_i, part_f,
-                  faults) == STRIKE:
-            return STRIKE
-        if piece > start and (frame + piece) % block == 0:
-            _end_block(pool, bank, readout, part_i, part_f, faults)
+        if begin and piece - start == block and j == i:  # a whole block without events: one pass per voice
+            work = bank[mb.WORK]
+            _free_ended(pool, bank, readout, part_i, faults,
+                        mb.whole_block(bank, active, counts[vp.COUNT], out, start, part_f[THRESHOLD], work))
+        else:
+            if begin:
+                mb.start_block(bank, active, counts[vp.COUNT])
+            if _piece(events, i, j, start, piece, phase, out, pool, bank, excite, cache, part_i, part_f,
+                      faults) == STRIKE:
+                return STRIKE
+            if piece > start and (frame + piece) % block == 0:
+                _end_block(pool, bank, readout, part_i, part_f, faults)
         if piece >= stop:
             return DONE
         start, i, begin = piece, j, True
@@ -410,12 +418,18 @@ def _pedal(pool, bank, part_i, part_f, channel, down, at):  # pragma: no cover -
 def _end_block(pool, bank, readout, part_i, part_f, faults):  # pragma: no cover - compiled
     """Block end: state to the block end, level bounds, free ended voices (reporting bad ones), gather the state
     for the next block's readout graph."""
-    flags, active, counts = pool
+    active, counts = pool[1], pool[2]
     count = counts[vp.COUNT]
-    block_size = bank[mb.SCRATCH].shape[0]
+    mb.move_to(bank, active, count, bank[mb.SCRATCH].shape[0])
+    _free_ended(pool, bank, readout, part_i, faults, mb.settle(bank, active, count, part_f[THRESHOLD], bank[mb.WORK]))
+
+
+@numba.njit(cache=True)
+def _free_ended(pool, bank, readout, part_i, faults, n_ended):  # pragma: no cover - compiled
+    """Block end, after :func:`engine.modal_bank.settle`: free the ``n_ended`` slots it listed in the bank's WORK
+    (reporting bad ones), gather the state for the next block's readout graph."""
+    flags, active, counts = pool
     work = bank[mb.WORK]
-    mb.move_to(bank, active, count, block_size)
-    n_ended = mb.settle(bank, active, count, part_f[THRESHOLD], work)
     for j in range(n_ended):
         slot = work[j]
         if bank[mb.VOICE_I][mb.BAD, slot]:

@@ -263,3 +263,37 @@ def test_release_inside_a_block_changes_the_decay_from_that_sample(plain, at):
     bank.settle(active, 1, 0.0)
     z_end = (outputs["z0"][0, :, 0] + 1j * outputs["z0"][0, :, 1]) * before**at * after ** (64 - at)
     np.testing.assert_allclose(bank.zr[0] + 1j * bank.zi[0], z_end, atol=2e-6 * np.abs(z_end).max())
+
+
+def test_whole_block_is_the_four_passes_bit_for_bit(plain):
+    """whole_block (one pass per voice) gives the samples, state, level bounds, live ranges, bad flags and ended
+    slots of start_block + advance + move_to + settle over all voices, bit for bit: with a muted (NaN) voice and a
+    voice that falls below the threshold, over blocks in which modes go silent."""
+    from engine import modal_bank as mb
+
+    controls = np.array([[40.0, 0.9, 0.2, 0.37], [64.0, 0.6, 0.3, 0.37], [88.0, 0.3, 0.1, 0.37]], np.float32)
+    outputs = plain.excite_raw(controls)
+    active = np.array([2, 0, 1], np.int64)
+    banks = [ModalBank(3, plain.modes, FS, 64), ModalBank(3, plain.modes, FS, 64)]
+    for bank in banks:
+        for slot in range(3):
+            bank.load(slot, outputs, slot, 1.0)
+        bank.zr[1] *= 1e-3  # quiet: ends at the threshold below
+        bank.zi[1] *= 1e-3
+        bank.cr[0, 5] = np.nan
+    threshold = 1e-3 * float(banks[0].level[1]) * 2
+    for _ in range(40):
+        four, fused = np.zeros(64, np.float32), np.zeros(64, np.float32)
+        banks[0].start_block(active, 3)
+        banks[0].advance(active, 3, four, 0, 64)
+        n_four = banks[0].settle(active, 3, threshold)
+        n_fused = mb.whole_block(banks[1].arrays, active, 3, fused, 0, threshold, banks[1].work)
+        assert n_four == n_fused and banks[0].work[:n_four].tolist() == banks[1].work[:n_fused].tolist()
+        np.testing.assert_array_equal(four.view(np.uint32), fused.view(np.uint32))
+        for plane in (mb.Z_RE, mb.Z_IM, mb.C_RE, mb.C_IM):
+            np.testing.assert_array_equal(banks[0].modes32[plane].view(np.uint32), banks[1].modes32[plane].view(np.uint32))
+        np.testing.assert_array_equal(banks[0].voice64.view(np.uint64), banks[1].voice64.view(np.uint64))
+        for field in (mb.LIVE, mb.BAD, mb.ANCHOR):
+            assert banks[0].voice_i[field].tolist() == banks[1].voice_i[field].tolist()
+    assert banks[1].bad.tolist() == [True, False, False] and n_fused == 2  # the muted voice and the quiet one
+    assert np.any(fused != 0) and banks[1].live[2] < banks[1].zr.shape[1]  # voice 2 still sounds, some modes flushed
