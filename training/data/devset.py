@@ -240,24 +240,28 @@ def copy_elsewhere(sample: BankSample, earlier: list[tuple[BankSample, str, str]
     Across instruments the similarity must hold both ways (the lower of ``repitch_similarity`` each way): two
     different plucks' onsets can match one way only (FluidR3's harp C#3 played 10 semitones up against its
     nylon guitar's B4: 0.86, and 0.20 the other way), while a copy matches both ways (0.99 and 0.999).
-    Stereo samples are compared channel by channel (best pair): another bank may have kept one channel of a
-    stereo take (freepats' harp A#1: 0.99 against either channel of FluidR3's, 0.91 against their mix)."""
+    A stereo sample is compared with a mono one channel by channel (best channel): another bank may have kept one
+    channel of a stereo take (freepats' harp A#1: 0.99 against either channel of FluidR3's, 0.91 against their mix)."""
     best = None
     for other, name, bank in earlier:
         if abs(other.note - sample.note) > 12.0 * COPY_OCTAVES:
             continue
-        similarity = max(min(repitch_similarity(a, b, common_band=True), repitch_similarity(b, a, common_band=True))
-                         for a in _channels(other) for b in _channels(sample))
-        if similarity >= COPY_SIMILARITY and (best is None or similarity > best[3]):
-            best = (other, name, bank, similarity)
+        for a, b in _channel_pairs(other, sample):
+            similarity = repitch_similarity(a, b, common_band=True)
+            if similarity >= COPY_SIMILARITY:  # else the lower of both ways is below it: spare the second
+                similarity = min(similarity, repitch_similarity(b, a, common_band=True))
+            if similarity >= COPY_SIMILARITY and (best is None or similarity > best[3]):
+                best = (other, name, bank, similarity)
     return best
 
 
-def _channels(sample: BankSample) -> list[BankSample]:
-    """A mono sample as itself; a stereo one as its two channels."""
-    if sample.data.ndim == 1:
-        return [sample]
-    return [replace(sample, data=np.ascontiguousarray(sample.data[:, c])) for c in range(sample.data.shape[1])]
+def _channel_pairs(a: BankSample, b: BankSample) -> list[tuple[BankSample, BankSample]]:
+    """[(a, b)] when both have as many channels; else each channel of the stereo one with the mono one."""
+    if a.data.ndim == b.data.ndim:
+        return [(a, b)]
+    if a.data.ndim == 2:
+        return [(replace(a, data=np.ascontiguousarray(a.data[:, c])), b) for c in range(a.data.shape[1])]
+    return [(a, replace(b, data=np.ascontiguousarray(b.data[:, c]))) for c in range(b.data.shape[1])]
 
 
 def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
