@@ -61,6 +61,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from eigentone.contract.reference import midi_to_hz
 from eigentone.errors import EigentoneError
+from training.data.audio import at_rate
 from training.data.soundbanks import BankSample, SoundFont, read_gus_patch
 
 HELP = "rebuild the development set of real recordings (Debian's freepats and FluidR3 sample banks)"
@@ -187,13 +188,17 @@ def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COP
     (partial phases, inharmonicity, decays) and survive a pitch shift of one recording unchanged.
     ``common_band``: compare only up to the band both hold (90% of it): ``kept`` played lower holds nothing above its
     Nyquist frequency times the pitch ratio, which ``other`` may fill with noise (a copy would score low this way),
-    and resample at a finer ratio (a ratio 1e-4 off drifts a 5 kHz partial by 0.8 rad over 0.25 s).
+    and resample at the exact ratio (soxr; ``limit_denominator(200)`` can be 1e-4 off, which drifts a 5 kHz partial
+    by 0.8 rad over 0.25 s).
     """
-    step = Fraction(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate).limit_denominator(
-        2000 if common_band else 200)
+    ratio = 2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate
+    step = Fraction(ratio).limit_denominator(200)
     n = int(seconds * other.sample_rate)
-    a = _mono(kept.recording())[: int(n * step) + 64]
-    a = resample_poly(a, step.denominator, step.numerator)[:n]
+    a = _mono(kept.recording())[: int(n * ratio) + 64]
+    if common_band:  # soxr takes the exact ratio
+        a = at_rate(a, ratio * other.sample_rate, other.sample_rate)[:n]
+    else:
+        a = resample_poly(a, step.denominator, step.numerator)[:n]
     b = _mono(other.recording())[:n]
     n = min(a.size, b.size)
     cut = 3.0 * float(midi_to_hz(max(kept.note, other.note)))
