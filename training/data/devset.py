@@ -23,10 +23,11 @@ such a copy is not a recording of its note (a sampler reproduces it exactly). Wa
 instrument's samples from the lowest note up, a sample is dropped when its waveform above 3 f0
 matches a lower sample of the instrument within an octave, resampled to its pitch (``repitch_similarity``
 >= ``COPY_SIMILARITY``): the lowest sample of each chain of copies stays.
-The same holds across instruments and banks: FluidR3's steel guitar plays a nylon-guitar sample for its top
-note, and freepats' harp is FluidR3's harp takes (so it is not in the set). A sample that matches a kept sample of an instrument listed
-earlier in its group (``copy_elsewhere``: both ways, each resampled to the other's pitch) is dropped, so a
-holdout instrument holds no take of a tune instrument (tune instruments come first in each group).
+The same holds across instruments and banks: FluidR3's steel guitar plays a nylon-guitar sample for its
+top note, and freepats' harp is FluidR3's harp takes (so it is not in the set). A sample that matches a kept
+sample of an instrument listed earlier in its group (``copy_elsewhere``: both ways, each resampled to the
+other's pitch) is dropped, so a holdout instrument holds no take of a tune instrument (tune instruments come
+first in each group).
 Every entry of devset.json names its bank sample (``sample``: bank file and sample index), and
 ``dropped`` lists each dropped sample with the kept one it copies (``copy_of_instrument`` names its
 instrument) and the similarity.
@@ -204,7 +205,7 @@ def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COP
     cut = 3.0 * float(midi_to_hz(max(kept.note, other.note)))
     if n < 64 or cut >= 0.45 * other.sample_rate:
         return 0.0
-    top = 0.45 * min(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate, other.sample_rate)
+    top = 0.45 * min(ratio, 1.0) * other.sample_rate
     if common_band and top < 0.45 * other.sample_rate:
         if top <= 1.2 * cut:
             return 0.0
@@ -244,7 +245,7 @@ def copy_elsewhere(sample: BankSample, earlier: list[tuple[BankSample, str, str]
 
     Across instruments the similarity must hold both ways (the lower of ``repitch_similarity`` each way): two
     different plucks' onsets can match one way only (FluidR3's harp C#3 played 10 semitones up against its
-    nylon guitar's B4: 0.86, and 0.20 the other way), while a copy matches both ways (0.99 and 0.999).
+    nylon guitar's B4: 0.86, and 0.17 the other way), while a copy matches both ways (0.999 and 1.000).
     A stereo sample is compared with a mono one channel by channel (best channel): another bank may have kept one
     channel of a stereo take (freepats' harp A#1: 0.99 against either channel of FluidR3's, 0.91 against their mix)."""
     best = None
