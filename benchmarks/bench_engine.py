@@ -42,7 +42,7 @@ import numpy as np
 from engine.excite_cache import HITS, MISSES
 from engine.instrument import Instrument
 from engine.midi_file import write_demo_song
-from engine.realtime import no_garbage_collection
+from engine.realtime import no_garbage_collection, wakeup_latency_unless
 from engine.render import render_midi
 from engine.signal_chain import SignalChain
 from engine.synth import Synth, realtime_lookahead
@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="polyphony of the Koopman (hard-pluck) scenario (default 64)")
     parser.add_argument("--song-seconds", type=float, default=60.0, help="length of the offline song (0 skips it)")
     parser.add_argument("--no-effects", action="store_true", help="time the synth alone (floors still apply)")
+    parser.add_argument("--cpu-idle", action="store_true",
+                        help="let the CPUs idle deeply between blocks (as `eigentone play --cpu-idle`); by default the "
+                             "bench holds CPU wake-up latency at 0 as play does")
     parser.add_argument("--no-worker", action="store_true",
                         help="excite received note-ons in the receiving block, not on the excite worker thread")
     parser.add_argument("--native", action="store_true",
@@ -297,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     priority = _realtime_priority()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with wakeup_latency_unless(args.cpu_idle) as wakeup, tempfile.TemporaryDirectory() as tmp:
             from export.modal_bundle import write_modal_bundle
 
             path = Path(tmp) / "bench.etone"
@@ -311,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
                            "no excite worker (graph in the receiving block)")
             print(f"eigentone bench engine: SignalChain.process ({chain_text}), {sample_rate} Hz, {block}-sample "
                   f"blocks (budget {budget * 1e3:.3f} ms), {blocks} blocks per row, paced at block rate, 1 core, "
-                  f"{priority}, garbage collection off (as in play); note-on look-ahead {lookahead} samples ({lookahead / sample_rate * 1e3:.2f} ms "
+                  f"{priority}, garbage collection off (as in play), {wakeup}; note-on look-ahead {lookahead} samples ({lookahead / sample_rate * 1e3:.2f} ms "
                   f"from reception to sound), {worker_text}")
             print(f"{'':<41} {'wall time':^31} {'CPU time':^15}")
             print(f"{'scenario':<34} {'voices':>6} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'p99.9':>7} "

@@ -115,6 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=128, help="JACK period and callback size (default 128)")
     parser.add_argument("--voices", type=int, default=64, help="voice slots (default 64)")
     parser.add_argument("--model", help="bundle to play (default: an analytic 256-mode string)")
+    parser.add_argument("--cpu-idle", action="store_true",
+                        help="let the CPUs idle deeply between callbacks (as `eigentone play --cpu-idle`); by default "
+                             "both phases hold CPU wake-up latency at 0 as play does")
 
 
 def flood(seconds: float, seed: int = 0) -> list[tuple[float, int, int, int]]:
@@ -367,7 +370,10 @@ def _percent(values: np.ndarray, budget: float, q: float) -> float:
 def run(args: argparse.Namespace) -> int:
     if not 16 <= args.block <= 8192 or not args.seconds > 0 or not 1 <= args.voices <= 4096:
         raise EigentoneError("bench soak: --block 16..8192, --seconds > 0, --voices 1..4096")
-    with tempfile.TemporaryDirectory() as tmp:
+    from engine.realtime import wakeup_latency_unless
+
+    with tempfile.TemporaryDirectory() as tmp, wakeup_latency_unless(args.cpu_idle) as wakeup:
+        print(f"bench soak: {wakeup} in both phases (as in play)")
         server = JackServer(args.block, Path(tmp) / "jackd.log")
         try:
             return _soak(args, server, Path(tmp))

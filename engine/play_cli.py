@@ -11,7 +11,14 @@ import threading
 from eigentone import limits
 from eigentone.errors import EigentoneError, printable
 from engine.midi_file import read_midi
-from engine.realtime import RealtimeEngine, no_garbage_collection, open_midi_input, output_device, wait
+from engine.realtime import (
+    RealtimeEngine,
+    no_garbage_collection,
+    open_midi_input,
+    output_device,
+    wait,
+    wakeup_latency_unless,
+)
 from engine.render import WAV_SUBTYPES, instruments_for_channels, write_wav
 from engine.render_cli import add_synth_arguments, default_models, parse_channel_models, synth_options
 from engine.signal_chain import SignalChain, describe_guard
@@ -35,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_synth_arguments(parser)
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C, or the "
                                                        "end of --midi-file plus 2 s)")
+    parser.add_argument("--cpu-idle", action="store_true",
+                        help="let the CPUs idle deeply between callbacks (saves power; by default play asks the "
+                             "kernel, when permitted, to keep CPU wake-up latency at 0: callbacks start on warm "
+                             "caches, see docs/realtime.md)")
     parser.add_argument("--record", help="write what the callback played to this WAV")
     parser.add_argument("--record-format", choices=sorted(WAV_SUBTYPES), default="pcm24", help="WAV sample format")
 
@@ -76,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\rvoices {synth.voices:3d}  callback p50 {p50:5.1%} p99 {p99:5.1%} of block  "
                   f"xruns {engine.xruns}  muted {len(synth.faults)}   ", end="", file=sys.stderr, flush=True)
 
-    with no_garbage_collection():  # no collection can start inside the audio callback while it plays
+    # no collection can start inside the audio callback while it plays; no CPU idles deeply between callbacks
+    with no_garbage_collection(), wakeup_latency_unless(args.cpu_idle) as wakeup:
         try:
             engine.start()
+            print(wakeup, file=sys.stderr)
             latency = args.block + engine.lookahead + engine.chain.guard.latency
             print(f"note-on to sound: {latency} samples ({1000 * latency / args.sample_rate:.2f} ms) = one period "
                   f"({args.block}) + the look-ahead ({engine.lookahead}; received note-ons are excited on a worker "

@@ -20,7 +20,7 @@ from engine.realtime import no_garbage_collection
 from engine.synth import realtime_lookahead
 
 ARGS = argparse.Namespace(blocks=20, voices=8, koopman_voices=4, song_seconds=1.0, no_effects=False, native=False,
-                          no_worker=False)
+                          no_worker=False, cpu_idle=False)
 
 
 @pytest.mark.parametrize("reachable", [True, False])

@@ -160,3 +160,75 @@ def test_build_names_each_bank_sample_and_lists_the_dropped_copies(monkeypatch, 
     assert [(d["note"], d["sample"], d["copy_of"]) for d in index["dropped"]] == [
         (64.0, "Tone_000/024_Test.pat#1", "Tone_000/024_Test.pat#0")]
     assert sorted(p.name for p in (tmp_path / "set/plucked/test-guitar").iterdir()) == ["C4.flac", "G4.flac", "labels.csv"]
+
+
+def test_a_copy_of_an_earlier_instruments_sample_is_dropped_so_the_holdout_part_holds_no_tune_take(monkeypatch, tmp_path):
+    rate = 22050
+    nylon = [(plucked(n, rate, seed=10 + n) * 32767).astype(np.int16) for n in (60, 67)]
+    steel_own = (plucked(62, rate, seed=20) * 32767).astype(np.int16)
+    steel_copy = (repitched(plucked(67, rate, seed=77), 5.0) * 32767).astype(np.int16)  # nylon's G4 played as C5
+    hz = {n: 440.0 * 2.0 ** ((n - 69) / 12) for n in (60, 62, 67, 72)}
+    bank = tmp_path / "banks"
+    (bank / "Tone_000").mkdir(parents=True)
+    (bank / "Tone_000/024_Nylon.pat").write_bytes(gus_patch([(nylon[0], rate, hz[60], None), (nylon[1], rate, hz[67], None)]))
+    (bank / "Tone_000/025_Steel.pat").write_bytes(gus_patch([(steel_own, rate, hz[62], None), (steel_copy, rate, hz[72], None)]))
+    monkeypatch.setattr(devset, "FREEPATS", bank)
+    monkeypatch.setattr(devset, "ensure_packages", lambda install=True: None)
+    insts = (devset.DevInstrument("nylon", "plucked", "freepats", "Tone_000/024_Nylon.pat", "tune"),
+             devset.DevInstrument("steel", "plucked", "freepats", "Tone_000/025_Steel.pat", "holdout"))
+    files = devset.build(tmp_path / "set", instruments=insts)
+    assert [(f["instrument"], f["note"]) for f in files] == [("nylon", 60.0), ("nylon", 67.0), ("steel", 62.0)]
+    index = json.loads((tmp_path / "set/devset.json").read_text())
+    assert [(d["instrument"], d["note"], d["copy_of"], d["copy_of_instrument"]) for d in index["dropped"]] == [
+        ("steel", 72.0, "Tone_000/024_Nylon.pat#1", "nylon")]
+    assert index["dropped"][0]["similarity"] >= devset.COPY_SIMILARITY
+
+
+def test_copy_elsewhere_needs_the_match_both_ways_and_within_an_octave():
+    from training.data.soundbanks import BankSample
+
+    rate = 22050
+    original = BankSample(plucked(60, rate, seed=5), rate, 60.0, None, "C4", 0)
+    copy = BankSample(repitched(original.data, 7.0), rate, 67.0, None, "G4 (C4 repitched)", 1)
+    far_copy = BankSample(repitched(original.data, 13.0), rate, 73.0, None, "C#5 (C4 repitched)", 2)
+    other = BankSample(plucked(67, rate, seed=6), rate, 67.0, None, "G4", 3)
+    earlier = [(original, "nylon", "bank-a")]
+    found = devset.copy_elsewhere(copy, earlier)
+    assert found is not None and found[:3] == (original, "nylon", "bank-a") and found[3] >= devset.COPY_SIMILARITY
+    assert devset.copy_elsewhere(other, earlier) is None
+    assert devset.copy_elsewhere(far_copy, earlier) is None
+
+
+def test_copy_elsewhere_compares_the_band_both_samples_hold():
+    """A copy made a major sixth up by a band-limited resampler holds nothing above 3/5 of Nyquist of the original;
+    played back down it must still match the original's pluck, whose 50 ms noise burst fills that top band."""
+    from scipy.signal import resample_poly
+
+    from training.data.soundbanks import BankSample
+
+    rate = 22050
+    pluck = plucked(60, rate, seed=5)
+    t = np.arange(pluck.size) / rate
+    noisy = (pluck + np.random.default_rng(9).standard_normal(t.size) * np.exp(-t / 0.05) / 4).astype(np.float32)
+    original = BankSample(noisy, rate, 60.0, None, "C4", 0)
+    copy = BankSample(resample_poly(noisy, 3, 5).astype(np.float32), rate, 60.0 + 12.0 * np.log2(5 / 3), None, "A4", 1)
+    found = devset.copy_elsewhere(copy, [(original, "nylon", "bank-a")])
+    assert found is not None and found[3] > 0.95
+
+
+def test_copy_elsewhere_finds_one_channel_of_a_stereo_take():
+    """Another bank kept the left channel of a stereo take (each channel with its own microphone noise): the mix
+    of both channels is not that copy, the left channel is."""
+    from training.data.soundbanks import BankSample
+
+    rate = 22050
+    pluck = plucked(60, rate, seed=7)
+    t = np.arange(pluck.size) / rate
+    noise = np.random.default_rng(11).standard_normal((t.size, 2)) * np.exp(-t / 0.05)[:, None] / 3
+    stereo = (pluck[:, None] + noise).astype(np.float32)
+    take = BankSample(stereo, rate, 60.0, None, "C4 (L+R)", 0)
+    left = BankSample(repitched(stereo[:, 0], 3.0), rate, 63.0, None, "D#4 (left channel, repitched)", 1)
+    mix = BankSample(stereo.mean(axis=1), rate, 60.0, None, "C4 mix", 2)
+    assert devset.repitch_similarity(mix, left) < devset.COPY_SIMILARITY  # what comparing the mix would miss
+    found = devset.copy_elsewhere(left, [(take, "fluid-harp", "bank-a")])
+    assert found is not None and found[0] is take and found[3] >= devset.COPY_SIMILARITY

@@ -23,11 +23,24 @@ such a copy is not a recording of its note (a sampler reproduces it exactly). Wa
 instrument's samples from the lowest note up, a sample is dropped when its waveform above 3 f0
 matches a lower sample of the instrument within an octave, resampled to its pitch (``repitch_similarity``
 >= ``COPY_SIMILARITY``): the lowest sample of each chain of copies stays.
+The same holds across instruments and banks: FluidR3's steel guitar plays a nylon-guitar sample for its
+top note, and freepats' harp is FluidR3's harp takes (so it is not in the set). A sample that matches a kept
+sample of an instrument listed earlier in its group (``copy_elsewhere``: both ways, each resampled to the
+other's pitch) is dropped, so a holdout instrument holds no take of a tune instrument (tune instruments come
+first in each group).
 Every entry of devset.json names its bank sample (``sample``: bank file and sample index), and
-``dropped`` lists each dropped sample with the kept one it copies and the similarity.
+``dropped`` lists each dropped sample with the kept one it copies (``copy_of_instrument`` names its
+instrument) and the similarity.
 
 Nothing of this is committed: the set is rebuilt on any machine (the packages are installed with
 apt-get when running as root; otherwise the command names them and stops).
+
+Debian's other sample banks add no instrument to the plucked and bar groups (checked for issue 14):
+``musescore-general-soundfont-lossless`` (and its lossy ``.sf3`` forms) plays FluidR3's own recordings for
+every plucked and bar preset with five or more notes (some with 50 ms of silence prepended and the loop
+removed, which ``repitch_similarity``'s 10 ms lag would not catch), apart from a music box of five 0.2 s
+samples; ``timgm6mb-soundfont`` and ``csound-soundfont`` hold under 0.15 s of attack before a
+sustain loop (no recorded decay survives ``MIN_SECONDS``); ``fluid-soundfont-gs`` holds sound effects only.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -49,6 +62,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from eigentone.contract.reference import midi_to_hz
 from eigentone.errors import EigentoneError
+from training.data.audio import at_rate
 from training.data.soundbanks import BankSample, SoundFont, read_gus_patch
 
 HELP = "rebuild the development set of real recordings (Debian's freepats and FluidR3 sample banks)"
@@ -99,7 +113,8 @@ INSTRUMENTS: tuple[DevInstrument, ...] = (
     DevInstrument("fluid-sitar", "plucked", "fluid", "0:104", "tune"),
     DevInstrument("freepats-nylon-guitar", "plucked", "freepats", "Tone_000/024_Nylon_Guitar.pat", "holdout"),
     DevInstrument("fluid-steel-guitar", "plucked", "fluid", "0:25", "holdout"),
-    DevInstrument("freepats-harp", "plucked", "freepats", "Tone_000/046_Harp.pat", "holdout"),
+    # no freepats harp: its 14 samples are FluidR3's harp takes (the same 14 notes; 11 of them 0.88-1.00 similar to
+    # a channel of FluidR3's, the top three 0.47-0.81), so it would put fluid-harp's tune takes in the holdout part
     DevInstrument("fluid-pizzicato", "plucked", "fluid", "0:45", "holdout"),
     DevInstrument("fluid-shamisen", "plucked", "fluid", "0:106", "holdout"),
     DevInstrument("fluid-koto", "plucked", "fluid", "0:107", "holdout"),
@@ -165,23 +180,38 @@ def _mono(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio, np.float64).mean(axis=1) if audio.ndim == 2 else np.asarray(audio, np.float64)
 
 
-def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COPY_SECONDS) -> float:
+def repitch_similarity(kept: BankSample, other: BankSample, seconds: float = COPY_SECONDS,
+                       common_band: bool = False) -> float:
     """How well ``kept``, resampled to play at ``other``'s pitch and rate, matches ``other``: the peak normalised
     cross-correlation (lags up to 10 ms) of their first ``seconds`` above 3x the higher fundamental, in 0..1.
 
     Above 3 f0 a note is its upper partials and its pluck or strike noise, which differ between two recordings
     (partial phases, inharmonicity, decays) and survive a pitch shift of one recording unchanged.
+    ``common_band``: compare only up to the band both hold (90% of it): ``kept`` played lower holds nothing above its
+    Nyquist frequency times the pitch ratio, which ``other`` may fill with noise (a copy would score low this way),
+    and resample at the exact ratio (soxr; ``limit_denominator(200)`` can be 1e-4 off, which drifts a 5 kHz partial
+    by 0.8 rad over 0.25 s).
     """
-    step = Fraction(2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate).limit_denominator(200)
+    ratio = 2.0 ** ((other.note - kept.note) / 12.0) * kept.sample_rate / other.sample_rate
+    step = Fraction(ratio).limit_denominator(200)
     n = int(seconds * other.sample_rate)
-    a = _mono(kept.recording())[: int(n * step) + 64]
-    a = resample_poly(a, step.denominator, step.numerator)[:n]
+    a = _mono(kept.recording())[: int(n * ratio) + 64]
+    if common_band:  # soxr takes the exact ratio
+        a = at_rate(a, ratio * other.sample_rate, other.sample_rate)[:n]
+    else:
+        a = resample_poly(a, step.denominator, step.numerator)[:n]
     b = _mono(other.recording())[:n]
     n = min(a.size, b.size)
     cut = 3.0 * float(midi_to_hz(max(kept.note, other.note)))
     if n < 64 or cut >= 0.45 * other.sample_rate:
         return 0.0
-    sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
+    top = 0.45 * min(ratio, 1.0) * other.sample_rate
+    if common_band and top < 0.45 * other.sample_rate:
+        if top <= 1.2 * cut:
+            return 0.0
+        sos = butter(4, [cut, top], "bandpass", fs=other.sample_rate, output="sos")
+    else:
+        sos = butter(4, cut, "highpass", fs=other.sample_rate, output="sos")
     a, b = sosfiltfilt(sos, a[:n]), sosfiltfilt(sos, b[:n])
     size = 1 << int(np.ceil(np.log2(2 * n)))
     corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
@@ -209,6 +239,37 @@ def drop_repitched(samples: list[BankSample]) -> tuple[list[BankSample], list[tu
     return kept, dropped
 
 
+def copy_elsewhere(sample: BankSample, earlier: list[tuple[BankSample, str, str]]) -> tuple[BankSample, str, str, float] | None:
+    """(kept sample, its instrument, its bank, similarity) when ``sample`` is a copy of one of ``earlier`` (kept
+    samples of other instruments, each with its instrument and bank names), else None.
+
+    Across instruments the similarity must hold both ways (the lower of ``repitch_similarity`` each way): two
+    different plucks' onsets can match one way only (FluidR3's harp C#3 played 10 semitones up against its
+    nylon guitar's B4: 0.86, and 0.17 the other way), while a copy matches both ways (0.999 and 1.000).
+    A stereo sample is compared with a mono one channel by channel (best channel): another bank may have kept one
+    channel of a stereo take (freepats' harp A#1: 0.99 against either channel of FluidR3's, 0.91 against their mix)."""
+    best = None
+    for other, name, bank in earlier:
+        if abs(other.note - sample.note) > 12.0 * COPY_OCTAVES:
+            continue
+        for a, b in _channel_pairs(other, sample):
+            similarity = repitch_similarity(a, b, common_band=True)
+            if similarity >= COPY_SIMILARITY:  # else the lower of both ways is below it: spare the second
+                similarity = min(similarity, repitch_similarity(b, a, common_band=True))
+            if similarity >= COPY_SIMILARITY and (best is None or similarity > best[3]):
+                best = (other, name, bank, similarity)
+    return best
+
+
+def _channel_pairs(a: BankSample, b: BankSample) -> list[tuple[BankSample, BankSample]]:
+    """[(a, b)] when both have as many channels; else each channel of the stereo one with the mono one."""
+    if a.data.ndim == b.data.ndim:
+        return [(a, b)]
+    if a.data.ndim == 2:
+        return [(replace(a, data=np.ascontiguousarray(a.data[:, c])), b) for c in range(a.data.shape[1])]
+    return [(a, replace(b, data=np.ascontiguousarray(b.data[:, c]))) for c in range(b.data.shape[1])]
+
+
 def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
     """The usable samples of one instrument, lowest note first."""
     if inst.source == "freepats":
@@ -229,6 +290,7 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
     seen: set[str] = set()
     files: list[dict] = []
     dropped: list[dict] = []
+    earlier: dict[str, list[tuple[BankSample, str, str]]] = {}  # group -> kept samples of the instruments so far
     for inst in instruments:
         folder = out / inst.group / inst.name
         if folder.exists():
@@ -239,8 +301,21 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
         samples, copies = drop_repitched(instrument_samples(inst, fluid))
         dropped += [{"instrument": inst.name, "note": round(s.note, 3), "sample": f"{bank}#{s.sample_id}",
                      "bank_name": s.name, "copy_of": f"{bank}#{k.sample_id}", "copy_of_note": round(k.note, 3),
-                     "similarity": round(sim, 3)} for s, k, sim in copies]
+                     "copy_of_instrument": inst.name, "similarity": round(sim, 3)} for s, k, sim in copies]
+        group = earlier.setdefault(inst.group, [])
+        own = []
         for sample in samples:
+            found = copy_elsewhere(sample, group)
+            if found is None:
+                own.append(sample)
+                continue
+            other, name, other_bank, sim = found
+            dropped.append({"instrument": inst.name, "note": round(sample.note, 3), "sample": f"{bank}#{sample.sample_id}",
+                            "bank_name": sample.name, "copy_of": f"{other_bank}#{other.sample_id}",
+                            "copy_of_note": round(other.note, 3), "copy_of_instrument": name,
+                            "similarity": round(sim, 3)})
+        group += [(sample, inst.name, bank) for sample in own]
+        for sample in own:
             audio = sample.recording()
             digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
             if digest in seen:
@@ -294,7 +369,9 @@ def run(args: argparse.Namespace) -> int:
     dropped = json.loads((Path(args.out) / "devset.json").read_text())["dropped"]
     print(f"wrote {len(files)} recordings to {args.out}; left out {len(dropped)} repitched copies of another note's sample")
     for name in dict.fromkeys(d["instrument"] for d in dropped):
-        notes = [f"{d['note']:g} (copy of {d['copy_of_note']:g})" for d in dropped if d["instrument"] == name]
+        notes = [f"{d['note']:g} (copy of {d['copy_of_note']:g}"
+                 + (f" of {d['copy_of_instrument']})" if d["copy_of_instrument"] != name else ")")
+                 for d in dropped if d["instrument"] == name]
         print(f"  {name}: {len(notes)}: {', '.join(notes)}")
     for group in GROUPS:
         for part in ("tune", "holdout"):
