@@ -826,13 +826,15 @@ def _refit_to_segment(est: ModalEstimate, seg: np.ndarray, sample_rate: float) -
     steps: amplitudes by least squares over the whole segment (the onset then counts, as in the classic
     resynthesis), but that changes each cluster's envelope, so its decays are calibrated back to the recording's
     peaks (``_calibrate_peak_decays``), and the amplitudes are refitted once more for the calibrated decays.
-    Both fits weigh each sample by ``tail_weights``: a plain least-squares fit is ruled by the loud start and
-    leaves the quiet tail's partials several dB off, which log-spectral scores (and ears) weigh as much.
+    The last fit weighs each sample by ``tail_weights``: a plain least-squares fit is ruled by the loud start and
+    leaves the quiet tail's partials several dB off, which log-spectral scores (and ears) weigh as much. The first
+    fit stays plain, so the decays the calibration arrives at are those of the unweighted fit (weighting both moved
+    one plate mode's decay past the 10% the struck-plate test allows).
     """
-    weights = tail_weights(seg, sample_rate)
 
-    def refit(e: ModalEstimate) -> ModalEstimate:
+    def refit(e: ModalEstimate, weights: np.ndarray | None) -> ModalEstimate:
         amps = fit_amplitudes(seg, sample_rate, e.freqs_hz, e.sigma, ridge=REFIT_RIDGE, weights=weights)
         return ModalEstimate(e.freqs_hz, e.sigma, amps)
 
-    return refit(_calibrate_peak_decays(refit(est), seg, sample_rate))
+    calibrated = _calibrate_peak_decays(refit(est, None), seg, sample_rate)
+    return refit(calibrated, tail_weights(seg, sample_rate))
