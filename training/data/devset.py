@@ -270,6 +270,14 @@ def _channel_pairs(a: BankSample, b: BankSample) -> list[tuple[BankSample, BankS
     return [(a, replace(b, data=np.ascontiguousarray(b.data[:, c]))) for c in range(b.data.shape[1])]
 
 
+def _dropped_entry(instrument: str, bank: str, sample: BankSample, copy_instrument: str, copy_bank: str,
+                   copy: BankSample, similarity: float) -> dict:
+    """devset.json's ``dropped`` entry: ``sample`` of ``instrument`` left out as a copy of ``copy``."""
+    return {"instrument": instrument, "note": round(sample.note, 3), "sample": f"{bank}#{sample.sample_id}",
+            "bank_name": sample.name, "copy_of": f"{copy_bank}#{copy.sample_id}", "copy_of_note": round(copy.note, 3),
+            "copy_of_instrument": copy_instrument, "similarity": round(similarity, 3)}
+
+
 def instrument_samples(inst: DevInstrument, fluid: SoundFont | None) -> list[BankSample]:
     """The usable samples of one instrument, lowest note first."""
     if inst.source == "freepats":
@@ -299,9 +307,7 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
         labels = []
         bank = FLUID.name if inst.source == "fluid" else inst.path
         samples, copies = drop_repitched(instrument_samples(inst, fluid))
-        dropped += [{"instrument": inst.name, "note": round(s.note, 3), "sample": f"{bank}#{s.sample_id}",
-                     "bank_name": s.name, "copy_of": f"{bank}#{k.sample_id}", "copy_of_note": round(k.note, 3),
-                     "copy_of_instrument": inst.name, "similarity": round(sim, 3)} for s, k, sim in copies]
+        dropped += [_dropped_entry(inst.name, bank, s, inst.name, bank, k, sim) for s, k, sim in copies]
         group = earlier.setdefault(inst.group, [])
         own = []
         for sample in samples:
@@ -310,10 +316,7 @@ def build(out: str | Path, install: bool = True, instruments: tuple[DevInstrumen
                 own.append(sample)
                 continue
             other, name, other_bank, sim = found
-            dropped.append({"instrument": inst.name, "note": round(sample.note, 3), "sample": f"{bank}#{sample.sample_id}",
-                            "bank_name": sample.name, "copy_of": f"{other_bank}#{other.sample_id}",
-                            "copy_of_note": round(other.note, 3), "copy_of_instrument": name,
-                            "similarity": round(sim, 3)})
+            dropped.append(_dropped_entry(inst.name, bank, sample, name, other_bank, other, sim))
         group += [(sample, inst.name, bank) for sample in own]
         for sample in own:
             audio = sample.recording()
