@@ -121,6 +121,21 @@ def test_a_partial_whose_decay_and_level_drift_across_notes_moves_toward_the_nex
     assert abs(np.log(a["sigma"][i] / truth)) < abs(np.log(b["sigma"][i] / truth))
 
 
+def test_each_recorded_note_s_damping_level_is_interpolated_to_the_note_between():
+    """The middle recording's partials all decay twice as fast as the law's (one note's own damping: another string,
+    another take). Halfway between it and its neighbour below, every partial's decay is the law's at its new
+    frequency times sqrt(2): the level is interpolated in note (in log) like the tuning, not carried by the donor."""
+    fits = [_fit(n) for n in (48, 54, 60)]
+    fits[1].sigma = 2.0 * fits[1].sigma
+    out = _excite(LawsInstrument(fits), 51.0)
+    truth_f, truth_sigma, _ = _string(51.0)
+    f = out["omega"] / (2 * np.pi)
+    idx = [int(np.argmin(np.abs(f - t))) for t in truth_f]
+    error = np.log(out["sigma"][idx] / (math.sqrt(2.0) * truth_sigma))
+    print(np.round(error, 4))
+    assert np.abs(error).max() < 0.03
+
+
 def _recording(note: float, seconds: float = 1.0) -> Recording:
     freqs, sigma, amps = _string(note)
     t = np.arange(int(seconds * FS)) / FS

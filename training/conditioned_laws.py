@@ -9,7 +9,18 @@ modes + attack residual). Across the notes, smooth laws are fitted:
   tiny B for the modes near integer ratios (marimba 1:4:10, xylophone 1:3), other modes keep their ratio;
 * damping: log sigma as one smooth function of log absolute frequency for the whole instrument (piecewise
   linear, knots ``KNOT_OCTAVES`` apart, second-difference penalty): a partial's decay follows its frequency,
-  not its harmonic number (for a string, sigma = b1 + b3 f^2 is such a law);
+  not its harmonic number (for a string, sigma = b1 + b3 f^2 is such a law); fitted jointly with a damping level
+  per recorded note (one take's string, or bar, rings longer or shorter as a whole) and an offset per partial
+  number. A note between recordings takes the level interpolated linearly in note between its two recorded
+  neighbours, as the tuning is. Decided on the dev set's 8 tuned-on instruments with >= 5 notes (every other note
+  held out; the fidelity bench's conditioned rows) against the law without levels (the donor's deviation carried
+  its note's level): T60 error, median of the 8 medians, 0.386 -> 0.367; medians relative to the better of the
+  bench's two baselines, geometric mean over the 8, LSD 0.978 -> 0.975, MR-STFT 1.043 -> 1.036; held-out f0
+  within 5 cents on 7 instruments (was 6), LSD below both baselines on 7 (was 6), partials 4, T60 1, MR-STFT 3
+  (unchanged). Pooling the decays over more notes instead lost on every aggregate: the per-note levels without
+  the donor's deviation (T60 0.672), an offset per partial number fitted over every note (0.399; linear in note
+  0.398), the donor's deviation shrunk toward 0 (x 0.75: 0.393; x 0: 0.640): a partial's decay differs from note
+  to note by more than one take's measurement noise, and the recorded neighbours say more about it than the rest;
 * body and excitation: log |amplitude| = body(log f) + excitation(k), fitted jointly over every mode of
   every recorded note: the body's resonances stay at their frequency when the pitch moves, the
   pluck/strike spectrum stays with the partial number;
@@ -17,7 +28,8 @@ modes + attack residual). Across the notes, smooth laws are fitted:
 
 A note is played from the nearest recorded note (the *donor*): each donor mode moves to the law's frequency
 (keeping its own offset in cents from the law, so beating pairs stay pairs); a partial's decay and amplitude
-are the laws' values at the new frequency plus the donor's own deviation from the laws at its old frequency;
+are the laws' values at the new frequency (and the note's interpolated damping level) plus the donor's own
+deviation from the laws at its old frequency;
 modes that follow no partial law transpose with the note; a partial's deviations move part of the way toward
 those of the same partial in the recorded neighbour on the note's other side (``NEIGHBOUR_SHARE``). At a recorded
 note the model therefore gives back that note's own fit. The attack residual (``RESIDUAL_SECONDS``) is the donor's, resampled to the note's pitch
@@ -201,18 +213,20 @@ def _hats(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def fit_smooth_law(x: np.ndarray, y: np.ndarray, weight: np.ndarray, knots: np.ndarray,
-                   groups: np.ndarray | None = None, smooth: float = SMOOTHNESS) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least squares y ~ g(x) + e[groups]: g piecewise linear on ``knots`` with a second-difference
-    penalty ``smooth`` (relative to the total weight), e one offset per group >= 1 (group 0: none, ridge-tied to 0).
+                   groups: tuple[np.ndarray, ...] = (), smooth: float = SMOOTHNESS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Weighted least squares y ~ g(x) + sum_i e_i[groups[i]]: g piecewise linear on ``knots`` with a
+    second-difference penalty ``smooth`` (relative to the total weight); for each array of ``groups`` (one group
+    index >= 0 per sample), one offset per group >= 1 (group 0: none). A whisper of ridge ties the offsets to 0
+    (it fixes the constant that g and the offsets share).
 
-    Returns (g at the knots (G,), e (max group + 1,) with e[0] = 0).
+    Returns (g at the knots (G,), [e_i (max group + 1,) with e_i[0] = 0 for each array of ``groups``]).
     """
-    basis = _hats(x, knots)
-    n_groups = int(groups.max()) + 1 if groups is not None and groups.size else 1
-    if groups is not None:
-        onehot = np.zeros((x.size, n_groups))
-        onehot[np.arange(x.size), groups] = 1.0
-        basis = np.concatenate([basis, onehot[:, 1:]], axis=1)
+    columns = [_hats(x, knots)]
+    for index in groups:
+        onehot = np.zeros((x.size, int(index.max()) + 1 if index.size else 1))
+        onehot[np.arange(x.size), index] = 1.0
+        columns.append(onehot[:, 1:])
+    basis = np.concatenate(columns, axis=1)
     g = knots.size
     rows = [basis * weight[:, None]]
     rhs = [y * weight]
@@ -223,12 +237,16 @@ def fit_smooth_law(x: np.ndarray, y: np.ndarray, weight: np.ndarray, knots: np.n
             second[i, i : i + 3] = (1.0, -2.0, 1.0)
         rows.append(scale * second)
         rhs.append(np.zeros(g - 2))
-    ridge = np.zeros((basis.shape[1] - g, basis.shape[1]))  # offsets: a whisper of ridge fixes the shared constant
+    ridge = np.zeros((basis.shape[1] - g, basis.shape[1]))
     ridge[:, g:] = np.eye(basis.shape[1] - g) * 1e-3 * scale
     rows.append(ridge)
     rhs.append(np.zeros(basis.shape[1] - g))
     coef = np.linalg.lstsq(np.concatenate(rows), np.concatenate(rhs), rcond=None)[0]
-    return coef[:g], np.r_[0.0, coef[g:]]
+    offsets, start = [], g
+    for block in columns[1:]:
+        offsets.append(np.r_[0.0, coef[start : start + block.shape[1]]])
+        start += block.shape[1]
+    return coef[:g], offsets
 
 
 def _law_at(log_f: torch.Tensor, knots: torch.Tensor, values: torch.Tensor, lo: float, hi: float, step: float) -> torch.Tensor:
@@ -246,7 +264,8 @@ class LawsInstrument(nn.Module):
       offset of each mode from its stiff-string law in cents; log_sigma, log_amp, phase (T, N) the fits
       knots (G,) log2 Hz; decay_law, body_law (G,) log sigma and log |amplitude| over log2 frequency
       excitation (T, N) log amplitude of each mode's partial number k (the pluck/strike spectrum, 0 for k = 0)
-      decay_res, body_res (T, N) each mode's deviation from the laws at its own frequency
+      decay_level (T,) each recorded note's damping level (log sigma) beside the decay law
+      decay_res, body_res (T, N) each mode's deviation from the laws (and its note's damping level) at its own frequency
       tune (T,) cents of each recorded f0 from its label; log_b (T,) its log inharmonicity; attack (T, L)
       up_*, down_* (T, N) each mode's track in the recorded neighbour above / below (``_tracks``)
     Tuning and log B are interpolated linearly in note between neighbouring recordings.
@@ -282,10 +301,14 @@ class LawsInstrument(nn.Module):
         tab.update(self._tracks(fits, tab, n_modes))
         x, w = tab["log_f"].ravel(), tab["weight"].ravel()
         knots = np.arange(x[w > 0].min() - KNOT_OCTAVES, x[w > 0].max() + 2 * KNOT_OCTAVES, KNOT_OCTAVES)
-        decay_law, _ = fit_smooth_law(x, tab["log_sigma"].ravel(), w, knots)
-        body_law, excitation = fit_smooth_law(x, tab["log_amp"].ravel(), w, knots, groups=tab["k"].ravel())
+        note_index = np.repeat(np.arange(len(fits)), n_modes)  # (T N,) which recorded note each mode is of
+        decay_law, (level, _) = fit_smooth_law(x, tab["log_sigma"].ravel(), w, knots,
+                                               groups=(note_index + 1, tab["k"].ravel()))
+        decay_level = level[1:]  # (T,) each recorded note's damping level
+        body_law, (excitation,) = fit_smooth_law(x, tab["log_amp"].ravel(), w, knots, groups=(tab["k"].ravel(),))
         exc = excitation[tab["k"]]  # (T, N)
-        decay_res = tab["log_sigma"] - (_hats(x, knots) @ decay_law).reshape(tab["log_sigma"].shape)
+        decay_res = (tab["log_sigma"] - decay_level[:, None]
+                     - (_hats(x, knots) @ decay_law).reshape(tab["log_sigma"].shape))
         body_res = tab["log_amp"] - exc - (_hats(x, knots) @ body_law).reshape(exc.shape)
         for name, res in (("decay", decay_res), ("body", body_res)):
             up, down = neighbour_shifts(tab["k"].astype(np.int64), res, np.exp(tab["log_amp"]) * (tab["weight"] > 0))
@@ -294,7 +317,8 @@ class LawsInstrument(nn.Module):
         for key, value in (*((k, tab[k]) for k in ("ratio", "k", "law_cents", "log_sigma", "log_amp", "phase",
                                                     "up_ok", "up_log_ratio", "up_log_sigma", "up_log_amp",
                                                     "down_ok", "down_log_ratio", "down_log_sigma", "down_log_amp")),
-                           ("log_f", tab["log_f"]), ("knots", knots), ("decay_law", decay_law), ("body_law", body_law),
+                           ("log_f", tab["log_f"]), ("knots", knots), ("decay_law", decay_law), ("decay_level", decay_level),
+                           ("body_law", body_law),
                            ("excitation", exc), ("decay_res", decay_res), ("body_res", body_res)):
             self.register_buffer(key, torch.tensor(value, dtype=torch.float32))
         self.register_buffer("freq_hz", torch.tensor(np.exp2(tab["log_f"]), dtype=torch.float32))
@@ -354,14 +378,12 @@ class LawsInstrument(nn.Module):
             freqs = torch.where((donor @ self.below) > 0.5, donor @ self.freq_hz, freqs)
         log_f = torch.log(freqs) * (1.0 / math.log(2.0))  # log2 (the ONNX exporter mishandles torch.log2)
         transposed = torch.exp(donor @ self.log_sigma) * freqs / (donor @ self.freq_hz)  # rates scale with the pitch
-        decay_res, body_res = donor @ self.decay_res, donor @ self.body_res  # (V, N)
+        body_res = donor @ self.body_res  # (V, N)
         if "neighbours" in self.laws:
             up, down = self._toward_neighbours(note, donor)
-            decay_res = decay_res + NEIGHBOUR_SHARE * (up * (donor @ self.decay_up) + down * (donor @ self.decay_down))
             body_res = body_res + NEIGHBOUR_SHARE * (up * (donor @ self.body_up) + down * (donor @ self.body_down))
         if "decay" in self.laws:  # partials follow the damping law; modes that follow no partial law transpose
-            sigma = torch.where(k > 0, torch.exp(_law_at(log_f, self.knots, self.decay_law, *self.knot_span) + decay_res),
-                                transposed)
+            sigma = torch.where(k > 0, torch.exp(self._partial_log_sigma(note, donor, hat, log_f)), transposed)
         else:
             sigma = transposed
         if "body" in self.laws:
@@ -381,6 +403,18 @@ class LawsInstrument(nn.Module):
                 attack = self._resampled(attack, torch.exp((note - donor @ self.notes[:, None]) * (math.log(2.0) / 12.0)))
         return {"sigma": sigma, "omega": 2.0 * math.pi * freqs, "z0": z0, "c": unit_readout(z0),
                 "attack": attack * (velocity / self.base_velocity)}
+
+    def _partial_log_sigma(self, note: torch.Tensor, donor: torch.Tensor, hat: torch.Tensor,
+                           log_f: torch.Tensor) -> torch.Tensor:
+        """(V, N) log sigma (1/s) of the donor's partials at their new frequencies (log2 Hz, (V, N)): the decay law,
+        plus the damping level interpolated between the recorded notes (``hat`` (V, T), ``weights``), plus the donor's
+        deviation from both, moved toward the neighbour's by law "neighbours"."""
+        decay_res = donor @ self.decay_res
+        if "neighbours" in self.laws:
+            up, down = self._toward_neighbours(note, donor)
+            decay_res = decay_res + NEIGHBOUR_SHARE * (up * (donor @ self.decay_up) + down * (donor @ self.decay_down))
+        level = hat @ self.decay_level[:, None]  # (V, 1)
+        return _law_at(log_f, self.knots, self.decay_law, *self.knot_span) + level + decay_res
 
     def _toward_neighbours(self, note: torch.Tensor, donor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(V, 1) each: how far the note lies from its donor toward the recorded neighbour above / below, as a
