@@ -51,11 +51,13 @@ def test_note_decays_measures_the_synthetic_t60s():
 
 def test_a_smooth_law_is_predicted_by_every_figure():
     notes = np.arange(48.0, 73.0, 3.0)  # 9 notes, 4 held out
-    result = instrument_bounds([Take(n, _note(n)) for n in notes], FS)
+    takes = [Take(n, _note(n)) for n in notes]
+    result = instrument_bounds(takes, FS)
     assert [r["note"] for r in result["notes"]] == list(notes[1::2])
     for figure in ("oracle", "smooth", "partial", "trained", "within", "shift", "halves"):
         assert result[figure] < 0.05, (figure, result[figure])
     assert np.isnan(result["stereo"])  # mono takes
+    assert instrument_bounds(takes, FS, degrees=(3, 0))["smooth"] > 0.05  # no note terms: the 2%/semitone is missed
 
 
 def test_per_note_scatter_is_what_the_bound_reports():
@@ -136,4 +138,6 @@ def test_command_bad_input_is_one_line(tmp_path, capsys):
     _devset(tmp_path, [48.0, 51.0, 54.0, 57.0, 60.0])
     assert main(["bench", "t60-bounds", "--devset", str(tmp_path), "--instrument", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert main(["bench", "t60-bounds", "--devset", str(tmp_path), "--note-degree", "-1"]) == 2
+    assert "--note-degree -1" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
