@@ -57,6 +57,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "fno-paper": "benchmarks.paper_fno",
         "families": "benchmarks.bench_families",
         "fidelity": "benchmarks.bench_fidelity",
+        "t60-bounds": "benchmarks.t60_predictability",
         "probes": "benchmarks.bench_probes",
         "soak": "benchmarks.bench_soak",
     },
