@@ -56,7 +56,7 @@ import numpy as np
 
 from eigentone.errors import EigentoneError
 from eigentone.files import atomic_path
-from training.metrics import MAX_SCORED_PARTIALS, PARTIAL_RANGE_DB, SCORE_SECONDS, recording_scores
+from training.metrics import MAX_SCORED_PARTIALS, SCORE_SECONDS, NoteDecays, note_decays, recording_scores
 from training.modal_analysis import SpectralPeaks, peak_t60, spectral_peaks
 
 HELP = "diagnostic: how predictable each held-out note's partial T60s are from the other notes (no model fitted)"
@@ -98,33 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the model's held-out T60 error beside the bounds")
 
 
-# ---------------------------------------------------------------- one note's scored partials
-
-
-@dataclass
-class NoteDecays:
-    """One recorded note's scored partials: those ``recording_scores`` scores, with a finite measured T60.
-
-    note : MIDI note of the label
-    freqs_hz : (P,) Hz;  t60 : (P,) s
-    peaks : the same partials as ``SpectralPeaks`` (with the envelope windows and spans they were measured with)
-    """
-
-    note: float
-    freqs_hz: np.ndarray
-    t60: np.ndarray
-    peaks: SpectralPeaks
-
-
-def note_decays(audio: np.ndarray, sample_rate: float, note: float, seconds: float = SCORE_SECONDS) -> NoteDecays:
-    """The partials ``recording_scores(pred, audio, sample_rate, seconds=seconds)`` scores on ``audio`` (samples,),
-    measured exactly as it measures them, those whose T60 is finite."""
-    ref = np.asarray(audio, np.float64)[: int(min(np.size(audio), round(seconds * sample_rate)))]
-    pk = spectral_peaks(ref, sample_rate, count=MAX_SCORED_PARTIALS, decay_seconds=seconds)
-    keep = np.nonzero(pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS]
-    keep = keep[np.isfinite(pk.t60[keep]) & (pk.t60[keep] > 0)]
-    scored = pk.subset(keep)
-    return NoteDecays(float(note), scored.freqs_hz, scored.t60, scored)
+# ---------------------------------------------------------------- one note's scored partials (``training.metrics.note_decays``)
 
 
 def t60_error(predicted: np.ndarray, measured: np.ndarray) -> float:

@@ -32,6 +32,8 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import signal as sps
 
@@ -47,6 +49,7 @@ from training.modal_analysis import (
 )
 
 __all__ = [
+    "NoteDecays",
     "audio_report",
     "broadband_t60",
     "cents",
@@ -55,6 +58,7 @@ __all__ = [
     "fundamental_trajectory",
     "log_spectral_distance",
     "mr_stft_distance",
+    "note_decays",
     "partial_errors",
     "pickup_rel_mse",
     "recording_scores",
@@ -335,6 +339,32 @@ def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: flo
         if np.isfinite(pred.t60[j]) and np.isfinite(ref.t60[k]):
             out["t60_ratio"][i] = pred.t60[j] / ref.t60[k]
     return out
+
+
+@dataclass
+class NoteDecays:
+    """One recorded note's scored partials: those ``recording_scores`` scores, with a finite measured T60.
+
+    note : MIDI note of the label
+    freqs_hz : (P,) Hz;  t60 : (P,) s
+    peaks : the same partials as ``SpectralPeaks`` (with the envelope windows and spans they were measured with)
+    """
+
+    note: float
+    freqs_hz: np.ndarray
+    t60: np.ndarray
+    peaks: SpectralPeaks
+
+
+def note_decays(audio: np.ndarray, sample_rate: float, note: float, seconds: float = SCORE_SECONDS) -> NoteDecays:
+    """The partials ``recording_scores(pred, audio, sample_rate, seconds=seconds)`` scores on ``audio`` (samples,),
+    measured exactly as it measures them, those whose T60 is finite."""
+    ref = np.asarray(audio, np.float64)[: int(min(np.size(audio), round(seconds * sample_rate)))]
+    pk = spectral_peaks(ref, sample_rate, count=MAX_SCORED_PARTIALS, decay_seconds=seconds)
+    keep = np.nonzero(pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS]
+    keep = keep[np.isfinite(pk.t60[keep]) & (pk.t60[keep] > 0)]
+    scored = pk.subset(keep)
+    return NoteDecays(float(note), scored.freqs_hz, scored.t60, scored)
 
 
 def recording_scores(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, seconds: float = SCORE_SECONDS,
