@@ -11,7 +11,7 @@ of rank <= ``MAX_RANK``; one graph input (float32, every axis but the first of f
 node; no subgraphs, model-local functions, sparse or external initializers.
 
 >>> check_graph(onnx_bytes)          # [] when the plugin can evaluate it
-['op Softmax is not supported (node softmax_0)']
+['op Sign is not supported (node sign_0)']
 """
 
 from __future__ import annotations
@@ -53,22 +53,30 @@ OPS: dict[str, OpRule] = {
     "Erf": UNARY,
     "Exp": UNARY,
     "Expand": BINARY,
+    "Floor": UNARY,
     "Gather": OpRule(inputs=(2, 2), attributes={"axis": None}),
+    "GatherElements": OpRule(inputs=(2, 2), attributes={"axis": None}),
     "Identity": UNARY,
     "Gemm": OpRule(inputs=(2, 3), attributes={"alpha": None, "beta": None, "transA": (0, 1), "transB": (0, 1)}),
+    "Greater": BINARY,
     "Less": BINARY,
+    "LessOrEqual": BINARY,
     "Log": UNARY,
     "MatMul": BINARY,
     "Max": OpRule(inputs=(1, 2)),
+    "Min": BINARY,
     "Mul": BINARY,
     "Neg": UNARY,
     "Or": BINARY,
     "Pow": BINARY,
+    "ReduceMin": OpRule(inputs=(1, 2), attributes={"keepdims": (0, 1), "noop_with_empty_axes": (0, 1)}),
     "ReduceSum": OpRule(inputs=(1, 2), attributes={"keepdims": (0, 1), "noop_with_empty_axes": (0, 1)}),
+    "Relu": UNARY,
     "Reshape": OpRule(inputs=(2, 2), attributes={"allowzero": (0, 1)}),
     "Shape": OpRule(inputs=(1, 1), attributes={"start": None, "end": None}),
     "Sin": UNARY,
     "Slice": OpRule(inputs=(3, 5)),
+    "Softmax": OpRule(inputs=(1, 1), attributes={"axis": None}),
     "Sqrt": UNARY,
     "Sub": BINARY,
     "Tanh": UNARY,

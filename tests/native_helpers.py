@@ -8,7 +8,9 @@ import pytest
 
 from engine.bundle import MODELS_DIR
 
-SHIPPED = sorted(MODELS_DIR.glob("*.etone"))
+RECORDED = sorted((MODELS_DIR.parent / "recorded").glob("*.etone"))
+"""The conditioned (laws) instruments fitted to recordings (assets/recorded)."""
+SHIPPED = sorted(MODELS_DIR.glob("*.etone")) + RECORDED
 
 
 def build_native():

@@ -23,22 +23,30 @@ const OpInfo kOps[] = {
     {"Erf", Op::Erf, 1, 1, {}, nullptr},
     {"Exp", Op::Exp, 1, 1, {}, nullptr},
     {"Expand", Op::Expand, 2, 2, {}, nullptr},
+    {"Floor", Op::Floor, 1, 1, {}, nullptr},
     {"Gather", Op::Gather, 2, 2, {{"axis", 0, {}}}, nullptr},
+    {"GatherElements", Op::GatherElements, 2, 2, {{"axis", 0, {}}}, nullptr},
     {"Gemm", Op::Gemm, 2, 3, {{"alpha", 0, {}}, {"beta", 0, {}}, {"transA", 2, {0, 1}}, {"transB", 2, {0, 1}}}, nullptr},
+    {"Greater", Op::Greater, 2, 2, {}, nullptr},
     {"Identity", Op::Identity, 1, 1, {}, nullptr},
     {"Less", Op::Less, 2, 2, {}, nullptr},
+    {"LessOrEqual", Op::LessOrEqual, 2, 2, {}, nullptr},
     {"Log", Op::Log, 1, 1, {}, nullptr},
     {"MatMul", Op::MatMul, 2, 2, {}, nullptr},
     {"Max", Op::Max, 1, 2, {}, nullptr},
+    {"Min", Op::Min, 2, 2, {}, nullptr},
     {"Mul", Op::Mul, 2, 2, {}, nullptr},
     {"Neg", Op::Neg, 1, 1, {}, nullptr},
     {"Or", Op::Or, 2, 2, {}, nullptr},
     {"Pow", Op::Pow, 2, 2, {}, nullptr},
+    {"ReduceMin", Op::ReduceMin, 1, 2, {{"keepdims", 2, {0, 1}}, {"noop_with_empty_axes", 2, {0, 1}}}, nullptr},
     {"ReduceSum", Op::ReduceSum, 1, 2, {{"keepdims", 2, {0, 1}}, {"noop_with_empty_axes", 2, {0, 1}}}, nullptr},
+    {"Relu", Op::Relu, 1, 1, {}, nullptr},
     {"Reshape", Op::Reshape, 2, 2, {{"allowzero", 2, {0, 1}}}, nullptr},
     {"Shape", Op::Shape, 1, 1, {{"start", 0, {}}, {"end", 0, {}}}, nullptr},
     {"Sin", Op::Sin, 1, 1, {}, nullptr},
     {"Slice", Op::Slice, 3, 5, {}, nullptr},
+    {"Softmax", Op::Softmax, 1, 1, {{"axis", 0, {}}}, nullptr},
     {"Sqrt", Op::Sqrt, 1, 1, {}, nullptr},
     {"Sub", Op::Sub, 2, 2, {}, nullptr},
     {"Tanh", Op::Tanh, 1, 1, {}, nullptr},
@@ -356,6 +364,7 @@ std::unique_ptr<Graph> Graph::compile(const onnx::Model& model, std::string& err
             }
             step.in.push_back(it->second);
         }
+        if (info->op == Op::Softmax) step.axis = -1;   // its default since opset 13
         for (const onnx::Attribute& a : node.attributes) {
             if (a.name == "axis") step.axis = a.i;
             else if (a.name == "start") step.start = a.i;

@@ -55,8 +55,9 @@ struct Value {
 };
 
 enum class Op : uint8_t {
-    Abs, Add, Cast, Clip, Concat, Constant, Cos, Div, Einsum, Equal, Erf, Exp, Expand, Gather, Gemm, Identity, Less, Log,
-    MatMul, Max, Mul, Neg, Or, Pow, ReduceSum, Reshape, Shape, Sin, Slice, Sqrt, Sub, Tanh, Tile, Unsqueeze, Where,
+    Abs, Add, Cast, Clip, Concat, Constant, Cos, Div, Einsum, Equal, Erf, Exp, Expand, Floor, Gather, GatherElements, Gemm,
+    Greater, Identity, Less, LessOrEqual, Log, MatMul, Max, Min, Mul, Neg, Or, Pow, ReduceMin, ReduceSum, Relu, Reshape,
+    Shape, Sin, Slice, Softmax, Sqrt, Sub, Tanh, Tile, Unsqueeze, Where,
 };
 
 // The supported ops (the C++ side of export/op_subset.py's OPS table; tests keep the two identical).

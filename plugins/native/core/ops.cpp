@@ -136,7 +136,18 @@ bool innermost_broadcast(const Shape& in, const Shape& out) {
     return k < 0 || in.d[k] == 1;
 }
 
-enum class Bin { Add, Sub, Mul, Div, Pow, Max, Less, Equal, Or };
+enum class Bin { Add, Sub, Mul, Div, Pow, Max, Min, Less, LessOrEqual, Greater, Equal, Or };
+
+// The comparisons, as ONNX's bool tensors (0/1 in int64 storage).
+template <class T>
+void compare(Bin kind, const T* x, const Shape& sx, const T* y, const Shape& sy, int64_t* o, const Shape& so) {
+    switch (kind) {
+        case Bin::Less: binary_loop(x, sx, y, sy, o, so, [](T p, T q) -> int64_t { return p < q; }); break;
+        case Bin::LessOrEqual: binary_loop(x, sx, y, sy, o, so, [](T p, T q) -> int64_t { return p <= q; }); break;
+        case Bin::Greater: binary_loop(x, sx, y, sy, o, so, [](T p, T q) -> int64_t { return p > q; }); break;
+        default: binary_loop(x, sx, y, sy, o, so, [](T p, T q) -> int64_t { return p == q; }); break;
+    }
+}
 
 bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const char*& error) {
     const Value& a = v[step.in[0]];
@@ -145,7 +156,8 @@ bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const 
     Shape shape;
     const Shape* shapes[2] = {&a.shape, &b.shape};
     if (!broadcast_shape(shapes, 2, shape)) return fail(error, "shapes do not broadcast");
-    bool comparison = kind == Bin::Less || kind == Bin::Equal || kind == Bin::Or;
+    bool comparison = kind == Bin::Less || kind == Bin::LessOrEqual || kind == Bin::Greater || kind == Bin::Equal ||
+                      kind == Bin::Or;
     if (kind == Bin::Or) {
         if (a.dtype != DType::Bool || b.dtype != DType::Bool) return fail(error, "Or needs bool inputs");
     } else if (kind == Bin::Pow) {
@@ -190,12 +202,11 @@ bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const 
             case Bin::Mul: binary_loop(x, a.shape, y, b.shape, o.fp(), shape, [](float p, float q) { return p * q; }); break;
             case Bin::Div: binary_loop(x, a.shape, y, b.shape, o.fp(), shape, [](float p, float q) { return p / q; }); break;
             case Bin::Max: binary_loop(x, a.shape, y, b.shape, o.fp(), shape, [](float p, float q) { return p < q ? q : p; }); break;
+            case Bin::Min: binary_loop(x, a.shape, y, b.shape, o.fp(), shape, [](float p, float q) { return q < p ? q : p; }); break;
             case Bin::Less:
-                binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](float p, float q) -> int64_t { return p < q; });
-                break;
-            case Bin::Equal:
-                binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](float p, float q) -> int64_t { return p == q; });
-                break;
+            case Bin::LessOrEqual:
+            case Bin::Greater:
+            case Bin::Equal: compare(kind, x, a.shape, y, b.shape, o.ip(), shape); break;
             default: return fail(error, "unsupported float operation");
         }
         return true;
@@ -218,12 +229,11 @@ bool binary(const Step& step, Bin kind, std::vector<Value>& v, bool grow, const 
             if (bad_division) return fail(error, "integer division by zero");
             break;
         case Bin::Max: binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](int64_t p, int64_t q) { return std::max(p, q); }); break;
+        case Bin::Min: binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](int64_t p, int64_t q) { return std::min(p, q); }); break;
         case Bin::Less:
-            binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](int64_t p, int64_t q) -> int64_t { return p < q; });
-            break;
-        case Bin::Equal:
-            binary_loop(x, a.shape, y, b.shape, o.ip(), shape, [](int64_t p, int64_t q) -> int64_t { return p == q; });
-            break;
+        case Bin::LessOrEqual:
+        case Bin::Greater:
+        case Bin::Equal: compare(kind, x, a.shape, y, b.shape, o.ip(), shape); break;
         default: return fail(error, "unsupported integer operation");
     }
     return true;
@@ -598,9 +608,27 @@ bool op_cast(const Step& step, std::vector<Value>& v, bool grow, const char*& er
     return true;
 }
 
+// Clip of int64 tensors (an index clamped to a table's length): min/max int64 scalars.
+bool op_clip_int(const Step& step, std::vector<Value>& v, bool grow, const char*& error) {
+    const Value& a = v[step.in[0]];
+    int64_t lo = INT64_MIN, hi = INT64_MAX;
+    for (size_t k = 1; k < step.in.size() && k < 3; ++k) {
+        if (step.in[k] < 0) continue;
+        const Value& m = v[step.in[k]];
+        if (m.dtype != DType::I64 || m.shape.numel() != 1) return fail(error, "Clip: min/max must be int64 scalars");
+        (k == 1 ? lo : hi) = m.i[0];
+    }
+    Value& o = v[step.out];
+    if (!prepare_output(o, DType::I64, a.shape, grow, error)) return false;
+    int64_t n = a.shape.numel();
+    for (int64_t k = 0; k < n; ++k) o.i[size_t(k)] = std::min(std::max(a.i[size_t(k)], lo), hi);
+    return true;
+}
+
 bool op_clip(const Step& step, std::vector<Value>& v, bool grow, const char*& error) {
     const Value& a = v[step.in[0]];
-    if (a.dtype != DType::F32) return fail(error, "Clip: needs a float input");
+    if (a.dtype == DType::I64) return op_clip_int(step, v, grow, error);
+    if (a.dtype != DType::F32) return fail(error, "Clip: needs a float or int64 input");
     float lo = -INFINITY, hi = INFINITY;
     if (step.in.size() > 1 && step.in[1] >= 0) {
         const Value& m = v[step.in[1]];
@@ -624,9 +652,57 @@ bool op_clip(const Step& step, std::vector<Value>& v, bool grow, const char*& er
     return true;
 }
 
-bool op_reduce_sum(const Step& step, std::vector<Value>& v, bool grow, const char*& error) {
+// True when the reduced axes are the trailing ones: each output cell is the sum of
+// one contiguous row, which onnxruntime hands to Eigen's vectorised sum.
+bool trailing_reduction(const Shape& shape, const bool* reduce) {
+    bool seen_kept = false;
+    for (int k = shape.rank - 1; k >= 0; --k) {
+        if (!reduce[k]) seen_kept = true;
+        else if (seen_kept) return false;
+    }
+    return true;
+}
+
+// Eigen's sum of x[start .. start + n) (SSE packets of 4, a tensor's buffer 16-byte aligned): the elements before
+// the first aligned one and after the last whole packet are added one by one after the packets; the packets
+// go into two interleaved partial sums, added together before the last odd packet, then reduced as
+// (p0 + p2) + (p1 + p3).
+float eigen_sum(const float* base, int64_t start, int64_t n) {
+    const float* x = base + start;
+    int64_t head = std::min<int64_t>((4 - start % 4) % 4, n);
+    int64_t packets = (n - head) / 4;
+    if (packets == 0) {
+        float sum = x[0];
+        for (int64_t k = 1; k < n; ++k) sum += x[k];
+        return n > 0 ? sum : 0.0f;
+    }
+    const float* a = x + head;
+    float p[4], q[4];
+    for (int j = 0; j < 4; ++j) p[j] = a[j];
+    if (packets > 1) {
+        for (int j = 0; j < 4; ++j) q[j] = a[4 + j];
+        int64_t pairs = packets / 2;
+        for (int64_t i = 1; i < pairs; ++i) {
+            for (int j = 0; j < 4; ++j) {
+                p[j] += a[8 * i + j];
+                q[j] += a[8 * i + 4 + j];
+            }
+        }
+        for (int j = 0; j < 4; ++j) p[j] += q[j];
+        if (packets % 2) {
+            for (int j = 0; j < 4; ++j) p[j] += a[8 * pairs + j];
+        }
+    }
+    float sum = (p[0] + p[2]) + (p[1] + p[3]);
+    for (int64_t k = 0; k < head; ++k) sum += x[k];
+    for (int64_t k = head + 4 * packets; k < n; ++k) sum += x[k];
+    return sum;
+}
+
+// ReduceSum (sequential sums per output cell, in input order) and ReduceMin (exact in any order).
+bool op_reduce(const Step& step, std::vector<Value>& v, bool grow, const char*& error, bool minimum) {
     const Value& a = v[step.in[0]];
-    if (a.dtype != DType::F32) return fail(error, "ReduceSum: needs a float input");
+    if (a.dtype != DType::F32) return fail(error, "ReduceSum/ReduceMin: needs a float input");
     int rank = a.shape.rank;
     bool reduce[kMaxRank] = {};
     int64_t axes[kMaxRank];
@@ -652,7 +728,12 @@ bool op_reduce_sum(const Step& step, std::vector<Value>& v, bool grow, const cha
     Value& o = v[step.out];
     if (!prepare_output(o, DType::F32, s, grow, error)) return false;
     int64_t n_out = kept.numel();
-    for (int64_t k = 0; k < n_out; ++k) o.f[size_t(k)] = 0.0f;
+    if (!minimum && trailing_reduction(a.shape, reduce)) {
+        int64_t row = a.shape.numel() / std::max<int64_t>(n_out, 1);
+        for (int64_t k = 0; k < n_out; ++k) o.f[size_t(k)] = eigen_sum(a.fp(), k * row, row);
+        return true;
+    }
+    for (int64_t k = 0; k < n_out; ++k) o.f[size_t(k)] = minimum ? INFINITY : 0.0f;
     // Walk the input in order, adding each element into its output cell (sequential sums per cell).
     int64_t out_strides[kMaxRank];
     int64_t acc = 1;
@@ -665,7 +746,13 @@ bool op_reduce_sum(const Step& step, std::vector<Value>& v, bool grow, const cha
     for (int64_t index = 0; index < total; ++index) {
         int64_t to = 0;
         for (int k = 0; k < rank; ++k) to += counter[k] * out_strides[k];
-        o.f[size_t(to)] += a.f[size_t(index)];
+        float x = a.f[size_t(index)];
+        float& y = o.f[size_t(to)];
+        if (!minimum) {
+            y += x;
+        } else if (x < y || std::isnan(x)) {
+            y = x;
+        }
         for (int k = rank - 1; k >= 0; --k) {
             if (++counter[k] < a.shape.d[k]) break;
             counter[k] = 0;
@@ -681,6 +768,96 @@ bool op_max(const Step& step, std::vector<Value>& v, bool grow, const char*& err
     Value& o = v[step.out];
     if (!prepare_output(o, a.dtype, a.shape, grow, error)) return false;
     for (int64_t k = 0; k < a.shape.numel(); ++k) copy_element(a, k, o, k);
+    return true;
+}
+
+bool op_gather_elements(const Step& step, std::vector<Value>& v, bool grow, const char*& error) {
+    const Value& data = v[step.in[0]];
+    const Value& indices = v[step.in[1]];
+    if (indices.dtype != DType::I64) return fail(error, "GatherElements: indices must be int64");
+    int rank = data.shape.rank;
+    if (indices.shape.rank != rank) return fail(error, "GatherElements: indices and data ranks differ");
+    int64_t axis = normalise_axis(step.axis, rank);
+    if (axis < 0 || axis >= rank) return fail(error, "GatherElements: bad axis");
+    Value& o = v[step.out];
+    if (!prepare_output(o, data.dtype, indices.shape, grow, error)) return false;
+    int64_t data_strides[kMaxRank];
+    int64_t acc = 1;
+    for (int k = rank - 1; k >= 0; --k) {
+        data_strides[k] = acc;
+        acc *= data.shape.d[k];
+    }
+    int64_t dim = data.shape.d[axis];
+    int64_t counter[kMaxRank] = {};
+    int64_t total = indices.shape.numel();
+    for (int64_t out_index = 0; out_index < total; ++out_index) {
+        int64_t index = indices.i[size_t(out_index)];
+        if (index < 0) index += dim;
+        if (index < 0 || index >= dim) return fail(error, "GatherElements: index out of range");
+        int64_t from = 0;
+        for (int k = 0; k < rank; ++k) {
+            int64_t at = k == axis ? index : counter[k];
+            if (at >= data.shape.d[k]) return fail(error, "GatherElements: indices larger than the data");
+            from += at * data_strides[k];
+        }
+        copy_element(data, from, o, out_index);
+        for (int k = rank - 1; k >= 0; --k) {
+            if (++counter[k] < indices.shape.d[k]) break;
+            counter[k] = 0;
+        }
+    }
+    return true;
+}
+
+// Softmax as onnxruntime's MLAS kernel computes it (AVX-512 path): the maximum, then exp(x - max) with its
+// polynomial and an exact scaling by 2^m, summed in 16 lanes (element k into lane k % 16, in order) that are then
+// added pairwise, and finally every exp times 1 / sum.
+float softmax_exp(float x) {
+    x = x < -103.9720840454f ? -103.9720840454f : x;
+    float m = __builtin_fmaf(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;
+    x = __builtin_fmaf(m, -6.93145752e-1f, x);
+    x = __builtin_fmaf(m, -1.42860677e-6f, x);
+    float p = 0x1.694000p-10f;
+    p = __builtin_fmaf(p, x, 0x1.125edcp-7f);
+    p = __builtin_fmaf(p, x, 0x1.555b5ap-5f);
+    p = __builtin_fmaf(p, x, 0x1.555450p-3f);
+    p = __builtin_fmaf(p, x, 0x1.fffff6p-2f);
+    p = __builtin_fmaf(p, x, 1.0f);
+    p = __builtin_fmaf(p, x, 1.0f);
+    return std::ldexp(p, int(m));   // one rounding (subnormals too), as vscalefps
+}
+
+bool op_softmax(const Step& step, std::vector<Value>& v, bool grow, const char*& error) {
+    const Value& a = v[step.in[0]];
+    if (a.dtype != DType::F32) return fail(error, "Softmax: needs a float input");
+    int rank = a.shape.rank;
+    int64_t axis = normalise_axis(step.axis, rank);
+    if (axis < 0 || axis >= rank) return fail(error, "Softmax: bad axis");
+    Value& o = v[step.out];
+    if (!prepare_output(o, DType::F32, a.shape, grow, error)) return false;
+    int64_t outer = 1, inner = 1, dim = a.shape.d[axis];
+    for (int k = 0; k < axis; ++k) outer *= a.shape.d[k];
+    for (int k = int(axis) + 1; k < rank; ++k) inner *= a.shape.d[k];
+    for (int64_t p = 0; p < outer; ++p) {
+        for (int64_t q = 0; q < inner; ++q) {
+            const float* x = a.fp() + p * dim * inner + q;
+            float* y = o.fp() + p * dim * inner + q;
+            float maximum = -INFINITY;
+            for (int64_t k = 0; k < dim; ++k) maximum = x[k * inner] > maximum ? x[k * inner] : maximum;
+            float negative = -maximum;
+            float lane[16] = {};
+            for (int64_t k = 0; k < dim; ++k) {
+                float e = softmax_exp(x[k * inner] + negative);
+                y[k * inner] = e;
+                lane[k % 16] += e;
+            }
+            float half[8];
+            for (int k = 0; k < 8; ++k) half[k] = lane[k + 8] + lane[k];
+            float sum = ((half[0] + half[1]) + (half[2] + half[3])) + ((half[4] + half[5]) + (half[6] + half[7]));
+            float scale = 1.0f / sum;
+            for (int64_t k = 0; k < dim; ++k) y[k * inner] *= scale;
+        }
+    }
     return true;
 }
 
@@ -1031,7 +1208,15 @@ bool run_step(const Step& step, std::vector<Value>& v, bool grow, const char*& e
         case Op::Reshape: return op_reshape(step, v, grow, error);
         case Op::Unsqueeze: return op_unsqueeze(step, v, grow, error);
         case Op::Shape: return op_shape(step, v, grow, error);
-        case Op::ReduceSum: return op_reduce_sum(step, v, grow, error);
+        case Op::ReduceSum: return op_reduce(step, v, grow, error, false);
+        case Op::ReduceMin: return op_reduce(step, v, grow, error, true);
+        case Op::Softmax: return op_softmax(step, v, grow, error);
+        case Op::GatherElements: return op_gather_elements(step, v, grow, error);
+        case Op::Floor: return unary(step, v, grow, error, [](float x) { return std::floor(x); });
+        case Op::Relu: return unary(step, v, grow, error, [](float x) { return x < 0.0f ? 0.0f : x; });
+        case Op::Min: return binary(step, Bin::Min, v, grow, error);
+        case Op::LessOrEqual: return binary(step, Bin::LessOrEqual, v, grow, error);
+        case Op::Greater: return binary(step, Bin::Greater, v, grow, error);
         case Op::Gemm: return op_gemm(step, v, grow, error);
         case Op::MatMul: return op_matmul(step, v, grow, error);
         case Op::Einsum: return op_einsum(step, v, grow, error);
