@@ -312,6 +312,13 @@ def level_match(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return pred * (float(np.sqrt(np.mean(ref**2))) / rms) if rms > 0 else pred
 
 
+def scored_partials(ref: SpectralPeaks, range_db: float = PARTIAL_RANGE_DB,
+                    max_partials: int = MAX_SCORED_PARTIALS) -> np.ndarray:
+    """Indices of the reference partials the scores use: those within ``range_db`` of the strongest, at most
+    ``max_partials`` (``ref``'s peaks come strongest first)."""
+    return np.nonzero(ref.level_db >= -range_db)[0][:max_partials]
+
+
 def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: float = TOLERANCE_CENTS,
                 range_db: float = PARTIAL_RANGE_DB, max_partials: int = MAX_SCORED_PARTIALS) -> dict[str, np.ndarray]:
     """Pair each scored reference partial with the nearest predicted peak (in cents).
@@ -322,7 +329,7 @@ def match_peaks(pred: SpectralPeaks, ref: SpectralPeaks, *, tolerance_cents: flo
     ``level_db`` (pred - ref level, nan if unmatched), ``t60_ratio`` (T60_pred / T60_ref, nan if unmatched or
     either does not decay).
     """
-    keep = np.nonzero(ref.level_db >= -range_db)[0][:max_partials]
+    keep = scored_partials(ref, range_db, max_partials)
     out = {k: np.full(keep.size, np.nan) for k in ("cents", "level_db", "t60_ratio")}
     out["ref_hz"] = ref.freqs_hz[keep]
     out["pred_index"] = np.full(keep.size, -1)
@@ -361,7 +368,7 @@ def note_decays(audio: np.ndarray, sample_rate: float, note: float, seconds: flo
     measured exactly as it measures them, those whose T60 is finite."""
     ref = np.asarray(audio, np.float64)[: int(min(np.size(audio), round(seconds * sample_rate)))]
     pk = spectral_peaks(ref, sample_rate, count=MAX_SCORED_PARTIALS, decay_seconds=seconds)
-    keep = np.nonzero(pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS]
+    keep = scored_partials(pk)
     keep = keep[np.isfinite(pk.t60[keep]) & (pk.t60[keep] > 0)]
     scored = pk.subset(keep)
     return NoteDecays(float(note), scored.freqs_hz, scored.t60, scored)
@@ -399,7 +406,7 @@ def recording_scores(pred: np.ndarray, ref: np.ndarray, sample_rate: float, *, s
     if matched.any() and ref_pk.span_s is not None:
         # each matched partial's decay over the same time span and with the same envelope window as the
         # recording's, so a model without the recording's noise floor is not measured over a longer stretch
-        scored = np.nonzero(ref_pk.level_db >= -PARTIAL_RANGE_DB)[0][:MAX_SCORED_PARTIALS][matched]
+        scored = scored_partials(ref_pk)[matched]
         t_ref = ref_pk.t60[scored]
         t_pred = peak_t60(pred, sample_rate, pred_pk.freqs_hz[pairs["pred_index"][matched]], seconds=seconds,
                           like=ref_pk.subset(scored))
